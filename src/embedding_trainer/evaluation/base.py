@@ -1,0 +1,52 @@
+"""What every evaluator provides, and encoding shared by all of them."""
+
+from abc import ABC, abstractmethod
+
+import torch
+import torch.nn.functional as F
+from sentence_transformers import SentenceTransformer
+
+# Metrics of one evaluation: {dimension: {metric name: value}}.
+DimensionMetrics = dict[int, dict[str, float]]
+
+
+class DimensionEvaluator(ABC):
+    """Scores a model at several truncation dimensions, encoding its inputs once.
+
+    Subclasses set `name` (used in metric keys) and `primary_metric` (higher is better).
+    """
+
+    name: str
+    primary_metric: str
+
+    def __init__(self, batch_size: int = 64, show_progress_bar: bool = True) -> None:
+        self.batch_size = batch_size
+        self.show_progress_bar = show_progress_bar
+
+    @abstractmethod
+    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+        """Metrics of `model` at each of `dims` (each at most the model's embedding dimension)."""
+
+    def encode(self, model: SentenceTransformer, texts: list[str]) -> torch.Tensor:
+        """Full-dimension float32 embeddings of `texts` (one row each, on the CPU)."""
+        with torch.no_grad():
+            embeddings = model.encode(
+                texts,
+                batch_size=self.batch_size,
+                show_progress_bar=self.show_progress_bar,
+                convert_to_tensor=True,
+            )
+        return embeddings.float().cpu()
+
+
+def truncate(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
+    """The first `dim` components of each row, re-normalized to unit length (cosine geometry)."""
+    return F.normalize(embeddings[:, :dim], p=2, dim=-1)
+
+
+def encode_unique(evaluator: DimensionEvaluator, model: SentenceTransformer, columns: list[list[str]]) -> list[torch.Tensor]:
+    """Embeddings for each column of texts, encoding every distinct text once across all columns."""
+    distinct = list(dict.fromkeys(text for column in columns for text in column))
+    position = {text: index for index, text in enumerate(distinct)}
+    embeddings = evaluator.encode(model, distinct)
+    return [embeddings[torch.tensor([position[text] for text in column])] for column in columns]

