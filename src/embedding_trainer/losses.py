@@ -14,7 +14,8 @@ HARNESS_KEYS = ("accepts", "gradient_cache", "batch_sampler", "wraps_gradient_ca
 
 def constructor_config(cfg: DictConfig) -> DictConfig:
     """`cfg` without the harness's own keys: what goes to the class's constructor."""
-    return OmegaConf.masked_copy(cfg, [key for key in cfg if key not in HARNESS_KEYS])
+    values = OmegaConf.to_container(cfg, resolve=True)
+    return OmegaConf.create({key: value for key, value in values.items() if key not in HARNESS_KEYS})
 
 
 def build_loss(loss_cfg: DictConfig, modifier_cfg: DictConfig, model: SentenceTransformer) -> torch.nn.Module:

@@ -1,5 +1,5 @@
 """OmegaConf resolvers the config tree uses: `${project_root:}`, `${package_model_path:pkg}`,
-`${wandb_offline:}`."""
+`${wandb_offline:}`, `${path_safe:text}`."""
 
 import importlib
 import os
@@ -28,12 +28,18 @@ def wandb_offline() -> bool:
     return not os.environ.get("WANDB_API_KEY") or os.environ.get("WANDB_MODE") == "offline"
 
 
+def path_safe(text: str) -> str:
+    """`text` usable as one folder name: path separators become underscores, capped at 120 characters."""
+    return text.replace("/", "_").replace("\\", "_")[:120]
+
+
 def register_resolvers() -> None:
     """Register the project's resolvers once per process."""
     for name, function in {
         "project_root": lambda: str(PROJECT_ROOT),
         "package_model_path": package_model_path,
         "wandb_offline": wandb_offline,
+        "path_safe": path_safe,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)

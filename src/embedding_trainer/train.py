@@ -2,6 +2,7 @@
 and `main()`, its Hydra command-line shell (`python train.py ...`)."""
 
 import os
+import sys
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -13,7 +14,7 @@ from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 
 from embedding_trainer.data import EmbeddingDataModule  # noqa: E402
-from embedding_trainer.errors import ConfigError  # noqa: E402
+from embedding_trainer.errors import ConfigError, DataError, ModelLoadError  # noqa: E402
 from embedding_trainer.evaluation.callback import EvaluationCallback  # noqa: E402
 from embedding_trainer.evaluation.report import write_report  # noqa: E402
 from embedding_trainer.log import get_logger  # noqa: E402
@@ -126,6 +127,11 @@ def finish_run(cfg, output_dir, model, evaluation, evaluator, step, finetuned) -
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
-    """Command-line entry point; returns `val/score` for sweepers."""
-    metrics, _ = train(cfg)
+    """Command-line entry point; returns `val/score` for sweepers. A mistake in the config, the data
+    or the model name ends the run with its message and exit status 2, without a traceback."""
+    try:
+        metrics, _ = train(cfg)
+    except (ConfigError, DataError, ModelLoadError) as error:
+        log.error(f"{type(error).__name__}: {error}")
+        sys.exit(2)
     return metrics["val/score"]

@@ -41,6 +41,7 @@ class EmbeddingDataModule(pl.LightningDataModule):
         train_split / eval_split: the qrels split of a retrieval-layout folder.
         columns: the dataset type's schema, in order; `label` names the label column among them.
         batch_sampler: a partial batch sampler class taking (dataset, batch_size, drop_last, ...).
+        max_length: truncation of training inputs in tokens (None: the model's max_seq_length).
     """
 
     def __init__(
@@ -60,6 +61,7 @@ class EmbeddingDataModule(pl.LightningDataModule):
         max_samples: int | None = None,
         max_eval_samples: int | None = None,
         batch_size: int = 32,
+        max_length: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
     ) -> None:
@@ -77,6 +79,7 @@ class EmbeddingDataModule(pl.LightningDataModule):
         self.max_samples = max_samples
         self.max_eval_samples = max_eval_samples
         self.batch_size = batch_size
+        self.max_length = max_length
         self.num_workers = num_workers
         self.seed = seed
         self.train_dataset: datasets.Dataset | None = None
@@ -131,7 +134,8 @@ class EmbeddingDataModule(pl.LightningDataModule):
             generator=torch.Generator(),
             seed=self.seed,
         )
-        collate = LossBatchCollator(self.preprocess, [c for c in self.columns if c != self.label], self.label)
+        text_columns = [column for column in self.columns if column != self.label]
+        collate = LossBatchCollator(self.preprocess, text_columns, self.label, self.max_length)
         return DataLoader(
             self.train_dataset,
             batch_sampler=sampler,

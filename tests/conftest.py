@@ -1,0 +1,49 @@
+"""Shared fixtures: compose the real conf/ tree with Hydra's compose API, offline, in temp folders."""
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["WANDB_MODE"] = "offline"
+os.environ.setdefault("WANDB_SILENT", "true")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+from hydra import compose, initialize_config_dir  # noqa: E402
+from omegaconf import DictConfig, open_dict  # noqa: E402
+
+from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers  # noqa: E402
+
+register_resolvers()
+
+# A fast job on the tiny offline model: one batch of training, evaluation on a few rows.
+FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false"]
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory) -> Path:
+    """One folder for the tiny model, built once per test session."""
+    return tmp_path_factory.mktemp("model_cache")
+
+
+@pytest.fixture
+def make_cfg(tmp_path, model_cache):
+    """compose(overrides) -> the real training config, writing into this test's temp folder."""
+
+    def _compose(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+        with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+            cfg = compose(
+                config_name="train",
+                overrides=[
+                    f"paths.output_dir={output_dir or tmp_path / 'run'}",
+                    f"paths.log_dir={tmp_path / 'outputs'}",
+                    f"paths.cache_dir={model_cache}",
+                    *overrides,
+                ],
+            )
+        with open_dict(cfg):
+            cfg.pop("hydra", None)
+        return cfg
+
+    return _compose

@@ -1,0 +1,49 @@
+"""The command lines users type, run as real subprocesses."""
+
+import json
+import os
+import subprocess
+import sys
+
+from omegaconf import OmegaConf
+
+from embedding_trainer.resolvers import PROJECT_ROOT
+
+FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false"]
+
+
+def _run(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), *args, f"paths.log_dir={tmp_path}",
+               f"paths.cache_dir={tmp_path / 'cache'}"]
+    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+
+
+def test_multirun_over_modifiers_writes_one_folder_per_run(tmp_path):
+    result = _run(tmp_path, "-m", "modifier=matryoshka,adaptive_layer", *FAST)
+    assert result.returncode == 0, result.stderr[-3000:]
+    runs = sorted(p for p in (tmp_path / "default" / "multiruns").glob("*/*") if p.is_dir())
+    assert len(runs) == 2
+    assert runs[0].name.startswith("0_") and "modifier=matryoshka" in runs[0].name
+    assert runs[1].name.startswith("1_") and "modifier=adaptive_layer" in runs[1].name
+    for run in runs:
+        assert json.loads((run / "results.json").read_text())["finetuned"]
+        assert (run / "model" / "modules.json").is_file()
+    adaptive = OmegaConf.load(runs[1] / ".hydra" / "config.yaml")
+    assert adaptive.modifier._target_.endswith("AdaptiveLayerLoss")
+    assert "matryoshka_dims" not in adaptive.modifier
+
+
+def test_bad_combination_exits_with_the_message_not_a_traceback(tmp_path):
+    result = _run(tmp_path, "dataset_type=score", "loss=mnrl", *FAST)
+    assert result.returncode != 0
+    assert "Losses for dataset_type=score" in result.stderr + result.stdout
+    assert "Traceback" not in result.stderr
+
+
+def test_hub_model_without_network_fails_fast_and_clearly(tmp_path):
+    result = _run(tmp_path, "model=bge_base", "debug=fdr", "logger=none")
+    assert result.returncode != 0
+    output = result.stderr + result.stdout
+    assert "Cannot load model 'BAAI/bge-base-en-v1.5'" in output
+    assert "Traceback" not in output

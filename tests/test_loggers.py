@@ -1,0 +1,34 @@
+"""CSV (default) and W&B (offline) loggers record the metrics and the resolved config."""
+
+import yaml
+
+from embedding_trainer.train import train
+
+FAST = ["model=tiny", "debug=fdr", "evaluation.show_progress_bar=false", "trainer.fast_dev_run=false",
+        "trainer.max_steps=2", "data.max_samples=32", "callbacks=none"]
+
+
+def test_csv_logger_writes_metrics_and_config(make_cfg, tmp_path):
+    run = tmp_path / "csv_run"
+    train(make_cfg(*FAST, "logger=csv", output_dir=run))
+    metrics = (run / "csv" / "metrics.csv").read_text()
+    assert "val/score" in metrics and "train/loss" in metrics
+    hparams = yaml.safe_load((run / "csv" / "hparams.yaml").read_text())
+    assert hparams["model"]["dimension"] == 32
+    assert hparams["loss"]["_target_"].endswith("MultipleNegativesRankingLoss")
+
+
+def test_wandb_logger_runs_offline_and_writes_its_files(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    run = tmp_path / "wandb_run"
+    cfg = make_cfg(*FAST, "logger=wandb", output_dir=run)
+    assert cfg.logger.wandb.offline is True
+    _, objects = train(cfg)
+    import wandb
+
+    wandb.finish()
+    runs = list((run / "wandb").glob("offline-run-*"))
+    assert len(runs) == 1
+    assert list(runs[0].glob("run-*.wandb")), "no W&B run file written"
+    config = yaml.safe_load((runs[0] / "files" / "config.yaml").read_text())
+    assert config["model"]["value"]["dimension"] == 32

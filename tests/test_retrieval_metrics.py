@@ -1,0 +1,57 @@
+"""Our one-encoding retrieval metrics equal sentence-transformers' InformationRetrievalEvaluator
+with truncate_dim, metric by metric, at every dimension."""
+
+import pytest
+from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
+
+from embedding_trainer import models
+from embedding_trainer.data.sources import read_retrieval_split
+from embedding_trainer.evaluation import RetrievalEvaluator
+from embedding_trainer.resolvers import PROJECT_ROOT
+
+K = {"ndcg_at_k": [10], "mrr_at_k": [10], "map_at_k": [100], "accuracy_at_k": [1, 3, 5, 10],
+     "precision_recall_at_k": [1, 3, 5, 10]}
+
+
+@pytest.fixture(scope="module")
+def squad_subset():
+    """300 SQuAD test questions against 400 paragraphs (their relevant ones plus others)."""
+    split = read_retrieval_split(PROJECT_ROOT / "data" / "squad_pairs", "test")
+    query_ids = sorted(split.queries)[:300]
+    relevant = {qid: split.relevant_docs[qid] for qid in query_ids}
+    needed = set().union(*relevant.values())
+    others = [doc for doc in sorted(split.corpus) if doc not in needed]
+    corpus = {doc: split.corpus[doc] for doc in sorted(needed) + others[: 400 - len(needed)]}
+    return {qid: split.queries[qid] for qid in query_ids}, corpus, relevant
+
+
+@pytest.fixture(scope="module")
+def tiny_model(tmp_path_factory):
+    return models.build_tiny_model(str(tmp_path_factory.mktemp("tiny")), hidden_size=32, seed=3)
+
+
+@pytest.mark.parametrize("dim", [32, 16, 8])
+def test_metrics_equal_information_retrieval_evaluator(squad_subset, tiny_model, dim):
+    queries, corpus, relevant = squad_subset
+    ours = RetrievalEvaluator(queries, corpus, relevant, show_progress_bar=False, corpus_chunk_size=97,
+                              query_chunk_size=64, **K)(tiny_model, [32, 16, 8])[dim]
+    reference = InformationRetrievalEvaluator(queries, corpus, relevant, truncate_dim=dim, write_csv=False,
+                                              name="ref", **K)(tiny_model)
+    compared = 0
+    for name, value in ours.items():
+        assert reference[f"ref_cosine_{name}"] == pytest.approx(value, abs=1e-6), name
+        compared += 1
+    assert compared == 17
+    assert 0.0 < ours["ndcg@10"] < 1.0
+
+
+def test_pairs_without_ids_become_queries_and_a_corpus():
+    import datasets
+
+    from embedding_trainer.data import EvalData
+
+    rows = datasets.Dataset.from_dict({"anchor": ["a", "a", "b"], "positive": ["x", "y", "x"]})
+    evaluator = RetrievalEvaluator.from_eval_data(EvalData(rows=rows), show_progress_bar=False)
+    assert evaluator.queries == ["a", "b"]
+    assert evaluator.corpus == ["x", "y"]
+    assert evaluator.relevant == [[0, 1], [0]]
