@@ -110,21 +110,21 @@ def test_column_map_fixes_the_missing_column(make_cfg, tmp_path):
 def test_empty_dataset(make_cfg, existing_output, no_model_loading, tmp_path):
     data = _write(tmp_path, "empty.csv", "sentence_A,sentence_B,score\n")
     message = _fails(make_cfg, existing_output, DataError, "dataset_type=score", "loss=cosent",
-                     f"data.train_path={data}", "data.format=csv", "data.read_options={}", "data.score_range=null")
+                     f"data.train_path={data}", "data.format=csv", "data.read_options=null", "data.score_range=null")
     assert "has no rows" in message
 
 
 def test_non_numeric_scores(make_cfg, existing_output, no_model_loading, tmp_path):
     data = _write(tmp_path, "scores.csv", "sentence_A,sentence_B,score\na,b,0.5\nc,d,high\ne,f,0.1\n")
     message = _fails(make_cfg, existing_output, DataError, "dataset_type=score", "loss=cosent",
-                     f"data.train_path={data}", "data.read_options={}", "data.score_range=null", "data.format=csv")
+                     f"data.train_path={data}", "data.read_options=null", "data.score_range=null", "data.format=csv")
     assert "row 1: 'high'" in message
 
 
 def test_non_finite_scores(make_cfg, existing_output, no_model_loading, tmp_path):
     data = _write(tmp_path, "scores.csv", "sentence_A,sentence_B,score\na,b,0.5\nc,d,inf\ne,f,nan\n")
     message = _fails(make_cfg, existing_output, DataError, "dataset_type=score", "loss=cosent",
-                     f"data.train_path={data}", "data.read_options={}", "data.score_range=null", "data.format=csv")
+                     f"data.train_path={data}", "data.read_options=null", "data.score_range=null", "data.format=csv")
     assert "finite numbers" in message and "row 1" in message and "row 2" in message
 
 

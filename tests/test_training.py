@@ -36,8 +36,8 @@ def _tiny_args(cfg) -> dict:
 
 def test_loss_falls_over_a_few_dozen_steps(make_cfg, tmp_path):
     run = tmp_path / "loss_run"
-    cfg = make_cfg(*TINY, "dataset_type=score", "loss=cosent", "modifier=none", "data.max_samples=256",
-                   "data.batch_size=16", "trainer.max_epochs=3", "trainer.log_every_n_steps=1",
+    cfg = make_cfg(*TINY, "modifier=none", "data.max_samples=128", "data.batch_size=16",
+                   "trainer.max_epochs=6", "trainer.log_every_n_steps=1",
                    "callbacks=none", "evaluation.baseline=false", output_dir=run)
     train(cfg)
     with (run / "csv" / "metrics.csv").open() as handle:
@@ -82,10 +82,10 @@ def test_saved_model_reloads_and_encodes_to_the_configured_dimension(make_cfg, t
 
 def test_resume_continues_from_the_saved_step(make_cfg, tmp_path):
     first_run, second_run = tmp_path / "first", tmp_path / "second"
-    common = [*TINY, "data.max_samples=64", "data.batch_size=8", "logger=none"]
-    train(make_cfg(*common, "trainer.max_steps=3", output_dir=first_run))
+    common = [*TINY, "data.max_samples=32", "data.batch_size=8", "logger=none"]
+    train(make_cfg(*common, "trainer.max_epochs=1", output_dir=first_run))
     checkpoint = first_run / "checkpoints" / "last.ckpt"
-    assert torch.load(checkpoint, weights_only=False)["global_step"] == 3
+    assert torch.load(checkpoint, weights_only=False)["global_step"] == 4
 
     steps_run: list[int] = []
     from embedding_trainer.module import EmbeddingModule
@@ -98,11 +98,12 @@ def test_resume_continues_from_the_saved_step(make_cfg, tmp_path):
 
     EmbeddingModule.training_step = recording_step
     try:
-        _, objects = train(make_cfg(*common, "trainer.max_steps=6", f"ckpt_path={checkpoint}", output_dir=second_run))
+        _, objects = train(make_cfg(*common, "trainer.max_epochs=2", f"ckpt_path={checkpoint}", output_dir=second_run))
     finally:
         EmbeddingModule.training_step = original
-    assert steps_run == [3, 4, 5]
-    assert objects["trainer"].global_step == 6
+    assert steps_run == [4, 5, 6, 7]
+    assert objects["trainer"].global_step == 8
     evaluation = objects["evaluation"]
-    assert 3 in evaluation.history and 6 in evaluation.history
+    assert sorted(evaluation.history) == [4, 8]
     assert evaluation.baseline is not None
+    assert json.loads((second_run / "results.json").read_text())["step"] == 8

@@ -42,6 +42,7 @@ class EmbeddingModule(pl.LightningModule):
         features, labels = batch
         loss = self.loss(features, labels)
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+        self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(labels))
         return loss
 
     def configure_optimizers(self):

@@ -63,6 +63,10 @@ def read_table(path: Path, fmt: str, read_options: dict) -> datasets.Dataset:
     except datasets.exceptions.DatasetGenerationError as error:
         cause = error.__cause__ or error
         raise DataError(f"Could not read {path} as {fmt}: {cause}. Check data.format and data.read_options.") from None
+    except ValueError as error:
+        if "corresponds to no data" not in str(error):  # how `datasets` reports a file without rows
+            raise
+        return datasets.Dataset.from_dict({})
 
 
 def read_retrieval_split(folder: Path, split: str) -> RetrievalSplit:
