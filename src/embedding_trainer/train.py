@@ -12,9 +12,11 @@ import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from embedding_trainer.data import EmbeddingDataModule  # noqa: E402
 from embedding_trainer.errors import ConfigError, DataError, ModelLoadError  # noqa: E402
+from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics  # noqa: E402
 from embedding_trainer.evaluation.callback import EvaluationCallback  # noqa: E402
 from embedding_trainer.evaluation.report import write_report  # noqa: E402
 from embedding_trainer.log import get_logger  # noqa: E402
@@ -97,7 +99,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
 
 def select_final_model(
     trainer: pl.Trainer, module: EmbeddingModule, evaluation: EvaluationCallback
-) -> tuple[int, dict]:
+) -> tuple[int, DimensionMetrics]:
     """Load the best checkpoint's weights into `module` when it is not the last evaluated state;
     return its step and metrics (from the evaluation history, so nothing is re-encoded)."""
     last_step, last_metrics = evaluation.latest()
@@ -114,7 +116,15 @@ def select_final_model(
     return best_step, evaluation.history[best_step]
 
 
-def finish_run(cfg, output_dir, model, evaluation, evaluator, step, finetuned) -> None:
+def finish_run(
+    cfg: DictConfig,
+    output_dir: Path,
+    model: SentenceTransformer,
+    evaluation: EvaluationCallback,
+    evaluator: DimensionEvaluator,
+    step: int,
+    finetuned: DimensionMetrics,
+) -> None:
     """Save the model and the resolved config, and write and print the comparison table."""
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")

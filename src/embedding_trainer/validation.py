@@ -1,5 +1,6 @@
 """Checks of the composed config that run before any model or data loads."""
 
+from collections.abc import Callable
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -8,7 +9,7 @@ from embedding_trainer.errors import ConfigError
 from embedding_trainer.resolvers import CONFIG_DIR
 
 
-def option_names(group: str, where: callable) -> list[str]:
+def option_names(group: str, where: Callable[[DictConfig], bool]) -> list[str]:
     """Options of config group `group` (file names under conf/<group>) whose raw YAML satisfies `where`."""
     return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml") if where(OmegaConf.load(path)))
 
