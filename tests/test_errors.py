@@ -139,3 +139,9 @@ def test_hub_model_that_cannot_be_downloaded_says_so():
     message = str(caught.value)
     assert "'BAAI/bge-base-en-v1.5'" in message
     assert "not in the Hugging Face cache" in message and "model.encoder.name_or_path=" in message
+
+
+def test_model_folder_that_does_not_exist_says_so(tmp_path):
+    with pytest.raises(ModelLoadError) as caught:
+        models.load_pretrained(str(tmp_path / "no_such_model"))
+    assert "neither a local folder nor a Hugging Face Hub id" in str(caught.value)

@@ -43,8 +43,13 @@ def _hub_snapshot(repo_id: str) -> str:
     """Local folder of hub repository `repo_id`: from the cache, else downloaded."""
     try:
         return snapshot_download(repo_id, local_files_only=True)
-    except (LocalEntryNotFoundError, OSError, ValueError):
+    except LocalEntryNotFoundError:  # not cached: ask the hub below
         pass
+    except ValueError as error:  # not a valid repository id either
+        raise ModelLoadError(
+            f"Cannot load model {repo_id!r}: it is neither a local folder nor a Hugging Face Hub id ({error}). "
+            "Set model.encoder.name_or_path to an existing folder or an id such as BAAI/bge-base-en-v1.5."
+        ) from None
     try:
         HfApi().model_info(repo_id, timeout=HUB_TIMEOUT_S)
         return snapshot_download(repo_id)
