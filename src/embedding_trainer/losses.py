@@ -9,7 +9,15 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 
-HARNESS_KEYS = ("accepts", "gradient_cache", "batch_sampler", "wraps_gradient_cache")
+HARNESS_KEYS = (
+    "accepts",
+    "gradient_cache",
+    "fixed_dimension",
+    "batch_sampler",
+    "batch_transform",
+    "wraps_gradient_cache",
+    "truncates_embeddings",
+)
 
 
 def constructor_config(cfg: DictConfig) -> DictConfig:

@@ -1,5 +1,5 @@
 """OmegaConf resolvers the config tree uses: `${project_root:}`, `${package_model_path:pkg}`,
-`${wandb_offline:}`, `${path_safe:text}`."""
+`${wandb_offline:}`, `${path_safe:text}`, `${len:list}` (None for None)."""
 
 import importlib
 import os
@@ -40,6 +40,7 @@ def register_resolvers() -> None:
         "package_model_path": package_model_path,
         "wandb_offline": wandb_offline,
         "path_safe": path_safe,
+        "len": lambda items: len(items) if items is not None else None,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)

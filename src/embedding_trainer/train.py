@@ -31,12 +31,18 @@ register_resolvers()
 
 def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
     """The data module of the composed dataset type, data source and loss batch sampler."""
+    schema = OmegaConf.to_container(cfg.dataset_type, resolve=True)
     return EmbeddingDataModule(
-        dataset_type=cfg.dataset_type.name,
-        columns=list(cfg.dataset_type.columns),
-        label=cfg.dataset_type.label,
+        dataset_type=schema["name"],
+        columns=schema["columns"],
+        label=schema.get("label"),
+        label_type=schema.get("label_type"),
+        variadic=schema.get("variadic"),
+        inputs=schema.get("inputs"),
         batch_sampler=instantiate(cfg.loss.batch_sampler),
+        batch_transform=instantiate((cfg.loss.get("batch_transform") or {}).get(schema["name"])),
         seed=cfg.seed,
+        output_dir=cfg.paths.output_dir,
         **OmegaConf.to_container(cfg.data, resolve=True),
     )
 
@@ -71,6 +77,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     module = EmbeddingModule(
         model, build_loss(cfg.loss, cfg.modifier, model), instantiate(cfg.optimizer), instantiate(cfg.scheduler)
     )
+    evaluator.loss = module.loss
 
     evaluation = EvaluationCallback(
         evaluator, list(cfg.matryoshka_dims), cfg.evaluation.every_n_steps, cfg.evaluation.baseline

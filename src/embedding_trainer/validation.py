@@ -38,6 +38,27 @@ def check_modifier_wraps_loss(cfg: DictConfig) -> None:
         )
 
 
+def check_modifier_keeps_dimension(cfg: DictConfig) -> None:
+    """Losses with a head over the full embedding cannot be trained on truncated embeddings."""
+    if cfg.loss.get("fixed_dimension") and cfg.modifier.get("truncates_embeddings"):
+        loss = cfg.loss._target_.rsplit(".", 1)[-1]
+        working = option_names("modifier", lambda modifier_cfg: not modifier_cfg.get("truncates_embeddings", False))
+        raise ConfigError(
+            f"{cfg.modifier._target_.rsplit('.', 1)[-1]} truncates embeddings, but {loss} reads full-dimension "
+            f"embeddings (a classifier or decoder over all {cfg.model.dimension} dims). "
+            f"Use modifier={' or modifier='.join(working)}."
+        )
+
+
+def check_class_names(cfg: DictConfig) -> None:
+    """A loss with a classifier head (num_labels) needs the class names, in label order."""
+    if "num_labels" in cfg.loss and not OmegaConf.select(cfg, "data.class_names"):
+        raise ConfigError(
+            f"loss {cfg.loss._target_.rsplit('.', 1)[-1]} trains a classifier over data.class_names, which is "
+            "not set: list the classes in label order, for example 'data.class_names=[negative,positive]'."
+        )
+
+
 def check_dims(dims: list[int], model_dimension: int, key: str) -> None:
     """Matryoshka dims are positive, strictly descending and at most the model's dimension."""
     dims = list(dims)
@@ -62,6 +83,8 @@ def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError for a config that cannot work, before anything expensive happens."""
     check_loss_accepts_dataset_type(cfg)
     check_modifier_wraps_loss(cfg)
+    check_modifier_keeps_dimension(cfg)
+    check_class_names(cfg)
     dims_key = "modifier.matryoshka_dims" if "matryoshka_dims" in cfg.modifier else "model.matryoshka_dims"
     check_dims(cfg.matryoshka_dims, cfg.model.dimension, dims_key)
     if cfg.data.batch_size < 1:

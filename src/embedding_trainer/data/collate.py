@@ -8,18 +8,22 @@ import torch
 
 @dataclass
 class LossBatchCollator:
-    """Collate rows into `(features, labels)`: one tokenized dict per text column (in schema order),
-    and a label tensor (the label column's values, or zeros when the schema has no label).
+    """Collate rows into `(features, labels)`: one tokenized dict per input column (in order; a
+    column may appear twice), and a label tensor (the label column's values, or zeros when there
+    is no label). `transform`, when given, first turns the rows into the rows the loss takes.
     `max_length` truncates training inputs below the model's own maximum (None: the model's)."""
 
-    preprocess: Callable[[list[str]], dict[str, torch.Tensor]]
-    text_columns: list[str]
+    preprocess: Callable[..., dict[str, torch.Tensor]]
+    inputs: list[str]
     label_column: str | None
     max_length: int | None = None
+    transform: Callable[[list[dict]], list[dict]] | None = None
 
     def __call__(self, rows: list[dict]) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
+        if self.transform is not None:
+            rows = self.transform(rows)
         options = {} if self.max_length is None else {"max_length": self.max_length}
-        features = [self.preprocess([row[column] for row in rows], **options) for column in self.text_columns]
+        features = [self.preprocess([row[column] for row in rows], **options) for column in self.inputs]
         if self.label_column is None:
             labels = torch.zeros(len(rows))
         else:

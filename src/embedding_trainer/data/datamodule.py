@@ -1,5 +1,7 @@
 """The LightningDataModule: loads the train and eval data of a dataset type and batches it."""
 
+import json
+import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,11 +12,20 @@ import torch
 from torch.utils.data import DataLoader
 
 from embedding_trainer.data.collate import LossBatchCollator
-from embedding_trainer.data.schema import check_not_empty, numeric_labels, to_schema
+from embedding_trainer.data.schema import (
+    binary_labels,
+    check_complete_rows,
+    check_not_empty,
+    class_labels,
+    numeric_labels,
+    to_schema,
+)
 from embedding_trainer.data.sources import (
     RetrievalSplit,
     file_format,
+    is_hub_id,
     is_retrieval_folder,
+    read_hub,
     read_retrieval_split,
     read_table,
 )
@@ -26,22 +37,35 @@ log = get_logger(__name__)
 
 @dataclass
 class EvalData:
-    """What an evaluator needs: the eval rows in schema order, and for a retrieval-layout source
-    the queries, full corpus and relevance sets of the eval split."""
+    """What an evaluator needs: the eval rows in schema order (None when the dataset type is
+    evaluated on a fixed general set), the training rows (the support set of k-NN evaluation),
+    the class names of a class label, and for a retrieval-layout source the queries, full
+    corpus and relevance sets of the eval split."""
 
-    rows: datasets.Dataset
+    rows: datasets.Dataset | None
     retrieval: RetrievalSplit | None = None
+    train_rows: datasets.Dataset | None = None
+    class_names: list[str] | None = None
 
 
 class EmbeddingDataModule(pl.LightningDataModule):
     """Rows of one dataset type, normalized to its schema, batched for its loss.
 
     Args:
-        train_path / eval_path: a data file or a retrieval-layout folder.
-        train_split / eval_split: the qrels split of a retrieval-layout folder.
-        columns: the dataset type's schema, in order; `label` names the label column among them.
-        batch_sampler: a partial batch sampler class taking (dataset, batch_size, drop_last, ...).
+        dataset_type / columns / label / label_type / variadic / inputs: the dataset type's schema:
+            ordered columns, the label column and its kind (`score`, `binary` or `class`), a
+            numbered column family such as `negative` for n-tuples, and the text columns fed to
+            the loss in order (default: the non-label columns; may repeat a column).
+        batch_sampler: a partial batch sampler taking (dataset, batch_size, drop_last, ...).
+        batch_transform: optional callable turning a list of rows into the rows the loss takes
+            (with `columns` and `label` attributes), for example noise for denoising.
+        train_path / eval_path: a data file, a retrieval-layout folder, or a hub dataset id;
+            eval_path None: split `test_size` off the training rows, or no eval rows.
+        train_split / eval_split: qrels split of a retrieval folder, or split of a hub dataset.
+        negatives_per_anchor: for n-tuples from (anchor, positive) pairs: sample this many negatives
+            per row from the other rows' positives.
         max_length: truncation of training inputs in tokens (None: the model's max_seq_length).
+        output_dir: where the prepared train/eval rows are written (`data/train.jsonl`, ...).
     """
 
     def __init__(
@@ -51,76 +75,155 @@ class EmbeddingDataModule(pl.LightningDataModule):
         label: str | None,
         batch_sampler: Callable,
         train_path: str,
-        eval_path: str,
+        eval_path: str | None = None,
+        label_type: str | None = None,
+        variadic: str | None = None,
+        inputs: list[str] | None = None,
+        batch_transform: Callable | None = None,
         train_split: str | None = None,
         eval_split: str | None = None,
+        hub_config: str | None = None,
         format: str | None = None,
         read_options: dict | None = None,
         column_map: dict | None = None,
         score_range: list[float] | None = None,
+        class_names: list[str] | None = None,
+        test_size: float | None = None,
+        negatives_per_anchor: int | None = None,
         max_samples: int | None = None,
         max_eval_samples: int | None = None,
         batch_size: int = 32,
         max_length: int | None = None,
         num_workers: int = 0,
         seed: int = 0,
+        output_dir: str | None = None,
     ) -> None:
         super().__init__()
         self.dataset_type = dataset_type
         self.columns = list(columns)
         self.label = label
+        self.label_type = label_type
+        self.variadic = variadic
+        self.inputs = list(inputs) if inputs else None
         self.batch_sampler = batch_sampler
-        self.train_source = (Path(train_path), train_split)
-        self.eval_source = (Path(eval_path), eval_split)
+        self.batch_transform = batch_transform
+        self.train_source = (train_path, train_split)
+        self.eval_source = (eval_path, eval_split)
+        self.hub_config = hub_config
         self.format = format
         self.read_options = dict(read_options or {})
         self.column_map = dict(column_map) if column_map else None
         self.score_range = list(score_range) if score_range is not None else None
+        self.class_names = list(class_names) if class_names else None
+        self.test_size = test_size
+        self.negatives_per_anchor = negatives_per_anchor
         self.max_samples = max_samples
         self.max_eval_samples = max_eval_samples
         self.batch_size = batch_size
         self.max_length = max_length
         self.num_workers = num_workers
         self.seed = seed
+        self.output_dir = Path(output_dir) if output_dir else None
         self.train_dataset: datasets.Dataset | None = None
         self.eval_data: EvalData | None = None
         self.preprocess: Callable | None = None
 
     def check_sources(self) -> None:
-        """Raise DataError if a configured path does not exist (cheap: nothing is read)."""
+        """Raise DataError if a configured local path does not exist (cheap: nothing is read)."""
         for key, (path, _split) in (("train_path", self.train_source), ("eval_path", self.eval_source)):
-            if not path.exists():
-                raise DataError(f"data.{key}={path} does not exist. Point it at a data file or a retrieval folder.")
+            if path is not None and not Path(path).exists() and not is_hub_id(path):
+                raise DataError(f"data.{key}={path} does not exist. Point it at a data file, a retrieval folder or a hub dataset id.")
+        if self.test_size is not None and not 0 < self.test_size < 1:
+            raise DataError(f"data.test_size must be a fraction in (0, 1), got {self.test_size}.")
 
     def load(self) -> None:
-        """Read, normalize and check the train and eval rows. Runs before any model loads."""
+        """Read, normalize and check the train and eval rows, and write them to the run folder.
+        Runs before any model loads."""
         self.check_sources()
-        self.train_dataset, _ = self._load_split(*self.train_source, self.max_samples, "train")
-        rows, retrieval = self._load_split(*self.eval_source, self.max_eval_samples, "eval")
-        self.eval_data = EvalData(rows=rows, retrieval=retrieval)
-        log.info(f"Data: {len(self.train_dataset)} training rows, {len(rows)} eval rows ({self.dataset_type})")
-
-    def _load_split(
-        self, path: Path, split: str | None, limit: int | None, role: str
-    ) -> tuple[datasets.Dataset, RetrievalSplit | None]:
-        source = f"{role} data {path}" + (f" (split {split})" if split else "")
-        retrieval = None
-        if is_retrieval_folder(path):
-            retrieval = read_retrieval_split(path, split or role)
-            table = retrieval.pairs()
-        else:
-            if path.is_dir():
-                raise DataError(f"{source} is a folder but not in the retrieval layout (corpus.jsonl, queries.jsonl).")
-            table = read_table(path, file_format(path, self.format), self.read_options)
-        check_not_empty(table, source)
-        rows = to_schema(table, self.columns, self.column_map, self.dataset_type, source)
-        if self.label is not None:
-            rows = numeric_labels(rows, self.label, source, self.score_range)
-        if limit is not None and limit < len(rows):
-            rows = rows.shuffle(seed=self.seed).select(range(limit))
+        train_rows, _ = self._read(*self.train_source, "train")
+        eval_path, eval_split = self.eval_source
+        rows, retrieval = (None, None) if eval_path is None else self._read(eval_path, eval_split, "eval")
+        if eval_path is None and self.test_size:
+            split = train_rows.train_test_split(test_size=self.test_size, seed=self.seed)
+            train_rows, rows = split["train"], split["test"]
+        if self.label_type == "class":
+            self.class_names = self.class_names or sorted({str(value) for value in train_rows[self.label]})
+            train_rows = class_labels(train_rows, self.label, "train data", self.class_names)
+            rows = class_labels(rows, self.label, "eval data", self.class_names) if rows is not None else None
+        self.train_dataset = self._limit(train_rows, self.max_samples)
+        if rows is not None:
+            rows = self._limit(rows, self.max_eval_samples)
             if retrieval is not None:
                 retrieval = _keep_queries(retrieval, rows["anchor"])
+        self.eval_data = EvalData(rows=rows, retrieval=retrieval, train_rows=self.train_dataset, class_names=self.class_names)
+        self._write_prepared()
+        eval_count = "no" if rows is None else len(rows)
+        log.info(f"Data: {len(self.train_dataset)} training rows, {eval_count} eval rows ({self.dataset_type})")
+
+    def _read(self, path: str, split: str | None, role: str) -> tuple[datasets.Dataset, RetrievalSplit | None]:
+        source = f"{role} data {path}" + (f" (split {split})" if split else "")
+        retrieval = None
+        if is_retrieval_folder(Path(path)):
+            retrieval = read_retrieval_split(Path(path), split or role)
+            table = retrieval.pairs()
+        elif Path(path).is_dir():
+            raise DataError(f"{source} is a folder but not in the retrieval layout (corpus.jsonl, queries.jsonl).")
+        elif Path(path).exists():
+            table = read_table(Path(path), file_format(Path(path), self.format), self.read_options)
+        else:
+            table = read_hub(path, self.hub_config, split or role)
+        check_not_empty(table, source)
+        table = self._with_sampled_negatives(table)
+        rows = to_schema(table, self.columns, self.column_map, self.dataset_type, source, self.variadic)
+        check_complete_rows(rows.select_columns([c for c in rows.column_names if c != self.label]), source)
+        if self.label_type == "score":
+            rows = numeric_labels(rows, self.label, source, self.score_range)
+        elif self.label_type == "binary":
+            rows = binary_labels(rows, self.label, source)
         return rows, retrieval
+
+    def _with_sampled_negatives(self, table: datasets.Dataset) -> datasets.Dataset:
+        """(anchor, positive) rows plus `negatives_per_anchor` columns negative_1.. drawn, seeded,
+        from the other rows' distinct positives; other tables unchanged."""
+        if not self.negatives_per_anchor or f"{self.variadic}_1" in table.column_names:
+            return table
+        positives = list(dict.fromkeys(table["positive"]))
+        if len(positives) <= self.negatives_per_anchor:
+            raise DataError(
+                f"data.negatives_per_anchor={self.negatives_per_anchor} needs more than that many distinct positives; "
+                f"the data has {len(positives)}."
+            )
+        rng = random.Random(self.seed)
+        negatives = []
+        for positive in table["positive"]:
+            drawn: list[str] = []
+            while len(drawn) < self.negatives_per_anchor:
+                candidate = rng.choice(positives)
+                if candidate != positive and candidate not in drawn:
+                    drawn.append(candidate)
+            negatives.append(drawn)
+        for index in range(self.negatives_per_anchor):
+            table = table.add_column(f"{self.variadic}_{index + 1}", [row[index] for row in negatives])
+        return table
+
+    def _limit(self, rows: datasets.Dataset, limit: int | None) -> datasets.Dataset:
+        if limit is not None and limit < len(rows):
+            return rows.shuffle(seed=self.seed).select(range(limit))
+        return rows
+
+    def _write_prepared(self) -> None:
+        """Write the exact rows trained and evaluated on, with an `id` column, to <output_dir>/data/."""
+        if self.output_dir is None:
+            return
+        folder = self.output_dir / "data"
+        folder.mkdir(parents=True, exist_ok=True)
+        for name, rows in (("train", self.train_dataset), ("eval", self.eval_data.rows)):
+            if rows is not None:
+                with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
+                    for index, row in enumerate(rows):
+                        handle.write(json.dumps({"id": index, **row}, ensure_ascii=False) + "\n")
+        if self.class_names:
+            (folder / "classes.json").write_text(json.dumps(self.class_names) + "\n", encoding="utf-8")
 
     def train_dataloader(self) -> DataLoader:
         """Batches of `(features, labels)` drawn by the loss's batch sampler, seeded by `seed`."""
@@ -134,8 +237,12 @@ class EmbeddingDataModule(pl.LightningDataModule):
             generator=torch.Generator(),
             seed=self.seed,
         )
-        text_columns = [column for column in self.columns if column != self.label]
-        collate = LossBatchCollator(self.preprocess, text_columns, self.label, self.max_length)
+        if self.batch_transform is not None:
+            inputs, label = self.batch_transform.columns, self.batch_transform.label
+        else:
+            inputs = self.inputs or [column for column in self.train_dataset.column_names if column != self.label]
+            label = self.label
+        collate = LossBatchCollator(self.preprocess, inputs, label, self.max_length, self.batch_transform)
         return DataLoader(
             self.train_dataset,
             batch_sampler=sampler,

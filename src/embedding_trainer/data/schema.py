@@ -1,34 +1,81 @@
 """Fitting loaded rows to a dataset type's schema: column names, order and label values."""
 
 import math
+import re
 
 import datasets
 
 from embedding_trainer.errors import DataError
+from embedding_trainer.log import get_logger
+
+log = get_logger(__name__)
 
 
 def to_schema(
-    dataset: datasets.Dataset, columns: list[str], column_map: dict | None, dataset_type: str, source: str
+    dataset: datasets.Dataset,
+    columns: list[str],
+    column_map: dict | None,
+    dataset_type: str,
+    source: str,
+    variadic: str | None = None,
 ) -> datasets.Dataset:
-    """Rename columns by `column_map` (data column -> schema column), keep the schema's columns in
-    schema order and drop the rest. Raises DataError naming the columns found when one is missing."""
+    """Rows with exactly the schema's columns, in schema order.
+
+    Columns are renamed by `column_map` (data column -> schema column) when given; otherwise taken
+    by name when all are present, else by position (the n-th column becomes the n-th schema
+    column). With `variadic` (for example "negative"), every further column named `<variadic>_<i>`
+    is kept too, in index order, and at least one is required. Extra columns are dropped with a
+    note. Raises DataError naming the columns found when one is missing.
+    """
+    found = dataset.column_names
     if column_map:
-        unknown = [name for name in column_map if name not in dataset.column_names]
+        unknown = [name for name in column_map if name not in found]
         if unknown:
-            raise DataError(
-                f"data.column_map names columns {unknown} that {source} does not have; "
-                f"its columns are {dataset.column_names}."
-            )
+            raise DataError(f"data.column_map names columns {unknown} that {source} does not have; its columns are {found}.")
         dataset = dataset.rename_columns({old: new for old, new in column_map.items() if old != new})
+    elif not all(name in found for name in columns) and variadic is None and len(found) >= len(columns):
+        mapping = dict(zip(found, columns))
+        log.info(f"{source}: columns taken by position: {mapping} (set data.column_map to choose others)")
+        dataset = dataset.select_columns(list(mapping)).rename_columns(
+            {old: new for old, new in mapping.items() if old != new}
+        )
+    wanted = list(columns) + (_variadic_columns(dataset.column_names, variadic) if variadic else [])
     missing = [name for name in columns if name not in dataset.column_names]
+    if variadic and len(wanted) == len(columns):
+        missing.append(f"{variadic}_1")
     if missing:
-        suggestion = ", ".join(f"{found}: {wanted}" for found, wanted in zip(dataset.column_names, columns))
+        suggestion = ", ".join(f"{have}: {want}" for have, want in zip(found, columns))
+        needed = list(columns) + ([f"{variadic}_1..{variadic}_n"] if variadic else [])
         raise DataError(
-            f"dataset_type={dataset_type} needs columns {columns}, but {source} has no {missing}; "
-            f"its columns are {dataset.column_names}. Map yours onto the schema with "
+            f"dataset_type={dataset_type} needs columns {needed}, but {source} has no {missing}; its columns are {found}. Map yours onto the schema with "
             f"data.column_map, for example: 'data.column_map={{{suggestion}}}'."
         )
-    return dataset.select_columns(columns)
+    dropped = [name for name in dataset.column_names if name not in wanted]
+    if dropped:
+        log.info(f"{source}: dropping columns the schema does not use: {dropped}")
+    return dataset.select_columns(wanted)
+
+
+def _variadic_columns(names: list[str], prefix: str) -> list[str]:
+    numbered = [(int(match.group(1)), name) for name in names if (match := re.fullmatch(rf"{prefix}_(\d+)", name))]
+    return [name for _, name in sorted(numbered)]
+
+
+def check_complete_rows(dataset: datasets.Dataset, source: str) -> None:
+    """Raise DataError naming the first rows with an empty or missing text (a different count of
+    negatives in an n-tuple shows up this way)."""
+    bad = []
+    for index, row in enumerate(dataset):
+        empty = [name for name, value in row.items() if value is None or (isinstance(value, str) and not value.strip())]
+        if empty:
+            bad.append(f"row {index}: {empty}")
+            if len(bad) == 5:
+                break
+    if bad:
+        raise DataError(
+            f"{source} has rows with missing values ({'; '.join(bad)}); every row needs every column "
+            f"{dataset.column_names} (n-tuples need the same number of negatives in each row)."
+        )
 
 
 def check_not_empty(dataset: datasets.Dataset, source: str) -> None:
@@ -63,5 +110,37 @@ def numeric_labels(
         if not high > low:
             raise DataError(f"data.score_range must be [low, high] with high > low, got {list(value_range)}.")
         values = [(value - low) / (high - low) for value in values]
-    dataset = dataset.remove_columns(column).add_column(column, values)
-    return dataset.cast_column(column, datasets.Value("float32"))
+    return _replace(dataset, column, values, datasets.Value("float32"))
+
+
+def binary_labels(dataset: datasets.Dataset, column: str, source: str) -> datasets.Dataset:
+    """Check that `column` holds only 0 and 1 (as numbers or digit strings) and store it as int64."""
+    values, bad = [], []
+    for index, raw in enumerate(dataset[column]):
+        value = {0: 0, 1: 1, "0": 0, "1": 1, False: 0, True: 1}.get(raw.strip() if isinstance(raw, str) else raw)
+        if value is None:
+            bad.append(f"row {index}: {raw!r}")
+        values.append(value)
+    if bad:
+        raise DataError(f"Column {column!r} of {source} must be 0 or 1; {len(bad)} rows are not ({', '.join(bad[:5])}).")
+    return _replace(dataset, column, values, datasets.Value("int64"))
+
+
+def class_labels(dataset: datasets.Dataset, column: str, source: str, names: list[str]) -> datasets.Dataset:
+    """Replace class names in `column` by their index in `names`; raise DataError for unknown classes."""
+    index_of = {str(name): index for index, name in enumerate(names)}
+    raw_values = [str(value) for value in dataset[column]]
+    unknown = sorted(set(raw_values) - set(index_of))
+    if unknown:
+        raise DataError(
+            f"Column {column!r} of {source} has classes {unknown[:10]} not among the known classes {list(names)} "
+            "(taken from the training data). Add them to the training data or drop those rows."
+        )
+    return _replace(dataset, column, [index_of[value] for value in raw_values], datasets.Value("int64"))
+
+
+def _replace(dataset: datasets.Dataset, column: str, values: list, feature) -> datasets.Dataset:
+    """`dataset` with `column` replaced by `values` of type `feature`, at the same position."""
+    order = dataset.column_names
+    dataset = dataset.remove_columns(column).add_column(column, values).cast_column(column, feature)
+    return dataset.select_columns(order)

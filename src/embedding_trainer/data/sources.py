@@ -6,6 +6,7 @@ A retrieval-layout (BEIR) folder holds `corpus.jsonl` (`_id`, `title`, `text`), 
 
 import csv
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,23 @@ class RetrievalSplit:
                 anchors.append(self.queries[query_id])
                 positives.append(self.corpus[doc_id])
         return datasets.Dataset.from_dict({"anchor": anchors, "positive": positives})
+
+
+def is_hub_id(name: str) -> bool:
+    """True when `name` is no local path but reads as a hub dataset id (`name` or `owner/name`)."""
+    return not Path(name).exists() and bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name)) and Path(name).suffix not in FILE_FORMATS
+
+
+def read_hub(name: str, config: str | None, split: str) -> datasets.Dataset:
+    """Split `split` of hub dataset `name` (configuration `config`), from the cache or downloaded."""
+    try:
+        return datasets.load_dataset(name, config, split=split)
+    except Exception as error:  # the hub client raises many transport and HTTP error types
+        raise DataError(
+            f"Cannot load dataset {name!r} (config {config}, split {split}) from the Hugging Face Hub: "
+            f"{type(error).__name__}: {str(error)[:300]}. It is not a local path either. Connect to the hub, or "
+            "download it elsewhere and point data.train_path/eval_path at the local files."
+        ) from None
 
 
 def is_retrieval_folder(path: Path) -> bool:

@@ -2,6 +2,11 @@
 that runs them around training, and the baseline-versus-fine-tuned report."""
 
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics
+from embedding_trainer.evaluation.classification import (
+    KnnClassificationEvaluator,
+    PairBinaryEvaluator,
+    SoftmaxAccuracyEvaluator,
+)
 from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
 from embedding_trainer.evaluation.similarity import SimilarityEvaluator
 from embedding_trainer.evaluation.triplet import TripletEvaluator
@@ -9,6 +14,9 @@ from embedding_trainer.evaluation.triplet import TripletEvaluator
 __all__ = [
     "DimensionEvaluator",
     "DimensionMetrics",
+    "KnnClassificationEvaluator",
+    "PairBinaryEvaluator",
+    "SoftmaxAccuracyEvaluator",
     "RetrievalEvaluator",
     "SimilarityEvaluator",
     "TripletEvaluator",

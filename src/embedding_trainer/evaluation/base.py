@@ -14,10 +14,13 @@ class DimensionEvaluator(ABC):
     """Scores a model at several truncation dimensions, encoding its inputs once.
 
     Subclasses set `name` (used in metric keys) and `primary_metric` (higher is better).
+    `loss` is set to the training loss before the first evaluation, for evaluators that score
+    with a head the loss trains (the softmax classifier).
     """
 
     name: str
     primary_metric: str
+    loss: torch.nn.Module | None = None
 
     def __init__(self, batch_size: int = 64, show_progress_bar: bool = True) -> None:
         self.batch_size = batch_size

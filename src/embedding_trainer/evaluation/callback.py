@@ -31,7 +31,7 @@ class EvaluationCallback(pl.Callback):
 
     def score(self, metrics: DimensionMetrics) -> float:
         """The primary metric averaged over the evaluated dimensions."""
-        return sum(metrics[dim][self.evaluator.primary_metric] for dim in self.dims) / len(self.dims)
+        return sum(values[self.evaluator.primary_metric] for values in metrics.values()) / len(metrics)
 
     def flatten(self, metrics: DimensionMetrics) -> dict[str, float]:
         """`val/...` keys for one evaluation, with `val/score`."""

@@ -1,4 +1,4 @@
-"""Triplet accuracy: how often the anchor is closer to its positive than to its negative."""
+"""Triplet accuracy: how often the anchor is closer to its positive than to a negative."""
 
 from sentence_transformers import SentenceTransformer
 
@@ -6,27 +6,29 @@ from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetri
 
 
 class TripletEvaluator(DimensionEvaluator):
-    """Fraction of (anchor, positive, negative) with cos(anchor, positive) > cos(anchor, negative)."""
+    """Fraction of (anchor, positive, negative) with cos(anchor, positive) > cos(anchor, negative),
+    over every negative of every row (one for triplets, n for n-tuples)."""
 
     name = "triplet"
     primary_metric = "accuracy_cosine"
 
-    def __init__(self, anchors: list[str], positives: list[str], negatives: list[str], **kwargs) -> None:
+    def __init__(self, anchors: list[str], positives: list[str], negatives: list[list[str]], **kwargs) -> None:
         super().__init__(**kwargs)
-        self.columns = [list(anchors), list(positives), list(negatives)]
+        self.columns = [list(anchors), list(positives), *[list(column) for column in negatives]]
 
     @classmethod
     def from_eval_data(cls, eval_data, **kwargs) -> "TripletEvaluator":
-        """From eval rows with columns anchor, positive, negative."""
+        """From eval rows with columns anchor, positive and negative or negative_1..negative_n."""
         rows = eval_data.rows
-        return cls(rows["anchor"], rows["positive"], rows["negative"], **kwargs)
+        negatives = [rows[name] for name in rows.column_names if name.startswith("negative")]
+        return cls(rows["anchor"], rows["positive"], negatives, **kwargs)
 
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
-        anchors, positives, negatives = encode_unique(self, model, self.columns)
+        anchors, positives, *negatives = encode_unique(self, model, self.columns)
         metrics = {}
         for dim in dims:
             anchor = truncate(anchors, dim)
             positive_sim = (anchor * truncate(positives, dim)).sum(-1)
-            negative_sim = (anchor * truncate(negatives, dim)).sum(-1)
-            metrics[dim] = {"accuracy_cosine": float((positive_sim > negative_sim).double().mean())}
+            wins = [(positive_sim > (anchor * truncate(negative, dim)).sum(-1)).double() for negative in negatives]
+            metrics[dim] = {"accuracy_cosine": float(sum(win.mean() for win in wins) / len(wins))}
         return metrics

@@ -1,0 +1,143 @@
+"""Evaluators for labelled pairs and labelled sentences."""
+
+import numpy as np
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.sentence_transformer.evaluation import BinaryClassificationEvaluator
+from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
+from sklearn.metrics import average_precision_score
+
+from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, encode_unique, truncate
+
+
+class PairBinaryEvaluator(DimensionEvaluator):
+    """Duplicate/not-duplicate pairs classified by a threshold on cosine similarity: accuracy and
+    F1 at their best thresholds, and average precision (threshold-free)."""
+
+    name = "binary"
+    primary_metric = "ap_cosine"
+
+    def __init__(self, sentences_a: list[str], sentences_b: list[str], labels: list[int], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sentences_a, self.sentences_b, self.labels = list(sentences_a), list(sentences_b), np.asarray(labels)
+
+    @classmethod
+    def from_eval_data(cls, eval_data, **kwargs) -> "PairBinaryEvaluator":
+        """From eval rows with columns sentence_A, sentence_B, label (0/1)."""
+        rows = eval_data.rows
+        return cls(rows["sentence_A"], rows["sentence_B"], rows["label"], **kwargs)
+
+    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+        emb_a, emb_b = encode_unique(self, model, [self.sentences_a, self.sentences_b])
+        metrics = {}
+        for dim in dims:
+            scores = (truncate(emb_a, dim) * truncate(emb_b, dim)).sum(-1).double().numpy()
+            accuracy, _ = BinaryClassificationEvaluator.find_best_acc_and_threshold(scores, self.labels, True)
+            f1, precision, recall, _ = BinaryClassificationEvaluator.find_best_f1_and_threshold(scores, self.labels, True)
+            metrics[dim] = {
+                "accuracy_cosine": float(accuracy),
+                "f1_cosine": float(f1),
+                "precision_cosine": float(precision),
+                "recall_cosine": float(recall),
+                "ap_cosine": float(average_precision_score(self.labels, scores)),
+            }
+        return metrics
+
+
+class KnnClassificationEvaluator(DimensionEvaluator):
+    """Each held-out sentence gets the majority class of its `k` most cosine-similar training
+    sentences (ties: the class of the nearest); accuracy and macro-F1."""
+
+    name = "knn"
+    primary_metric = "accuracy"
+
+    def __init__(self, train_sentences, train_labels, sentences, labels, k: int = 5, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.train_sentences, self.sentences = list(train_sentences), list(sentences)
+        self.train_labels, self.labels = torch.tensor(list(train_labels)), torch.tensor(list(labels))
+        self.k = k
+
+    @classmethod
+    def from_eval_data(cls, eval_data, k: int = 5, **kwargs) -> "KnnClassificationEvaluator":
+        """Support set: the training rows; queries: the eval rows (columns sentence, class)."""
+        train, rows = eval_data.train_rows, eval_data.rows
+        return cls(train["sentence"], train["class"], rows["sentence"], rows["class"], k=k, **kwargs)
+
+    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+        support, queries = encode_unique(self, model, [self.train_sentences, self.sentences])
+        n_classes = int(max(self.train_labels.max(), self.labels.max())) + 1
+        metrics = {}
+        for dim in dims:
+            similarity = truncate(queries, dim) @ truncate(support, dim).T
+            nearest = similarity.topk(min(self.k, similarity.shape[1]), dim=1).indices
+            votes = torch.zeros(len(queries), n_classes)
+            # Weights 1 + tiny decay by rank: majority first, the nearer neighbours break ties.
+            weights = 1.0 + 1e-3 * torch.arange(nearest.shape[1], 0, -1, dtype=torch.float32)
+            votes.scatter_add_(1, self.train_labels[nearest], weights.expand_as(nearest).contiguous())
+            predicted = votes.argmax(dim=1)
+            metrics[dim] = {
+                "accuracy": float((predicted == self.labels).double().mean()),
+                "macro_f1": _macro_f1(predicted, self.labels, n_classes),
+            }
+        return metrics
+
+
+def _macro_f1(predicted: torch.Tensor, labels: torch.Tensor, n_classes: int) -> float:
+    scores = []
+    for label in range(n_classes):
+        if not ((labels == label).any() or (predicted == label).any()):
+            continue
+        true_positive = ((predicted == label) & (labels == label)).sum().item()
+        denominator = (predicted == label).sum().item() + (labels == label).sum().item()
+        scores.append(2 * true_positive / denominator)
+    return float(sum(scores) / len(scores))
+
+
+class SoftmaxAccuracyEvaluator(DimensionEvaluator):
+    """Accuracy of the SoftmaxLoss classifier trained with the model, on the eval pairs. The
+    classifier reads full-dimension embeddings, so only the model's full dimension is scored."""
+
+    name = "softmax"
+    primary_metric = "accuracy"
+
+    def __init__(self, sentences_a: list[str], sentences_b: list[str], labels: list[int], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.sentences_a, self.sentences_b = list(sentences_a), list(sentences_b)
+        self.labels = torch.tensor(list(labels))
+
+    @classmethod
+    def from_eval_data(cls, eval_data, **kwargs) -> "SoftmaxAccuracyEvaluator":
+        """From eval rows with columns sentence_A, sentence_B, class (an index)."""
+        rows = eval_data.rows
+        return cls(rows["sentence_A"], rows["sentence_B"], rows["class"], **kwargs)
+
+    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+        softmax = _find_softmax_loss(self.loss)
+        emb_a, emb_b = encode_unique(self, model, [self.sentences_a, self.sentences_b])
+        parameter = next(softmax.classifier.parameters())
+        with torch.no_grad():
+            features = _softmax_features(softmax, emb_a.to(parameter), emb_b.to(parameter))
+            predicted = softmax.classifier(features).argmax(dim=1).cpu()
+        full_dim = model.get_embedding_dimension()
+        return {full_dim: {"accuracy": float((predicted == self.labels).double().mean())}}
+
+
+def _find_softmax_loss(loss: torch.nn.Module | None) -> SoftmaxLoss:
+    """The SoftmaxLoss inside `loss` (itself, or wrapped by a modifier's `.loss`)."""
+    while loss is not None and not isinstance(loss, SoftmaxLoss):
+        loss = getattr(loss, "loss", None)
+    if loss is None:
+        raise ValueError("pair_class evaluation needs the SoftmaxLoss classifier: train with loss=softmax.")
+    return loss
+
+
+def _softmax_features(loss: SoftmaxLoss, emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
+    """The classifier input SoftmaxLoss builds: [u, v], |u - v|, u * v as configured."""
+    parts = []
+    if loss.concatenation_sent_rep:
+        parts += [emb_a, emb_b]
+    if loss.concatenation_sent_difference:
+        parts.append(torch.abs(emb_a - emb_b))
+    if loss.concatenation_sent_multiplication:
+        parts.append(emb_a * emb_b)
+    return torch.cat(parts, dim=1)
