@@ -47,3 +47,15 @@ def make_cfg(tmp_path, model_cache):
         return cfg
 
     return _compose
+
+
+@pytest.fixture
+def no_model_loading(monkeypatch):
+    """Fail the test if anything tries to build or load a model."""
+    from embedding_trainer import models
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("a model was loaded before the input was checked")
+
+    monkeypatch.setattr(models, "build_tiny_model", refuse)
+    monkeypatch.setattr(models, "load_pretrained", refuse)

@@ -12,17 +12,6 @@ TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false"]
 
 
 @pytest.fixture
-def no_model_loading(monkeypatch):
-    """Fail the test if anything tries to build or load a model."""
-
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the input was checked")
-
-    monkeypatch.setattr(models, "build_tiny_model", refuse)
-    monkeypatch.setattr(models, "load_pretrained", refuse)
-
-
-@pytest.fixture
 def existing_output(tmp_path):
     """An output folder that already holds a result, which a failing run must leave alone."""
     folder = tmp_path / "run"

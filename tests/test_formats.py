@@ -7,20 +7,10 @@ import logging
 import pandas as pd
 import pytest
 
-from embedding_trainer import models
 from embedding_trainer.errors import ConfigError, DataError
 from embedding_trainer.train import build_datamodule, train
 
 TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false"]
-
-
-@pytest.fixture
-def no_model_loading(monkeypatch):
-    def refuse(*args, **kwargs):
-        raise AssertionError("a model was loaded before the input was checked")
-
-    monkeypatch.setattr(models, "build_tiny_model", refuse)
-    monkeypatch.setattr(models, "load_pretrained", refuse)
 
 
 def _jsonl(path, rows):

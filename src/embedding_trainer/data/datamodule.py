@@ -161,17 +161,20 @@ class EmbeddingDataModule(pl.LightningDataModule):
         log.info(f"Data: {len(self.train_dataset)} training rows, {eval_count} eval rows ({self.dataset_type})")
 
     def _read(self, path: str, split: str | None, role: str) -> tuple[datasets.Dataset, RetrievalSplit | None]:
-        source = f"{role} data {path}" + (f" (split {split})" if split else "")
+        split = split or ("train" if role == "train" else "test")  # used by retrieval folders and hub ids
+        source = f"{role} data {path}"
         retrieval = None
         if is_retrieval_folder(Path(path)):
-            retrieval = read_retrieval_split(Path(path), split or role)
+            source += f" (split {split})"
+            retrieval = read_retrieval_split(Path(path), split)
             table = retrieval.pairs()
         elif Path(path).is_dir():
             raise DataError(f"{source} is a folder but not in the retrieval layout (corpus.jsonl, queries.jsonl).")
         elif Path(path).exists():
             table = read_table(Path(path), file_format(Path(path), self.format), self.read_options)
         else:
-            table = read_hub(path, self.hub_config, split or role)
+            source += f" (split {split})"
+            table = read_hub(path, self.hub_config, split)
         check_not_empty(table, source)
         table = self._with_sampled_negatives(table)
         rows = to_schema(table, self.columns, self.column_map, self.dataset_type, source, self.variadic)

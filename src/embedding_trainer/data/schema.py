@@ -117,7 +117,7 @@ def binary_labels(dataset: datasets.Dataset, column: str, source: str) -> datase
     """Check that `column` holds only 0 and 1 (as numbers or digit strings) and store it as int64."""
     values, bad = [], []
     for index, raw in enumerate(dataset[column]):
-        value = {0: 0, 1: 1, "0": 0, "1": 1, False: 0, True: 1}.get(raw.strip() if isinstance(raw, str) else raw)
+        value = {0: 0, 1: 1, "0": 0, "1": 1}.get(raw.strip() if isinstance(raw, str) else raw)
         if value is None:
             bad.append(f"row {index}: {raw!r}")
         values.append(value)
