@@ -81,9 +81,10 @@ def test_data_file_that_does_not_exist(make_cfg, existing_output, no_model_loadi
 
 def test_missing_column_names_what_was_found_and_the_mapping(make_cfg, existing_output, no_model_loading, tmp_path):
     data = _write(tmp_path, "pairs.jsonl", '{"question": "q1", "passage": "p1"}\n{"question": "q2", "passage": "p2"}\n')
-    message = _fails(make_cfg, existing_output, DataError, "dataset_type=pair",
-                     f"data.train_path={data}", f"data.eval_path={data}")
-    assert "['question', 'passage']" in message
+    message = _fails(make_cfg, existing_output, DataError, "dataset_type=triplet", "loss=mnrl",
+                     f"data.train_path={data}", f"data.eval_path={data}", "data.format=null")
+    assert "needs columns ['anchor', 'positive', 'negative']" in message
+    assert "its columns are ['question', 'passage']" in message
     assert "data.column_map={question: anchor, passage: positive}" in message
 
 
