@@ -8,6 +8,7 @@ import sys
 from omegaconf import OmegaConf
 
 from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.runs.registry import RunRegistry
 
 FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false"]
 
@@ -39,6 +40,9 @@ def test_bad_combination_exits_with_the_message_not_a_traceback(tmp_path):
     assert result.returncode != 0
     assert "Losses for dataset_type=score" in result.stderr + result.stdout
     assert "Traceback" not in result.stderr
+    (run,) = RunRegistry(tmp_path / "runs.db").list()
+    assert run["status"] == "failed" and run["error_type"] == "ConfigError"
+    assert run["overrides"][:2] == ["dataset_type=score", "loss=mnrl"]
 
 
 def test_hub_model_without_network_fails_fast_and_clearly(tmp_path):

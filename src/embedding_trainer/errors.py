@@ -11,3 +11,7 @@ class DataError(ValueError):
 
 class ModelLoadError(OSError):
     """The model could not be loaded; the message says where it was looked for and what to do."""
+
+
+class ModelPushError(RuntimeError):
+    """Uploading the saved model failed; the message says why and where the local copy is."""

@@ -3,6 +3,7 @@ and `main()`, its Hydra command-line shell (`python train.py ...`)."""
 
 import os
 import sys
+import time
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -15,14 +16,19 @@ from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from embedding_trainer.data import EmbeddingDataModule  # noqa: E402
-from embedding_trainer.errors import ConfigError, DataError, ModelLoadError  # noqa: E402
+from embedding_trainer.errors import ConfigError, DataError, ModelLoadError, ModelPushError  # noqa: E402
 from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics  # noqa: E402
 from embedding_trainer.evaluation.callback import EvaluationCallback  # noqa: E402
-from embedding_trainer.evaluation.report import write_report  # noqa: E402
+from embedding_trainer.reporting.history import TrainingHistory  # noqa: E402
+from embedding_trainer.reporting.hub import push_to_hub  # noqa: E402
+from embedding_trainer.reporting.model_card import write_model_card  # noqa: E402
+from embedding_trainer.reporting.results import results_payload, write_results  # noqa: E402
+from embedding_trainer.reporting.run_report import write_run_report  # noqa: E402
 from embedding_trainer.log import get_logger  # noqa: E402
 from embedding_trainer.losses import build_loss  # noqa: E402
 from embedding_trainer.module import EmbeddingModule  # noqa: E402
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers  # noqa: E402
+from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker  # noqa: E402
 from embedding_trainer.validation import validate_config  # noqa: E402
 
 log = get_logger(__name__)
@@ -48,13 +54,28 @@ def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
-    """Run one training job described by the composed config.
+    """Run one training job described by the composed config, recorded in the run registry
+    (`running`, then `success`, or `failed` with the error, which is raised again).
 
     Returns:
         metrics: the fine-tuned model's flat `val/...` metrics (with `val/score`).
         objects: the built pieces: `model`, `module`, `datamodule`, `trainer`, `evaluation`
-            (the callback, holding `baseline` and `history`), and `finetuned` (per-dimension metrics).
+            (the callback, holding `baseline` and `history`), `finetuned` (per-dimension metrics),
+            `results` (their JSON form) and `run_id` (the registry row).
     """
+    tracker = RunTracker(cfg.registry.path, cfg.name)
+    tracker.start(cfg, str(cfg.paths.output_dir))
+    try:
+        metrics, objects = _train(cfg, tracker)
+    except BaseException as error:
+        tracker.fail(error)
+        raise
+    tracker.succeed(objects["results"], objects["model_path"])
+    return metrics, {**objects, "run_id": tracker.run_id}
+
+
+def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict]:
+    started = time.time()
     validate_config(cfg)
     output_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
@@ -82,7 +103,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     evaluation = EvaluationCallback(
         evaluator, list(cfg.matryoshka_dims), cfg.evaluation.every_n_steps, cfg.evaluation.baseline
     )
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [evaluation]
+    history = TrainingHistory()
+    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [
+        evaluation,
+        history,
+        RegistryProgressCallback(tracker, cfg.registry.progress_every_n_steps),
+    ]
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     for logger in trainer.loggers:
@@ -91,8 +117,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
 
     step, finetuned = select_final_model(trainer, module, evaluation)
+    results = results_payload(evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step)
+    model_path = None
     if trainer.is_global_zero:
-        finish_run(cfg, output_dir, model, evaluation, evaluator, step, finetuned)
+        model_path = finish_run(cfg, output_dir, model, evaluation, evaluator, step, finetuned)
+        write_run_report(output_dir, cfg, evaluator.name, evaluator.primary_metric, evaluation.baseline,
+                         finetuned, step, history.rows, time.time() - started)
+        if cfg.hub.push and model_path:
+            url = push_to_hub(model, model_path, cfg.hub.repo_id, cfg.hub.private)
+            log.info(f"Pushed the model to {url}")
     metrics = evaluation.flatten(finetuned)
     return metrics, {
         "model": model,
@@ -101,6 +134,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         "trainer": trainer,
         "evaluation": evaluation,
         "finetuned": finetuned,
+        "results": results,
+        "model_path": str(model_path) if model_path else None,
     }
 
 
@@ -131,15 +166,20 @@ def finish_run(
     evaluator: DimensionEvaluator,
     step: int,
     finetuned: DimensionMetrics,
-) -> None:
-    """Save the model and the resolved config, and write and print the comparison table."""
+) -> Path | None:
+    """Save the model with its model card and the resolved config, and write and print the
+    comparison table. Returns the model folder (None when save_model is off)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    model_path = None
     if cfg.save_model:
-        model.save(str(output_dir / "model"))
-        log.info(f"Saved the fine-tuned model to {output_dir / 'model'} (load it with SentenceTransformer(path))")
-    table = write_report(output_dir, evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step)
-    log.info(f"{evaluator.name} {evaluator.primary_metric} by dimension:\n{table}\nReport: {output_dir / 'results.md'}")
+        model_path = output_dir / "model"
+        model.save(str(model_path))
+        write_model_card(model_path, cfg, evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned)
+        log.info(f"Saved the fine-tuned model to {model_path} (load it with SentenceTransformer(path))")
+    table = write_results(output_dir, evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step)
+    log.info(f"{evaluator.name} {evaluator.primary_metric} by dimension:\n{table}\nReport: {output_dir / 'report.md'}")
+    return model_path
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
@@ -148,7 +188,7 @@ def main(cfg: DictConfig) -> float:
     or the model name ends the run with its message and exit status 2, without a traceback."""
     try:
         metrics, _ = train(cfg)
-    except (ConfigError, DataError, ModelLoadError) as error:
+    except (ConfigError, DataError, ModelLoadError, ModelPushError) as error:
         log.error(f"{type(error).__name__}: {error}")
         sys.exit(2)
     return metrics["val/score"]

@@ -33,7 +33,25 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
     return "\n".join(lines)
 
 
-def write_report(
+def results_payload(
+    evaluator_name: str, metric: str, baseline: DimensionMetrics | None, finetuned: DimensionMetrics, step: int
+) -> dict:
+    """The JSON form of a run's results (as written to results.json and the run registry)."""
+    return {
+        "evaluator": evaluator_name,
+        "primary_metric": metric,
+        "step": step,
+        "baseline": _json_metrics(baseline),
+        "finetuned": _json_metrics(finetuned),
+    }
+
+
+def primary_table(metric: str, baseline: DimensionMetrics | None, finetuned: DimensionMetrics) -> str:
+    """Markdown table of `metric` per dimension: baseline, fine-tuned, change."""
+    return markdown_table(["dimension", "baseline", "fine-tuned", "change"], comparison_rows(baseline, finetuned, metric))
+
+
+def write_results(
     output_dir: Path,
     evaluator_name: str,
     metric: str,
@@ -43,16 +61,8 @@ def write_report(
 ) -> str:
     """Write `results.json` (every metric, both models) and `results.md` to `output_dir`;
     return the Markdown table of the primary `metric`."""
-    table = markdown_table(
-        ["dimension", "baseline", "fine-tuned", "change"], comparison_rows(baseline, finetuned, metric)
-    )
-    payload = {
-        "evaluator": evaluator_name,
-        "primary_metric": metric,
-        "step": step,
-        "baseline": _json_metrics(baseline),
-        "finetuned": _json_metrics(finetuned),
-    }
+    table = primary_table(metric, baseline, finetuned)
+    payload = results_payload(evaluator_name, metric, baseline, finetuned, step)
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "results.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
     sections = [f"# Results ({evaluator_name}, step {step})", "", f"## {metric} by dimension", "", table]

@@ -1,0 +1,24 @@
+"""Recording the training curve (loss and learning rate per optimizer step) for the report."""
+
+import pytorch_lightning as pl
+
+
+class TrainingHistory(pl.Callback):
+    """Keeps `(step, loss, lr)` after every optimizer step in `rows`; saved in checkpoints so a
+    resumed run's report shows the whole curve."""
+
+    def __init__(self) -> None:
+        self.rows: list[tuple[int, float, float]] = []
+
+    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, *args) -> None:
+        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
+        if loss is None or (self.rows and self.rows[-1][0] == trainer.global_step):
+            return
+        learning_rate = trainer.optimizers[0].param_groups[0]["lr"]
+        self.rows.append((trainer.global_step, float(loss.detach()), float(learning_rate)))
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = [tuple(row) for row in state_dict["rows"]]

@@ -1,0 +1,75 @@
+"""`report.md`: what was trained, how long, and the results with their plots."""
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from embedding_trainer.evaluation.base import DimensionMetrics
+from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
+from embedding_trainer.reporting.results import primary_table
+
+
+def describe_run(cfg: DictConfig) -> list[list[str]]:
+    """Rows of (setting, value) naming what a run trained: model, data, loss, modifier, knobs."""
+    loss = cfg.loss._target_.rsplit(".", 1)[-1]
+    modifier = cfg.modifier.get("_target_")
+    return [
+        ["base model", str(cfg.model.encoder.get("name_or_path", cfg.model.encoder._target_))],
+        ["dataset type", cfg.dataset_type.name],
+        ["training data", f"{cfg.data.train_path}" + (f" (split {cfg.data.train_split})" if cfg.data.train_split else "")],
+        ["evaluation data", str(cfg.data.eval_path)],
+        ["loss", loss],
+        ["modifier", modifier.rsplit(".", 1)[-1] if modifier else "none"],
+        ["matryoshka dims", str(list(cfg.matryoshka_dims))],
+        ["learning rate", str(cfg.optimizer.lr)],
+        ["batch size", str(cfg.data.batch_size)],
+        ["epochs / max steps", f"{cfg.trainer.max_epochs} / {cfg.trainer.max_steps}"],
+        ["warmup ratio, schedule", f"{cfg.scheduler.warmup_ratio}, {cfg.scheduler.name}"],
+        ["weight decay", str(cfg.optimizer.weight_decay)],
+        ["precision", str(cfg.trainer.precision)],
+        ["seed", str(cfg.seed)],
+    ]
+
+
+def settings_table(rows: list[list[str]]) -> str:
+    """Markdown table of (setting, value) rows."""
+    return "\n".join(["| setting | value |", "|---|---|", *(f"| {key} | {value} |" for key, value in rows)])
+
+
+def write_run_report(
+    output_dir: Path,
+    cfg: DictConfig,
+    evaluator_name: str,
+    metric: str,
+    baseline: DimensionMetrics | None,
+    finetuned: DimensionMetrics,
+    step: int,
+    history: list[tuple[int, float, float]],
+    seconds: float,
+) -> Path:
+    """Write `report.md` and its PNG plots (`plots/matryoshka.png`, `plots/training.png`) to `output_dir`."""
+    plots = output_dir / "plots"
+    plot_matryoshka_curve(baseline, finetuned, metric, plots / "matryoshka.png")
+    sections = [
+        f"# Run report: {cfg.name}",
+        "",
+        f"Trained {step} optimizer steps in {seconds / 60:.1f} minutes; evaluated with the {evaluator_name} "
+        "evaluator before and after training at every dimension.",
+        "",
+        "## Setup",
+        "",
+        settings_table(describe_run(cfg)),
+        "",
+        f"## {metric} by dimension",
+        "",
+        primary_table(metric, baseline, finetuned),
+        "",
+        "![Matryoshka curve](plots/matryoshka.png)",
+    ]
+    if history:
+        plot_training_curves(history, plots / "training.png")
+        sections += ["", "## Training", "", "![Training loss and learning rate](plots/training.png)"]
+    sections += ["", "Every metric of both models: `results.md` and `results.json`."]
+    path = output_dir / "report.md"
+    path.write_text("\n".join(sections) + "\n", encoding="utf-8")
+    return path

@@ -1,0 +1,121 @@
+"""`python -m embedding_trainer.runs list|show|compare`: the run registry as tables.
+
+  list [--status S] [--task T] [--since 2026-11-01|3d|12h]   one line per run, newest first
+  show RUN_ID                                                 every field of one run
+  compare RUN_ID RUN_ID ...                                   per-dimension metrics side by side
+The registry is outputs/runs.db unless --db says otherwise.
+"""
+
+import argparse
+import json
+import sys
+import time
+from datetime import datetime
+from pathlib import Path
+
+from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.runs.registry import STATUSES, RunRegistry
+
+DEFAULT_DB = PROJECT_ROOT / "outputs" / "runs.db"
+
+
+def parse_since(text: str) -> float:
+    """Epoch seconds from an ISO date/time or an age such as `3d`, `12h`, `30m`."""
+    units = {"d": 86400, "h": 3600, "m": 60}
+    if text[-1:] in units and text[:-1].isdigit():
+        return time.time() - int(text[:-1]) * units[text[-1]]
+    try:
+        return datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--since takes a date (2026-11-01), a time, or an age (3d, 12h, 30m): {text!r}")
+
+
+def table(headers: list[str], rows: list[list]) -> str:
+    """A plain-text table with aligned columns."""
+    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells]
+    lines.insert(1, "  ".join("-" * width for width in widths))
+    return "\n".join(lines)
+
+
+def _when(seconds: float | None) -> str | None:
+    return None if seconds is None else datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _score(run: dict) -> str | None:
+    finetuned = (run["metrics"] or {}).get("finetuned")
+    primary = (run["metrics"] or {}).get("primary_metric")
+    if not finetuned or not primary:
+        return None
+    first_dim = next(iter(finetuned))
+    return f"{primary}@{first_dim}={finetuned[first_dim][primary]:.4f}"
+
+
+def command_list(registry: RunRegistry, args) -> str:
+    runs = registry.list(status=args.status, task=args.task, since=args.since)
+    rows = [[r["run_id"], r["task"], r["status"], _when(r["started_at"]), _when(r["ended_at"]),
+             f"{r['step']}/{r['total_steps'] or '?'} ({r['percent']:.0f}%)", _score(r) or r["error_type"]] for r in runs]
+    return table(["run", "task", "status", "started", "ended", "progress", "result"], rows) if rows else "no runs"
+
+
+def command_show(registry: RunRegistry, args) -> str:
+    run = registry.get(args.run_id)
+    fields = [[key, _when(run[key]) if key.endswith("_at") else run[key]]
+              for key in ("run_id", "task", "status", "started_at", "ended_at", "updated_at", "step", "total_steps",
+                          "percent", "output_dir", "model_path", "error_type", "error_message")]
+    fields.append(["overrides", " ".join(run["overrides"]) or None])
+    text = table(["field", "value"], fields)
+    if run["metrics"]:
+        text += "\n\n" + command_compare(registry, argparse.Namespace(run_ids=[run["run_id"]]))
+    if run["config"]:
+        text += "\n\nconfig:\n" + run["config"]
+    return text
+
+
+def command_compare(registry: RunRegistry, args) -> str:
+    runs = [registry.get(run_id) for run_id in args.run_ids]
+    metric_names = sorted({name for run in runs for values in ((run["metrics"] or {}).get("finetuned") or {}).values()
+                           for name in values})
+    dims = sorted({int(d) for run in runs for d in ((run["metrics"] or {}).get("finetuned") or {})}, reverse=True)
+    headers = ["dimension", "metric"] + [f"{run['run_id']} (baseline -> fine-tuned)" for run in runs]
+    rows = []
+    for dim in dims:
+        for name in metric_names:
+            row = [dim, name]
+            for run in runs:
+                metrics = run["metrics"] or {}
+                after = ((metrics.get("finetuned") or {}).get(str(dim)) or {}).get(name)
+                before = ((metrics.get("baseline") or {}).get(str(dim)) or {}).get(name)
+                row.append("-" if after is None else (f"{before:.4f} -> {after:.4f}" if before is not None else f"{after:.4f}"))
+            rows.append(row)
+    return table(headers, rows) if rows else "no metrics recorded for these runs"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m embedding_trainer.runs", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"registry file (default {DEFAULT_DB})")
+    commands = parser.add_subparsers(dest="command", required=True)
+    listing = commands.add_parser("list", help="one line per run")
+    listing.add_argument("--status", choices=STATUSES)
+    listing.add_argument("--task")
+    listing.add_argument("--since", type=parse_since)
+    commands.add_parser("show", help="one run").add_argument("run_id")
+    commands.add_parser("compare", help="per-dimension metrics side by side").add_argument("run_ids", nargs="+")
+    args = parser.parse_args(argv)
+    if not args.db.is_file():
+        print(f"No registry at {args.db}: no run has been recorded there yet (or pass --db).", file=sys.stderr)
+        return 1
+    registry = RunRegistry(args.db)
+    handler = {"list": command_list, "show": command_show, "compare": command_compare}[args.command]
+    try:
+        print(handler(registry, args))
+    except KeyError as error:
+        print(error.args[0], file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

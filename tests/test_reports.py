@@ -1,0 +1,56 @@
+"""Each run leaves report.md with valid PNG plots, and a model card in the saved model folder;
+pushing to the hub fails clearly here and leaves the local model intact."""
+
+import matplotlib.image
+import pytest
+from sentence_transformers import SentenceTransformer
+
+from embedding_trainer.errors import ModelPushError
+from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.train import train
+
+RUN = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false", "data.max_samples=64",
+       "data.max_eval_samples=16", "data.batch_size=8", "trainer.max_steps=6", "callbacks=none"]
+
+
+def test_report_and_plots(make_cfg, tmp_path):
+    run = tmp_path / "run"
+    train(make_cfg(*RUN, output_dir=run))
+    report = (run / "report.md").read_text()
+    assert "![Matryoshka curve](plots/matryoshka.png)" in report
+    assert "![Training loss and learning rate](plots/training.png)" in report
+    assert "| 32 |" in report and "| 8 |" in report and "MultipleNegativesRankingLoss" in report
+    for name in ("matryoshka.png", "training.png"):
+        image = matplotlib.image.imread(run / "plots" / name)
+        assert image.shape[:2] == (500, 800), name
+        assert image.std() > 0.01, f"{name} is blank"
+
+
+def test_model_card(make_cfg, tmp_path):
+    run = tmp_path / "run"
+    train(make_cfg(*RUN, output_dir=run))
+    card = (run / "model" / "README.md").read_text()
+    assert card.startswith("---\nlibrary_name: sentence-transformers")
+    for expected in ("MultipleNegativesRankingLoss", "MatryoshkaLoss", "squad_pairs", "| dimension | baseline | fine-tuned | change |",
+                     "learning rate", f'SentenceTransformer("{run / "model"}")', "truncate_dim=8"):
+        assert expected in card, expected
+    assert SentenceTransformer(str(run / "model")).encode(["x"]).shape == (1, 32)
+
+
+def test_push_to_hub_fails_clearly_and_keeps_the_model(make_cfg, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    run = tmp_path / "run"
+    cfg = make_cfg(*RUN, "hub.push=true", "hub.repo_id=someone/my-embedder", output_dir=run)
+    with pytest.raises(ModelPushError) as caught:
+        train(cfg)
+    message = str(caught.value)
+    assert "'someone/my-embedder'" in message and str(run / "model") in message and "HF_TOKEN" in message
+    assert SentenceTransformer(str(run / "model")).encode(["x"]).shape == (1, 32)
+    assert (run / "model" / "README.md").is_file() and (run / "report.md").is_file()
+    (row,) = RunRegistry(cfg.registry.path).list()
+    assert row["status"] == "failed" and row["error_type"] == "ModelPushError"
+
+
+def test_push_needs_a_repository_id(make_cfg, tmp_path):
+    with pytest.raises(ModelPushError, match="hub.repo_id"):
+        train(make_cfg(*RUN, "hub.push=true", output_dir=tmp_path / "run"))

@@ -1,0 +1,147 @@
+"""The run registry: real SQLite in a temp folder, written by real runs, read by the CLI."""
+
+import multiprocessing
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+
+import pytest
+
+from conftest import FAST
+from embedding_trainer.errors import ConfigError
+from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.runs.__main__ import main as runs_cli
+from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.runs.tracking import RunTracker
+from embedding_trainer.train import train
+
+
+def test_a_successful_run_is_recorded_with_metrics_and_model(make_cfg, tmp_path):
+    cfg = make_cfg(*FAST, "registry.progress_every_n_steps=1")
+    _, objects = train(cfg)
+    run = RunRegistry(cfg.registry.path).get(objects["run_id"])
+    assert run["status"] == "success" and run["task"] == "default"
+    assert run["step"] == 1 and run["total_steps"] == 1 and run["percent"] == 100.0
+    assert run["model_path"].endswith("model") and run["output_dir"] == cfg.paths.output_dir
+    assert run["metrics"]["primary_metric"] == "ndcg@10"
+    assert set(run["metrics"]["finetuned"]) == {"32", "16", "8"}
+    assert "MultipleNegativesRankingLoss" in run["config"]
+    assert run["ended_at"] >= run["started_at"] and run["error_type"] is None
+
+
+def test_a_failing_run_is_recorded_as_failed_and_still_raises(make_cfg):
+    cfg = make_cfg(*FAST, "dataset_type=score", "loss=mnrl")
+    with pytest.raises(ConfigError):
+        train(cfg)
+    (run,) = RunRegistry(cfg.registry.path).list()
+    assert run["status"] == "failed" and run["error_type"] == "ConfigError"
+    assert "cannot train on dataset_type=score" in run["error_message"]
+
+
+def test_only_rank_zero_writes(monkeypatch, tmp_path):
+    from pytorch_lightning.utilities import rank_zero_only
+
+    monkeypatch.setattr(rank_zero_only, "rank", 1)
+    tracker = RunTracker(str(tmp_path / "runs.db"), "task")
+    tracker.start(config_stub(), str(tmp_path))
+    assert tracker.registry is None and not (tmp_path / "runs.db").exists()
+
+
+def config_stub():
+    from omegaconf import OmegaConf
+
+    return OmegaConf.create({"name": "task"})
+
+
+def _hammer(path: str, worker: int) -> None:
+    registry = RunRegistry(path, timeout_s=60)
+    run_id = f"run-{worker}"
+    registry.start(run_id, f"task{worker % 2}", [f"seed={worker}"], "cfg: 1", "/tmp")
+    for step in range(1, 41):
+        registry.progress(run_id, step, 40)
+    registry.finish(run_id, "success", {"finetuned": {"8": {"accuracy": worker / 10}}}, "/tmp/model")
+
+
+def test_several_processes_write_at_once(tmp_path):
+    path = str(tmp_path / "runs.db")
+    RunRegistry(path)
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_hammer, args=(path, worker)) for worker in range(6)]
+    for process in workers:
+        process.start()
+    for process in workers:
+        process.join(120)
+    assert [process.exitcode for process in workers] == [0] * 6
+    runs = RunRegistry(path).list()
+    assert sorted(run["run_id"] for run in runs) == [f"run-{w}" for w in range(6)]
+    assert all(run["status"] == "success" and run["step"] == 40 and run["percent"] == 100.0 for run in runs)
+    assert len(RunRegistry(path).list(task="task0")) == 3
+
+
+def test_statuses_are_constrained(tmp_path):
+    registry = RunRegistry(tmp_path / "runs.db")
+    registry.start("r", "t", [], "", "/tmp")
+    with pytest.raises(sqlite3.IntegrityError):
+        registry.finish("r", "finished-ish")
+    registry.finish("r", "pruned")
+    assert registry.get("r")["status"] == "pruned"
+
+
+def test_cli_lists_shows_and_compares(make_cfg, tmp_path, capsys):
+    first = make_cfg(*FAST, "name=alpha", output_dir=tmp_path / "a")
+    second = make_cfg(*FAST, "name=beta", "modifier=none", output_dir=tmp_path / "b")
+    _, run_a = train(first)
+    _, run_b = train(second)
+    with pytest.raises(ConfigError):
+        train(make_cfg(*FAST, "name=gamma", "modifier.matryoshka_dims=[8,16]", output_dir=tmp_path / "c"))
+    db = first.registry.path
+
+    assert runs_cli(["--db", db, "list"]) == 0
+    listing = capsys.readouterr().out
+    assert run_a["run_id"] in listing and run_b["run_id"] in listing and "gamma" in listing
+    assert runs_cli(["--db", db, "list", "--status", "failed"]) == 0
+    failed = capsys.readouterr().out
+    assert "gamma" in failed and "ConfigError" in failed and run_a["run_id"] not in failed
+    assert runs_cli(["--db", db, "list", "--task", "beta", "--since", "1h"]) == 0
+    assert [line.split()[0] for line in capsys.readouterr().out.splitlines()[2:]] == [run_b["run_id"]]
+    assert runs_cli(["--db", db, "list", "--since", "2999-01-01"]) == 0
+    assert capsys.readouterr().out.strip() == "no runs"
+
+    assert runs_cli(["--db", db, "show", run_a["run_id"]]) == 0
+    shown = capsys.readouterr().out
+    assert "status" in shown and "success" in shown and "ndcg@10" in shown and "config:" in shown
+
+    assert runs_cli(["--db", db, "compare", run_a["run_id"], run_b["run_id"]]) == 0
+    compared = capsys.readouterr().out.splitlines()
+    assert run_a["run_id"] in compared[0] and run_b["run_id"] in compared[0]
+    ndcg_32 = next(line for line in compared if line.startswith("32") and "ndcg@10" in line)
+    assert ndcg_32.count("->") == 2
+
+    assert runs_cli(["--db", db, "show", "no-such-run"]) == 1
+    assert "no run 'no-such-run'" in capsys.readouterr().err
+
+
+def test_ctrl_c_leaves_failed_not_running(tmp_path):
+    db = tmp_path / "runs.db"
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "model=tiny", "logger=none", "callbacks=none",
+               "evaluation.show_progress_bar=false", "evaluation.baseline=false", "data.max_eval_samples=8",
+               "data.max_samples=64", "data.batch_size=8", "trainer.max_epochs=1000", "registry.progress_every_n_steps=1",
+               f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}", f"registry.path={db}"]
+    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 240
+    while time.time() < deadline:
+        runs = RunRegistry(db).list() if db.exists() else []
+        if runs and runs[0]["step"] >= 3:
+            break
+        time.sleep(0.5)
+    assert runs and runs[0]["status"] == "running", "the run never got going"
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode != 0
+    (run,) = RunRegistry(db).list()
+    assert run["status"] == "failed", stderr[-2000:]
+    assert run["error_type"] == "KeyboardInterrupt" and run["error_message"] == "interrupted"
