@@ -43,8 +43,8 @@ def _hub_snapshot(repo_id: str) -> str:
     """Local folder of hub repository `repo_id`: from the cache, else downloaded."""
     try:
         return snapshot_download(repo_id, local_files_only=True)
-    except LocalEntryNotFoundError:  # not cached: ask the hub below
-        pass
+    except LocalEntryNotFoundError:
+        log.info(f"{repo_id} is not in the local Hugging Face cache: asking the hub")
     except ValueError as error:  # not a valid repository id either
         raise ModelLoadError(
             f"Cannot load model {repo_id!r}: it is neither a local folder nor a Hugging Face Hub id ({error}). "

@@ -5,8 +5,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from embedding_trainer.evaluation.base import DimensionMetrics
-from embedding_trainer.reporting.results import primary_table
-from embedding_trainer.reporting.run_report import describe_run, settings_table
+from embedding_trainer.reporting.run_report import describe_run, summary_sections
 
 
 def write_model_card(
@@ -30,15 +29,9 @@ def write_model_card(
         f"# {cfg.name}",
         "",
         f"A sentence-transformers model fine-tuned with embedding-trainer from "
-        f"`{cfg.model.encoder.get('name_or_path', 'a model built from config')}`.",
+        f"`{describe_run(cfg)[0][1]}`.",
         "",
-        "## Training",
-        "",
-        settings_table(describe_run(cfg)),
-        "",
-        f"## Evaluation ({evaluator_name}, {metric})",
-        "",
-        primary_table(metric, baseline, finetuned),
+        *summary_sections(cfg, "Training", f"Evaluation ({evaluator_name}, {metric})", metric, baseline, finetuned),
         "",
         "## Usage",
         "",

@@ -36,6 +36,15 @@ def settings_table(rows: list[list[str]]) -> str:
     return "\n".join(["| setting | value |", "|---|---|", *(f"| {key} | {value} |" for key, value in rows)])
 
 
+def summary_sections(
+    cfg: DictConfig, setup_heading: str, metric_heading: str, metric: str,
+    baseline: DimensionMetrics | None, finetuned: DimensionMetrics,
+) -> list[str]:
+    """Markdown lines: the run's settings table, then the per-dimension table of `metric`."""
+    return [f"## {setup_heading}", "", settings_table(describe_run(cfg)), "", f"## {metric_heading}", "",
+            primary_table(metric, baseline, finetuned)]
+
+
 def write_run_report(
     output_dir: Path,
     cfg: DictConfig,
@@ -56,13 +65,7 @@ def write_run_report(
         f"Trained {step} optimizer steps in {seconds / 60:.1f} minutes; evaluated with the {evaluator_name} "
         "evaluator before and after training at every dimension.",
         "",
-        "## Setup",
-        "",
-        settings_table(describe_run(cfg)),
-        "",
-        f"## {metric} by dimension",
-        "",
-        primary_table(metric, baseline, finetuned),
+        *summary_sections(cfg, "Setup", f"{metric} by dimension", metric, baseline, finetuned),
         "",
         "![Matryoshka curve](plots/matryoshka.png)",
     ]
