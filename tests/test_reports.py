@@ -54,3 +54,29 @@ def test_push_to_hub_fails_clearly_and_keeps_the_model(make_cfg, tmp_path, monke
 def test_push_needs_a_repository_id(make_cfg, tmp_path):
     with pytest.raises(ModelPushError, match="hub.repo_id"):
         train(make_cfg(*RUN, "hub.push=true", output_dir=tmp_path / "run"))
+
+
+def test_sweep_report_from_a_real_study(make_cfg, tmp_path):
+    import optuna
+
+    from embedding_trainer.reporting.sweep import write_sweep_report
+
+    def objective(trial: optuna.Trial) -> float:
+        lr = trial.suggest_float("model.lr", 1e-4, 1e-2, log=True)
+        modifier = trial.suggest_categorical("modifier", ["matryoshka", "none"])
+        cfg = make_cfg("model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false",
+                       f"model.lr={lr}", f"modifier={modifier}", output_dir=tmp_path / f"trial{trial.number}")
+        metrics, objects = train(cfg)
+        trial.set_user_attr("model_path", objects["model_path"])
+        return metrics["val/score"]
+
+    storage = f"sqlite:///{tmp_path / 'study.db'}"
+    study = optuna.create_study(study_name="tiny", storage=storage, direction="maximize",
+                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study.optimize(objective, n_trials=3)
+    report = write_sweep_report(optuna.load_study(study_name="tiny", storage=storage), tmp_path / "sweep")
+    text = report.read_text()
+    assert f"Best trial #{study.best_trial.number}" in text and study.best_trial.user_attrs["model_path"] in text
+    assert text.count("| complete |") == 3 and "model.lr" in text and "modifier" in text
+    image = matplotlib.image.imread(tmp_path / "sweep" / "plots" / "sweep.png")
+    assert image.shape[:2] == (500, 800) and image.std() > 0.01

@@ -29,7 +29,7 @@ def plot_matryoshka_curve(
     axes.set_title(f"{metric} by embedding dimension")
     axes.grid(alpha=0.3)
     axes.legend()
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
 def plot_training_curves(rows: list[tuple[int, float, float]], path: Path) -> Path:
@@ -44,10 +44,11 @@ def plot_training_curves(rows: list[tuple[int, float, float]], path: Path) -> Pa
     lr_axes.set_xlabel("optimizer step")
     lr_axes.grid(alpha=0.3)
     loss_axes.set_title("Training loss and learning rate")
-    return _save(figure, path)
+    return save_figure(figure, path)
 
 
-def _save(figure, path: Path) -> Path:
+def save_figure(figure, path: Path) -> Path:
+    """Write `figure` as a PNG at `path` (folders created) and close it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.tight_layout()
     figure.savefig(path, dpi=DPI)
