@@ -5,7 +5,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from embedding_trainer.evaluation.base import DimensionMetrics
-from embedding_trainer.reporting.run_report import describe_run, summary_sections
+from embedding_trainer.reporting.run_report import base_model_name, summary_sections
 
 
 def write_model_card(
@@ -29,7 +29,7 @@ def write_model_card(
         f"# {cfg.name}",
         "",
         f"A sentence-transformers model fine-tuned with embedding-trainer from "
-        f"`{describe_run(cfg)[0][1]}`.",
+        f"`{base_model_name(cfg)}`.",
         "",
         *summary_sections(cfg, "Training", f"Evaluation ({evaluator_name}, {metric})", metric, baseline, finetuned),
         "",

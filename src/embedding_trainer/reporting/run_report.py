@@ -9,12 +9,17 @@ from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_traini
 from embedding_trainer.reporting.results import primary_table
 
 
+def base_model_name(cfg: DictConfig) -> str:
+    """What the run started from: the model's name or path, or the factory that built it."""
+    return str(cfg.model.encoder.get("name_or_path", cfg.model.encoder._target_))
+
+
 def describe_run(cfg: DictConfig) -> list[list[str]]:
     """Rows of (setting, value) naming what a run trained: model, data, loss, modifier, knobs."""
     loss = cfg.loss._target_.rsplit(".", 1)[-1]
     modifier = cfg.modifier.get("_target_")
     return [
-        ["base model", str(cfg.model.encoder.get("name_or_path", cfg.model.encoder._target_))],
+        ["base model", base_model_name(cfg)],
         ["dataset type", cfg.dataset_type.name],
         ["training data", f"{cfg.data.train_path}" + (f" (split {cfg.data.train_split})" if cfg.data.train_split else "")],
         ["evaluation data", str(cfg.data.eval_path)],

@@ -7,7 +7,6 @@ The registry is outputs/runs.db unless --db says otherwise.
 """
 
 import argparse
-import json
 import sys
 import time
 from datetime import datetime
