@@ -5,27 +5,36 @@ from dataclasses import dataclass
 
 import torch
 
+from embedding_trainer.data.token_cache import TokenCache
+
 
 @dataclass
 class LossBatchCollator:
     """Collate rows into `(features, labels)`: one tokenized dict per input column (in order; a
     column may appear twice), and a label tensor (the label column's values, or zeros when there
     is no label). `transform`, when given, first turns the rows into the rows the loss takes.
-    `max_length` truncates training inputs below the model's own maximum (None: the model's)."""
+    `max_length` truncates training inputs below the model's own maximum (None: the model's).
+    `token_cache`, when given (and there is no transform), supplies the tokenized texts instead of
+    `preprocess`: the same features, without tokenizing again each epoch."""
 
     preprocess: Callable[..., dict[str, torch.Tensor]]
     inputs: list[str]
     label_column: str | None
     max_length: int | None = None
     transform: Callable[[list[dict]], list[dict]] | None = None
+    token_cache: TokenCache | None = None
 
     def __call__(self, rows: list[dict]) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         if self.transform is not None:
             rows = self.transform(rows)
-        options = {} if self.max_length is None else {"max_length": self.max_length}
-        features = [self.preprocess([row[column] for row in rows], **options) for column in self.inputs]
+        features = [self._features([row[column] for row in rows]) for column in self.inputs]
         if self.label_column is None:
             labels = torch.zeros(len(rows))
         else:
             labels = torch.tensor([row[self.label_column] for row in rows])
         return features, labels
+
+    def _features(self, texts: list[str]) -> dict[str, torch.Tensor]:
+        if self.token_cache is not None and self.transform is None:
+            return self.token_cache.batch(texts)
+        return self.preprocess(texts, **({} if self.max_length is None else {"max_length": self.max_length}))

@@ -9,9 +9,14 @@ from pathlib import Path
 import datasets
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.utilities import rank_zero_only
+from sentence_transformers.base.sampler import GroupByLabelBatchSampler, NoDuplicatesBatchSampler
 from torch.utils.data import DataLoader
 
 from embedding_trainer.data.collate import LossBatchCollator
+from embedding_trainer.data.distributed import ShardedBatchSampler
+from embedding_trainer.data.resumable import ResumableDataLoader
+from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.schema import (
     binary_labels,
     check_complete_rows,
@@ -20,6 +25,7 @@ from embedding_trainer.data.schema import (
     numeric_labels,
     to_schema,
 )
+from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.data.sources import (
     RetrievalSplit,
     file_format,
@@ -65,6 +71,10 @@ class EmbeddingDataModule(pl.LightningDataModule):
         negatives_per_anchor: for n-tuples from (anchor, positive) pairs: sample this many negatives
             per row from the other rows' positives.
         max_length: truncation of training inputs in tokens (None: the model's max_seq_length).
+        tokenize_once: tokenize every distinct training text once, before the first epoch, instead
+            of in every batch (not for batch transforms, which make new texts per batch).
+        group_by_length: batches of similar total token length (LengthGroupedBatchSampler), keeping
+            the loss sampler's no-duplicates guarantee; not with label-grouped samplers.
         output_dir: where the prepared train/eval rows are written (`data/train.jsonl`, ...).
     """
 
@@ -94,6 +104,8 @@ class EmbeddingDataModule(pl.LightningDataModule):
         max_eval_samples: int | None = None,
         batch_size: int = 32,
         max_length: int | None = None,
+        tokenize_once: bool = True,
+        group_by_length: bool = False,
         num_workers: int = 0,
         seed: int = 0,
         output_dir: str | None = None,
@@ -121,6 +133,9 @@ class EmbeddingDataModule(pl.LightningDataModule):
         self.max_eval_samples = max_eval_samples
         self.batch_size = batch_size
         self.max_length = max_length
+        self.tokenize_once = tokenize_once
+        self.group_by_length = group_by_length
+        self.token_cache: TokenCache | None = None
         self.num_workers = num_workers
         self.seed = seed
         self.output_dir = Path(output_dir) if output_dir else None
@@ -135,6 +150,11 @@ class EmbeddingDataModule(pl.LightningDataModule):
                 raise DataError(f"data.{key}={path} does not exist. Point it at a data file, a retrieval folder or a hub dataset id.")
         if self.test_size is not None and not 0 < self.test_size < 1:
             raise DataError(f"data.test_size must be a fraction in (0, 1), got {self.test_size}.")
+        if self.group_by_length and self._sampler_is(GroupByLabelBatchSampler):
+            raise DataError(
+                "data.group_by_length=true cannot keep the label groups this loss's batch sampler makes; "
+                "set data.group_by_length=false."
+            )
 
     def load(self) -> None:
         """Read, normalize and check the train and eval rows, and write them to the run folder.
@@ -215,8 +235,9 @@ class EmbeddingDataModule(pl.LightningDataModule):
         return rows
 
     def _write_prepared(self) -> None:
-        """Write the exact rows trained and evaluated on, with an `id` column, to <output_dir>/data/."""
-        if self.output_dir is None:
+        """Write the exact rows trained and evaluated on, with an `id` column, to <output_dir>/data/
+        (on global rank zero only)."""
+        if self.output_dir is None or rank_zero_only.rank != 0:
             return
         folder = self.output_dir / "data"
         folder.mkdir(parents=True, exist_ok=True)
@@ -229,30 +250,66 @@ class EmbeddingDataModule(pl.LightningDataModule):
             (folder / "classes.json").write_text(json.dumps(self.class_names) + "\n", encoding="utf-8")
 
     def train_dataloader(self) -> DataLoader:
-        """Batches of `(features, labels)` drawn by the loss's batch sampler, seeded by `seed`."""
+        """Batches of `(features, labels)` drawn by the loss's batch sampler, seeded by `seed`. With
+        several ranks, every rank draws the same global batches of batch_size x world size and
+        takes its own slice (`ShardedBatchSampler`)."""
         if self.train_dataset is None or self.preprocess is None:
             raise RuntimeError("Call load() and set `preprocess` (the model's tokenizer) before training.")
-        sampler = self.batch_sampler(
-            self.train_dataset,
-            batch_size=self.batch_size,
-            drop_last=False,
-            valid_label_columns=[self.label] if self.label else None,
-            generator=torch.Generator(),
-            seed=self.seed,
-        )
+        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        texts = [column for column in self.train_dataset.column_names if column != self.label]
+        use_token_cache = self.tokenize_once and self.batch_transform is None
+        if (use_token_cache or self.group_by_length) and self.token_cache is None:
+            self.token_cache = self._build_token_cache(texts)
+        if self.group_by_length and self.token_cache is not None:
+            sampler = self._length_grouped_sampler(texts, self.batch_size * world_size)
+        else:
+            sampler = self.batch_sampler(
+                self.train_dataset,
+                batch_size=self.batch_size * world_size,
+                drop_last=False,
+                valid_label_columns=[self.label] if self.label else None,
+                generator=torch.Generator(),
+                seed=self.seed,
+            )
+        sampler = ShardedBatchSampler(sampler, rank, world_size)
         if self.batch_transform is not None:
             inputs, label = self.batch_transform.columns, self.batch_transform.label
         else:
-            inputs = self.inputs or [column for column in self.train_dataset.column_names if column != self.label]
+            inputs = self.inputs or texts
             label = self.label
-        collate = LossBatchCollator(self.preprocess, inputs, label, self.max_length, self.batch_transform)
-        return DataLoader(
+        token_cache = self.token_cache if use_token_cache else None
+        collate = LossBatchCollator(self.preprocess, inputs, label, self.max_length, self.batch_transform, token_cache)
+        return ResumableDataLoader(  # its epoch position is saved in checkpoints
             self.train_dataset,
             batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+
+
+    def _sampler_is(self, sampler_class: type) -> bool:
+        target = getattr(self.batch_sampler, "func", self.batch_sampler)
+        return isinstance(target, type) and issubclass(target, sampler_class)
+
+    def _build_token_cache(self, columns: list[str]) -> TokenCache | None:
+        """The training texts of `columns` tokenized once (None when the model's features cannot
+        be cached: then every batch is tokenized as it comes)."""
+        texts = (text for column in columns for text in self.train_dataset[column])
+        try:
+            return TokenCache(self.preprocess, texts, self.max_length)
+        except UncachableFeatures as error:
+            log.warning(f"Tokenizing per batch: {error}")
+            return None
+
+    def _length_grouped_sampler(self, columns: list[str], batch_size: int) -> LengthGroupedBatchSampler:
+        """Length-grouped batches by the rows' total token count over `columns`, without repeated
+        texts in a batch when the loss's sampler promises that."""
+        lengths = sum(self.token_cache.text_lengths(self.train_dataset[column]) for column in columns)
+        row_values = None
+        if self._sampler_is(NoDuplicatesBatchSampler):
+            row_values = [frozenset(row) for row in zip(*(self.train_dataset[column] for column in columns))]
+        return LengthGroupedBatchSampler(lengths, batch_size, False, row_values, seed=self.seed)
 
 
 def _keep_queries(split: RetrievalSplit, query_texts: list[str]) -> RetrievalSplit:
