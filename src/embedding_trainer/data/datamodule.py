@@ -15,7 +15,7 @@ from torch.utils.data import DataLoader
 
 from embedding_trainer.data.collate import LossBatchCollator
 from embedding_trainer.data.distributed import ShardedBatchSampler
-from embedding_trainer.data.resumable import ResumableDataLoader
+from embedding_trainer.data.resumable import ResumableDataLoader, ResumableTrainData
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.schema import (
     binary_labels,
@@ -54,7 +54,7 @@ class EvalData:
     class_names: list[str] | None = None
 
 
-class EmbeddingDataModule(pl.LightningDataModule):
+class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
     """Rows of one dataset type, normalized to its schema, batched for its loss.
 
     Args:
@@ -279,13 +279,14 @@ class EmbeddingDataModule(pl.LightningDataModule):
             label = self.label
         token_cache = self.token_cache if use_token_cache else None
         collate = LossBatchCollator(self.preprocess, inputs, label, self.max_length, self.batch_transform, token_cache)
-        return ResumableDataLoader(  # its epoch position is saved in checkpoints
+        loader = ResumableDataLoader(
             self.train_dataset,
             batch_sampler=sampler,
             collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
         )
+        return self.resumable(loader)  # its position in the epoch is saved in checkpoints
 
 
     def _sampler_is(self, sampler_class: type) -> bool:
