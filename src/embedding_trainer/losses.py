@@ -4,6 +4,9 @@ A loss or modifier config holds its class (`_target_`, `_partial_: true`) and co
 arguments, plus keys the harness reads itself (`HARNESS_KEYS`), which are not passed on.
 """
 
+import functools
+import inspect
+
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -18,6 +21,7 @@ HARNESS_KEYS = (
     "wraps_gradient_cache",
     "truncates_embeddings",
 )
+GATHER_ARGUMENT = "gather_across_devices"
 
 
 def constructor_config(cfg: DictConfig) -> DictConfig:
@@ -26,9 +30,27 @@ def constructor_config(cfg: DictConfig) -> DictConfig:
     return OmegaConf.create({key: value for key, value in values.items() if key not in HARNESS_KEYS})
 
 
-def build_loss(loss_cfg: DictConfig, modifier_cfg: DictConfig, model: SentenceTransformer) -> torch.nn.Module:
-    """The loss around `model`, wrapped by the modifier when it names a class."""
-    loss = instantiate(constructor_config(loss_cfg))(model=model)
+def build_loss(
+    loss_cfg: DictConfig, modifier_cfg: DictConfig, model: SentenceTransformer, world_size: int = 1
+) -> torch.nn.Module:
+    """The loss around `model`, wrapped by the modifier when it names a class.
+
+    With `world_size` > 1 data-parallel processes, a loss whose constructor takes
+    `gather_across_devices` (the in-batch-negative losses: MNRL, MNSRL, GIST and their cached
+    forms) gathers embeddings across processes, so each anchor's negatives are the whole global
+    batch, unless the loss config sets `gather_across_devices` itself.
+    """
+    partial = instantiate(constructor_config(loss_cfg))
+    loss = partial(model=model, **gather_options(partial, world_size))
     if modifier_cfg.get("_target_") is None:
         return loss
     return instantiate(constructor_config(modifier_cfg))(model=model, loss=loss)
+
+
+def gather_options(partial: functools.partial, world_size: int) -> dict[str, bool]:
+    """`{"gather_across_devices": True}` when several processes train and the loss class takes
+    that argument and its config leaves it unset; otherwise no extra arguments."""
+    takes_it = GATHER_ARGUMENT in inspect.signature(partial.func).parameters
+    if world_size > 1 and takes_it and GATHER_ARGUMENT not in partial.keywords:
+        return {GATHER_ARGUMENT: True}
+    return {}

@@ -95,10 +95,6 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             f"{model.get_embedding_dimension()} dimensions; set model.dimension={model.get_embedding_dimension()}."
         )
     datamodule.preprocess = model.preprocess
-    module = EmbeddingModule(
-        model, build_loss(cfg.loss, cfg.modifier, model), instantiate(cfg.optimizer), instantiate(cfg.scheduler)
-    )
-    evaluator.loss = module.loss
 
     evaluation = EvaluationCallback(
         evaluator, list(cfg.matryoshka_dims), cfg.evaluation.every_n_steps, cfg.evaluation.baseline
@@ -111,6 +107,12 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     ]
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    world_size = trainer.num_nodes * trainer.num_devices  # known before the processes start
+    module = EmbeddingModule(
+        model, build_loss(cfg.loss, cfg.modifier, model, world_size), instantiate(cfg.optimizer),
+        instantiate(cfg.scheduler),
+    )
+    evaluator.loss = module.loss
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

@@ -44,18 +44,24 @@ class EvaluationCallback(pl.Callback):
         return flat
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> DimensionMetrics:
-        """Evaluate the module's SentenceTransformer now and log the result at the current step."""
-        was_training = pl_module.training
-        pl_module.eval()
-        try:
-            metrics = self.evaluator(pl_module.model, self.dims)
-        finally:
-            pl_module.train(was_training)
+        """Evaluate the module's SentenceTransformer now and log the result at the current step.
+        With several processes, global rank zero evaluates and sends its metrics to every rank, so
+        all ranks log, checkpoint and stop on the same `val/score`."""
+        metrics = self._run_evaluator(pl_module) if trainer.is_global_zero else None
+        metrics = trainer.strategy.broadcast(metrics, src=0)
         flat = self.flatten(metrics)
         for logger in trainer.loggers:
             logger.log_metrics(flat, step=trainer.global_step)
         log.info(f"Step {trainer.global_step}: val/score {flat['val/score']:.4f} ({self.evaluator.primary_metric})")
         return metrics
+
+    def _run_evaluator(self, pl_module: pl.LightningModule) -> DimensionMetrics:
+        was_training = pl_module.training
+        pl_module.eval()
+        try:
+            return self.evaluator(pl_module.model, self.dims)
+        finally:
+            pl_module.train(was_training)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.run_baseline and self.baseline is None:

@@ -1,0 +1,179 @@
+"""Data-parallel training on CPU processes (gloo): sharded no-duplicates batches, embeddings gathered
+across ranks with the same loss and gradients as one process on the global batch, and a real
+`trainer=ddp_sim` run of train.py with one output folder and one val/score on every rank."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
+from torch.nn.parallel import DistributedDataParallel
+
+from embedding_trainer.data.distributed import ShardedBatchSampler
+from embedding_trainer.data.sources import read_retrieval_split
+from embedding_trainer.losses import build_loss
+from embedding_trainer.models import build_tiny_model
+from embedding_trainer.resolvers import PROJECT_ROOT
+
+WORLD_SIZE = 2
+PER_RANK_BATCH = 4
+
+
+def _squad_pairs(count: int, step: int = 1):
+    """Real (question, paragraph) pairs, every `step`-th: neighbouring questions share a paragraph,
+    so there are duplicate texts to keep out of each batch."""
+    pairs = read_retrieval_split(PROJECT_ROOT / "data" / "squad_pairs", "train").pairs()
+    return pairs.select(range(0, count * step, step))
+
+
+def _one_pair_per_paragraph(count: int) -> dict[str, list[str]]:
+    """`count` (question, paragraph) pairs with distinct paragraphs, as lists."""
+    pairs = read_retrieval_split(PROJECT_ROOT / "data" / "squad_pairs", "train").pairs()
+    first_of_paragraph = {}
+    for index, paragraph in enumerate(pairs["positive"]):
+        first_of_paragraph.setdefault(paragraph, index)
+    rows = pairs.select(list(first_of_paragraph.values())[:count])
+    return {"anchor": list(rows["anchor"]), "positive": list(rows["positive"])}
+
+
+def _global_sampler(rows, epoch: int = 0) -> NoDuplicatesBatchSampler:
+    sampler = NoDuplicatesBatchSampler(
+        rows, batch_size=PER_RANK_BATCH * WORLD_SIZE, drop_last=False, generator=torch.Generator(), seed=3
+    )
+    sampler.set_epoch(epoch)
+    return sampler
+
+
+def test_ranks_take_disjoint_slices_that_cover_each_global_batch():
+    rows = _squad_pairs(61, step=3)
+    assert len(set(rows["positive"])) < len(rows)  # duplicate paragraphs the sampler must keep apart
+    global_batches = list(_global_sampler(rows))
+    assert {len(batch) % WORLD_SIZE for batch in global_batches} == {0, 1}  # some batches cannot split evenly
+    shards = [list(ShardedBatchSampler(_global_sampler(rows), rank, WORLD_SIZE)) for rank in range(WORLD_SIZE)]
+
+    # Each global batch of n rows gives every rank n // 2 rows: rank 0 the first half, rank 1 the
+    # second; an odd last row is dropped, and a batch of one row is skipped on every rank.
+    halves = [(batch[:half], batch[half : 2 * half]) for batch in global_batches if (half := len(batch) // 2)]
+    assert list(zip(*shards)) == halves
+    for rank0, rank1 in halves:
+        assert len(rank0) == len(rank1) and not set(rank0) & set(rank1)
+        texts = [rows[index][column] for index in rank0 + rank1 for column in ("anchor", "positive")]
+        assert len(texts) == len(set(texts)), "a global batch repeats a text"
+    assert sum(len(rank0) for rank0, _ in halves) >= 0.8 * len(rows) / WORLD_SIZE
+
+
+def test_sharded_sampler_passes_the_epoch_to_the_global_sampler():
+    rows = _squad_pairs(40)
+    sharded = ShardedBatchSampler(_global_sampler(rows), 1, WORLD_SIZE)
+    first_epoch = list(sharded)
+    sharded.set_epoch(1)
+    assert list(sharded) == list(ShardedBatchSampler(_global_sampler(rows, epoch=1), 1, WORLD_SIZE))
+    assert list(sharded) != first_epoch
+    with pytest.raises(ValueError, match="rank"):
+        ShardedBatchSampler(_global_sampler(rows), 2, WORLD_SIZE)
+
+
+class _LossOnly(torch.nn.Module):
+    """The loss (which holds the model) as the module DDP wraps: forward returns the loss value."""
+
+    def __init__(self, loss: torch.nn.Module) -> None:
+        super().__init__()
+        self.loss = loss
+
+    def forward(self, features, labels):
+        return self.loss(features, labels)
+
+
+def _loss_and_gradients(loss: torch.nn.Module, anchors, positives, wrap=None) -> tuple[float, torch.Tensor]:
+    model = loss.model
+    model.zero_grad()
+    module = wrap(_LossOnly(loss)) if wrap else loss
+    value = module([model.preprocess(anchors), model.preprocess(positives)], torch.zeros(len(anchors)))
+    value.backward()
+    return float(value.detach()), torch.cat([p.grad.flatten() for p in model.parameters() if p.grad is not None])
+
+
+def _gradient_worker(rank: int, init_file: str, cfg, cache_dir: str) -> None:
+    """One rank: the default loss (MNRL in MatryoshkaLoss) built for 2 processes, under DDP, on this
+    rank's half of the global batch, against the same loss built for 1 process on the whole batch."""
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=WORLD_SIZE)
+    try:
+        rows = _one_pair_per_paragraph(PER_RANK_BATCH * WORLD_SIZE)
+        mine = slice(rank * PER_RANK_BATCH, (rank + 1) * PER_RANK_BATCH)
+        model = build_tiny_model(cache_dir)
+        model.eval()  # no dropout: both sides must compute the same function
+
+        single = build_loss(cfg.loss, cfg.modifier, model, world_size=1)
+        single_loss, single_grads = _loss_and_gradients(single, rows["anchor"], rows["positive"])
+
+        distributed = build_loss(cfg.loss, cfg.modifier, model, world_size=WORLD_SIZE)
+        assert distributed.loss.gather_across_devices and not single.loss.gather_across_devices
+        local_loss, ddp_grads = _loss_and_gradients(
+            distributed, rows["anchor"][mine], rows["positive"][mine], wrap=DistributedDataParallel
+        )
+        mean_loss = torch.tensor(local_loss)
+        dist.all_reduce(mean_loss)  # what Lightning logs with sync_dist: the mean over ranks
+        assert abs(float(mean_loss) / WORLD_SIZE - single_loss) < 1e-5, (float(mean_loss) / WORLD_SIZE, single_loss)
+        assert single_grads.norm() > 0
+        assert (ddp_grads - single_grads).norm() / single_grads.norm() < 1e-5
+
+        # The check can fail: without gathering, each rank's negatives are its own half batch only.
+        _, ungathered_grads = _loss_and_gradients(
+            single, rows["anchor"][mine], rows["positive"][mine], wrap=DistributedDataParallel
+        )
+        assert (ungathered_grads - single_grads).norm() / single_grads.norm() > 1e-2
+    finally:
+        dist.destroy_process_group()
+
+
+def test_two_processes_with_batch_b_match_one_process_with_batch_2b(make_cfg, model_cache, tmp_path):
+    cfg = make_cfg("model=tiny")
+    build_tiny_model(str(model_cache))  # built once here, so the ranks only load it
+    mp.start_processes(  # fork: the ranks inherit the imports instead of repeating them
+        _gradient_worker,
+        args=(str(tmp_path / "rendezvous"), cfg, str(model_cache)),
+        nprocs=WORLD_SIZE,
+        start_method="fork",
+    )
+
+
+def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path):
+    outputs, probe = tmp_path / "outputs", tmp_path / "probe"
+    command = [
+        sys.executable, "train.py", "trainer=ddp_sim", "model=tiny", "debug=limit",
+        "trainer.max_steps=2", "data.max_samples=40", "data.max_eval_samples=24", "data.batch_size=8",
+        "evaluation.show_progress_bar=false", "callbacks.progress_bar.refresh_rate=0",
+        f"paths.log_dir={outputs}", "+callbacks.probe._target_=ddp_probe.ValScoreProbe", f"+callbacks.probe.folder={probe}",
+    ]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting with 2 processes" in done.stdout + done.stderr
+
+    run_dirs = list((outputs / "default" / "runs").iterdir())
+    assert len(run_dirs) == 1, run_dirs
+    run = run_dirs[0]
+    results = json.loads((run / "results.json").read_text())
+    train_rows = (run / "data" / "train.jsonl").read_text().splitlines()
+    assert [json.loads(line)["id"] for line in train_rows] == list(range(40))
+    assert (run / "model" / "config.json").is_file()
+    assert "step2.ckpt" in os.listdir(run / "checkpoints")
+    assert sorted(path.name for path in run.glob("*.log")) == ["train.log", "train_ddp_process_1.log"]
+    assert "Step 2: val/score" in (run / "train.log").read_text()
+    assert "val/score" not in (run / "train_ddp_process_1.log").read_text()  # rank 1 logs nothing of its own
+
+    seen = [json.loads((probe / f"val_score_rank{rank}.json").read_text()) for rank in range(WORLD_SIZE)]
+    assert seen[0] == seen[1]
+    finetuned = [metrics[results["primary_metric"]] for metrics in results["finetuned"].values()]
+    assert results["step"] == 2 and seen[0]["val/score"] == pytest.approx(sum(finetuned) / len(finetuned))
+    logged = [line.split(",") for line in (run / "csv" / "metrics.csv").read_text().splitlines()]
+    score_column = logged[0].index("val/score")
+    scores = [float(row[score_column]) for row in logged[1:] if row[score_column]]
+    assert len(scores) == 2  # baseline and after step 2, each logged once
+    assert seen[0]["val/score"] == pytest.approx(scores[-1]) == pytest.approx(seen[0]["best_model_score"])
