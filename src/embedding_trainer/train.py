@@ -11,6 +11,8 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import hydra  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
+from hydra.core.hydra_config import HydraConfig  # noqa: E402
+from hydra.types import RunMode  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
@@ -24,11 +26,13 @@ from embedding_trainer.reporting.hub import push_to_hub  # noqa: E402
 from embedding_trainer.reporting.model_card import write_model_card  # noqa: E402
 from embedding_trainer.reporting.results import results_payload, write_results  # noqa: E402
 from embedding_trainer.reporting.run_report import write_run_report  # noqa: E402
+from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table  # noqa: E402
 from embedding_trainer.log import get_logger  # noqa: E402
 from embedding_trainer.losses import build_loss  # noqa: E402
 from embedding_trainer.module import EmbeddingModule  # noqa: E402
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers  # noqa: E402
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker  # noqa: E402
+from embedding_trainer.sweeps.pruning import pruning_callbacks  # noqa: E402
 from embedding_trainer.validation import validate_config  # noqa: E402
 
 log = get_logger(__name__)
@@ -69,8 +73,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         metrics, objects = _train(cfg, tracker)
     except BaseException as error:
         tracker.fail(error)
+        finish_wandb(failed=True)
         raise
     tracker.succeed(objects["results"], objects["model_path"])
+    finish_wandb(failed=False)
     return metrics, {**objects, "run_id": tracker.run_id}
 
 
@@ -104,6 +110,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         evaluation,
         history,
         RegistryProgressCallback(tracker, cfg.registry.progress_every_n_steps),
+        *pruning_callbacks(cfg.sweep_trial, evaluation),
     ]
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -125,6 +132,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         model_path = finish_run(cfg, output_dir, model, evaluation, evaluator, step, finetuned)
         write_run_report(output_dir, cfg, evaluator.name, evaluator.primary_metric, evaluation.baseline,
                          finetuned, step, history.rows, time.time() - started)
+        log_results_table(trainer.loggers, evaluator.primary_metric, evaluation.baseline, finetuned)
         if cfg.hub.push and model_path:
             url = push_to_hub(model, model_path, cfg.hub.repo_id, cfg.hub.private)
             log.info(f"Pushed the model to {url}")
@@ -187,10 +195,13 @@ def finish_run(
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
 def main(cfg: DictConfig) -> float:
     """Command-line entry point; returns `val/score` for sweepers. A mistake in the config, the data
-    or the model name ends the run with its message and exit status 2, without a traceback."""
+    or the model name ends the run with its message and exit status 2, without a traceback (in a
+    multi-run or sweep it is raised: Hydra records that job as failed and runs the others)."""
     try:
         metrics, _ = train(cfg)
     except (ConfigError, DataError, ModelLoadError, ModelPushError) as error:
         log.error(f"{type(error).__name__}: {error}")
+        if HydraConfig.get().mode == RunMode.MULTIRUN:
+            raise  # one failed job of a multi-run or sweep (Hydra records it), not the end of the others
         sys.exit(2)
     return metrics["val/score"]

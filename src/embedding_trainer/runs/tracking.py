@@ -6,6 +6,7 @@ import time
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig, OmegaConf
+from optuna import TrialPruned
 from pytorch_lightning.utilities import rank_zero_only
 
 from embedding_trainer.runs.registry import RunRegistry
@@ -50,9 +51,13 @@ class RunTracker:
         self.ended = True
 
     def fail(self, error: BaseException) -> None:
-        """Record the first error only: Lightning turns Ctrl-C into SystemExit after reporting it."""
+        """Record the first error only: Lightning turns Ctrl-C into SystemExit after reporting it.
+        A sweep trial stopped by its pruner (`optuna.TrialPruned`) is recorded as `pruned`."""
         if self.registry and not self.ended:
-            self.registry.fail(self.run_id, error)
+            if isinstance(error, TrialPruned):
+                self.registry.finish(self.run_id, "pruned")
+            else:
+                self.registry.fail(self.run_id, error)
         self.ended = True
 
 
