@@ -1,6 +1,7 @@
 """Data-parallel training on CPU processes (gloo): sharded no-duplicates batches, embeddings gathered
-across ranks with the same loss and gradients as one process on the global batch, and a real
-`trainer=ddp_sim` run of train.py with one output folder and one val/score on every rank."""
+across ranks with the same loss and gradients as one process on the global batch, a real
+`trainer=ddp_sim` run of train.py with one output folder and one val/score on every rank, and
+multi-run jobs that relaunch their ranks as themselves."""
 
 import json
 import os
@@ -12,6 +13,10 @@ import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from hydra import compose, initialize_config_dir
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import read_write
 from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 from torch.nn.parallel import DistributedDataParallel
 
@@ -19,7 +24,8 @@ from embedding_trainer.data.distributed import ShardedBatchSampler
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.losses import build_loss
 from embedding_trainer.models import build_tiny_model
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.rank_launch import LAUNCHER_ENVIRONMENT, ranks_run_this_job
+from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT
 
 WORLD_SIZE = 2
 PER_RANK_BATCH = 4
@@ -177,3 +183,30 @@ def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path):
     scores = [float(row[score_column]) for row in logged[1:] if row[score_column]]
     assert len(scores) == 2  # baseline and after step 2, each logged once
     assert seen[0]["val/score"] == pytest.approx(scores[-1]) == pytest.approx(seen[0]["best_model_score"])
+
+
+def test_a_multirun_job_shows_the_launcher_only_itself_and_cleans_up(tmp_path, monkeypatch):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose("train", overrides=["trainer=ddp_sim", "seed=2"], return_hydra_config=True)
+    with read_write(cfg.hydra):
+        cfg.hydra.mode = RunMode.MULTIRUN
+    monkeypatch.setattr(HydraConfig.instance(), "cfg", None)
+    HydraConfig.instance().set_config(cfg)
+    sweep_argv = ["train.py", "-m", "trainer=ddp_sim", "seed=1,2"]
+    monkeypatch.setattr(sys, "argv", list(sweep_argv))
+    for name in LAUNCHER_ENVIRONMENT:
+        monkeypatch.delenv(name, raising=False)
+    job_dir = tmp_path / "multiruns" / "1_seed=2"
+
+    dist.init_process_group("gloo", init_method=f"file://{tmp_path / 'rendezvous'}", rank=0, world_size=1)
+    with ranks_run_this_job(job_dir, world_size=2):
+        # What Lightning's launcher copies for the other ranks: this job's overrides and folder.
+        assert sys.argv == ["train.py", "trainer=ddp_sim", "seed=2"]
+        assert HydraConfig.get().run.dir == str(job_dir)
+        os.environ.update(LOCAL_RANK="0", WORLD_SIZE="2", MASTER_PORT="29555")  # as the launcher does
+    assert sys.argv == sweep_argv and HydraConfig.get().run.dir != str(job_dir)
+    assert not dist.is_initialized()
+    assert not set(LAUNCHER_ENVIRONMENT) & set(os.environ)  # the next job starts its own ranks
+
+    with ranks_run_this_job(job_dir, world_size=1):  # one process: nothing to relaunch
+        assert sys.argv == sweep_argv

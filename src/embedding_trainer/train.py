@@ -30,6 +30,7 @@ from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_tabl
 from embedding_trainer.log import get_logger  # noqa: E402
 from embedding_trainer.losses import build_loss  # noqa: E402
 from embedding_trainer.module import EmbeddingModule  # noqa: E402
+from embedding_trainer.rank_launch import ranks_run_this_job  # noqa: E402
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers  # noqa: E402
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker  # noqa: E402
 from embedding_trainer.sweeps.pruning import pruning_callbacks  # noqa: E402
@@ -123,7 +124,8 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+    with ranks_run_this_job(output_dir, world_size):
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
 
     step, finetuned = select_final_model(trainer, module, evaluation)
     results = results_payload(evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step)
