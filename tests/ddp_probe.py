@@ -20,4 +20,6 @@ class ValScoreProbe(pl.Callback):
             "val/score": float(trainer.callback_metrics["val/score"]),
             "best_model_score": float(trainer.checkpoint_callback.best_model_score),
         }
-        (self.folder / f"val_score_rank{trainer.global_rank}.json").write_text(json.dumps(seen), encoding="utf-8")
+        (self.folder / f"val_score_rank{trainer.global_rank}.json").write_text(
+            json.dumps(seen), encoding="utf-8"
+        )
