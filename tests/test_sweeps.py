@@ -120,6 +120,7 @@ def test_interrupted_study_resumes_to_n_trials_with_a_failed_trial(tmp_path, mod
     assert by_loss["mnrl"].user_attrs["error"].startswith("ConfigError: loss MultipleNegativesRankingLoss cannot train")
     assert by_loss["cosent"].state == by_loss["angle"].state == TrialState.COMPLETE
     assert study.trials[running[0]].state.is_finished()  # the interrupted trial ran again under its number
+    assert all(Path(trial.user_attrs["output_dir"]).name.startswith(f"{trial.number}_") for trial in study.trials)
     best = study.best_trial
     assert os.path.isdir(best.user_attrs["model_path"])
     results = json.loads((Path(best.user_attrs["output_dir"]) / "results.json").read_text())
