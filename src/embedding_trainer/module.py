@@ -38,6 +38,10 @@ class EmbeddingModule(pl.LightningModule):
         # without this, dropout stays off during training.
         self.train()
 
+    def on_train_start(self) -> None:
+        # A run resumed mid-epoch does not call on_train_epoch_start for that epoch.
+        self.train()
+
     def training_step(self, batch: tuple[list[dict[str, torch.Tensor]], torch.Tensor], batch_idx: int) -> torch.Tensor:
         features, labels = batch
         loss = self.loss(features, labels)

@@ -72,6 +72,9 @@ class ResumableDataLoader(DataLoader):
     resumes at the next one, whose shuffle starts from the generators' current state)."""
 
     def __init__(self, dataset, batch_sampler, **kwargs) -> None:
+        # Its own generator for the per-iterator worker seed: drawn from the global one, it would
+        # shift the global random state (dropout) whenever a resumed run makes a new iterator.
+        kwargs.setdefault("generator", torch.Generator())
         super().__init__(dataset, batch_sampler=ResumableBatchSampler(batch_sampler), **kwargs)
         self.position = 0
         self.epoch_over = False

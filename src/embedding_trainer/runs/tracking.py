@@ -29,12 +29,13 @@ def config_text(cfg: DictConfig) -> str:
 
 
 class RunTracker:
-    """The registry row of one run. On every rank but zero, and with `path` None, it records nothing."""
+    """The registry row of one run (`run_id`: continue an earlier row, e.g. of a resumed run). On
+    every rank but zero, and with `path` None, it records nothing."""
 
-    def __init__(self, path: str | None, task: str) -> None:
+    def __init__(self, path: str | None, task: str, run_id: str | None = None) -> None:
         self.registry = RunRegistry(path) if path and rank_zero_only.rank == 0 else None
         self.task = task
-        self.run_id = f"{task}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        self.run_id = run_id or f"{task}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
         self.ended = False
 
     def start(self, cfg: DictConfig, output_dir: str) -> None:

@@ -1,0 +1,76 @@
+"""What a run started again in its own output folder needs: the checkpoint to resume from, its
+registry row, and the random state at the checkpoint."""
+
+import random
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from pytorch_lightning.utilities import rank_zero_only
+
+from embedding_trainer.log import get_logger
+
+log = get_logger(__name__)
+
+PREEMPTED_CHECKPOINT = "checkpoints/preempted.ckpt"
+LAST_CHECKPOINT = "checkpoints/last.ckpt"
+RUN_ID_FILE = ".run_id"
+
+
+def resume_checkpoint(output_dir: str | Path, ckpt_path: str | None) -> str | None:
+    """`ckpt_path` when given; else, for a folder whose run did not finish (no `results.json`), the
+    newer of its `checkpoints/preempted.ckpt` and `checkpoints/last.ckpt`; else None."""
+    if ckpt_path:
+        return str(ckpt_path)
+    folder = Path(output_dir)
+    if not unfinished(folder):
+        return None
+    found = [folder / name for name in (PREEMPTED_CHECKPOINT, LAST_CHECKPOINT) if (folder / name).exists()]
+    if not found:
+        return None
+    newest = max(found, key=lambda path: path.stat().st_mtime)
+    log.info(f"Resuming the unfinished run in {folder} from {newest}")
+    return str(newest)
+
+
+def unfinished(output_dir: str | Path) -> bool:
+    """True unless `output_dir` holds the results of a finished run."""
+    return not (Path(output_dir) / "results.json").exists()
+
+
+def stored_run_id(output_dir: str | Path) -> str | None:
+    """The registry run id recorded in `output_dir` by an earlier start (or the queueing) of the
+    same, unfinished run; None for a new run."""
+    path = Path(output_dir) / RUN_ID_FILE
+    return path.read_text(encoding="utf-8").strip() if unfinished(output_dir) and path.exists() else None
+
+
+@rank_zero_only
+def store_run_id(output_dir: str | Path, run_id: str) -> None:
+    """Record `run_id` in `output_dir`, so a restart in the same folder continues the same registry row."""
+    folder = Path(output_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / RUN_ID_FILE).write_text(run_id + "\n", encoding="utf-8")
+
+
+class RandomStateCallback(pl.Callback):
+    """Saves the Python, NumPy and torch (CPU and CUDA) random states in every checkpoint and
+    restores them on resume, so dropout and any other sampling continue as if never stopped."""
+
+    def state_dict(self) -> dict:
+        numpy_state = np.random.get_state()
+        return {
+            "python": random.getstate(),
+            "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
+            "torch": torch.get_rng_state(),
+            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+        }
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        random.setstate(state_dict["python"])
+        kind, keys, *rest = state_dict["numpy"]
+        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+        torch.set_rng_state(state_dict["torch"])
+        if state_dict["cuda"] and torch.cuda.is_available():
+            torch.cuda.set_rng_state_all(state_dict["cuda"])
