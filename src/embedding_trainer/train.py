@@ -30,8 +30,10 @@ from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_tabl
 from embedding_trainer.log import get_logger  # noqa: E402
 from embedding_trainer.losses import build_loss  # noqa: E402
 from embedding_trainer.module import EmbeddingModule  # noqa: E402
+from embedding_trainer.preemption import PreemptionCallback, RunPreempted  # noqa: E402
 from embedding_trainer.rank_launch import ranks_run_this_job  # noqa: E402
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers  # noqa: E402
+from embedding_trainer.resume import RandomStateCallback, resume_checkpoint, store_run_id, stored_run_id  # noqa: E402
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker  # noqa: E402
 from embedding_trainer.sweeps.pruning import pruning_callbacks  # noqa: E402
 from embedding_trainer.validation import validate_config  # noqa: E402
@@ -68,8 +70,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             (the callback, holding `baseline` and `history`), `finetuned` (per-dimension metrics),
             `results` (their JSON form) and `run_id` (the registry row).
     """
-    tracker = RunTracker(cfg.registry.path, cfg.name)
+    tracker = RunTracker(cfg.registry.path, cfg.name, stored_run_id(cfg.paths.output_dir))
     tracker.start(cfg, str(cfg.paths.output_dir))
+    store_run_id(cfg.paths.output_dir, tracker.run_id)
     try:
         metrics, objects = _train(cfg, tracker)
     except BaseException as error:
@@ -112,6 +115,8 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         history,
         RegistryProgressCallback(tracker, cfg.registry.progress_every_n_steps),
         *pruning_callbacks(cfg.sweep_trial, evaluation),
+        RandomStateCallback(),
+        PreemptionCallback(output_dir),
     ]
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -125,7 +130,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     with ranks_run_this_job(output_dir, world_size):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.ckpt_path)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(output_dir, cfg.ckpt_path))
 
     step, finetuned = select_final_model(trainer, module, evaluation)
     results = results_payload(evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step)
@@ -198,7 +203,8 @@ def finish_run(
 def main(cfg: DictConfig) -> float:
     """Command-line entry point; returns `val/score` for sweepers. A mistake in the config, the data
     or the model name ends the run with its message and exit status 2, without a traceback (in a
-    multi-run or sweep it is raised: Hydra records that job as failed and runs the others)."""
+    multi-run or sweep it is raised: Hydra records that job as failed and runs the others); a
+    preempted run (SIGUSR1/SIGTERM) saves a checkpoint and exits with 128 + the signal number."""
     try:
         metrics, _ = train(cfg)
     except (ConfigError, DataError, ModelLoadError, ModelPushError) as error:
@@ -206,4 +212,7 @@ def main(cfg: DictConfig) -> float:
         if HydraConfig.get().mode == RunMode.MULTIRUN:
             raise  # one failed job of a multi-run or sweep (Hydra records it), not the end of the others
         sys.exit(2)
+    except RunPreempted as preempted:
+        log.warning(str(preempted))
+        sys.exit(preempted.exit_code)
     return metrics["val/score"]
