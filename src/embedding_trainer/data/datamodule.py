@@ -285,6 +285,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             collate_fn=collate,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
         )
         return self.resumable(loader)  # its position in the epoch is saved in checkpoints
 
