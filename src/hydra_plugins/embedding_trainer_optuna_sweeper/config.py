@@ -1,7 +1,7 @@
 """The `hydra/sweeper: optuna` config (registered in Hydra's ConfigStore when Hydra scans its plugins)."""
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from hydra.core.config_store import ConfigStore
 
@@ -19,7 +19,7 @@ class OptunaSweeperConf:
     sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": "${seed}"})
     pruner: Any = None
     study_name: str = "${name}"
-    storage: Optional[str] = "sqlite:///${paths.log_dir}/optuna/${hydra.sweeper.study_name}.db"
+    storage: str | None = "sqlite:///${paths.log_dir}/optuna/${hydra.sweeper.study_name}.db"
     params: dict[str, Any] = field(default_factory=dict)
 
 

@@ -22,6 +22,7 @@ from hydra.core.utils import JobReturn
 from hydra.plugins.sweeper import Sweeper
 from hydra.types import HydraContext, TaskFunction
 from omegaconf import DictConfig, OmegaConf
+from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
 from embedding_trainer.errors import ConfigError
@@ -76,16 +77,7 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> optuna.Study:
         space = parse_search_space(self.params, arguments)
-        storage = open_storage(self.storage_url)
-        study = optuna.create_study(
-            study_name=self.study_name, storage=storage, sampler=self.sampler, pruner=self.pruner,
-            direction=self.direction, load_if_exists=True,
-        )
-        if study.direction.name.lower() != self.direction:
-            raise ConfigError(
-                f"Study {self.study_name!r} in {self.storage_url} is to {study.direction.name.lower()}, "
-                f"not {self.direction}: use another hydra.sweeper.study_name."
-            )
+        study, storage = self._open_study()
         pending = [trial_by_number(study, storage, t.number) for t in study.trials if t.state == TrialState.RUNNING]
         finished = sum(t.state.is_finished() for t in study.trials)
         to_ask = max(0, self.n_trials - finished - len(pending))
@@ -106,6 +98,20 @@ class OptunaSweeper(Sweeper):
             self._run_batch(study, space, batch)
         self._summarize(study, sweep_dir)
         return study
+
+    def _open_study(self) -> tuple[optuna.Study, BaseStorage]:
+        """The study in its storage: created, or loaded when it exists (with the same direction)."""
+        storage = open_storage(self.storage_url)
+        study = optuna.create_study(
+            study_name=self.study_name, storage=storage, sampler=self.sampler, pruner=self.pruner,
+            direction=self.direction, load_if_exists=True,
+        )
+        if study.direction.name.lower() != self.direction:
+            raise ConfigError(
+                f"Study {self.study_name!r} in {self.storage_url} is to {study.direction.name.lower()}, "
+                f"not {self.direction}: use another hydra.sweeper.study_name."
+            )
+        return study, storage
 
     def _run_batch(self, study: optuna.Study, space: SearchSpace, trials: list[optuna.Trial]) -> None:
         """Launch the trials whose overrides compose (the others fail) and tell their results."""
@@ -130,8 +136,9 @@ class OptunaSweeper(Sweeper):
         return f"sweep_trial={{storage:{_quoted(self.storage_url)},study_name:{_quoted(self.study_name)},number:{number}}}"
 
     def _tell(self, study: optuna.Study, trial: optuna.Trial, result: JobReturn) -> None:
-        if result.hydra_cfg is not None:
-            trial.set_user_attr("output_dir", str(result.hydra_cfg.hydra.runtime.output_dir))
+        output_dir = Path(result.hydra_cfg.hydra.runtime.output_dir) if result.hydra_cfg is not None else None
+        if output_dir:
+            trial.set_user_attr("output_dir", str(output_dir))
         try:
             value = float(result.return_value)
         except optuna.TrialPruned as pruned:
@@ -142,9 +149,8 @@ class OptunaSweeper(Sweeper):
         except Exception as error:  # the job raised (bad combination, crash) or returned no number
             self._fail(study, trial, error)
             return
-        model_path = Path(trial.user_attrs.get("output_dir", "")) / "model"
-        if model_path.is_dir():
-            trial.set_user_attr("model_path", str(model_path))
+        if output_dir and (output_dir / "model").is_dir():
+            trial.set_user_attr("model_path", str(output_dir / "model"))
         self._record(study, trial, values=value)
         log.info(f"Trial {trial.number} finished: val/score {value:.4f} with {trial.params}")
 
