@@ -131,19 +131,22 @@ def test_interrupted_study_resumes_to_n_trials_with_a_failed_trial(tmp_path, mod
 
 
 def test_pruned_trial_on_journal_storage(tmp_path, model_cache):
-    """A pruner that prunes at the first report (val/score below 1.1): the run reports after its first
-    evaluation and stops, so it ends at step 1 of 3; the trial is pruned and its registry row too.
-    The study lives in a journal file."""
+    """A pruner that prunes at any report (val/score below 1.1), and evaluation after every step: the
+    3-step trial stops after its first step and is pruned, in Optuna and in the registry; the 1-step
+    trial's only report is its last step, so it completes. The study lives in a journal file."""
     journal = tmp_path / "study.log"
     run_sweep(sweep_command(
-        tmp_path, model_cache, "hydra.sweeper.n_trials=1", f"hydra.sweeper.storage=journal:{journal}",
+        tmp_path, model_cache, "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage=journal:{journal}",
         "hydra.sweeper.pruner=null", "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1.1}",
-        "trainer.fast_dev_run=false", "trainer.max_steps=3", "evaluation.every_n_steps=1",
+        "hydra.sweeper.sampler=null", "hydra.sweeper.sampler={_target_:optuna.samplers.BruteForceSampler,seed:0}",
+        "trainer.fast_dev_run=false", "trainer.max_steps=choice(1,3)", "evaluation.every_n_steps=1",
         "registry.progress_every_n_steps=1",
     ), tmp_path)
     study = optuna.load_study(study_name="default-lr", storage=open_storage(f"journal:{journal}"))
-    [trial] = study.trials
-    assert trial.state == TrialState.PRUNED
-    assert list(trial.intermediate_values) == [1] and "pruned at step 1" in trial.user_attrs["pruned"]
-    [row] = RunRegistry(tmp_path / "outputs" / "runs.db").list()
-    assert row["status"] == "pruned" and row["step"] == 1 and row["total_steps"] == 3
+    by_steps = {trial.params["trainer.max_steps"]: trial for trial in study.trials}
+    assert by_steps[3].state == TrialState.PRUNED and "pruned at step 1" in by_steps[3].user_attrs["pruned"]
+    assert list(by_steps[3].intermediate_values) == [1]
+    assert by_steps[1].state == TrialState.COMPLETE and by_steps[1].value == by_steps[1].intermediate_values[1]
+    rows = {row["total_steps"]: row for row in RunRegistry(tmp_path / "outputs" / "runs.db").list()}
+    assert rows[3]["status"] == "pruned" and rows[3]["step"] == 1
+    assert rows[1]["status"] == "success"

@@ -16,7 +16,8 @@ log = get_logger(__name__)
 
 class OptunaPruningCallback(pl.Callback):
     """After each evaluation that `evaluation` records during training, reports its `val/score` at that
-    global step to `trial` and raises `optuna.TrialPruned` if the trial should be pruned.
+    global step to `trial` and raises `optuna.TrialPruned` if the trial should be pruned (never at the
+    last step of training: a finished run is told as complete).
 
     Rank zero reports and decides; the decision is broadcast so every rank stops together.
     Must come after `evaluation` in the trainer's callbacks.
@@ -40,7 +41,7 @@ class OptunaPruningCallback(pl.Callback):
             prune = False
             if trainer.is_global_zero:
                 self.trial.report(score, step)
-                prune = self.trial.should_prune()
+                prune = step < trainer.estimated_stepping_batches and self.trial.should_prune()
             if trainer.strategy.broadcast(prune, src=0):
                 message = f"trial {self.trial.number} pruned at step {step} (val/score {score:.4f})"
                 log.info(message)
