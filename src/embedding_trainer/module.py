@@ -45,7 +45,8 @@ class EmbeddingModule(pl.LightningModule):
     def training_step(self, batch: tuple[list[dict[str, torch.Tensor]], torch.Tensor], batch_idx: int) -> torch.Tensor:
         features, labels = batch
         loss = self.loss(features, labels)
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels))
+        # The mean over ranks: each rank holds the loss of its own slice of the global batch.
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(labels), sync_dist=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(labels))
         return loss
 
