@@ -1,4 +1,5 @@
-"""Stopping a run on SIGUSR1 or SIGTERM (SLURM preemption or time limit) without losing work:
+"""Stopping a run on SIGUSR1, SIGUSR2 or SIGTERM (SLURM preemption or time limit: the sbatch file
+asks for SIGUSR1, submitit for SIGUSR2, a preempting SLURM sends SIGTERM) without losing work:
 save a full checkpoint, ask SLURM to requeue the job, and stop with `RunPreempted`."""
 
 import os
@@ -14,7 +15,7 @@ from embedding_trainer.resume import PREEMPTED_CHECKPOINT
 
 log = get_logger(__name__)
 
-SIGNALS = (signal.SIGUSR1, signal.SIGTERM)
+SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
 
 
 class RunPreempted(Exception):
@@ -47,7 +48,7 @@ def requeue(job_id: str) -> bool:
 
 
 class PreemptionCallback(pl.Callback):
-    """While training, SIGUSR1 and SIGTERM only set a flag (replacing Lightning's own handlers,
+    """While training, SIGUSR1, SIGUSR2 and SIGTERM only set a flag (replacing Lightning's own handlers,
     which are restored afterwards). At the next optimizer-step boundary every rank agrees on the
     flag; then the run saves `<output_dir>/checkpoints/preempted.ckpt` (model, optimizer,
     scheduler, loops, sampler position, random state, evaluation history), rank zero runs
