@@ -55,7 +55,8 @@ class PreemptionCallback(pl.Callback):
     `scontrol requeue` when inside a SLURM job, and `RunPreempted` is raised."""
 
     def __init__(self, output_dir: str | Path) -> None:
-        self.path = Path(output_dir) / PREEMPTED_CHECKPOINT
+        self.output_dir = Path(output_dir)
+        self.path = self.output_dir / PREEMPTED_CHECKPOINT
         self.signum: int | None = None
         self._previous: dict[int, object] = {}
 
@@ -90,7 +91,7 @@ class PreemptionCallback(pl.Callback):
         if requeued:
             after = f"requeued SLURM job {job_id}; it resumes from the checkpoint when it starts again"
         else:
-            after = "run the same command again (same output folder) to resume"
+            after = f"to resume, run the same command with hydra.run.dir={self.output_dir}"
         raise RunPreempted(
             f"Stopped on {signal.Signals(signum).name} at step {step}: saved {self.path}; {after}.",
             str(self.path),
