@@ -71,7 +71,7 @@ def test_preempted_run_resumes_with_the_same_command_and_ends_like_an_uninterrup
         try:
             _wait_for_step(interrupted, tmp_path / "runs.db", run_dir, 2)
             interrupted.send_signal(signal.SIGUSR1)
-        except BaseException as error:  # reported by the test thread below
+        except BaseException as error:  # noqa: BLE001 (pytest.fail too): reported by the test thread below
             signaller_errors.append(error)
 
     signaller = threading.Thread(target=signal_halfway)

@@ -38,7 +38,7 @@ def slurm_job_id() -> str | None:
 def requeue(job_id: str) -> bool:
     """Ask SLURM to requeue `job_id`; False (with a warning) when scontrol fails or is missing."""
     try:
-        result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60)
+        result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60, check=False)
     except (OSError, subprocess.TimeoutExpired) as error:
         log.warning(f"Could not requeue SLURM job {job_id}: {error}")
         return False

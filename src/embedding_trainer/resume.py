@@ -18,25 +18,23 @@ LAST_CHECKPOINT = "checkpoints/last.ckpt"
 RUN_ID_FILE = ".run_id"
 
 
-def resume_checkpoint(output_dir: str | Path, ckpt_path: str | None) -> str | None:
-    """`ckpt_path` when given; else, for a folder whose run did not finish (no `results.json`), the
-    newer of its `checkpoints/preempted.ckpt` and `checkpoints/last.ckpt`; else None."""
-    if ckpt_path:
-        return str(ckpt_path)
-    folder = Path(output_dir)
-    if not unfinished(folder):
-        return None
-    found = [folder / name for name in (PREEMPTED_CHECKPOINT, LAST_CHECKPOINT) if (folder / name).exists()]
-    if not found:
-        return None
-    newest = max(found, key=lambda path: path.stat().st_mtime)
-    log.info(f"Resuming the unfinished run in {folder} from {newest}")
-    return str(newest)
-
-
 def unfinished(output_dir: str | Path) -> bool:
     """True unless `output_dir` holds the results of a finished run."""
     return not (Path(output_dir) / "results.json").exists()
+
+
+def resume_checkpoint(output_dir: str | Path, ckpt_path: str | None) -> str | None:
+    """The checkpoint `trainer.fit` starts from. A folder whose run did not finish (no
+    `results.json`) continues from its own newest checkpoint (`checkpoints/preempted.ckpt` or
+    `checkpoints/last.ckpt`), even when `ckpt_path` is set: that only seeds the run's first start,
+    so the same command resumes. Otherwise `ckpt_path` (None: from scratch)."""
+    folder = Path(output_dir)
+    found = [folder / name for name in (PREEMPTED_CHECKPOINT, LAST_CHECKPOINT) if (folder / name).exists()]
+    if not unfinished(folder) or not found:
+        return str(ckpt_path) if ckpt_path else None
+    newest = max(found, key=lambda path: path.stat().st_mtime)
+    log.info(f"Resuming the unfinished run in {folder} from {newest}")
+    return str(newest)
 
 
 def stored_run_id(output_dir: str | Path) -> str | None:
