@@ -52,23 +52,47 @@ def store_run_id(output_dir: str | Path, run_id: str) -> None:
     (folder / RUN_ID_FILE).write_text(run_id + "\n", encoding="utf-8")
 
 
+def random_state() -> dict:
+    """This process's Python, NumPy and torch (CPU and CUDA) random states."""
+    numpy_state = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_random_state(state: dict) -> None:
+    """Restore what `random_state()` returned."""
+    random.setstate(state["python"])
+    kind, keys, *rest = state["numpy"]
+    np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
 class RandomStateCallback(pl.Callback):
-    """Saves the Python, NumPy and torch (CPU and CUDA) random states in every checkpoint and
-    restores them on resume, so dropout and any other sampling continue as if never stopped."""
+    """Saves every rank's random states (`random_state()`) in each checkpoint and restores each
+    rank's own on resume, so dropout and any other sampling continue as if never stopped."""
+
+    def __init__(self) -> None:
+        self.trainer: pl.Trainer | None = None
+
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        self.trainer = trainer
 
     def state_dict(self) -> dict:
-        numpy_state = np.random.get_state()
-        return {
-            "python": random.getstate(),
-            "numpy": (numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]),
-            "torch": torch.get_rng_state(),
-            "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-        }
+        # Called on every rank while a checkpoint is made, so gathering here is collective-safe.
+        state = random_state()
+        if self.trainer is None or self.trainer.world_size == 1 or not torch.distributed.is_initialized():
+            return {"ranks": [state]}
+        states: list = [None] * self.trainer.world_size
+        torch.distributed.all_gather_object(states, state)
+        return {"ranks": states}
 
     def load_state_dict(self, state_dict: dict) -> None:
-        random.setstate(state_dict["python"])
-        kind, keys, *rest = state_dict["numpy"]
-        np.random.set_state((kind, np.array(keys, dtype=np.uint32), *rest))
-        torch.set_rng_state(state_dict["torch"])
-        if state_dict["cuda"] and torch.cuda.is_available():
-            torch.cuda.set_rng_state_all(state_dict["cuda"])
+        states = state_dict["ranks"]
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        set_random_state(states[rank] if rank < len(states) else states[0])
