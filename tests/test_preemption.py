@@ -14,6 +14,7 @@ import torch
 from hydra.utils import instantiate
 
 from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.resume import resume_checkpoint
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.train import train
 
@@ -104,3 +105,22 @@ def test_preempted_run_resumes_with_the_same_command_and_ends_like_an_uninterrup
     (row_after,) = [r for r in registry.list() if r["output_dir"] == str(run_dir)]
     assert row_after["run_id"] == row["run_id"]
     assert row_after["status"] == "success" and row_after["step"] == 12 and row_after["error_type"] is None
+
+
+def test_an_unfinished_folder_resumes_from_its_newest_checkpoint(tmp_path):
+    folder, elsewhere = tmp_path / "run", str(tmp_path / "other.ckpt")
+    assert resume_checkpoint(folder, None) is None
+    assert resume_checkpoint(folder, elsewhere) == elsewhere  # a fresh folder starts from ckpt_path
+    (folder / "checkpoints").mkdir(parents=True)
+    last, preempted = folder / "checkpoints" / "last.ckpt", folder / "checkpoints" / "preempted.ckpt"
+    last.write_bytes(b"")
+    preempted.write_bytes(b"")
+    os.utime(last, (1, 1))
+    assert resume_checkpoint(folder, None) == str(preempted)
+    assert resume_checkpoint(folder, elsewhere) == str(preempted)  # the run's own progress wins
+    os.utime(last, None)
+    os.utime(preempted, (1, 1))
+    assert resume_checkpoint(folder, None) == str(last)
+    (folder / "results.json").write_text("{}")  # finished: a new run in this folder starts afresh
+    assert resume_checkpoint(folder, None) is None
+    assert resume_checkpoint(folder, elsewhere) == elsewhere
