@@ -49,3 +49,14 @@ def test_submitit_local_multirun_registers_queued_jobs_that_finish(tmp_path):
         assert row["status"] == "success" and row["metrics"]["finetuned"]
         assert (run / ".run_id").read_text().strip() == row["run_id"]
         assert f"Queued run {row['run_id']}: {run}" in result.stdout + result.stderr
+
+
+def test_slurm_launcher_refuses_devices_auto_before_submitting(tmp_path):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", "launcher=slurm", "model=tiny",
+               f"paths.log_dir={tmp_path}"]
+    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    assert result.returncode != 0
+    # the launcher's typed config refuses trainer.devices=auto as a GPU count, before anything is submitted
+    assert "could not be converted to Integer" in result.stderr and "hydra.launcher.gpus_per_node" in result.stderr
+    assert not (tmp_path / "runs.db").exists()
