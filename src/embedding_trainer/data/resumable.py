@@ -1,10 +1,10 @@
 """A training DataLoader whose position in the epoch is part of Lightning checkpoints.
 
-Lightning saves the `state_dict()` of a stateful train loader in every checkpoint and loads it
-before the loader is iterated again; without one, a run resumed mid-epoch would start the epoch's
-batches from the beginning. The state is the epoch, the number of batches handed out in it, and
-the state of the batch sampler's random generators when the epoch began, so the resumed epoch
-draws the same batches and skips the ones already trained on.
+Without one, a run resumed mid-epoch would start the epoch's batches from the beginning. The state
+is the epoch, the number of batches handed out in it, and the batch sampler's random generators
+(at the epoch's start and now), so the resumed epoch draws the same batches and skips the ones
+already trained on. It travels in the data module's state (`ResumableTrainData`), which Lightning
+restores before the loader is built, and in Lightning's own stateful-loader slot of the fit loop.
 """
 
 from collections.abc import Iterator
