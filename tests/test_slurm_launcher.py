@@ -47,6 +47,7 @@ def test_submitit_local_multirun_registers_queued_jobs_that_finish(tmp_path):
         assert json.loads((run / "results.json").read_text())["finetuned"]
         row = rows[str(run)]
         assert row["status"] == "success" and row["metrics"]["finetuned"]
+        assert str(run) in row["config"]  # the job's resolved config replaced the one queued
         assert (run / ".run_id").read_text().strip() == row["run_id"]
         assert f"Queued run {row['run_id']}: {run}" in result.stdout + result.stderr
 

@@ -74,12 +74,14 @@ class RunRegistry:
     def start(
         self, run_id: str, task: str, overrides: list[str], config: str, output_dir: str, status: str = "running"
     ) -> None:
-        """Record a new run (or restart a queued or resumed one) as `status`."""
+        """Record a new run (or restart a queued or resumed one: the row keeps its start time and
+        takes the new status and config) as `status`."""
         now = time.time()
         self._write(
             "INSERT INTO runs (run_id, task, status, started_at, updated_at, overrides, config, output_dir) "
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT(run_id) DO UPDATE SET status=excluded.status, "
-            "updated_at=excluded.updated_at, ended_at=NULL, error_type=NULL, error_message=NULL",
+            "updated_at=excluded.updated_at, config=excluded.config, ended_at=NULL, error_type=NULL, "
+            "error_message=NULL",
             (run_id, task, status, now, now, json.dumps(list(overrides)), config, output_dir),
         )
 
