@@ -6,6 +6,7 @@ import torch
 from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
 from embedding_trainer.data.distributed import ShardedBatchSampler
+from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.resumable import ResumableDataLoader
 from embedding_trainer.data.samplers import shuffled_batch_sampler
 
@@ -23,7 +24,12 @@ def _epoch(loader: ResumableDataLoader, epoch: int) -> list[list[str]]:
     return list(loader)
 
 
-SAMPLERS = [shuffled_batch_sampler, NoDuplicatesBatchSampler]
+def _length_grouped(dataset, batch_size, drop_last, generator, seed):
+    return LengthGroupedBatchSampler([len(text) for text in dataset["anchor"]], batch_size, drop_last,
+                                     megabatch_factor=2, seed=seed)
+
+
+SAMPLERS = [shuffled_batch_sampler, NoDuplicatesBatchSampler, _length_grouped]
 
 
 @pytest.mark.parametrize("make_sampler", SAMPLERS)

@@ -289,7 +289,6 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         )
         return self.resumable(loader)  # its position in the epoch is saved in checkpoints
 
-
     def _sampler_is(self, sampler_class: type) -> bool:
         target = getattr(self.batch_sampler, "func", self.batch_sampler)
         return isinstance(target, type) and issubclass(target, sampler_class)
