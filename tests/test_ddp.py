@@ -148,11 +148,11 @@ def _gradient_worker(rank: int, init_file: str, cfg, cache_dir: str) -> None:
 def test_two_processes_with_batch_b_match_one_process_with_batch_2b(make_cfg, model_cache, tmp_path):
     cfg = make_cfg("model=tiny")
     build_tiny_model(str(model_cache))  # built once here, so the ranks only load it
-    mp.start_processes(  # fork: the ranks inherit the imports instead of repeating them
+    mp.start_processes(  # spawn: a forked child can deadlock on the parent's intra-op thread pool
         _gradient_worker,
         args=(str(tmp_path / "rendezvous"), cfg, str(model_cache)),
         nprocs=WORLD_SIZE,
-        start_method="fork",
+        start_method="spawn",
     )
 
 
