@@ -72,7 +72,6 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """
     tracker = RunTracker(cfg.registry.path, cfg.name, stored_run_id(cfg.paths.output_dir))
     tracker.start(cfg, str(cfg.paths.output_dir))
-    store_run_id(cfg.paths.output_dir, tracker.run_id)
     try:
         metrics, objects = _train(cfg, tracker)
     except BaseException as error:
@@ -92,6 +91,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
 
     datamodule = build_datamodule(cfg)
     datamodule.load()
+    store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
     evaluator = instantiate(cfg.dataset_type.evaluator)(
         datamodule.eval_data,
         batch_size=cfg.evaluation.batch_size,
