@@ -58,6 +58,6 @@ def test_slurm_launcher_refuses_devices_auto_before_submitting(tmp_path):
                f"paths.log_dir={tmp_path}"]
     result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert result.returncode != 0
-    # the launcher's typed config refuses trainer.devices=auto as a GPU count, before anything is submitted
-    assert "could not be converted to Integer" in result.stderr and "hydra.launcher.gpus_per_node" in result.stderr
+    # trainer.devices=auto is no GPU count: refused with what to use instead, before anything is submitted
+    assert "launcher=slurm reserves trainer.devices" in result.stderr and "trainer=gpu" in result.stderr
     assert not (tmp_path / "runs.db").exists()

@@ -1,5 +1,5 @@
 """OmegaConf resolvers the config tree uses: `${project_root:}`, `${package_model_path:pkg}`,
-`${wandb_offline:}`, `${path_safe:text}`, `${len:list}` (None for None)."""
+`${wandb_offline:}`, `${path_safe:text}`, `${len:list}` (None for None), `${device_count:devices}`."""
 
 import importlib
 import os
@@ -33,6 +33,16 @@ def path_safe(text: str) -> str:
     return text.replace("/", "_").replace("\\", "_")[:120]
 
 
+def device_count(devices) -> int:
+    """`trainer.devices` as the number of devices per node a scheduler must reserve."""
+    if isinstance(devices, bool) or not isinstance(devices, int) or devices < 1:
+        raise ValueError(
+            f"launcher=slurm reserves trainer.devices GPUs and tasks per node, so it needs a number, not "
+            f"{devices!r}: use trainer=gpu (1 GPU) or trainer=ddp trainer.devices=4."
+        )
+    return devices
+
+
 def register_resolvers() -> None:
     """Register the project's resolvers once per process."""
     for name, function in {
@@ -41,6 +51,7 @@ def register_resolvers() -> None:
         "wandb_offline": wandb_offline,
         "path_safe": path_safe,
         "len": lambda items: len(items) if items is not None else None,
+        "device_count": device_count,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)
