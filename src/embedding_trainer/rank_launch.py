@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import read_write
+
+from embedding_trainer.hydra_job import in_multirun
 
 # What Lightning's subprocess launcher puts in the environment of the process that launches.
 LAUNCHER_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")
@@ -31,7 +32,7 @@ def ranks_run_this_job(output_dir: Path, world_size: int) -> Iterator[None]:
     `run.dir` is `output_dir`), so every rank runs this job in one folder; on exit the process group
     is destroyed and `sys.argv`, `run.dir` and the launcher's environment variables are restored,
     so the next job starts its own ranks. Outside a Hydra multi-run it does nothing."""
-    if world_size == 1 or not HydraConfig.initialized() or HydraConfig.get().mode != RunMode.MULTIRUN:
+    if world_size == 1 or not in_multirun():
         yield
         return
     hydra_cfg = HydraConfig.get()

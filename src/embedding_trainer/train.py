@@ -11,8 +11,6 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import hydra  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
-from hydra.core.hydra_config import HydraConfig  # noqa: E402
-from hydra.types import RunMode  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
@@ -27,6 +25,7 @@ from embedding_trainer.reporting.model_card import write_model_card  # noqa: E40
 from embedding_trainer.reporting.results import results_payload, write_results  # noqa: E402
 from embedding_trainer.reporting.run_report import write_run_report  # noqa: E402
 from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table  # noqa: E402
+from embedding_trainer.hydra_job import in_multirun  # noqa: E402
 from embedding_trainer.log import get_logger  # noqa: E402
 from embedding_trainer.losses import build_loss  # noqa: E402
 from embedding_trainer.module import EmbeddingModule  # noqa: E402
@@ -209,7 +208,7 @@ def main(cfg: DictConfig) -> float:
         metrics, _ = train(cfg)
     except (ConfigError, DataError, ModelLoadError, ModelPushError) as error:
         log.error(f"{type(error).__name__}: {error}")
-        if HydraConfig.get().mode == RunMode.MULTIRUN:
+        if in_multirun():
             raise  # one failed job of a multi-run or sweep (Hydra records it), not the end of the others
         sys.exit(2)
     except RunPreempted as preempted:

@@ -5,11 +5,11 @@ import sys
 from pathlib import Path
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from omegaconf import OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from embedding_trainer.evaluation.base import DimensionMetrics
+from embedding_trainer.hydra_job import in_multirun
 from embedding_trainer.reporting.results import comparison_rows
 from embedding_trainer.runs.tracking import command_line_overrides
 
@@ -20,12 +20,9 @@ TABLE_COLUMNS = ["dimension", "baseline", "fine-tuned", "change"]
 def sweep_group(name: str) -> str | None:
     """The W&B group: in a multi-run, the Optuna study name (`hydra.sweeper.study_name`), else
     `<name>-<sweep folder>`, so each sweep or multi-run is one group; None for a single run."""
-    try:
-        hydra = HydraConfig.get()
-    except ValueError:  # composed outside a Hydra command line
+    if not in_multirun():
         return None
-    if hydra.mode != RunMode.MULTIRUN:
-        return None
+    hydra = HydraConfig.get()
     return OmegaConf.select(hydra.sweeper, "study_name") or f"{name}-{Path(hydra.sweep.dir).name}"
 
 
