@@ -25,7 +25,7 @@ from side_by_side import child_parser, compose, run_child, run_ours, run_referen
 def case_overrides(args, ours: bool, output_dir: str) -> list[str]:
     import torch
 
-    dims = [d for d in (768, 512, 256, 128, 64) if d < args.hidden] if args.hidden > 64 else [args.hidden // 2]
+    dims = [d for d in (512, 256, 128, 64) if d < args.hidden] or [args.hidden // 2]
     return [
         "model=tiny", f"paths.cache_dir={output_dir}/models", f"model.encoder.hidden_size={args.hidden}",
         f"model.encoder.num_layers={args.layers}", f"model.encoder.num_heads={args.heads}",

@@ -94,11 +94,7 @@ def compose(overrides: list[str], output_dir: str):
 
 def tokens_per_sample(datamodule) -> float:
     """Mean real tokens per training row over its input columns (after truncation)."""
-    cache = datamodule.token_cache
-    columns = [column for column in datamodule.train_dataset.column_names if column != datamodule.label]
-    return float(sum(cache.text_lengths(datamodule.train_dataset[column]).sum() for column in columns)) / len(
-        datamodule.train_dataset
-    )
+    return float(datamodule.row_token_counts().mean())
 
 
 def _measured(clock: StepClock, steps: int, rows: int, epochs: int, batch_size: int) -> dict:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
@@ -256,12 +257,11 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         if self.train_dataset is None or self.preprocess is None:
             raise RuntimeError("Call load() and set `preprocess` (the model's tokenizer) before training.")
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-        texts = [column for column in self.train_dataset.column_names if column != self.label]
         use_token_cache = self.tokenize_once and self.batch_transform is None
         if (use_token_cache or self.group_by_length) and self.token_cache is None:
-            self.token_cache = self._build_token_cache(texts)
+            self.token_cache = self._build_token_cache()
         if self.group_by_length and self.token_cache is not None:
-            sampler = self._length_grouped_sampler(texts, self.batch_size * world_size)
+            sampler = self._length_grouped_sampler(self.batch_size * world_size)
         else:
             sampler = self.batch_sampler(
                 self.train_dataset,
@@ -275,7 +275,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         if self.batch_transform is not None:
             inputs, label = self.batch_transform.columns, self.batch_transform.label
         else:
-            inputs = self.inputs or texts
+            inputs = self.inputs or self.text_columns
             label = self.label
         token_cache = self.token_cache if use_token_cache else None
         collate = LossBatchCollator(self.preprocess, inputs, label, self.max_length, self.batch_transform, token_cache)
@@ -293,24 +293,32 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         target = getattr(self.batch_sampler, "func", self.batch_sampler)
         return isinstance(target, type) and issubclass(target, sampler_class)
 
-    def _build_token_cache(self, columns: list[str]) -> TokenCache | None:
-        """The training texts of `columns` tokenized once (None when the model's features cannot
-        be cached: then every batch is tokenized as it comes)."""
-        texts = (text for column in columns for text in self.train_dataset[column])
+    @property
+    def text_columns(self) -> list[str]:
+        """The training rows' text columns (all but the label), in order."""
+        return [column for column in self.train_dataset.column_names if column != self.label]
+
+    def row_token_counts(self) -> np.ndarray:
+        """Each training row's tokens over its text columns, after truncation (needs the token cache)."""
+        return sum(self.token_cache.text_lengths(self.train_dataset[column]) for column in self.text_columns)
+
+    def _build_token_cache(self) -> TokenCache | None:
+        """The training texts tokenized once (None when the model's features cannot be cached: then
+        every batch is tokenized as it comes)."""
+        texts = (text for column in self.text_columns for text in self.train_dataset[column])
         try:
             return TokenCache(self.preprocess, texts, self.max_length)
         except UncachableFeatures as error:
             log.warning(f"Tokenizing per batch: {error}")
             return None
 
-    def _length_grouped_sampler(self, columns: list[str], batch_size: int) -> LengthGroupedBatchSampler:
-        """Length-grouped batches by the rows' total token count over `columns`, without repeated
-        texts in a batch when the loss's sampler promises that."""
-        lengths = sum(self.token_cache.text_lengths(self.train_dataset[column]) for column in columns)
+    def _length_grouped_sampler(self, batch_size: int) -> LengthGroupedBatchSampler:
+        """Length-grouped batches by the rows' token counts, without repeated texts in a batch when
+        the loss's sampler promises that."""
         row_values = None
         if self._sampler_is(NoDuplicatesBatchSampler):
-            row_values = [frozenset(row) for row in zip(*(self.train_dataset[column] for column in columns))]
-        return LengthGroupedBatchSampler(lengths, batch_size, False, row_values, seed=self.seed)
+            row_values = [frozenset(row) for row in zip(*(self.train_dataset[column] for column in self.text_columns))]
+        return LengthGroupedBatchSampler(self.row_token_counts(), batch_size, False, row_values, seed=self.seed)
 
 
 def _keep_queries(split: RetrievalSplit, query_texts: list[str]) -> RetrievalSplit:
