@@ -59,3 +59,21 @@ def no_model_loading(monkeypatch):
 
     monkeypatch.setattr(models, "build_tiny_model", refuse)
     monkeypatch.setattr(models, "load_pretrained", refuse)
+
+
+def files_of(folder: Path) -> dict[str, bytes]:
+    """Every file under `folder` (relative path -> bytes): compare before and after to show nothing changed."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+
+
+@pytest.fixture
+def earlier_run(tmp_path) -> Path:
+    """The folder of an earlier, finished run (results, model, report, run id) in this test's outputs,
+    which no later run, failing or not, may change."""
+    folder = tmp_path / "outputs" / "default" / "runs" / "earlier"
+    (folder / "model").mkdir(parents=True)
+    (folder / "results.json").write_text('{"kept": true}')
+    (folder / "report.md").write_text("# earlier run\n")
+    (folder / "model" / "config.json").write_text("{}")
+    (folder / ".run_id").write_text("default-earlier\n")
+    return folder

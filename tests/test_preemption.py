@@ -14,7 +14,7 @@ import torch
 from hydra.utils import instantiate
 
 from embedding_trainer.resolvers import PROJECT_ROOT
-from embedding_trainer.resume import resume_checkpoint
+from embedding_trainer.runtime.resume import resume_checkpoint
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.train import train
 

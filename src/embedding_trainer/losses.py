@@ -15,6 +15,7 @@ from sentence_transformers import SentenceTransformer
 HARNESS_KEYS = (
     "accepts",
     "gradient_cache",
+    "in_batch_negatives",
     "fixed_dimension",
     "batch_sampler",
     "batch_transform",

@@ -1,8 +1,10 @@
 """OmegaConf resolvers the config tree uses: `${project_root:}`, `${package_model_path:pkg}`,
-`${wandb_offline:}`, `${path_safe:text}`, `${len:list}` (None for None), `${device_count:devices}`."""
+`${wandb_offline:}`, `${path_safe:text}`, `${len:list}` (None for None), `${device_count:devices}`,
+`${run_token:}` (6 random hex digits, the same within one config: keeps run folders apart)."""
 
 import importlib
 import os
+import secrets
 from pathlib import Path
 
 from omegaconf import OmegaConf
@@ -55,3 +57,6 @@ def register_resolvers() -> None:
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)
+    if not OmegaConf.has_resolver("run_token"):
+        # Cached per config (as Hydra's `now`): every use in one run, and the jobs of one multi-run, agree.
+        OmegaConf.register_new_resolver("run_token", lambda: secrets.token_hex(3), use_cache=True)

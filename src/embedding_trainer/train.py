@@ -11,8 +11,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 import hydra  # noqa: E402
 import pytorch_lightning as pl  # noqa: E402
 import torch  # noqa: E402
+from hydra.errors import InstantiationException  # noqa: E402
 from hydra.utils import instantiate  # noqa: E402
 from omegaconf import DictConfig, OmegaConf  # noqa: E402
+from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from embedding_trainer.data import EmbeddingDataModule  # noqa: E402
@@ -25,17 +27,19 @@ from embedding_trainer.reporting.model_card import write_model_card  # noqa: E40
 from embedding_trainer.reporting.results import results_payload, write_results  # noqa: E402
 from embedding_trainer.reporting.run_report import write_run_report  # noqa: E402
 from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table  # noqa: E402
-from embedding_trainer.hydra_job import in_multirun  # noqa: E402
+from embedding_trainer.runtime.hydra_job import in_multirun  # noqa: E402
 from embedding_trainer.log import get_logger  # noqa: E402
 from embedding_trainer.losses import build_loss  # noqa: E402
 from embedding_trainer.module import EmbeddingModule  # noqa: E402
-from embedding_trainer.preemption import PreemptionCallback, RunPreempted  # noqa: E402
-from embedding_trainer.rank_launch import ranks_run_this_job  # noqa: E402
+from embedding_trainer.runtime.preemption import PreemptionCallback, RunPreempted, stopping_on_signals  # noqa: E402
+from embedding_trainer.runtime.rank_launch import ranks_run_this_job  # noqa: E402
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers  # noqa: E402
-from embedding_trainer.resume import RandomStateCallback, resume_checkpoint, store_run_id, stored_run_id  # noqa: E402
+from embedding_trainer.runtime.resume import RandomStateCallback, resume_checkpoint, store_run_id, stored_run_id  # noqa: E402
+from embedding_trainer.runtime.run_folder import claim_run_folder  # noqa: E402
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker  # noqa: E402
 from embedding_trainer.sweeps.pruning import pruning_callbacks  # noqa: E402
-from embedding_trainer.validation import validate_config  # noqa: E402
+from embedding_trainer.training_plan import TrainingPlan, check_in_batch_negatives, check_steps  # noqa: E402
+from embedding_trainer.validation import check_checkpoint_fits, validate_config  # noqa: E402
 
 log = get_logger(__name__)
 register_resolvers()
@@ -60,8 +64,10 @@ def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
-    """Run one training job described by the composed config, recorded in the run registry
-    (`running`, then `success`, or `failed` with the error, which is raised again).
+    """Run one training job described by the composed config in its own output folder, claimed for
+    this run (refused when another run holds it, or a finished run is there and `overwrite` is
+    off), and recorded in the run registry (`running`, then `success`, or `failed` with the error,
+    which is raised again).
 
     Returns:
         metrics: the fine-tuned model's flat `val/...` metrics (with `val/score`).
@@ -69,16 +75,27 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             (the callback, holding `baseline` and `history`), `finetuned` (per-dimension metrics),
             `results` (their JSON form) and `run_id` (the registry row).
     """
-    tracker = RunTracker(cfg.registry.path, cfg.name, stored_run_id(cfg.paths.output_dir))
-    tracker.start(cfg, str(cfg.paths.output_dir))
+    output_dir = str(cfg.paths.output_dir)
+    tracker = RunTracker(cfg.registry.path, cfg.name, stored_run_id(output_dir))
+    claim = None
+    if rank_zero_only.rank == 0:  # DDP ranks 1.. run in rank zero's claimed folder
+        claim = claim_run_folder(output_dir, bool(cfg.get("overwrite", False)), tracker.run_id)
     try:
-        metrics, objects = _train(cfg, tracker)
-    except BaseException as error:
-        tracker.fail(error)
-        finish_wandb(failed=True)
-        raise
-    tracker.succeed(objects["results"], objects["model_path"])
-    finish_wandb(failed=False)
+        if claim is not None and claim.previous is not None:
+            tracker.moved(str(claim.folder), str(claim.previous))
+        tracker.start(cfg, output_dir)
+        try:
+            with stopping_on_signals():
+                metrics, objects = _train(cfg, tracker)
+        except BaseException as error:
+            tracker.fail(error)
+            finish_wandb(failed=True)
+            raise
+        tracker.succeed(objects["results"], objects["model_path"])
+        finish_wandb(failed=False)
+    finally:
+        if claim is not None:
+            claim.release()
     return metrics, {**objects, "run_id": tracker.run_id}
 
 
@@ -90,21 +107,11 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
 
     datamodule = build_datamodule(cfg)
     datamodule.load()
-    store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
     evaluator = instantiate(cfg.dataset_type.evaluator)(
         datamodule.eval_data,
         batch_size=cfg.evaluation.batch_size,
         show_progress_bar=cfg.evaluation.show_progress_bar,
     )
-
-    model = instantiate(cfg.model.encoder)
-    if model.get_embedding_dimension() != cfg.model.dimension:
-        raise ConfigError(
-            f"model.dimension={cfg.model.dimension} but the loaded model embeds in "
-            f"{model.get_embedding_dimension()} dimensions; set model.dimension={model.get_embedding_dimension()}."
-        )
-    datamodule.preprocess = model.preprocess
-
     evaluation = EvaluationCallback(
         evaluator, list(cfg.matryoshka_dims), cfg.evaluation.every_n_steps, cfg.evaluation.baseline
     )
@@ -118,18 +125,33 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         PreemptionCallback(output_dir),
     ]
     loggers = [instantiate(c) for c in cfg.logger.values()]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = build_trainer(cfg, callbacks, loggers)
     world_size = trainer.num_nodes * trainer.num_devices  # known before the processes start
+    plan = TrainingPlan.of(trainer, len(datamodule.train_dataset), cfg.data.batch_size, world_size)
+    check_steps(plan)
+    check_in_batch_negatives(plan, cfg.loss, datamodule.inputs or datamodule.text_columns)
+    store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
+
+    model = instantiate(cfg.model.encoder)
+    if model.get_embedding_dimension() != cfg.model.dimension:
+        raise ConfigError(
+            f"model.dimension={cfg.model.dimension} but the loaded model embeds in "
+            f"{model.get_embedding_dimension()} dimensions; set model.dimension={model.get_embedding_dimension()}."
+        )
+    datamodule.preprocess = model.preprocess
     module = EmbeddingModule(
         model, build_loss(cfg.loss, cfg.modifier, model, world_size), instantiate(cfg.optimizer),
         instantiate(cfg.scheduler),
     )
+    ckpt_path = resume_checkpoint(output_dir, cfg.ckpt_path)
+    if ckpt_path is not None:
+        check_checkpoint_fits(ckpt_path, module)
     evaluator.loss = module.loss
     for logger in trainer.loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
     with ranks_run_this_job(output_dir, world_size):
-        trainer.fit(module, datamodule=datamodule, ckpt_path=resume_checkpoint(output_dir, cfg.ckpt_path))
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     step, finetuned = select_final_model(trainer, module, evaluation)
     results = results_payload(evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step)
@@ -153,6 +175,19 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         "results": results,
         "model_path": str(model_path) if model_path else None,
     }
+
+
+def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list) -> pl.Trainer:
+    """The Lightning Trainer of `cfg.trainer`; its own refusals (unknown accelerator or precision,
+    bad counts) become ConfigError naming the trainer settings."""
+    try:
+        return instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    except InstantiationException as error:
+        cause = error.__cause__ or error
+        raise ConfigError(
+            f"The Lightning Trainer refused the trainer settings: {cause}. Fix the trainer.* value it names "
+            "(see conf/trainer/default.yaml for the defaults)."
+        ) from None
 
 
 def select_final_model(

@@ -1,8 +1,10 @@
 """Checks of the composed config that run before any model or data loads."""
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 
 from embedding_trainer.errors import ConfigError
@@ -73,10 +75,91 @@ def check_dims(dims: list[int], model_dimension: int, key: str) -> None:
         )
 
 
-def check_resume(ckpt_path: str | None) -> None:
-    """A checkpoint to resume from must exist."""
-    if ckpt_path is not None and not Path(ckpt_path).is_file():
+# Integer settings: (key, smallest allowed value, whether null is allowed).
+COUNTS = (
+    ("data.batch_size", 1, False),
+    ("data.max_samples", 1, True),
+    ("data.max_eval_samples", 1, True),
+    ("data.max_length", 1, True),
+    ("data.negatives_per_anchor", 1, True),
+    ("data.num_workers", 0, False),
+    ("evaluation.batch_size", 1, False),
+    ("evaluation.every_n_steps", 1, True),
+)
+
+
+def check_counts(cfg: DictConfig) -> None:
+    """Sizes and counts (`COUNTS`) are whole numbers no smaller than their minimum (or null where allowed)."""
+    for key, smallest, nullable in COUNTS:
+        value = OmegaConf.select(cfg, key)
+        if value is None and nullable:
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
+            allowed = f"a whole number of at least {smallest}" + (" or null" if nullable else "")
+            raise ConfigError(f"{key} must be {allowed}, got {value!r}.")
+
+
+def check_learning_rate(cfg: DictConfig) -> None:
+    """The optimizer's learning rate is a positive finite number."""
+    lr = OmegaConf.select(cfg, "optimizer.lr")
+    if lr is None:
+        return
+    if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0:
+        raise ConfigError(
+            f"The learning rate must be a positive number, got optimizer.lr={lr!r} (set from model.lr). "
+            f"Set model.lr, for example model.lr=2e-5."
+        )
+
+
+def check_warmup(cfg: DictConfig) -> None:
+    """The scheduler's warmup ratio is in [0, 1)."""
+    ratio = OmegaConf.select(cfg, "scheduler.warmup_ratio")
+    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
+        raise ConfigError(
+            f"scheduler.warmup_ratio is the fraction of training spent warming up and must be in [0, 1), got "
+            f"{ratio!r}; for example scheduler.warmup_ratio=0.1."
+        )
+
+
+def checkpoint_state_keys(ckpt_path: str) -> set[str]:
+    """The model weights' names in a Lightning checkpoint this harness wrote (memory-mapped: cheap).
+
+    Raises:
+        ConfigError: the file is missing, is no PyTorch checkpoint, or not one of an EmbeddingModule.
+    """
+    path = Path(ckpt_path)
+    if not path.is_file():
         raise ConfigError(f"ckpt_path={ckpt_path} does not exist; give the path of a .ckpt file or ckpt_path=null.")
+    try:
+        state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
+    except Exception as error:  # torch.load fails in many ways on files that are not checkpoints
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} is not a PyTorch checkpoint ({type(error).__name__}: {str(error)[:200]}). "
+            "Give a Lightning checkpoint written by this harness, such as <run folder>/checkpoints/last.ckpt."
+        ) from None
+    state_dict = state.get("state_dict") if isinstance(state, dict) else None
+    if not isinstance(state_dict, dict) or "pytorch-lightning_version" not in state or not any(
+        key.startswith("model.") for key in state_dict
+    ):
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} is a PyTorch file but not a Lightning checkpoint of this harness (no "
+            "Lightning state with the model's weights). Give <run folder>/checkpoints/last.ckpt of a run, or "
+            "start a model from saved weights with model.encoder.name_or_path=<model folder>."
+        )
+    return set(state_dict)
+
+
+def check_checkpoint_fits(ckpt_path: str, module: torch.nn.Module) -> None:
+    """The checkpoint's weights are those of `module` (the same model and loss as the run it came from)."""
+    found, expected = checkpoint_state_keys(ckpt_path), set(module.state_dict())
+    if found != expected:
+        missing, unexpected = sorted(expected - found), sorted(found - expected)
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} holds the weights of another model or loss than this run's: it lacks "
+            f"{len(missing)} of this run's weights (e.g. {missing[:3]}) and has {len(unexpected)} others (e.g. "
+            f"{unexpected[:3]}). Use the model=, loss= and modifier= of the run that wrote it (its "
+            "config_resolved.yaml or .hydra/overrides.yaml says which)."
+        )
 
 
 def validate_config(cfg: DictConfig) -> None:
@@ -87,6 +170,8 @@ def validate_config(cfg: DictConfig) -> None:
     check_class_names(cfg)
     dims_key = "modifier.matryoshka_dims" if "matryoshka_dims" in cfg.modifier else "model.matryoshka_dims"
     check_dims(cfg.matryoshka_dims, cfg.model.dimension, dims_key)
-    if cfg.data.batch_size < 1:
-        raise ConfigError(f"data.batch_size must be at least 1, got {cfg.data.batch_size}.")
-    check_resume(cfg.ckpt_path)
+    check_counts(cfg)
+    check_learning_rate(cfg)
+    check_warmup(cfg)
+    if cfg.ckpt_path is not None:
+        checkpoint_state_keys(cfg.ckpt_path)

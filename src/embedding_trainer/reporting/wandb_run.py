@@ -9,7 +9,7 @@ from omegaconf import OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from embedding_trainer.evaluation.base import DimensionMetrics
-from embedding_trainer.hydra_job import in_multirun
+from embedding_trainer.runtime.hydra_job import in_multirun
 from embedding_trainer.reporting.results import comparison_rows
 from embedding_trainer.runs.tracking import command_line_overrides
 

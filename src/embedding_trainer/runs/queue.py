@@ -6,7 +6,7 @@ from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
 from embedding_trainer.log import get_logger
-from embedding_trainer.resume import store_run_id, stored_run_id
+from embedding_trainer.runtime.resume import store_run_id, stored_run_id
 from embedding_trainer.runs.tracking import RunTracker, config_text
 
 log = get_logger(__name__)

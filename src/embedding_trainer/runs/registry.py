@@ -110,6 +110,14 @@ class RunRegistry:
             (now, now, type(error).__name__, message, run_id),
         )
 
+    def moved(self, old_dir: str, new_dir: str) -> None:
+        """Point the rows of the runs that wrote `old_dir` (and their model paths) at `new_dir`."""
+        with self._connect() as connection:
+            connection.execute(
+                "UPDATE runs SET output_dir=?, model_path=replace(model_path, ?, ?) WHERE output_dir=?",
+                (new_dir, old_dir, new_dir, old_dir),
+            )
+
     def get(self, run_id: str) -> dict:
         """One run as a dict with JSON columns decoded; KeyError if there is none."""
         with self._connect() as connection:

@@ -42,6 +42,11 @@ class RunTracker:
         if self.registry:
             self.registry.start(self.run_id, self.task, command_line_overrides(), config_text(cfg), output_dir)
 
+    def moved(self, old_dir: str, new_dir: str) -> None:
+        """Record that the runs of `old_dir` now live in `new_dir` (a finished run moved aside)."""
+        if self.registry:
+            self.registry.moved(old_dir, new_dir)
+
     def progress(self, step: int, total_steps: int | None) -> None:
         if self.registry:
             self.registry.progress(self.run_id, step, total_steps)

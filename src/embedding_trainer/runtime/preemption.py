@@ -6,12 +6,14 @@ import os
 import signal
 import subprocess
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
 
 from embedding_trainer.log import get_logger
-from embedding_trainer.resume import PREEMPTED_CHECKPOINT
+from embedding_trainer.runtime.resume import PREEMPTED_CHECKPOINT
 
 log = get_logger(__name__)
 
@@ -45,6 +47,32 @@ def requeue(job_id: str) -> bool:
     if result.returncode != 0:
         log.warning(f"scontrol requeue {job_id} failed: {result.stderr.strip()}")
     return result.returncode == 0
+
+
+@contextmanager
+def stopping_on_signals() -> Iterator[None]:
+    """Around a whole run: SIGUSR1, SIGUSR2 or SIGTERM outside training (while data or the model
+    load, during an evaluation) raise `RunPreempted` without a checkpoint, so the run ends as a
+    failure with its claim released and its registry row closed, instead of dying mid-write.
+    During training `PreemptionCallback` takes the signals over. Main thread only."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def stop(signum: int, frame) -> None:
+        raise RunPreempted(
+            f"Stopped on {signal.Signals(signum).name} outside training (nothing to checkpoint); run the same "
+            "command again to start over.",
+            "",
+            signum,
+        )
+
+    previous = {signum: signal.signal(signum, stop) for signum in SIGNALS}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 class PreemptionCallback(pl.Callback):

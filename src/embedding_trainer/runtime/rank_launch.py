@@ -19,7 +19,7 @@ import torch.distributed as dist
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import read_write
 
-from embedding_trainer.hydra_job import in_multirun
+from embedding_trainer.runtime.hydra_job import in_multirun
 
 # What Lightning's subprocess launcher puts in the environment of the process that launches.
 LAUNCHER_ENVIRONMENT = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_SIZE")

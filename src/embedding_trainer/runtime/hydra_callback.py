@@ -1,0 +1,29 @@
+"""The Hydra callback that claims a single run's folder before Hydra writes into it."""
+
+import sys
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
+
+from embedding_trainer.log import get_logger
+from embedding_trainer.runtime.run_folder import RunFolderError, claim_run_folder
+
+log = get_logger(__name__)
+
+
+class ClaimRunFolder(Callback):
+    """`hydra.callbacks.run_folder`: before a single run starts, claim `hydra.run.dir` (or refuse,
+    exit status 2, when another run holds it or a finished run is there and `overwrite` is off), so
+    that Hydra's own files (`.hydra/`, the log) never land in another run's folder. `train()` takes
+    the same claim over and releases it. Ranks other than zero (DDP relaunches) claim nothing."""
+
+    def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if rank_zero_only.rank != 0:
+            return
+        try:
+            claim_run_folder(config.hydra.run.dir, overwrite=bool(config.get("overwrite", False)))
+        except RunFolderError as error:
+            log.error(f"{type(error).__name__}: {error}")
+            sys.exit(2)

@@ -1,0 +1,233 @@
+"""Exclusive use of a run folder: one process at a time writes into it, and a finished run's
+results are never written over.
+
+A run claims its folder by creating `.claim` atomically (`O_CREAT | O_EXCL`), holding who claimed
+it (run id, host, process id and start time, SLURM job id). A second process that finds the
+claim refuses with a message naming that run, unless the claimant is gone: a dead process on
+this host, or an earlier start of this same SLURM job (a requeued job may land on another node).
+The claim is released (the file removed) when the run ends, failed or not, and at exit.
+
+A folder whose run finished (it holds `results.json`) is refused too, unless `overwrite` is set:
+then its contents move aside to a sibling folder `<name>.previous-<timestamp>`, never deleted.
+An unfinished run's folder is taken as it is: the run resumes there (see `resume`).
+"""
+
+import atexit
+import json
+import os
+import socket
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import psutil
+
+from embedding_trainer.errors import ConfigError
+from embedding_trainer.log import get_logger
+from embedding_trainer.runtime.preemption import slurm_job_id
+from embedding_trainer.runtime.resume import RUN_ID_FILE, unfinished
+
+log = get_logger(__name__)
+
+CLAIM_FILE = ".claim"
+
+
+class RunFolderError(ConfigError):
+    """The run folder is in use by another run, or holds a finished run; the message says what to do."""
+
+
+@dataclass
+class Claimant:
+    """Who holds a run folder."""
+
+    pid: int
+    host: str
+    process_started: float
+    slurm_job_id: str | None
+    run_id: str | None
+    claimed_at: str
+
+    @classmethod
+    def this_process(cls, run_id: str | None) -> "Claimant":
+        pid = os.getpid()
+        return cls(pid, socket.gethostname(), psutil.Process(pid).create_time(), slurm_job_id(), run_id,
+                   time.strftime("%Y-%m-%d %H:%M:%S"))
+
+    def is_gone(self) -> bool:
+        """True when the claiming process surely no longer runs: on this host, its process is dead
+        (or its pid now names another process); elsewhere, it was an earlier start of this SLURM job
+        (requeued). A claim from another host and job may be alive: it is never taken over."""
+        if self.host == socket.gethostname():
+            try:
+                return abs(psutil.Process(self.pid).create_time() - self.process_started) > 1.0
+            except psutil.NoSuchProcess:
+                return True
+        return bool(self.slurm_job_id) and self.slurm_job_id == slurm_job_id()
+
+    def describe(self) -> str:
+        run = f"run {self.run_id}" if self.run_id else "a run"
+        job = f", SLURM job {self.slurm_job_id}" if self.slurm_job_id else ""
+        return f"{run} (process {self.pid} on {self.host}{job}, since {self.claimed_at})"
+
+
+class RunFolderClaim:
+    """This process's claim on `folder`; `previous` is where an overwritten run's files went."""
+
+    def __init__(self, folder: Path, claimant: Claimant, created_folder: bool, previous: Path | None = None) -> None:
+        self.folder = folder
+        self.claimant = claimant
+        self.created_folder = created_folder
+        self.previous = previous
+
+    @property
+    def path(self) -> Path:
+        return self.folder / CLAIM_FILE
+
+    def name_run(self, run_id: str) -> None:
+        """Record the registry run id of the run holding the claim (shown to processes refused)."""
+        self.claimant.run_id = run_id
+        _write_claim(self.path, self.claimant, exclusive=False)
+
+    def release(self) -> None:
+        """Remove the claim (once); a folder this claim created and nothing else wrote to goes too."""
+        if _HELD.pop(self.folder, None) is None:
+            return
+        self.path.unlink(missing_ok=True)
+        if self.created_folder and not any(self.folder.iterdir()):
+            self.folder.rmdir()
+
+
+_HELD: dict[Path, RunFolderClaim] = {}
+
+
+def claim_run_folder(folder: str | Path, overwrite: bool = False, run_id: str | None = None) -> RunFolderClaim:
+    """Claim `folder` for this process's run (the same claim again when this process holds it).
+
+    Raises:
+        RunFolderError: another live run holds the folder, the folder holds a finished run and
+            `overwrite` is off, or the path cannot be a folder.
+    """
+    folder = Path(folder).resolve()
+    if folder in _HELD:
+        claim = _HELD[folder]
+        if run_id:
+            claim.name_run(run_id)
+        return claim
+    created = _make_folder(folder)
+    claimant = Claimant.this_process(run_id)
+    _take_claim(folder / CLAIM_FILE, claimant)
+    claim = RunFolderClaim(folder, claimant, created)
+    _HELD[folder] = claim
+    try:
+        if not unfinished(folder):
+            claim.previous = _move_finished_run_aside(folder, overwrite)
+    except BaseException:
+        claim.release()
+        raise
+    return claim
+
+
+def held_claim(folder: str | Path) -> RunFolderClaim | None:
+    """This process's claim on `folder`, if it holds one."""
+    return _HELD.get(Path(folder).resolve())
+
+
+def _make_folder(folder: Path) -> bool:
+    """Create `folder` (with parents); True when it did not exist before."""
+    if folder.exists() and not folder.is_dir():
+        raise RunFolderError(f"The run folder {folder} is a file; choose another hydra.run.dir (or paths.output_dir).")
+    existed = folder.is_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise RunFolderError(
+            f"Cannot create the run folder {folder}: {error.strerror}. Choose a writable place with "
+            "hydra.run.dir=... (or paths.log_dir=...)."
+        ) from None
+    return not existed
+
+
+def _take_claim(path: Path, claimant: Claimant) -> None:
+    """Create the claim file, or take over a claim whose process is gone; else raise RunFolderError."""
+    try:
+        _write_claim(path, claimant, exclusive=True)
+        return
+    except FileExistsError:
+        pass
+    holder = _read_claim(path)
+    if holder is not None and not holder.is_gone():
+        raise RunFolderError(
+            f"The run folder {path.parent} is in use by {holder.describe()}. Start this run in its own folder "
+            f"(leave hydra.run.dir unset: every run gets a new one). If that run is no longer running, "
+            f"delete {path} and start again."
+        )
+    stale = path.with_name(f"{CLAIM_FILE}.stale-{os.getpid()}")
+    try:
+        os.replace(path, stale)  # only one of two processes taking over the same stale claim wins
+    except FileNotFoundError:
+        pass
+    else:
+        stale.unlink(missing_ok=True)
+        log.warning(f"Taking over {path.parent}: its claim by {holder.describe() if holder else 'an unknown run'} is stale.")
+    try:
+        _write_claim(path, claimant, exclusive=True)
+    except FileExistsError:
+        holder = _read_claim(path)
+        raise RunFolderError(
+            f"The run folder {path.parent} was claimed just now by {holder.describe() if holder else 'another run'}; "
+            "start this run in its own folder."
+        ) from None
+
+
+def _write_claim(path: Path, claimant: Claimant, exclusive: bool) -> None:
+    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    try:
+        descriptor = os.open(path, flags, 0o644)
+    except FileExistsError:
+        raise  # the caller's to handle: the folder is claimed
+    except OSError as error:
+        raise RunFolderError(
+            f"Cannot write in the run folder {path.parent}: {error.strerror}. Choose a writable place with "
+            "hydra.run.dir=... (or paths.log_dir=...)."
+        ) from None
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(json.dumps(asdict(claimant)) + "\n")
+
+
+def _read_claim(path: Path) -> Claimant | None:
+    """The claimant recorded in `path`; None when it is gone or unreadable (a claim being written)."""
+    try:
+        return Claimant(**json.loads(path.read_text(encoding="utf-8")))
+    except (OSError, ValueError, TypeError):
+        return None
+
+
+def _move_finished_run_aside(folder: Path, overwrite: bool) -> Path:
+    """Move everything but the claim from `folder` (a finished run's) to a new sibling folder and
+    return it; without `overwrite`, raise RunFolderError instead."""
+    run_id_file = folder / RUN_ID_FILE
+    finished_run = run_id_file.read_text(encoding="utf-8").strip() if run_id_file.exists() else "a run"
+    if not overwrite:
+        raise RunFolderError(
+            f"The run folder {folder} holds {finished_run}, which finished (results.json). Nothing was changed. "
+            "Leave hydra.run.dir unset to start in a new folder; or add overwrite=true to move the finished "
+            f"run's files aside (to {folder.name}.previous-<time>) and start over there; or continue training "
+            f"from it in a new folder with ckpt_path={folder / 'checkpoints' / 'last.ckpt'}."
+        )
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    previous = folder.with_name(f"{folder.name}.previous-{stamp}")
+    suffix = 1
+    while previous.exists():
+        previous, suffix = folder.with_name(f"{folder.name}.previous-{stamp}-{suffix}"), suffix + 1
+    previous.mkdir()
+    for entry in folder.iterdir():
+        if entry.name != CLAIM_FILE:
+            entry.rename(previous / entry.name)
+    log.warning(f"overwrite=true: moved the finished run in {folder} ({finished_run}) to {previous}")
+    return previous
+
+
+@atexit.register
+def _release_all() -> None:
+    for claim in list(_HELD.values()):
+        claim.release()
