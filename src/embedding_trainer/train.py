@@ -131,6 +131,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     check_steps(plan)
     check_in_batch_negatives(plan, cfg.loss, datamodule.inputs or datamodule.text_columns)
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
+    datamodule.write_prepared()
 
     model = instantiate(cfg.model.encoder)
     if model.get_embedding_dimension() != cfg.model.dimension:

@@ -97,7 +97,7 @@ def check_in_batch_negatives(plan: TrainingPlan, loss_cfg: DictConfig, input_col
     if rows_per_batch < 2 and len(input_columns) <= 2:
         raise ConfigError(
             f"{loss} scores each anchor against the other rows of its batch, but every batch here has "
-            f"{rows_per_batch} row ({plan.rows} training rows, data.batch_size={plan.batch_size}): there is "
+            f"{rows_per_batch} row ({plan.rows} training row{'s' if plan.rows != 1 else ''}, data.batch_size={plan.batch_size}): there is "
             "nothing to contrast, the loss is 0 and the model cannot learn. Give more training rows and "
             "data.batch_size of 2 or more (32 or more is usual)."
         )

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 from omegaconf import DictConfig, OmegaConf
+from transformers import SchedulerType
 
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.resolvers import CONFIG_DIR
@@ -85,6 +86,7 @@ COUNTS = (
     ("data.num_workers", 0, False),
     ("evaluation.batch_size", 1, False),
     ("evaluation.every_n_steps", 1, True),
+    ("trainer.accumulate_grad_batches", 1, False),
 )
 
 
@@ -111,8 +113,12 @@ def check_learning_rate(cfg: DictConfig) -> None:
         )
 
 
-def check_warmup(cfg: DictConfig) -> None:
-    """The scheduler's warmup ratio is in [0, 1)."""
+def check_scheduler(cfg: DictConfig) -> None:
+    """The scheduler's name is a transformers schedule and its warmup ratio is in [0, 1)."""
+    name = OmegaConf.select(cfg, "scheduler.name")
+    known = [kind.value for kind in SchedulerType]
+    if name is not None and name not in known:
+        raise ConfigError(f"scheduler.name={name!r} is not a transformers schedule; use one of {', '.join(known)}.")
     ratio = OmegaConf.select(cfg, "scheduler.warmup_ratio")
     if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
         raise ConfigError(
@@ -172,6 +178,6 @@ def validate_config(cfg: DictConfig) -> None:
     check_dims(cfg.matryoshka_dims, cfg.model.dimension, dims_key)
     check_counts(cfg)
     check_learning_rate(cfg)
-    check_warmup(cfg)
+    check_scheduler(cfg)
     if cfg.ckpt_path is not None:
         checkpoint_state_keys(cfg.ckpt_path)

@@ -7,6 +7,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from embedding_trainer.errors import ConfigError
+
 STATUSES = ("queued", "running", "success", "failed", "pruned")
 
 SCHEMA = """
@@ -44,10 +46,16 @@ class RunRegistry:
     def __init__(self, path: str | Path, timeout_s: float = 60.0) -> None:
         self.path = Path(path)
         self.timeout_s = timeout_s
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with self._connect() as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.executescript(SCHEMA)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self._connect() as connection:
+                connection.execute("PRAGMA journal_mode=WAL")
+                connection.executescript(SCHEMA)
+        except (OSError, sqlite3.Error) as error:
+            raise ConfigError(
+                f"Cannot open the run registry registry.path={self.path}: {error}. Point registry.path at a "
+                "writable SQLite file (or registry.path=null to record nothing)."
+            ) from None
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
