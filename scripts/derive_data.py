@@ -1,10 +1,14 @@
 """Derive the shipped files that are not in the source datasets' own format.
 
-Run from the repository root: `python scripts/derive_data.py`. Reads data/trec_questions and
-data/stsb, writes data/derived/ (deterministic: the same files every run):
+Run from the repository root: `python scripts/derive_data.py`. Reads data/trec_questions, data/stsb,
+data/quora_duplicates and data/sick, writes data/derived/ (deterministic: the same files every run),
+plain JSONL with exactly the dataset type's columns, so no reader settings are needed:
 - trec_train.jsonl, trec_test.jsonl: {sentence, class} with TREC's 6 coarse classes.
 - stsb_sentences.jsonl: {sentence}, the distinct sentences of the STS benchmark train split.
 - stsb_denoising.jsonl: {damaged_sentence, original_sentence}, those sentences with 60% of words deleted.
+- stsb_train.jsonl, stsb_test.jsonl: {sentence_A, sentence_B, score}, the 0-5 score divided by 5.
+- quora_dev.jsonl, quora_test.jsonl: {sentence_A, sentence_B, label}, label 1 = duplicate.
+- sick_train.jsonl, sick_test.jsonl: {sentence_A, sentence_B, class}, the entailment judgment.
 """
 
 import csv
@@ -24,6 +28,12 @@ def write_jsonl(path: Path, rows: list[dict]) -> None:
     print(f"{path.relative_to(DATA.parent)}: {len(rows)} rows")
 
 
+def read_tsv(path: Path) -> list[list[str]]:
+    """The fields of every line of a tab-separated file, quoting off (sentences contain quote characters)."""
+    with path.open(encoding="utf-8") as handle:
+        return list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+
+
 def trec(path: Path) -> list[dict]:
     rows = []
     for line in path.read_text(encoding="latin-1").splitlines():
@@ -34,10 +44,27 @@ def trec(path: Path) -> list[dict]:
 
 def stsb_sentences(path: Path) -> list[dict]:
     sentences: dict[str, None] = {}
-    with path.open(encoding="utf-8") as handle:
-        for fields in csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE):
-            sentences.update({fields[5].strip(): None, fields[6].strip(): None})
+    for fields in read_tsv(path):
+        sentences.update({fields[5].strip(): None, fields[6].strip(): None})
     return [{"sentence": sentence} for sentence in sentences if sentence]
+
+
+def stsb_scores(path: Path) -> list[dict]:
+    """STS benchmark lines (genre, file, year, id, score 0-5, sentence 1, sentence 2[, sources]) as
+    scored pairs with the score rescaled to [0, 1]."""
+    return [{"sentence_A": f[5], "sentence_B": f[6], "score": float(f[4]) / 5.0} for f in read_tsv(path)]
+
+
+def quora(path: Path) -> list[dict]:
+    """Headerless Quora lines (question 1, question 2, 1 if duplicate) as binary-labelled pairs."""
+    return [{"sentence_A": f[0], "sentence_B": f[1], "label": int(f[2])} for f in read_tsv(path)]
+
+
+def sick(path: Path) -> list[dict]:
+    """SICK lines (with a header row) as pairs with the entailment judgment as their class."""
+    header, *lines = read_tsv(path)
+    rows = [dict(zip(header, fields)) for fields in lines]
+    return [{"sentence_A": r["sentence_A"], "sentence_B": r["sentence_B"], "class": r["entailment_judgment"]} for r in rows]
 
 
 def main() -> None:
@@ -47,6 +74,12 @@ def main() -> None:
     sentences = stsb_sentences(DATA / "stsb" / "sts-train.csv")
     write_jsonl(OUT / "stsb_sentences.jsonl", sentences)
     write_jsonl(OUT / "stsb_denoising.jsonl", DeleteWordsNoise(deletion_ratio=0.6, seed=0)(sentences))
+    for split in ("train", "test"):
+        write_jsonl(OUT / f"stsb_{split}.jsonl", stsb_scores(DATA / "stsb" / f"sts-{split}.csv"))
+    for split in ("dev", "test"):
+        write_jsonl(OUT / f"quora_{split}.jsonl", quora(DATA / "quora_duplicates" / f"{split}.tsv"))
+    write_jsonl(OUT / "sick_train.jsonl", sick(DATA / "sick" / "SICK_train.txt"))
+    write_jsonl(OUT / "sick_test.jsonl", sick(DATA / "sick" / "SICK_test_annotated.txt"))
 
 
 if __name__ == "__main__":

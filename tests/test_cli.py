@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from omegaconf import OmegaConf
 
 from embedding_trainer.resolvers import PROJECT_ROOT
@@ -51,3 +52,23 @@ def test_hub_model_without_network_fails_fast_and_clearly(tmp_path):
     output = result.stderr + result.stdout
     assert "Cannot load model 'BAAI/bge-base-en-v1.5'" in output
     assert "Traceback" not in output
+
+
+ISSUE_CASES = {
+    "negative learning rate": (["model.lr=-1e-5"], "The learning rate must be a positive number"),
+    "no training step": (["debug=none", "trainer.max_epochs=0"], "This run would train 0 optimizer steps"),
+    "not a checkpoint": (["ckpt_path=PATH/notes.ckpt"], "is not a PyTorch checkpoint"),
+    "one-row batches for MNRL": (["data.batch_size=1"], "every batch here has 1 row"),
+}
+
+
+@pytest.mark.parametrize("case", list(ISSUE_CASES))
+def test_numbers_that_cannot_work_end_in_a_message(tmp_path, case):
+    (tmp_path / "notes.ckpt").write_text("not a checkpoint")
+    overrides, message = ISSUE_CASES[case]
+    result = _run(tmp_path, *FAST, *(override.replace("PATH", str(tmp_path)) for override in overrides))
+    output = result.stdout + result.stderr
+    assert result.returncode == 2, output[-3000:]
+    assert message in output and "Traceback" not in output
+    (folder,) = (tmp_path / "default" / "runs").iterdir()
+    assert sorted(path.name for path in folder.iterdir()) == [".hydra", "train.log"]  # Hydra's own files only

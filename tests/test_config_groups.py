@@ -45,5 +45,5 @@ def test_hydra_run_dir_uses_the_output_name(tmp_path):
 def test_data_follows_the_dataset_type(tmp_path):
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=["dataset_type=score", "loss=cosent"])
-    assert cfg.data.train_path.endswith("stsb/sts-train.csv")
+    assert cfg.data.train_path.endswith("derived/stsb_train.jsonl")
     assert cfg.dataset_type.columns == ["sentence_A", "sentence_B", "score"]

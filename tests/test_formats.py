@@ -71,7 +71,7 @@ def test_every_file_format_loads(make_cfg, tmp_path, suffix):
     else:
         frame.to_csv(path, sep="," if suffix == "csv" else "\t", index=False)
     datamodule = _load(make_cfg, "dataset_type=score", "loss=cosent", f"data.train_path={path}",
-                       f"data.eval_path={path}", "data.read_options=null", "data.format=null", "data.score_range=null")
+                       f"data.eval_path={path}")
     assert datamodule.train_dataset.column_names == ["sentence_A", "sentence_B", "score"]
     assert datamodule.train_dataset["score"] == pytest.approx([0.1, 0.5, 0.9])
 
@@ -85,6 +85,8 @@ def test_n_tuple_from_pairs_samples_negatives_and_keeps_them(make_cfg, tmp_path)
     for row in rows:
         negatives = [row[f"negative_{i}"] for i in range(1, 5)]
         assert row["positive"] not in negatives and len(set(negatives)) == 4
+    assert not run.exists()  # loading writes nothing: a run that its checks refuse leaves no files
+    datamodule.write_prepared()
     written = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
     assert [row["id"] for row in written] == list(range(50))
     assert written[0]["negative_4"] == rows[0]["negative_4"]
@@ -135,7 +137,7 @@ def test_binary_labels_must_be_zero_or_one(make_cfg, tmp_path, no_model_loading)
     data = _jsonl(tmp_path / "b.jsonl", [{"sentence_A": "a", "sentence_B": "b", "label": 2}])
     with pytest.raises(DataError) as caught:
         train(make_cfg(*TINY, "dataset_type=pair_binary", "loss=contrastive", f"data.train_path={data}",
-                       f"data.eval_path={data}", "data.read_options=null", "data.format=null"))
+                       f"data.eval_path={data}"))
     assert "must be 0 or 1" in str(caught.value) and "row 0: 2" in str(caught.value)
 
 

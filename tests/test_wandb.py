@@ -24,14 +24,14 @@ def run_records(run_dir) -> bytes:
 
 
 def test_multirun_is_one_group_with_override_tags_and_a_failed_run_does_not_break_the_next(tmp_path, model_cache):
-    """Job 0 crashes after its W&B run started (AdamW refuses its negative learning rate); job 1 must
+    """Job 0 crashes after its W&B run started (AdamW refuses its negative epsilon); job 1 must
     still get its own W&B run, in the same group, tagged with its overrides, with the results table."""
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *JOB, "model.lr=-1.0,0.001",
+    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *JOB, "+optimizer.eps=-1.0,1e-8",
                f"paths.log_dir={tmp_path / 'outputs'}", f"paths.cache_dir={model_cache}"]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     env.pop("WANDB_API_KEY", None)
     result = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode != 0 and "Invalid learning rate" in result.stderr  # Hydra reports job 0's error last
+    assert result.returncode != 0 and "Invalid epsilon value" in result.stderr  # Hydra reports job 0's error last
 
     [sweep_dir] = (tmp_path / "outputs" / "default" / "multiruns").iterdir()
     [failed_run] = sweep_dir.glob("0_*/wandb/offline-run-*")
@@ -40,8 +40,8 @@ def test_multirun_is_one_group_with_override_tags_and_a_failed_run_does_not_brea
     group = f"default-{sweep_dir.name}".encode()
     assert group in run_records(failed_run) and group in run_records(run)
     records = run_records(run)
-    assert b"model.lr=0.001" in records and b"loss=cosent" in records and b"logger=wandb" in records
-    assert b"model.lr=0.001" not in run_records(failed_run)  # its own run, not job 0's continued
+    assert b"+optimizer.eps=1e-08" in records and b"loss=cosent" in records and b"logger=wandb" in records
+    assert b"+optimizer.eps=1e-08" not in run_records(failed_run)  # its own run, not job 0's continued
     [table] = run.glob("files/media/table/results/spearman_cosine_*.table.json")
     logged = json.loads(table.read_text())
     results = json.loads((run.parents[1] / "results.json").read_text())
@@ -56,8 +56,8 @@ def test_multirun_is_one_group_with_override_tags_and_a_failed_run_does_not_brea
 def test_train_leaves_no_wandb_run_open(make_cfg, tmp_path, monkeypatch):
     """After train() raises, and after it returns, no W&B run is active."""
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
-    with pytest.raises(ValueError, match="Invalid learning rate"):
-        train(make_cfg(*JOB, "model.lr=-1.0", output_dir=tmp_path / "failed"))
+    with pytest.raises(ValueError, match="Invalid epsilon value"):  # AdamW's, once training started
+        train(make_cfg(*JOB, "+optimizer.eps=-1.0", output_dir=tmp_path / "failed"))
     assert wandb.run is None
     train(make_cfg(*JOB, output_dir=tmp_path / "run"))
     assert wandb.run is None

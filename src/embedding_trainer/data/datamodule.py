@@ -16,8 +16,8 @@ from torch.utils.data import DataLoader
 
 from embedding_trainer.data.collate import LossBatchCollator
 from embedding_trainer.data.distributed import ShardedBatchSampler
-from embedding_trainer.data.resumable import ResumableDataLoader, ResumableTrainData
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
+from embedding_trainer.data.resumable import ResumableDataLoader, ResumableTrainData
 from embedding_trainer.data.schema import (
     binary_labels,
     check_complete_rows,
@@ -26,16 +26,17 @@ from embedding_trainer.data.schema import (
     numeric_labels,
     to_schema,
 )
-from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.data.sources import (
     RetrievalSplit,
     file_format,
     is_hub_id,
     is_retrieval_folder,
+    misread_hint,
     read_hub,
     read_retrieval_split,
     read_table,
 )
+from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.errors import DataError
 from embedding_trainer.log import get_logger
 
@@ -69,6 +70,9 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         train_path / eval_path: a data file, a retrieval-layout folder, or a hub dataset id;
             eval_path None: split `test_size` off the training rows, or no eval rows.
         train_split / eval_split: qrels split of a retrieval folder, or split of a hub dataset.
+        format / read_options: the file format (None: from the extension) and reader options
+            (empty: a header row; comma-separated .csv, tab-separated .tsv).
+        encoding: the text encoding of local json/csv/tsv files and retrieval folders.
         negatives_per_anchor: for n-tuples from (anchor, positive) pairs: sample this many negatives
             per row from the other rows' positives.
         max_length: truncation of training inputs in tokens (None: the model's max_seq_length).
@@ -96,6 +100,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         hub_config: str | None = None,
         format: str | None = None,
         read_options: dict | None = None,
+        encoding: str = "utf-8",
         column_map: dict | None = None,
         score_range: list[float] | None = None,
         class_names: list[str] | None = None,
@@ -125,6 +130,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.hub_config = hub_config
         self.format = format
         self.read_options = dict(read_options or {})
+        self.encoding = encoding
         self.column_map = dict(column_map) if column_map else None
         self.score_range = list(score_range) if score_range is not None else None
         self.class_names = list(class_names) if class_names else None
@@ -158,7 +164,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             )
 
     def load(self) -> None:
-        """Read, normalize and check the train and eval rows, and write them to the run folder.
+        """Read, normalize and check the train and eval rows (writing nothing: see `write_prepared`).
         Runs before any model loads."""
         self.check_sources()
         train_rows, _ = self._read(*self.train_source, "train")
@@ -177,25 +183,31 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             if retrieval is not None:
                 retrieval = _keep_queries(retrieval, rows["anchor"])
         self.eval_data = EvalData(rows=rows, retrieval=retrieval, train_rows=self.train_dataset, class_names=self.class_names)
-        self._write_prepared()
         eval_count = "no" if rows is None else len(rows)
         log.info(f"Data: {len(self.train_dataset)} training rows, {eval_count} eval rows ({self.dataset_type})")
 
     def _read(self, path: str, split: str | None, role: str) -> tuple[datasets.Dataset, RetrievalSplit | None]:
+        """The rows of one source fitted to the schema, and for a retrieval folder its split. A local
+        file's rows that do not fit get the reader settings and the first row as read in the message."""
         split = split or ("train" if role == "train" else "test")  # used by retrieval folders and hub ids
         source = f"{role} data {path}"
-        retrieval = None
         if is_retrieval_folder(Path(path)):
-            source += f" (split {split})"
-            retrieval = read_retrieval_split(Path(path), split)
-            table = retrieval.pairs()
-        elif Path(path).is_dir():
+            retrieval = read_retrieval_split(Path(path), split, self.encoding)
+            return self._fit(retrieval.pairs(), f"{source} (split {split})"), retrieval
+        if Path(path).is_dir():
             raise DataError(f"{source} is a folder but not in the retrieval layout (corpus.jsonl, queries.jsonl).")
-        elif Path(path).exists():
-            table = read_table(Path(path), file_format(Path(path), self.format), self.read_options)
-        else:
-            source += f" (split {split})"
-            table = read_hub(path, self.hub_config, split)
+        if not Path(path).exists():
+            return self._fit(read_hub(path, self.hub_config, split), f"{source} (split {split})"), None
+        fmt = file_format(Path(path), self.format)
+        table = read_table(Path(path), fmt, self.read_options, self.encoding)
+        try:
+            return self._fit(table, source), None
+        except DataError as error:
+            raise DataError(f"{error} {misread_hint(table, fmt, self.read_options, self.encoding)}") from None
+
+    def _fit(self, table: datasets.Dataset, source: str) -> datasets.Dataset:
+        """`table` as rows of the schema (columns renamed and ordered, negatives sampled, labels
+        checked and converted); DataError naming `source` when it does not fit."""
         check_not_empty(table, source)
         table = self._with_sampled_negatives(table)
         rows = to_schema(table, self.columns, self.column_map, self.dataset_type, source, self.variadic)
@@ -204,7 +216,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             rows = numeric_labels(rows, self.label, source, self.score_range)
         elif self.label_type == "binary":
             rows = binary_labels(rows, self.label, source)
-        return rows, retrieval
+        return rows
 
     def _with_sampled_negatives(self, table: datasets.Dataset) -> datasets.Dataset:
         """(anchor, positive) rows plus `negatives_per_anchor` columns negative_1.. drawn, seeded,
@@ -235,7 +247,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             return rows.shuffle(seed=self.seed).select(range(limit))
         return rows
 
-    def _write_prepared(self) -> None:
+    def write_prepared(self) -> None:
         """Write the exact rows trained and evaluated on, with an `id` column, to <output_dir>/data/
         (on global rank zero only)."""
         if self.output_dir is None or rank_zero_only.rank != 0:

@@ -132,9 +132,12 @@ def class_labels(dataset: datasets.Dataset, column: str, source: str, names: lis
     raw_values = [str(value) for value in dataset[column]]
     unknown = sorted(set(raw_values) - set(index_of))
     if unknown:
+        found = sorted(set(raw_values))
         raise DataError(
             f"Column {column!r} of {source} has classes {unknown[:10]} not among the known classes {list(names)} "
-            "(taken from the training data). Add them to the training data or drop those rows."
+            f"(data.class_names, or the training data's classes when it is null); its classes are {found[:10]}. "
+            "Set data.class_names to all classes in label order, for example "
+            f"'data.class_names=[{','.join(found[:10])}]', add them to the training data, or drop those rows."
         )
     return _replace(dataset, column, [index_of[value] for value in raw_values], datasets.Value("int64"))
 

@@ -7,14 +7,20 @@ A retrieval-layout (BEIR) folder holds `corpus.jsonl` (`_id`, `title`, `text`), 
 import csv
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
+import pyarrow as pa
 
 from embedding_trainer.errors import DataError
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
+TEXT_FORMATS = ("json", "csv", "tsv")  # the formats read with a text encoding
+SEPARATORS = {"csv": ",", "tsv": "\t"}
+MAX_SHOWN_COLUMNS, MAX_SHOWN_CHARS = 8, 40  # of a row shown in a message
 
 
 @dataclass
@@ -69,37 +75,123 @@ def file_format(path: Path, declared: str | None) -> str:
     )
 
 
-def read_table(path: Path, fmt: str, read_options: dict) -> datasets.Dataset:
+def reader_options(fmt: str, read_options: dict, encoding: str) -> tuple[str, dict]:
+    """The `datasets` builder for format `fmt` and the options it is called with: the csv/tsv
+    separator (unless `read_options` sets one), `read_options`, and `encoding` for text formats.
+    Empty `read_options` mean: a header row, comma-separated .csv, tab-separated .tsv."""
+    options = {"sep": SEPARATORS[fmt]} if fmt in SEPARATORS else {}
+    options.update(read_options)
+    if fmt in TEXT_FORMATS:
+        options["encoding"] = encoding
+    return ("csv" if fmt == "tsv" else fmt), options
+
+
+def describe_reader(fmt: str, read_options: dict, encoding: str) -> str:
+    """`Read as <fmt> with options {...} (encoding ...)`: the reader settings in force, for messages."""
+    options = reader_options(fmt, read_options, encoding)[1]
+    options.pop("encoding", None)
+    return f"Read as {fmt} with options {options}" + (f" (encoding {encoding})" if fmt in TEXT_FORMATS else "")
+
+
+def misread_hint(table: datasets.Dataset, fmt: str, read_options: dict, encoding: str) -> str:
+    """The reader settings and the first row as read, for a message about rows that do not fit
+    (what a file read with the wrong format, separator or header looks like)."""
+    if len(table) == 0:
+        row = "no rows as read"
+    else:
+        items = list(table[0].items())
+        first = {name: _shorten(value) for name, value in items[:MAX_SHOWN_COLUMNS]}
+        more = f" (+{len(items) - MAX_SHOWN_COLUMNS} more columns)" if len(items) > MAX_SHOWN_COLUMNS else ""
+        row = f"first row as read: {first}{more}"
+    return (
+        f"{describe_reader(fmt, read_options, encoding)}; {row}. "
+        "If that is not how the file looks, set data.format / data.read_options."
+    )
+
+
+def _shorten(value) -> str:
+    """`value` as text, cut to MAX_SHOWN_CHARS."""
+    text = value if isinstance(value, str) else repr(value)
+    return text if len(text) <= MAX_SHOWN_CHARS else text[: MAX_SHOWN_CHARS - 3] + "..."
+
+
+def read_table(path: Path, fmt: str, read_options: dict, encoding: str = "utf-8") -> datasets.Dataset:
     """All rows of a json/jsonl/csv/tsv/parquet file as a Dataset. `read_options` go to the reader
-    (for csv/tsv: pandas.read_csv arguments such as `quoting`, `header`, `column_names`)."""
-    options = dict(read_options)
-    builder = fmt
-    if fmt == "tsv":
-        builder, options = "csv", {"sep": "\t", **options}
+    (for csv/tsv: pandas.read_csv arguments such as `quoting`, `header`, `column_names`); text
+    formats are decoded with `encoding`. Raises DataError when the file cannot be decoded or parsed."""
+    builder, options = reader_options(fmt, read_options, encoding)
     try:
-        return datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+        with decoded_with(path, encoding):
+            table = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
+    except DataError:
+        raise
     except datasets.exceptions.DatasetGenerationError as error:
         cause = error.__cause__ or error
-        raise DataError(f"Could not read {path} as {fmt}: {cause}. Check data.format and data.read_options.") from None
+        raise DataError(
+            f"Could not read {path}: {cause}. {describe_reader(fmt, read_options, encoding)}: "
+            "check data.format and data.read_options."
+        ) from None
     except ValueError as error:
         if "corresponds to no data" not in str(error):  # how `datasets` reports a file without rows
             raise
         return datasets.Dataset.from_dict({})
+    _check_valid_text(table, path, encoding)
+    return table
 
 
-def read_retrieval_split(folder: Path, split: str) -> RetrievalSplit:
-    """The queries of `split` that have relevant documents, the full corpus, and the relevance sets."""
+def _check_valid_text(table: datasets.Dataset, path: Path, encoding: str) -> None:
+    """Raise the DataError of `decoded_with` when `table` holds invalid UTF-8 (the json reader
+    passes UTF-8 input to Arrow undecoded, which fails only when the text is used)."""
+    try:
+        table.data.validate(full=True)
+    except pa.ArrowInvalid as error:
+        if "UTF8" not in str(error):
+            raise
+        raise _decode_error(path, encoding, str(error)) from None
+
+
+@contextmanager
+def decoded_with(path: Path, encoding: str) -> Iterator[None]:
+    """Turn a failure to decode `path` with `encoding` (raised directly or wrapped, as `datasets`
+    does) into a DataError that says to set data.encoding."""
+    try:
+        yield
+    except Exception as error:
+        failure = _decode_failure(error)
+        if failure is None:
+            raise
+        raise _decode_error(path, encoding, failure.reason) from None
+
+
+def _decode_failure(error: BaseException | None) -> UnicodeDecodeError | None:
+    """The UnicodeDecodeError behind `error` (itself, or along its causes), if any."""
+    while error is not None and not isinstance(error, UnicodeDecodeError):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def _decode_error(path: Path, encoding: str, reason: str) -> DataError:
+    """The message for a file that is not in the encoding it is read with."""
+    return DataError(
+        f"Cannot decode {path} as {encoding} ({reason}): the file has another encoding. "
+        "Set data.encoding=<the file's encoding>, for example data.encoding=latin-1."
+    )
+
+
+def read_retrieval_split(folder: Path, split: str, encoding: str = "utf-8") -> RetrievalSplit:
+    """The queries of `split` that have relevant documents, the full corpus, and the relevance sets
+    (every file decoded with `encoding`)."""
     qrels_file = folder / "qrels" / f"{split}.tsv"
     if not qrels_file.is_file():
         found = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
         raise DataError(f"{folder} has no qrels/{split}.tsv; its splits are {found}. Set data.train_split/eval_split.")
     relevant_docs: dict[str, set[str]] = {}
-    with qrels_file.open(encoding="utf-8") as handle:
+    with decoded_with(qrels_file, encoding), qrels_file.open(encoding=encoding) as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             if float(row["score"]) > 0:
                 relevant_docs.setdefault(row["query-id"], set()).add(row["corpus-id"])
-    corpus = {doc["_id"]: _document_text(doc) for doc in _read_jsonl(folder / "corpus.jsonl")}
-    queries = {q["_id"]: q["text"] for q in _read_jsonl(folder / "queries.jsonl") if q["_id"] in relevant_docs}
+    corpus = {doc["_id"]: _document_text(doc) for doc in _read_jsonl(folder / "corpus.jsonl", encoding)}
+    queries = {q["_id"]: q["text"] for q in _read_jsonl(folder / "queries.jsonl", encoding) if q["_id"] in relevant_docs}
     missing = [doc for docs in relevant_docs.values() for doc in docs if doc not in corpus]
     if missing or len(queries) != len(relevant_docs):
         raise DataError(f"{qrels_file} names queries or documents that {folder} does not hold (e.g. {missing[:3]}).")
@@ -112,6 +204,6 @@ def _document_text(doc: dict) -> str:
     return doc["text"]
 
 
-def _read_jsonl(path: Path) -> list[dict]:
-    with path.open(encoding="utf-8") as handle:
+def _read_jsonl(path: Path, encoding: str) -> list[dict]:
+    with decoded_with(path, encoding), path.open(encoding=encoding) as handle:
         return [json.loads(line) for line in handle if line.strip()]

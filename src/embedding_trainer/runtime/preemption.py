@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.utilities import rank_zero_only
 
 from embedding_trainer.log import get_logger
 from embedding_trainer.runtime.resume import PREEMPTED_CHECKPOINT
@@ -52,19 +53,20 @@ def requeue(job_id: str) -> bool:
 @contextmanager
 def stopping_on_signals() -> Iterator[None]:
     """Around a whole run: SIGUSR1, SIGUSR2 or SIGTERM outside training (while data or the model
-    load, during an evaluation) raise `RunPreempted` without a checkpoint, so the run ends as a
-    failure with its claim released and its registry row closed, instead of dying mid-write.
+    load, during an evaluation) raise `RunPreempted` without a checkpoint (inside a SLURM job,
+    rank zero requeues it first), so the run ends as a failure with its claim released and its
+    registry row closed, instead of dying mid-write.
     During training `PreemptionCallback` takes the signals over. Main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield
         return
 
     def stop(signum: int, frame) -> None:
+        job_id = slurm_job_id()
+        requeued = rank_zero_only.rank == 0 and job_id is not None and requeue(job_id)
+        after = f"requeued SLURM job {job_id}" if requeued else "run the same command again to start over"
         raise RunPreempted(
-            f"Stopped on {signal.Signals(signum).name} outside training (nothing to checkpoint); run the same "
-            "command again to start over.",
-            "",
-            signum,
+            f"Stopped on {signal.Signals(signum).name} outside training (nothing to checkpoint); {after}.", "", signum
         )
 
     previous = {signum: signal.signal(signum, stop) for signum in SIGNALS}
