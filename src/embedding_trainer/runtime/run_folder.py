@@ -93,7 +93,7 @@ class RunFolderClaim:
         if _HELD.pop(self.folder, None) is None:
             return
         self.path.unlink(missing_ok=True)
-        if self.created_folder and not any(self.folder.iterdir()):
+        if self.created_folder and self.folder.is_dir() and not any(self.folder.iterdir()):
             self.folder.rmdir()
 
 
