@@ -160,7 +160,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     if trainer.is_global_zero:
         model_path = finish_run(cfg, output_dir, model, evaluation, evaluator, step, finetuned)
         write_run_report(output_dir, cfg, evaluator.name, evaluator.primary_metric, evaluation.baseline,
-                         finetuned, step, history.rows, time.time() - started)
+                         finetuned, step, history.rows, time.time() - started, [datamodule.leakage.describe()])
         log_results_table(trainer.loggers, evaluator.primary_metric, evaluation.baseline, finetuned)
         if cfg.hub.push and model_path:
             url = push_to_hub(model, model_path, cfg.hub.repo_id, cfg.hub.private)

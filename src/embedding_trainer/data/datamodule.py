@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from embedding_trainer.data.collate import LossBatchCollator
 from embedding_trainer.data.distributed import ShardedBatchSampler
+from embedding_trainer.data.leakage import LEAKAGE_MODES, Leakage, check_leakage, find_leakage
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.resumable import ResumableDataLoader, ResumableTrainData
 from embedding_trainer.data.schema import (
@@ -80,6 +81,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             of in every batch (not for batch transforms, which make new texts per batch).
         group_by_length: batches of similar total token length (LengthGroupedBatchSampler), keeping
             the loss sampler's no-duplicates guarantee; not with label-grouped samplers.
+        leakage: `error`, `warn` or `off`: what to do when evaluation queries or (query, relevant
+            text) pairs are also training data (see `embedding_trainer.data.leakage`).
         output_dir: where the prepared train/eval rows are written (`data/train.jsonl`, ...).
     """
 
@@ -113,6 +116,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         tokenize_once: bool = True,
         group_by_length: bool = False,
         num_workers: int = 0,
+        leakage: str = "warn",
         seed: int = 0,
         output_dir: str | None = None,
     ) -> None:
@@ -144,6 +148,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.group_by_length = group_by_length
         self.token_cache: TokenCache | None = None
         self.num_workers = num_workers
+        self.leakage_mode = leakage
+        self.leakage: Leakage | None = None
         self.seed = seed
         self.output_dir = Path(output_dir) if output_dir else None
         self.train_dataset: datasets.Dataset | None = None
@@ -155,6 +161,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         for key, (path, _split) in (("train_path", self.train_source), ("eval_path", self.eval_source)):
             if path is not None and not Path(path).exists() and not is_hub_id(path):
                 raise DataError(f"data.{key}={path} does not exist. Point it at a data file, a retrieval folder or a hub dataset id.")
+        if self.leakage_mode not in LEAKAGE_MODES:
+            raise DataError(f"data.leakage must be one of {', '.join(LEAKAGE_MODES)}, got {self.leakage_mode!r}.")
         if self.test_size is not None and not 0 < self.test_size < 1:
             raise DataError(f"data.test_size must be a fraction in (0, 1), got {self.test_size}.")
         if self.group_by_length and self._sampler_is(GroupByLabelBatchSampler):
@@ -183,6 +191,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             if retrieval is not None:
                 retrieval = _keep_queries(retrieval, rows["anchor"])
         self.eval_data = EvalData(rows=rows, retrieval=retrieval, train_rows=self.train_dataset, class_names=self.class_names)
+        self.leakage = find_leakage(self.train_dataset, self.text_columns, rows, retrieval)
+        check_leakage(self.leakage, self.leakage_mode)
         eval_count = "no" if rows is None else len(rows)
         log.info(f"Data: {len(self.train_dataset)} training rows, {eval_count} eval rows ({self.dataset_type})")
 

@@ -60,8 +60,10 @@ def write_run_report(
     step: int,
     history: list[tuple[int, float, float]],
     seconds: float,
+    data_notes: list[str] | None = None,
 ) -> Path:
-    """Write `report.md` and its PNG plots (`plots/matryoshka.png`, `plots/training.png`) to `output_dir`."""
+    """Write `report.md` and its PNG plots (`plots/matryoshka.png`, `plots/training.png`) to
+    `output_dir`; `data_notes` (lines about the data, such as the leakage check) get a section."""
     plots = output_dir / "plots"
     plot_matryoshka_curve(baseline, finetuned, metric, plots / "matryoshka.png")
     sections = [
@@ -74,6 +76,8 @@ def write_run_report(
         "",
         "![Matryoshka curve](plots/matryoshka.png)",
     ]
+    if data_notes:
+        sections += ["", "## Data", "", *data_notes]
     if history:
         plot_training_curves(history, plots / "training.png")
         sections += ["", "## Training", "", "![Training loss and learning rate](plots/training.png)"]
