@@ -18,12 +18,14 @@ from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
 from sentence_transformers import SentenceTransformer  # noqa: E402
 
 from embedding_trainer.data import EmbeddingDataModule  # noqa: E402
+from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run  # noqa: E402
 from embedding_trainer.errors import ConfigError, DataError, ModelLoadError, ModelPushError  # noqa: E402
 from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics  # noqa: E402
 from embedding_trainer.evaluation.callback import EvaluationCallback  # noqa: E402
 from embedding_trainer.reporting.history import TrainingHistory  # noqa: E402
 from embedding_trainer.reporting.hub import push_to_hub  # noqa: E402
 from embedding_trainer.reporting.model_card import write_model_card  # noqa: E402
+from embedding_trainer.reporting.plots import plot_mined_scores  # noqa: E402
 from embedding_trainer.reporting.results import results_payload, write_results  # noqa: E402
 from embedding_trainer.reporting.run_report import write_run_report  # noqa: E402
 from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table  # noqa: E402
@@ -48,6 +50,8 @@ register_resolvers()
 def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
     """The data module of the composed dataset type, data source and loss batch sampler."""
     schema = OmegaConf.to_container(cfg.dataset_type, resolve=True)
+    data = OmegaConf.to_container(cfg.data, resolve=True)
+    data.pop("hard_negatives", None)  # a stage run once the model is loaded (see `_train`)
     return EmbeddingDataModule(
         dataset_type=schema["name"],
         columns=schema["columns"],
@@ -59,7 +63,7 @@ def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
         batch_transform=instantiate((cfg.loss.get("batch_transform") or {}).get(schema["name"])),
         seed=cfg.seed,
         output_dir=cfg.paths.output_dir,
-        **OmegaConf.to_container(cfg.data, resolve=True),
+        **data,
     )
 
 
@@ -131,7 +135,6 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     check_steps(plan)
     check_in_batch_negatives(plan, cfg.loss, datamodule.inputs or datamodule.text_columns)
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
-    datamodule.write_prepared()
 
     model = instantiate(cfg.model.encoder)
     if model.get_embedding_dimension() != cfg.model.dimension:
@@ -140,6 +143,12 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             f"{model.get_embedding_dimension()} dimensions; set model.dimension={model.get_embedding_dimension()}."
         )
     datamodule.preprocess = model.preprocess
+    mined = None
+    settings = hard_negative_settings(OmegaConf.to_container(cfg.data, resolve=True).get("hard_negatives"))
+    if settings is not None:
+        mined = mine_for_run(datamodule.train_dataset, model, settings, cfg.data.encoding, cfg.paths.cache_dir, cfg.seed)
+        datamodule.train_dataset = mined.rows
+    datamodule.write_prepared()
     module = EmbeddingModule(
         model, build_loss(cfg.loss, cfg.modifier, model, world_size), instantiate(cfg.optimizer),
         instantiate(cfg.scheduler),
@@ -160,7 +169,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     if trainer.is_global_zero:
         model_path = finish_run(cfg, output_dir, model, evaluation, evaluator, step, finetuned)
         write_run_report(output_dir, cfg, evaluator.name, evaluator.primary_metric, evaluation.baseline,
-                         finetuned, step, history.rows, time.time() - started, [datamodule.leakage.describe()])
+                         finetuned, step, history.rows, time.time() - started, data_notes(datamodule, mined, output_dir))
         log_results_table(trainer.loggers, evaluator.primary_metric, evaluation.baseline, finetuned)
         if cfg.hub.push and model_path:
             url = push_to_hub(model, model_path, cfg.hub.repo_id, cfg.hub.private)
@@ -176,6 +185,17 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         "results": results,
         "model_path": str(model_path) if model_path else None,
     }
+
+
+def data_notes(datamodule: EmbeddingDataModule, mined: MinedRows | None, output_dir: Path) -> list[str]:
+    """The report's lines about the data: the leakage check, and the hard-negative mining with its
+    score histogram (`plots/hard_negatives.png`) and the miner's own summary."""
+    notes = [datamodule.leakage.describe()]
+    if mined is not None:
+        plot_mined_scores(mined.scores, output_dir / "plots" / "hard_negatives.png")
+        notes += ["", mined.describe(), "", "![Miner scores of positives and negatives](plots/hard_negatives.png)",
+                  "", "```", mined.summary, "```"]
+    return notes
 
 
 def build_trainer(cfg: DictConfig, callbacks: list[pl.Callback], loggers: list) -> pl.Trainer:

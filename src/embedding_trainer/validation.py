@@ -8,6 +8,7 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import SchedulerType
 
+from embedding_trainer.data.hard_negatives import hard_negative_settings
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.resolvers import CONFIG_DIR
 
@@ -168,6 +169,27 @@ def check_checkpoint_fits(ckpt_path: str, module: torch.nn.Module) -> None:
         )
 
 
+def check_hard_negatives(cfg: DictConfig) -> None:
+    """Mined negatives turn (anchor, positive) rows into n-tuples: the data must be pairs, the loss
+    must take n-tuples, and no other source of negatives may be set."""
+    settings = hard_negative_settings(OmegaConf.to_container(cfg.data, resolve=True).get("hard_negatives"))
+    if settings is None:
+        return
+    if cfg.dataset_type.name != "pair":
+        raise ConfigError(
+            f"data.hard_negatives mines negatives for (anchor, positive) rows, but dataset_type="
+            f"{cfg.dataset_type.name}; use dataset_type=pair, or data.hard_negatives=null."
+        )
+    if "n_tuple" not in cfg.loss.accepts:
+        fitting = option_names("loss", lambda loss: "n_tuple" in loss.get("accepts", []))
+        raise ConfigError(
+            f"With data.hard_negatives the rows become (anchor, positive, negative_1..n), which loss "
+            f"{cfg.loss._target_.rsplit('.', 1)[-1]} cannot train on; losses that can: {', '.join(fitting)}."
+        )
+    if cfg.data.negatives_per_anchor:
+        raise ConfigError("data.hard_negatives and data.negatives_per_anchor both add negatives: set one of them to null.")
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError for a config that cannot work, before anything expensive happens."""
     check_loss_accepts_dataset_type(cfg)
@@ -179,5 +201,6 @@ def validate_config(cfg: DictConfig) -> None:
     check_counts(cfg)
     check_learning_rate(cfg)
     check_scheduler(cfg)
+    check_hard_negatives(cfg)
     if cfg.ckpt_path is not None:
         checkpoint_state_keys(cfg.ckpt_path)

@@ -198,6 +198,16 @@ def read_retrieval_split(folder: Path, split: str, encoding: str = "utf-8") -> R
     return RetrievalSplit(queries=queries, corpus=corpus, relevant_docs=relevant_docs)
 
 
+def read_corpus(path: Path, encoding: str = "utf-8") -> list[str]:
+    """The document texts of a retrieval folder's corpus, or the `text` field of a JSONL file's rows."""
+    if is_retrieval_folder(path):
+        return [_document_text(doc) for doc in _read_jsonl(path / "corpus.jsonl", encoding)]
+    rows = _read_jsonl(path, encoding)
+    if not rows or any("text" not in row for row in rows):
+        raise DataError(f"{path} must be a retrieval folder or a JSONL file of {{\"text\": ...}} rows, one document each.")
+    return [row["text"] for row in rows]
+
+
 def _document_text(doc: dict) -> str:
     # Retrieval benchmarks store the passage body in `text`; titles are kept out of the passage,
     # as in sentence-transformers' own BEIR evaluations of SQuAD-style data.
@@ -205,5 +215,13 @@ def _document_text(doc: dict) -> str:
 
 
 def _read_jsonl(path: Path, encoding: str) -> list[dict]:
+    """The JSON object of every non-blank line of `path`; DataError naming the first broken line."""
+    rows = []
     with decoded_with(path, encoding), path.open(encoding=encoding) as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, start=1):
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError as error:
+                    raise DataError(f"{path} line {number} is not valid JSON ({error.msg}): {line[:80]!r}.") from None
+    return rows

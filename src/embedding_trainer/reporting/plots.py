@@ -54,3 +54,15 @@ def save_figure(figure, path: Path) -> Path:
     figure.savefig(path, dpi=DPI)
     plt.close(figure)
     return path
+
+
+def plot_mined_scores(scores: list[list[float]], path: Path) -> Path:
+    """Histograms of the miner's scores: each row's positive, and its chosen negatives."""
+    figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
+    axes.hist([row[0] for row in scores], bins=40, alpha=0.6, label="positives", color="tab:green")
+    axes.hist([value for row in scores for value in row[1:]], bins=40, alpha=0.6, label="mined negatives", color="tab:red")
+    axes.set_xlabel("miner's cosine similarity to the anchor")
+    axes.set_ylabel("count")
+    axes.set_title("Hard-negative mining: scores of positives and chosen negatives")
+    axes.legend()
+    return save_figure(figure, path)

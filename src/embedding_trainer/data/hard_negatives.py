@@ -1,0 +1,176 @@
+"""Hard-negative mining, a data stage: (anchor, positive) rows become (anchor, positive,
+negative_1..n) rows, mined by sentence-transformers' `mine_hard_negatives` with the model being
+trained (before training), a saved model folder or a hub id, from the training positives or a
+corpus of their own. The mined rows are cached under the cache folder, keyed by the miner's
+fingerprint, the rows' and corpus' fingerprints and every mining setting, so a second run with
+the same settings does not mine again."""
+
+import contextlib
+import io
+import json
+import os
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import datasets
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.util import mine_hard_negatives
+
+from embedding_trainer.data.sources import read_corpus
+from embedding_trainer.errors import ConfigError, DataError
+from embedding_trainer.fingerprints import model_fingerprint, settings_fingerprint, texts_fingerprint
+from embedding_trainer.log import get_logger
+from embedding_trainer.models import load_pretrained
+
+log = get_logger(__name__)
+
+SAMPLINGS = ("top", "random")
+SCORES = "scores"  # the miner's column of [positive score, negative scores...] per row
+
+
+@dataclass
+class HardNegativeSettings:
+    """`data.hard_negatives`: `num_negatives` per anchor from the candidates ranked `range_min` to
+    `range_max` by the `model` (`base`: the model being trained; else a folder or hub id), the
+    `top` ones or `random` ones there; candidates scoring above `max_score`, or within
+    `relative_margin` of the positive's score (likely false negatives), are skipped. `corpus`:
+    `positives` (the training positives) or a retrieval folder or `{text}` JSONL file."""
+
+    num_negatives: int = 0
+    model: str = "base"
+    range_min: int = 10
+    range_max: int | None = 100
+    sampling: str = "top"
+    max_score: float | None = None
+    relative_margin: float | None = 0.05
+    corpus: str = "positives"
+    batch_size: int = 64
+
+    @property
+    def enabled(self) -> bool:
+        return self.num_negatives > 0
+
+    def check(self) -> None:
+        """Raise ConfigError for settings that cannot mine."""
+        if isinstance(self.num_negatives, bool) or not isinstance(self.num_negatives, int) or self.num_negatives < 0:
+            raise ConfigError(f"data.hard_negatives.num_negatives must be a whole number (0: off), got {self.num_negatives!r}.")
+        if self.sampling not in SAMPLINGS:
+            raise ConfigError(f"data.hard_negatives.sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}.")
+        if not isinstance(self.range_min, int) or self.range_min < 0:
+            raise ConfigError(f"data.hard_negatives.range_min must be a whole number of at least 0, got {self.range_min!r}.")
+        if self.range_max is not None and self.range_max - self.range_min < self.num_negatives:
+            raise ConfigError(
+                f"data.hard_negatives: the rank window {self.range_min}..{self.range_max} holds fewer than "
+                f"num_negatives={self.num_negatives} candidates; raise range_max or lower range_min."
+            )
+        if self.relative_margin is not None and not 0 <= self.relative_margin < 1:
+            raise ConfigError(f"data.hard_negatives.relative_margin must be in [0, 1) or null, got {self.relative_margin!r}.")
+        if self.corpus != "positives" and not Path(self.corpus).exists():
+            raise ConfigError(
+                f"data.hard_negatives.corpus={self.corpus} does not exist: use `positives`, a retrieval folder or a "
+                "JSONL file of {text} rows."
+            )
+
+
+def hard_negative_settings(block: dict | None) -> HardNegativeSettings | None:
+    """The checked settings of a `data.hard_negatives` block; None when it is null or mines nothing."""
+    if not block:
+        return None
+    try:
+        settings = HardNegativeSettings(**block)
+    except TypeError as error:
+        known = ", ".join(HardNegativeSettings.__dataclass_fields__)
+        raise ConfigError(f"data.hard_negatives: {error}; its keys are {known}.") from None
+    settings.check()
+    return settings if settings.enabled else None
+
+
+def mine_for_run(
+    rows: datasets.Dataset, model: SentenceTransformer, settings: HardNegativeSettings, encoding: str,
+    cache_dir: str | Path, seed: int,
+) -> "MinedRows":
+    """`mine_cached` with the miner and corpus the settings name (`base`: `model` itself)."""
+    miner = model if settings.model == "base" else load_pretrained(settings.model)
+    corpus = None if settings.corpus == "positives" else read_corpus(Path(settings.corpus), encoding)
+    return mine_cached(rows, miner, settings, corpus, cache_dir, seed)
+
+
+@dataclass
+class MinedRows:
+    """The mined rows (anchor, positive, negative_1..n), each row's [positive, negatives...] scores
+    by the miner, how many anchors there were, the miner's own summary, and where they are cached."""
+
+    rows: datasets.Dataset
+    scores: list[list[float]]
+    anchors: int
+    summary: str
+    seconds: float
+    cached: Path
+    from_cache: bool
+
+    def describe(self) -> str:
+        source = "read from the cache" if self.from_cache else f"mined in {self.seconds:.0f} s"
+        return (
+            f"Hard negatives ({source}, {self.cached}): {len(self.rows)} of {self.anchors} training rows got all "
+            f"{len(self.rows.column_names) - 2} negatives."
+        )
+
+
+def mine_cached(
+    rows: datasets.Dataset, miner: SentenceTransformer, settings: HardNegativeSettings, corpus: list[str] | None,
+    cache_dir: str | Path, seed: int,
+) -> MinedRows:
+    """`rows` (anchor, positive) with mined negatives, from the cache when these exact settings,
+    miner, rows and corpus were mined before; else mined (seeded) and cached."""
+    key = settings_fingerprint({
+        **asdict(settings), "model": model_fingerprint(miner), "seed": seed,
+        "rows": texts_fingerprint(rows["anchor"], rows["positive"]), "corpus": texts_fingerprint(corpus or []),
+    })
+    folder = Path(cache_dir) / "hard_negatives" / key
+    if (folder / "meta.json").is_file():
+        log.info(f"Hard negatives: reusing {folder} (mined earlier with the same model, data and settings)")
+        return _read(folder, from_cache=True)
+    started = time.time()
+    torch.manual_seed(seed)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        mined = mine_hard_negatives(
+            rows, miner, anchor_column_name="anchor", positive_column_name="positive", corpus=corpus,
+            range_min=settings.range_min, range_max=settings.range_max, max_score=settings.max_score,
+            relative_margin=settings.relative_margin, num_negatives=settings.num_negatives,
+            sampling_strategy=settings.sampling, output_format="n-tuple", output_scores=True,
+            batch_size=settings.batch_size, verbose=True,
+        )
+    if len(mined) == 0:
+        raise DataError(
+            f"Hard-negative mining kept none of the {len(rows)} training rows: no anchor got "
+            f"{settings.num_negatives} negatives in ranks {settings.range_min}..{settings.range_max} past the "
+            "filters. Lower data.hard_negatives.num_negatives, widen the window, or relax max_score/relative_margin."
+        )
+    _write(folder, mined, len(rows), printed.getvalue().strip(), time.time() - started)
+    result = _read(folder, from_cache=False)
+    log.info(result.describe())
+    return result
+
+
+def _write(folder: Path, mined: datasets.Dataset, anchors: int, summary: str, seconds: float) -> None:
+    """Store the mining under `folder` atomically (a second run filling it at once wins or loses whole)."""
+    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
+    mined.save_to_disk(str(partial / "rows"))
+    (partial / "meta.json").write_text(json.dumps({"anchors": anchors, "summary": summary, "seconds": seconds}))
+    try:
+        partial.rename(folder)
+    except OSError:  # another run stored the same mining first
+        shutil.rmtree(partial, ignore_errors=True)
+
+
+def _read(folder: Path, from_cache: bool) -> MinedRows:
+    meta = json.loads((folder / "meta.json").read_text())
+    stored = datasets.load_from_disk(str(folder / "rows"))
+    return MinedRows(
+        rows=stored.remove_columns(SCORES), scores=stored[SCORES], anchors=meta["anchors"],
+        summary=meta["summary"], seconds=meta["seconds"], cached=folder, from_cache=from_cache,
+    )
