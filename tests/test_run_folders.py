@@ -117,7 +117,8 @@ def test_a_claim_from_another_host_is_refused_with_how_to_clear_it(tmp_path):
 
 
 def test_a_stale_claim_is_taken_over(make_cfg, tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True)
     claim = _claim_file(tmp_path / "run", pid=int(dead.stdout), process_started=1.0)
     metrics, _ = train(make_cfg(*FAST, output_dir=tmp_path / "run"))
     assert "val/score" in metrics and not claim.exists()
