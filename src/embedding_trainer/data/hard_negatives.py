@@ -113,9 +113,10 @@ class MinedRows:
 
     def describe(self) -> str:
         source = "read from the cache" if self.from_cache else f"mined in {self.seconds:.0f} s"
+        negatives = len(self.rows.column_names) - 2
         return (
-            f"Hard negatives ({source}, {self.cached}): {len(self.rows)} of {self.anchors} training rows got all "
-            f"{len(self.rows.column_names) - 2} negatives."
+            f"Hard negatives ({source}, {self.cached}): {len(self.rows)} of {self.anchors} training rows got their "
+            f"{negatives} negative{'s' if negatives != 1 else ''}."
         )
 
 
