@@ -144,7 +144,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         )
     datamodule.preprocess = model.preprocess
     mined = None
-    settings = hard_negative_settings(OmegaConf.to_container(cfg.data, resolve=True).get("hard_negatives"))
+    settings = hard_negative_settings(cfg.data)
     if settings is not None:
         mined = mine_for_run(datamodule.train_dataset, model, settings, cfg.data.encoding, cfg.paths.cache_dir, cfg.seed)
         datamodule.train_dataset = mined.rows

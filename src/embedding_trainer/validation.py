@@ -172,7 +172,7 @@ def check_checkpoint_fits(ckpt_path: str, module: torch.nn.Module) -> None:
 def check_hard_negatives(cfg: DictConfig) -> None:
     """Mined negatives turn (anchor, positive) rows into n-tuples: the data must be pairs, the loss
     must take n-tuples, and no other source of negatives may be set."""
-    settings = hard_negative_settings(OmegaConf.to_container(cfg.data, resolve=True).get("hard_negatives"))
+    settings = hard_negative_settings(cfg.data)
     if settings is None:
         return
     if cfg.dataset_type.name != "pair":

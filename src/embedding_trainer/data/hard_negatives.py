@@ -16,6 +16,7 @@ from pathlib import Path
 
 import datasets
 import torch
+from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 
@@ -75,12 +76,14 @@ class HardNegativeSettings:
             )
 
 
-def hard_negative_settings(block: dict | None) -> HardNegativeSettings | None:
-    """The checked settings of a `data.hard_negatives` block; None when it is null or mines nothing."""
+def hard_negative_settings(data_cfg: DictConfig) -> HardNegativeSettings | None:
+    """The checked settings of the `hard_negatives` block of the data config; None when it is
+    absent, null or mines nothing."""
+    block = data_cfg.get("hard_negatives")
     if not block:
         return None
     try:
-        settings = HardNegativeSettings(**block)
+        settings = HardNegativeSettings(**OmegaConf.to_container(block, resolve=True))
     except TypeError as error:
         known = ", ".join(HardNegativeSettings.__dataclass_fields__)
         raise ConfigError(f"data.hard_negatives: {error}; its keys are {known}.") from None

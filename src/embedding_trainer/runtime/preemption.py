@@ -50,6 +50,13 @@ def requeue(job_id: str) -> bool:
     return result.returncode == 0
 
 
+def requeue_this_job(rank_zero: bool) -> str | None:
+    """Inside a SLURM job, on rank zero: requeue the job and return its id; otherwise (or when
+    `scontrol requeue` fails) None."""
+    job_id = slurm_job_id()
+    return job_id if rank_zero and job_id is not None and requeue(job_id) else None
+
+
 @contextmanager
 def stopping_on_signals() -> Iterator[None]:
     """Around a whole run: SIGUSR1, SIGUSR2 or SIGTERM outside training (while data or the model
@@ -62,9 +69,8 @@ def stopping_on_signals() -> Iterator[None]:
         return
 
     def stop(signum: int, frame) -> None:
-        job_id = slurm_job_id()
-        requeued = rank_zero_only.rank == 0 and job_id is not None and requeue(job_id)
-        after = f"requeued SLURM job {job_id}" if requeued else "run the same command again to start over"
+        job_id = requeue_this_job(rank_zero_only.rank == 0)
+        after = f"requeued SLURM job {job_id}" if job_id else "run the same command again to start over"
         raise RunPreempted(
             f"Stopped on {signal.Signals(signum).name} outside training (nothing to checkpoint); {after}.", "", signum
         )
@@ -115,10 +121,9 @@ class PreemptionCallback(pl.Callback):
             return
         signum = self.signum or signal.SIGTERM  # a rank that got no signal stops with the others
         trainer.save_checkpoint(self.path)
-        job_id = slurm_job_id()
-        requeued = trainer.is_global_zero and job_id is not None and requeue(job_id)
+        job_id = requeue_this_job(trainer.is_global_zero)
         step = trainer.global_step
-        if requeued:
+        if job_id:
             after = f"requeued SLURM job {job_id}; it resumes from the checkpoint when it starts again"
         else:
             after = f"to resume, run the same command with hydra.run.dir={self.output_dir}"

@@ -127,11 +127,6 @@ def claim_run_folder(folder: str | Path, overwrite: bool = False, run_id: str | 
     return claim
 
 
-def held_claim(folder: str | Path) -> RunFolderClaim | None:
-    """This process's claim on `folder`, if it holds one."""
-    return _HELD.get(Path(folder).resolve())
-
-
 def _make_folder(folder: Path) -> bool:
     """Create `folder` (with parents); True when it did not exist before."""
     if folder.exists() and not folder.is_dir():
@@ -149,11 +144,8 @@ def _make_folder(folder: Path) -> bool:
 
 def _take_claim(path: Path, claimant: Claimant) -> None:
     """Create the claim file, or take over a claim whose process is gone; else raise RunFolderError."""
-    try:
-        _write_claim(path, claimant, exclusive=True)
+    if _create_claim(path, claimant):
         return
-    except FileExistsError:
-        pass
     holder = _read_claim(path)
     if holder is not None and not holder.is_gone():
         raise RunFolderError(
@@ -161,22 +153,35 @@ def _take_claim(path: Path, claimant: Claimant) -> None:
             f"(leave hydra.run.dir unset: every run gets a new one). If that run is no longer running, "
             f"delete {path} and start again."
         )
-    stale = path.with_name(f"{CLAIM_FILE}.stale-{os.getpid()}")
-    try:
-        os.replace(path, stale)  # only one of two processes taking over the same stale claim wins
-    except FileNotFoundError:
-        pass
-    else:
-        stale.unlink(missing_ok=True)
+    if _retire_claim(path):
         log.warning(f"Taking over {path.parent}: its claim by {holder.describe() if holder else 'an unknown run'} is stale.")
-    try:
-        _write_claim(path, claimant, exclusive=True)
-    except FileExistsError:
+    if not _create_claim(path, claimant):
         holder = _read_claim(path)
         raise RunFolderError(
             f"The run folder {path.parent} was claimed just now by {holder.describe() if holder else 'another run'}; "
             "start this run in its own folder."
-        ) from None
+        )
+
+
+def _create_claim(path: Path, claimant: Claimant) -> bool:
+    """Create the claim file for `claimant`; False when one exists already."""
+    try:
+        _write_claim(path, claimant, exclusive=True)
+    except FileExistsError:
+        return False
+    return True
+
+
+def _retire_claim(path: Path) -> bool:
+    """Remove a stale claim file; False when it was gone already. The rename to a name of this
+    process's own lets only one of two processes taking over the same stale claim win."""
+    stale = path.with_name(f"{CLAIM_FILE}.stale-{os.getpid()}")
+    try:
+        os.replace(path, stale)
+    except FileNotFoundError:
+        return False
+    stale.unlink(missing_ok=True)
+    return True
 
 
 def _write_claim(path: Path, claimant: Claimant, exclusive: bool) -> None:
