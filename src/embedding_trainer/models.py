@@ -9,6 +9,7 @@ from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 from transformers import BertConfig, BertModel
 
+from embedding_trainer.atomic_folder import building
 from embedding_trainer.errors import ModelLoadError
 from embedding_trainer.log import get_logger
 from embedding_trainer.resolvers import package_model_path
@@ -89,9 +90,9 @@ def build_tiny_model(
             intermediate_size=hidden_size * 4,
             max_position_embeddings=max(512, max_seq_length),
         )
-        folder.mkdir(parents=True, exist_ok=True)
-        BertModel(config, add_pooling_layer=False).save_pretrained(folder)
-        tokenizer.save_pretrained(folder)
+        with building(folder) as partial:  # two runs building it at once each load a whole one
+            BertModel(config, add_pooling_layer=False).save_pretrained(partial)
+            tokenizer.save_pretrained(partial)
     transformer = Transformer(str(folder), max_seq_length=max_seq_length, model_kwargs={"add_pooling_layer": False})
     model = SentenceTransformer(modules=[transformer, Pooling(hidden_size, pooling_mode="mean")])
     if gradient_checkpointing:

@@ -8,8 +8,6 @@ the same settings does not mine again."""
 import contextlib
 import io
 import json
-import os
-import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,6 +18,7 @@ from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 
+from embedding_trainer.atomic_folder import building
 from embedding_trainer.data.sources import read_corpus
 from embedding_trainer.errors import ConfigError, DataError
 from embedding_trainer.fingerprints import model_fingerprint, settings_fingerprint, texts_fingerprint
@@ -162,13 +161,9 @@ def mine_cached(
 
 def _write(folder: Path, mined: datasets.Dataset, anchors: int, summary: str, seconds: float) -> None:
     """Store the mining under `folder` atomically (a second run filling it at once wins or loses whole)."""
-    partial = folder.with_name(f"{folder.name}.partial-{os.getpid()}")
-    mined.save_to_disk(str(partial / "rows"))
-    (partial / "meta.json").write_text(json.dumps({"anchors": anchors, "summary": summary, "seconds": seconds}))
-    try:
-        partial.rename(folder)
-    except OSError:  # another run stored the same mining first
-        shutil.rmtree(partial, ignore_errors=True)
+    with building(folder) as partial:
+        mined.save_to_disk(str(partial / "rows"))
+        (partial / "meta.json").write_text(json.dumps({"anchors": anchors, "summary": summary, "seconds": seconds}))
 
 
 def _read(folder: Path, from_cache: bool) -> MinedRows:
