@@ -7,13 +7,13 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-from pathlib import Path  # noqa: E402
+from pathlib import Path
 
-import pytest  # noqa: E402
-from hydra import compose, initialize_config_dir  # noqa: E402
-from omegaconf import DictConfig, open_dict  # noqa: E402
+import pytest
+from hydra import compose, initialize_config_dir
+from omegaconf import DictConfig, open_dict
 
-from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers  # noqa: E402
+from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
 
 register_resolvers()
 

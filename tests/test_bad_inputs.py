@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 import torch
-from conftest import files_of
 
+from conftest import files_of
 from embedding_trainer.errors import ConfigError, DataError
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.runtime.preemption import RunPreempted

@@ -4,10 +4,10 @@ from pathlib import Path
 
 import pytest
 
+from conftest import files_of
 from embedding_trainer import models
 from embedding_trainer.errors import ConfigError, DataError, ModelLoadError
 from embedding_trainer.train import train
-from conftest import files_of
 
 TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false"]
 

@@ -14,8 +14,8 @@ import torch
 from hydra.utils import instantiate
 
 from embedding_trainer.resolvers import PROJECT_ROOT
-from embedding_trainer.runtime.resume import resume_checkpoint
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.runtime.resume import resume_checkpoint
 from embedding_trainer.train import train
 
 # 6 batches per epoch, 2 epochs; dropout on; the default (generator-driven) shuffled batch sampler.
@@ -72,7 +72,7 @@ def test_preempted_run_resumes_with_the_same_command_and_ends_like_an_uninterrup
         try:
             _wait_for_step(interrupted, tmp_path / "runs.db", run_dir, 2)
             interrupted.send_signal(signal.SIGUSR1)
-        except BaseException as error:  # noqa: BLE001 (pytest.fail too): reported by the test thread below
+        except BaseException as error:  # pytest.fail too: reported by the test thread below
             signaller_errors.append(error)
 
     signaller = threading.Thread(target=signal_halfway)

@@ -30,7 +30,7 @@ def test_model_card(make_cfg, tmp_path):
     run = tmp_path / "run"
     train(make_cfg(*RUN, output_dir=run))
     card = (run / "model" / "README.md").read_text()
-    assert card.startswith("---\nlibrary_name: sentence-transformers")
+    assert card.startswith("---\n") and "\nlibrary_name: sentence-transformers\n" in card.split("\n---\n")[0]
     for expected in ("MultipleNegativesRankingLoss", "MatryoshkaLoss", "squad_pairs", "| dimension | baseline | fine-tuned | change |",
                      "learning rate", f'SentenceTransformer("{run / "model"}")', "truncate_dim=8"):
         assert expected in card, expected

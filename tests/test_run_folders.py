@@ -10,8 +10,8 @@ from pathlib import Path
 
 import psutil
 import pytest
-from conftest import FAST, files_of
 
+from conftest import FAST, files_of
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.runtime.run_folder import CLAIM_FILE, RunFolderError, claim_run_folder

@@ -7,6 +7,7 @@ import json
 import torch
 from sentence_transformers import SentenceTransformer
 
+from embedding_trainer import models
 from embedding_trainer.train import train
 
 TINY = ["model=tiny", "evaluation.show_progress_bar=false", "data.max_eval_samples=16"]
@@ -107,3 +108,14 @@ def test_resume_continues_from_the_saved_step(make_cfg, tmp_path):
     assert sorted(evaluation.history) == [4, 8]
     assert evaluation.baseline is not None
     assert json.loads((second_run / "results.json").read_text())["step"] == 8
+
+
+def test_building_the_tiny_model_leaves_the_seeded_random_stream_alone(tmp_path):
+    """A run that builds the tiny model (empty cache) draws the same random numbers afterwards as a
+    run that loads it, so the first run in a fresh cache trains exactly like the later ones."""
+    draws = []
+    for _ in range(2):  # the first call builds the model into tmp_path, the second loads it
+        torch.manual_seed(11)
+        models.build_tiny_model(str(tmp_path))
+        draws.append(torch.rand(4))
+    assert torch.equal(draws[0], draws[1])

@@ -46,9 +46,11 @@ def test_multirun_is_one_group_with_override_tags_and_a_failed_run_does_not_brea
     logged = json.loads(table.read_text())
     results = json.loads((run.parents[1] / "results.json").read_text())
     metric = results["primary_metric"]
-    assert logged["columns"] == ["dimension", "baseline", "fine-tuned", "change"]
-    assert logged["data"] == [
-        [int(dim), results["baseline"][dim][metric], values[metric], values[metric] - results["baseline"][dim][metric]]
+    assert logged["columns"] == ["dimension", "baseline", "fine-tuned", "change", "ci_low", "ci_high", "p_value",
+                                 "excludes_zero"]
+    assert logged["data"] == [  # no interval: the similarity evaluator has no per-example scores
+        [int(dim), results["baseline"][dim][metric], values[metric], values[metric] - results["baseline"][dim][metric],
+         None, None, None, None]
         for dim, values in results["finetuned"].items()
     ]
 

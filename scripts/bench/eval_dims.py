@@ -17,15 +17,15 @@ from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from sentence_transformers.sentence_transformer.evaluation import (  # noqa: E402
+from sentence_transformers.sentence_transformer.evaluation import (
     InformationRetrievalEvaluator,
     SequentialEvaluator,
 )
 
-from embedding_trainer.data.sources import read_retrieval_split  # noqa: E402
-from embedding_trainer.evaluation import RetrievalEvaluator  # noqa: E402
-from embedding_trainer.models import load_pretrained  # noqa: E402
-from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path  # noqa: E402
+from embedding_trainer.data.sources import read_retrieval_split
+from embedding_trainer.evaluation import RetrievalEvaluator
+from embedding_trainer.models import load_pretrained
+from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
 
 
 def main() -> None:

@@ -16,10 +16,10 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from embedding_trainer.data.hard_negatives import HardNegativeSettings, mine_for_run  # noqa: E402
-from embedding_trainer.data.sources import read_retrieval_split  # noqa: E402
-from embedding_trainer.models import load_pretrained  # noqa: E402
-from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path  # noqa: E402
+from embedding_trainer.data.hard_negatives import HardNegativeSettings, mine_for_run
+from embedding_trainer.data.sources import read_retrieval_split
+from embedding_trainer.models import load_pretrained
+from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
 
 SQUAD = PROJECT_ROOT / "data" / "squad_pairs"
 

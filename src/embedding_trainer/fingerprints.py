@@ -1,8 +1,11 @@
-"""Short content fingerprints that key cached artefacts: of a model's weights and of texts."""
+"""Short content fingerprints that key cached artefacts and record what a run used: of a model's
+weights, of texts, of rows and of files."""
 
 import hashlib
 import json
+from pathlib import Path
 
+import datasets
 import torch
 
 SAMPLED_VALUES = 4096  # of each weight tensor: a strided sample, so large models hash in seconds
@@ -29,6 +32,17 @@ def texts_fingerprint(*columns: list[str]) -> str:
             digest.update(b"\0")
         digest.update(b"\1")
     return digest.hexdigest()[:16]
+
+
+def rows_fingerprint(rows: datasets.Dataset) -> str:
+    """16 hex digits from the column names of `rows` and every value (as text), in order."""
+    columns = rows.column_names
+    return texts_fingerprint(columns, *([str(value) for value in rows[column]] for column in columns))
+
+
+def file_fingerprint(path: str | Path) -> str:
+    """16 hex digits from the bytes of the file at `path`."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 def settings_fingerprint(settings: dict) -> str:

@@ -6,7 +6,7 @@ from pytorch_lightning.utilities import rank_zero_only
 
 
 class _RankZeroAdapter(logging.LoggerAdapter):
-    def log(self, level, msg, *args, **kwargs):  # noqa: D102 - LoggerAdapter contract
+    def log(self, level, msg, *args, **kwargs):
         if rank_zero_only.rank == 0:
             super().log(level, msg, *args, **kwargs)
 

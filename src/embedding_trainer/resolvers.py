@@ -1,5 +1,6 @@
 """OmegaConf resolvers the config tree uses: `${project_root:}`, `${package_model_path:pkg}`,
 `${wandb_offline:}`, `${path_safe:text}`, `${len:list}` (None for None), `${device_count:devices}`,
+`${gpus_per_node:accelerator,devices}`,
 `${run_token:}` (6 random hex digits, the same within one config: keeps run folders apart)."""
 
 import importlib
@@ -45,6 +46,12 @@ def device_count(devices) -> int:
     return devices
 
 
+def gpus_per_node(accelerator: str, devices) -> int | None:
+    """GPUs a SLURM job reserves per node: none for CPU runs (a cluster without GPUs refuses any
+    GPU request), else one per device (`device_count`)."""
+    return None if accelerator == "cpu" else device_count(devices)
+
+
 def register_resolvers() -> None:
     """Register the project's resolvers once per process."""
     for name, function in {
@@ -54,6 +61,7 @@ def register_resolvers() -> None:
         "path_safe": path_safe,
         "len": lambda items: len(items) if items is not None else None,
         "device_count": device_count,
+        "gpus_per_node": gpus_per_node,
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)

@@ -22,9 +22,15 @@ from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_setti
 from embedding_trainer.errors import ConfigError, DataError, ModelLoadError, ModelPushError  # noqa: E402
 from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics  # noqa: E402
 from embedding_trainer.evaluation.callback import EvaluationCallback  # noqa: E402
+from embedding_trainer.evaluation.general import general_evaluation  # noqa: E402
+from embedding_trainer.evaluation.health import embedding_health  # noqa: E402
+from embedding_trainer.batch_negatives import InBatchNegativesCallback  # noqa: E402
+from embedding_trainer.evaluation.significance import Significance, record_significance  # noqa: E402
+from embedding_trainer.evaluation.objective import Objective  # noqa: E402
 from embedding_trainer.reporting.history import TrainingHistory  # noqa: E402
 from embedding_trainer.reporting.hub import push_to_hub  # noqa: E402
 from embedding_trainer.reporting.model_card import write_model_card  # noqa: E402
+from embedding_trainer.reporting.guards import guard_sections, guard_warnings  # noqa: E402
 from embedding_trainer.reporting.plots import plot_mined_scores  # noqa: E402
 from embedding_trainer.reporting.results import results_payload, write_results  # noqa: E402
 from embedding_trainer.reporting.run_report import write_run_report  # noqa: E402
@@ -33,6 +39,7 @@ from embedding_trainer.runtime.hydra_job import in_multirun  # noqa: E402
 from embedding_trainer.log import get_logger  # noqa: E402
 from embedding_trainer.losses import build_loss  # noqa: E402
 from embedding_trainer.module import EmbeddingModule  # noqa: E402
+from embedding_trainer.provenance import record_provenance  # noqa: E402
 from embedding_trainer.runtime.preemption import PreemptionCallback, RunPreempted, stopping_on_signals  # noqa: E402
 from embedding_trainer.runtime.rank_launch import ranks_run_this_job  # noqa: E402
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers  # noqa: E402
@@ -77,7 +84,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         metrics: the fine-tuned model's flat `val/...` metrics (with `val/score`).
         objects: the built pieces: `model`, `module`, `datamodule`, `trainer`, `evaluation`
             (the callback, holding `baseline` and `history`), `finetuned` (per-dimension metrics),
-            `results` (their JSON form) and `run_id` (the registry row).
+            `results` (their JSON form, with the run's `provenance`, None on ranks but zero, as in
+            results.json and the registry row) and `run_id` (the registry row).
     """
     output_dir = str(cfg.paths.output_dir)
     tracker = RunTracker(cfg.registry.path, cfg.name, stored_run_id(output_dir))
@@ -116,12 +124,20 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         batch_size=cfg.evaluation.batch_size,
         show_progress_bar=cfg.evaluation.show_progress_bar,
     )
+    objective = cfg.evaluation.objective
     evaluation = EvaluationCallback(
-        evaluator, list(cfg.matryoshka_dims), cfg.evaluation.every_n_steps, cfg.evaluation.baseline
+        evaluator, list(cfg.evaluation.dims), cfg.evaluation.every_n_steps, cfg.evaluation.baseline,
+        Objective(objective.metric or evaluator.primary_metric, tuple(objective.dims) if objective.dims else None),
     )
+    general = general_evaluation(cfg, evaluator, datamodule.eval_data)  # the forgetting guard (None: off)
+    health = embedding_health(cfg, datamodule, evaluation)  # after `evaluation` in the list: it follows it
+    diagnostics = [callback for callback in (general, health) if callback is not None]
+    if cfg.loss.get("in_batch_negatives"):
+        diagnostics.append(InBatchNegativesCallback())
     history = TrainingHistory()
     callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [
         evaluation,
+        *diagnostics,
         history,
         RegistryProgressCallback(tracker, cfg.registry.progress_every_n_steps),
         *pruning_callbacks(cfg.sweep_trial, evaluation),
@@ -142,11 +158,13 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             f"model.dimension={cfg.model.dimension} but the loaded model embeds in "
             f"{model.get_embedding_dimension()} dimensions; set model.dimension={model.get_embedding_dimension()}."
         )
+    provenance = record_provenance(output_dir, cfg, model, datamodule, trainer) if trainer.is_global_zero else None
     datamodule.preprocess = model.preprocess
     mined = None
     settings = hard_negative_settings(cfg.data)
     if settings is not None:
-        mined = mine_for_run(datamodule.train_dataset, model, settings, cfg.data.encoding, cfg.paths.cache_dir, cfg.seed)
+        mined = mine_for_run(datamodule.train_dataset, model, settings, cfg.data.encoding, cfg.paths.cache_dir, cfg.seed,
+                             cfg.data.document_title)
         datamodule.train_dataset = mined.rows
     datamodule.write_prepared()
     module = EmbeddingModule(
@@ -158,19 +176,30 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         check_checkpoint_fits(ckpt_path, module)
     evaluator.loss = module.loss
     for logger in trainer.loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "provenance": provenance})
 
     with ranks_run_this_job(output_dir, world_size):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     step, finetuned = select_final_model(trainer, module, evaluation)
-    results = results_payload(evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step)
+    if general is not None and trainer.is_global_zero:
+        general.finish(model, trainer.strategy.root_device)
+    significance = None  # per-example scores live on rank zero only
+    if trainer.is_global_zero:
+        significance = record_significance(output_dir, evaluator, evaluation.baseline_examples,
+                                           evaluation.examples.get(step), step, **cfg.evaluation.bootstrap)
+    results = results_payload(evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step, significance)
+    results["provenance"] = provenance
+    results["general"] = general.to_json() if general is not None and trainer.is_global_zero else None
+    results["health"] = health.to_json(step) if health is not None and trainer.is_global_zero else None
     model_path = None
     if trainer.is_global_zero:
-        model_path = finish_run(cfg, output_dir, model, evaluation, evaluator, step, finetuned)
+        model_path = finish_run(cfg, output_dir, model, evaluation, evaluator, finetuned, results, significance)
         write_run_report(output_dir, cfg, evaluator.name, evaluator.primary_metric, evaluation.baseline,
-                         finetuned, step, history.rows, time.time() - started, data_notes(datamodule, mined, output_dir))
-        log_results_table(trainer.loggers, evaluator.primary_metric, evaluation.baseline, finetuned)
+                         finetuned, step, history.rows, time.time() - started, data_notes(datamodule, mined, output_dir),
+                         significance, guard_warnings(results["general"], results["health"]),
+                         guard_sections(results["general"], results["health"]))
+        log_results_table(trainer.loggers, evaluator.primary_metric, evaluation.baseline, finetuned, significance)
         if cfg.hub.push and model_path:
             url = push_to_hub(model, model_path, cfg.hub.repo_id, cfg.hub.private)
             log.info(f"Pushed the model to {url}")
@@ -236,20 +265,23 @@ def finish_run(
     model: SentenceTransformer,
     evaluation: EvaluationCallback,
     evaluator: DimensionEvaluator,
-    step: int,
     finetuned: DimensionMetrics,
+    results: dict,
+    significance: Significance | None = None,
 ) -> Path | None:
-    """Save the model with its model card and the resolved config, and write and print the
-    comparison table. Returns the model folder (None when save_model is off)."""
+    """Save the model with its model card and the resolved config, write `results` (the payload,
+    with the run's provenance) and the tables, and print the comparison table. Returns the model
+    folder (None when save_model is off)."""
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     model_path = None
     if cfg.save_model:
         model_path = output_dir / "model"
-        model.save(str(model_path))
-        write_model_card(model_path, cfg, evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned)
+        model.save(str(model_path), create_model_card=False)
+        write_model_card(model_path, cfg, model, evaluator.name, evaluator.primary_metric, evaluation.baseline,
+                         finetuned, results["provenance"])
         log.info(f"Saved the fine-tuned model to {model_path} (load it with SentenceTransformer(path))")
-    table = write_results(output_dir, evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step)
+    table = write_results(output_dir, results, evaluation.baseline, finetuned, significance)
     log.info(f"{evaluator.name} {evaluator.primary_metric} by dimension:\n{table}\nReport: {output_dir / 'report.md'}")
     return model_path
 

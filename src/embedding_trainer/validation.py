@@ -77,6 +77,28 @@ def check_dims(dims: list[int], model_dimension: int, key: str) -> None:
         )
 
 
+def check_evaluation_dims(cfg: DictConfig) -> None:
+    """`evaluation.dims` pass `check_dims`; `evaluation.objective` names a metric (or null) and, when
+    set, a selection of those dims."""
+    check_dims(cfg.evaluation.dims, cfg.model.dimension, "evaluation.dims")
+    metric = OmegaConf.select(cfg, "evaluation.objective.metric")
+    if metric is not None and not isinstance(metric, str):
+        raise ConfigError(
+            f"evaluation.objective.metric must be a metric name such as ndcg@10 (or null: the evaluator's "
+            f"primary metric), got {metric!r}."
+        )
+    objective_dims = OmegaConf.select(cfg, "evaluation.objective.dims")
+    if objective_dims is None:
+        return
+    evaluated = list(cfg.evaluation.dims)
+    if not OmegaConf.is_list(objective_dims) or not objective_dims or any(d not in evaluated for d in objective_dims):
+        shown = list(objective_dims) if OmegaConf.is_list(objective_dims) else objective_dims
+        raise ConfigError(
+            f"evaluation.objective.dims={shown} must be a non-empty list of evaluated dimensions, some of "
+            f"evaluation.dims={evaluated} (or null: all of them); for example evaluation.objective.dims=[{evaluated[-1]}]."
+        )
+
+
 # Integer settings: (key, smallest allowed value, whether null is allowed).
 COUNTS = (
     ("data.batch_size", 1, False),
@@ -87,6 +109,8 @@ COUNTS = (
     ("data.num_workers", 0, False),
     ("evaluation.batch_size", 1, False),
     ("evaluation.every_n_steps", 1, True),
+    ("evaluation.bootstrap.resamples", 0, False),
+    ("evaluation.bootstrap.seed", 0, False),
     ("trainer.accumulate_grad_batches", 1, False),
 )
 
@@ -100,6 +124,48 @@ def check_counts(cfg: DictConfig) -> None:
         if isinstance(value, bool) or not isinstance(value, int) or value < smallest:
             allowed = f"a whole number of at least {smallest}" + (" or null" if nullable else "")
             raise ConfigError(f"{key} must be {allowed}, got {value!r}.")
+
+
+def check_bootstrap_confidence(cfg: DictConfig) -> None:
+    """`evaluation.bootstrap.confidence` is a number strictly between 0 and 1."""
+    confidence = OmegaConf.select(cfg, "evaluation.bootstrap.confidence")
+    if isinstance(confidence, bool) or not isinstance(confidence, (int, float)) or not 0 < confidence < 1:
+        raise ConfigError(
+            f"evaluation.bootstrap.confidence must be a number between 0 and 1 (exclusive), got {confidence!r}; "
+            "for example 0.95."
+        )
+
+
+def check_guards(cfg: DictConfig) -> None:
+    """`evaluation.general` is null or a `_target_` config with a finite number `general_max_drop`;
+    `evaluation.health` is null or has a whole `probe_size` of at least 2 and `min_fraction` in [0, 1]."""
+    general = OmegaConf.select(cfg, "evaluation.general")
+    if general is not None:
+        if not OmegaConf.is_dict(general) or "_target_" not in general:
+            raise ConfigError(
+                f"evaluation.general must be an evaluator config with a _target_ (default ${{sts_benchmark_evaluator}}) "
+                f"or null (off), got {general!r}."
+            )
+        max_drop = OmegaConf.select(cfg, "evaluation.general_max_drop")
+        if isinstance(max_drop, bool) or not isinstance(max_drop, (int, float)) or not math.isfinite(max_drop):
+            raise ConfigError(
+                f"evaluation.general_max_drop must be a number (the largest drop of the general evaluation's primary "
+                f"metric that does not warn), got {max_drop!r}; for example 0.02."
+            )
+    health = OmegaConf.select(cfg, "evaluation.health")
+    if health is None:
+        return
+    if not OmegaConf.is_dict(health):
+        raise ConfigError(f"evaluation.health must be settings (probe_size, min_fraction) or null (off), got {health!r}.")
+    size = OmegaConf.select(health, "probe_size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 2:
+        raise ConfigError(
+            f"evaluation.health.probe_size must be a whole number of at least 2 (texts to measure), got {size!r}; "
+            "for example 512, or evaluation.health=null for no health metrics."
+        )
+    fraction = OmegaConf.select(health, "min_fraction")
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
+        raise ConfigError(f"evaluation.health.min_fraction must be a number in [0, 1], got {fraction!r}; for example 0.5.")
 
 
 def check_learning_rate(cfg: DictConfig) -> None:
@@ -198,7 +264,10 @@ def validate_config(cfg: DictConfig) -> None:
     check_class_names(cfg)
     dims_key = "modifier.matryoshka_dims" if "matryoshka_dims" in cfg.modifier else "model.matryoshka_dims"
     check_dims(cfg.matryoshka_dims, cfg.model.dimension, dims_key)
+    check_evaluation_dims(cfg)
     check_counts(cfg)
+    check_bootstrap_confidence(cfg)
+    check_guards(cfg)
     check_learning_rate(cfg)
     check_scheduler(cfg)
     check_hard_negatives(cfg)

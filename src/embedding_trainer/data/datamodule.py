@@ -29,6 +29,7 @@ from embedding_trainer.data.schema import (
 )
 from embedding_trainer.data.sources import (
     RetrievalSplit,
+    check_document_title,
     file_format,
     is_hub_id,
     is_retrieval_folder,
@@ -74,6 +75,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         format / read_options: the file format (None: from the extension) and reader options
             (empty: a header row; comma-separated .csv, tab-separated .tsv).
         encoding: the text encoding of local json/csv/tsv files and retrieval folders.
+        document_title: `prepend` (a retrieval folder's document is `title + " " + text`, as BEIR
+            and MTEB build it) or `drop` (its `text` alone).
         negatives_per_anchor: for n-tuples from (anchor, positive) pairs: sample this many negatives
             per row from the other rows' positives.
         max_length: truncation of training inputs in tokens (None: the model's max_seq_length).
@@ -104,6 +107,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         format: str | None = None,
         read_options: dict | None = None,
         encoding: str = "utf-8",
+        document_title: str = "prepend",
         column_map: dict | None = None,
         score_range: list[float] | None = None,
         class_names: list[str] | None = None,
@@ -135,6 +139,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.format = format
         self.read_options = dict(read_options or {})
         self.encoding = encoding
+        self.document_title = document_title
         self.column_map = dict(column_map) if column_map else None
         self.score_range = list(score_range) if score_range is not None else None
         self.class_names = list(class_names) if class_names else None
@@ -163,6 +168,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
                 raise DataError(f"data.{key}={path} does not exist. Point it at a data file, a retrieval folder or a hub dataset id.")
         if self.leakage_mode not in LEAKAGE_MODES:
             raise DataError(f"data.leakage must be one of {', '.join(LEAKAGE_MODES)}, got {self.leakage_mode!r}.")
+        check_document_title(self.document_title)
         if self.test_size is not None and not 0 < self.test_size < 1:
             raise DataError(f"data.test_size must be a fraction in (0, 1), got {self.test_size}.")
         if self.group_by_length and self._sampler_is(GroupByLabelBatchSampler):
@@ -202,7 +208,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         split = split or ("train" if role == "train" else "test")  # used by retrieval folders and hub ids
         source = f"{role} data {path}"
         if is_retrieval_folder(Path(path)):
-            retrieval = read_retrieval_split(Path(path), split, self.encoding)
+            retrieval = read_retrieval_split(Path(path), split, self.encoding, self.document_title)
             return self._fit(retrieval.pairs(), f"{source} (split {split})"), retrieval
         if Path(path).is_dir():
             raise DataError(f"{source} is a folder but not in the retrieval layout (corpus.jsonl, queries.jsonl).")

@@ -92,11 +92,14 @@ def hard_negative_settings(data_cfg: DictConfig) -> HardNegativeSettings | None:
 
 def mine_for_run(
     rows: datasets.Dataset, model: SentenceTransformer, settings: HardNegativeSettings, encoding: str,
-    cache_dir: str | Path, seed: int,
+    cache_dir: str | Path, seed: int, document_title: str = "prepend",
 ) -> "MinedRows":
-    """`mine_cached` with the miner and corpus the settings name (`base`: `model` itself)."""
+    """`mine_cached` with the miner and corpus the settings name (`base`: `model` itself); a
+    retrieval-folder corpus builds its documents as the training positives were (`document_title`)."""
     miner = model if settings.model == "base" else load_pretrained(settings.model)
-    corpus = None if settings.corpus == "positives" else read_corpus(Path(settings.corpus), encoding)
+    corpus = None
+    if settings.corpus != "positives":
+        corpus = read_corpus(Path(settings.corpus), encoding, document_title)
     return mine_cached(rows, miner, settings, corpus, cache_dir, seed)
 
 

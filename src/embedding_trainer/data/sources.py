@@ -1,7 +1,9 @@
 """Reading rows from local files and retrieval-layout folders.
 
 A retrieval-layout (BEIR) folder holds `corpus.jsonl` (`_id`, `title`, `text`), `queries.jsonl`
-(`_id`, `text`) and `qrels/<split>.tsv` (`query-id`, `corpus-id`, `score`).
+(`_id`, `text`) and `qrels/<split>.tsv` (`query-id`, `corpus-id`, `score`: a whole-number relevance
+grade, above 0 relevant). A document's text is `title + " " + text` where it has a non-empty title,
+as BEIR and MTEB build it (`document_title="prepend"`), or its `text` alone (`"drop"`).
 """
 
 import csv
@@ -21,15 +23,17 @@ FILE_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "tsv",
 TEXT_FORMATS = ("json", "csv", "tsv")  # the formats read with a text encoding
 SEPARATORS = {"csv": ",", "tsv": "\t"}
 MAX_SHOWN_COLUMNS, MAX_SHOWN_CHARS = 8, 40  # of a row shown in a message
+DOCUMENT_TITLES = ("prepend", "drop")  # what a retrieval corpus's document titles do
 
 
 @dataclass
 class RetrievalSplit:
-    """Queries, the whole corpus, and which documents are relevant to each query of one split."""
+    """Queries, the whole corpus, and the documents relevant to each query of one split with their
+    relevance grades ({query id: {document id: grade >= 1}})."""
 
     queries: dict[str, str]
     corpus: dict[str, str]
-    relevant_docs: dict[str, set[str]]
+    relevant_docs: dict[str, dict[str, int]]
 
     def pairs(self) -> datasets.Dataset:
         """One (anchor=query text, positive=document text) row per relevant (query, document)."""
@@ -178,19 +182,28 @@ def _decode_error(path: Path, encoding: str, reason: str) -> DataError:
     )
 
 
-def read_retrieval_split(folder: Path, split: str, encoding: str = "utf-8") -> RetrievalSplit:
-    """The queries of `split` that have relevant documents, the full corpus, and the relevance sets
-    (every file decoded with `encoding`)."""
+def check_document_title(document_title: str) -> None:
+    """Raise DataError unless `document_title` is one of DOCUMENT_TITLES."""
+    if document_title not in DOCUMENT_TITLES:
+        raise DataError(f"data.document_title must be one of {', '.join(DOCUMENT_TITLES)}, got {document_title!r}.")
+
+
+def read_retrieval_split(folder: Path, split: str, encoding: str = "utf-8", document_title: str = "prepend") -> RetrievalSplit:
+    """The queries of `split` that have relevant documents, the full corpus (titles as
+    `document_title` says), and each query's relevant documents with their grades: qrels rows
+    scored 0 or below are judged not relevant and left out (every file decoded with `encoding`)."""
+    check_document_title(document_title)
     qrels_file = folder / "qrels" / f"{split}.tsv"
     if not qrels_file.is_file():
         found = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
         raise DataError(f"{folder} has no qrels/{split}.tsv; its splits are {found}. Set data.train_split/eval_split.")
-    relevant_docs: dict[str, set[str]] = {}
+    relevant_docs: dict[str, dict[str, int]] = {}
     with decoded_with(qrels_file, encoding), qrels_file.open(encoding=encoding) as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
-            if float(row["score"]) > 0:
-                relevant_docs.setdefault(row["query-id"], set()).add(row["corpus-id"])
-    corpus = {doc["_id"]: _document_text(doc) for doc in _read_jsonl(folder / "corpus.jsonl", encoding)}
+            grade = _grade(row["score"], qrels_file)
+            if grade > 0:
+                relevant_docs.setdefault(row["query-id"], {})[row["corpus-id"]] = grade
+    corpus = {doc["_id"]: _document_text(doc, document_title) for doc in _read_jsonl(folder / "corpus.jsonl", encoding)}
     queries = {q["_id"]: q["text"] for q in _read_jsonl(folder / "queries.jsonl", encoding) if q["_id"] in relevant_docs}
     missing = [doc for docs in relevant_docs.values() for doc in docs if doc not in corpus]
     if missing or len(queries) != len(relevant_docs):
@@ -198,20 +211,33 @@ def read_retrieval_split(folder: Path, split: str, encoding: str = "utf-8") -> R
     return RetrievalSplit(queries=queries, corpus=corpus, relevant_docs=relevant_docs)
 
 
-def read_corpus(path: Path, encoding: str = "utf-8") -> list[str]:
-    """The document texts of a retrieval folder's corpus, or the `text` field of a JSONL file's rows."""
+def read_corpus(path: Path, encoding: str = "utf-8", document_title: str = "prepend") -> list[str]:
+    """The document texts of a retrieval folder's corpus (titles as `document_title` says), or the
+    `text` field of a JSONL file's rows."""
     if is_retrieval_folder(path):
-        return [_document_text(doc) for doc in _read_jsonl(path / "corpus.jsonl", encoding)]
+        check_document_title(document_title)
+        return [_document_text(doc, document_title) for doc in _read_jsonl(path / "corpus.jsonl", encoding)]
     rows = _read_jsonl(path, encoding)
     if not rows or any("text" not in row for row in rows):
         raise DataError(f"{path} must be a retrieval folder or a JSONL file of {{\"text\": ...}} rows, one document each.")
     return [row["text"] for row in rows]
 
 
-def _document_text(doc: dict) -> str:
-    # Retrieval benchmarks store the passage body in `text`; titles are kept out of the passage,
-    # as in sentence-transformers' own BEIR evaluations of SQuAD-style data.
-    return doc["text"]
+def _document_text(doc: dict, document_title: str) -> str:
+    """`title + " " + text` when `document_title` is `prepend` and the title is not empty, else `text`."""
+    title = doc.get("title") or ""
+    return f"{title} {doc['text']}" if document_title == "prepend" and title.strip() else doc["text"]
+
+
+def _grade(score: str, qrels_file: Path) -> int:
+    """A qrels score as a whole-number relevance grade; DataError for anything else."""
+    try:
+        grade = float(score)
+    except ValueError:
+        grade = None
+    if grade is None or not grade.is_integer():
+        raise DataError(f"{qrels_file} has score {score!r}: qrels scores must be whole-number relevance grades (0: not relevant).")
+    return int(grade)
 
 
 def _read_jsonl(path: Path, encoding: str) -> list[dict]:

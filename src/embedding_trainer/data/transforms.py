@@ -1,6 +1,7 @@
 """Batch transforms: losses over single sentences that build their own pairs from each batch."""
 
 import random
+from typing import ClassVar
 
 
 class ContrastiveTensionPairs:
@@ -8,7 +9,7 @@ class ContrastiveTensionPairs:
     (label 1) once per `positive_every` rows, otherwise with another sentence of the batch
     (label 0), as contrastive tension trains (Carlsson et al., 2021)."""
 
-    columns = ["sentence_a", "sentence_b"]
+    columns: ClassVar[list[str]] = ["sentence_a", "sentence_b"]
     label = "label"
 
     def __init__(self, positive_every: int = 8, seed: int = 0) -> None:
@@ -31,7 +32,7 @@ class DeleteWordsNoise:
     """Rows {sentence} -> {damaged_sentence, original_sentence}: each word deleted with probability
     `deletion_ratio` (at least one word kept), the noise of TSDAE (Wang et al., 2021)."""
 
-    columns = ["damaged_sentence", "original_sentence"]
+    columns: ClassVar[list[str]] = ["damaged_sentence", "original_sentence"]
     label = None
 
     def __init__(self, deletion_ratio: float = 0.6, seed: int = 0) -> None:

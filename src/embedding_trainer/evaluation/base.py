@@ -2,12 +2,16 @@
 
 from abc import ABC, abstractmethod
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 
 # Metrics of one evaluation: {dimension: {metric name: value}}.
 DimensionMetrics = dict[int, dict[str, float]]
+# Per-example scores of one evaluation: {dimension: {metric name: float64 array, one value per example}},
+# whose mean is the metric's value in DimensionMetrics.
+PerExample = dict[int, dict[str, np.ndarray]]
 
 
 class DimensionEvaluator(ABC):
@@ -16,11 +20,19 @@ class DimensionEvaluator(ABC):
     Subclasses set `name` (used in metric keys) and `primary_metric` (higher is better).
     `loss` is set to the training loss before the first evaluation, for evaluators that score
     with a head the loss trains (the softmax classifier).
+
+    Evaluators whose metrics are means over examples set `last_per_example` on each call to the
+    per-example scores behind them (every such metric, every dimension; None otherwise, as for
+    correlations), in the order of `example_ids` (None: the eval rows' positions), each example
+    being one `example_unit`.
     """
 
     name: str
     primary_metric: str
     loss: torch.nn.Module | None = None
+    last_per_example: PerExample | None = None
+    example_ids: list[str] | None = None
+    example_unit: str = "examples"
 
     def __init__(self, batch_size: int = 64, show_progress_bar: bool = True) -> None:
         self.batch_size = batch_size
@@ -53,3 +65,8 @@ def encode_unique(evaluator: DimensionEvaluator, model: SentenceTransformer, col
     position = {text: index for index, text in enumerate(distinct)}
     embeddings = evaluator.encode(model, distinct)
     return [embeddings[torch.tensor([position[text] for text in column])] for column in columns]
+
+
+def metrics_json(metrics: DimensionMetrics | None) -> dict | None:
+    """`metrics` with string dimension keys, as JSON stores them (None stays None)."""
+    return None if metrics is None else {str(dim): values for dim, values in metrics.items()}

@@ -3,7 +3,8 @@
 import pytorch_lightning as pl
 import torch
 
-from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics
+from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, PerExample
+from embedding_trainer.evaluation.objective import Objective
 from embedding_trainer.log import get_logger
 
 log = get_logger(__name__)
@@ -13,25 +14,33 @@ class EvaluationCallback(pl.Callback):
     """Runs `evaluator` at every dimension of `dims`: before training (the baseline), at the end of
     each epoch and, if `every_n_steps` is set, every that many optimizer steps.
 
-    Each evaluation is logged as `val/<evaluator>_<metric>_dim<d>` plus `val/score`, the primary
-    metric averaged over the dimensions (higher is better), which checkpointing monitors.
+    Each evaluation is logged as `val/<evaluator>_<metric>_dim<d>` plus `val/score`, the `objective`
+    (default: the primary metric averaged over the evaluated dimensions; higher is better), which
+    checkpointing monitors and sweeps optimize.
     Results are kept per global step in `history` and saved in checkpoints, so a resumed run
-    neither repeats the baseline nor loses earlier results.
+    neither repeats the baseline nor loses earlier results. On global rank zero, the evaluator's
+    per-example scores (if it has any) are kept too, and checkpointed: the baseline's in
+    `baseline_examples`, and in `examples` those of the latest and of the best-scoring evaluation
+    (the first of equal scores, as checkpointing keeps) by step.
     """
 
     def __init__(
-        self, evaluator: DimensionEvaluator, dims: list[int], every_n_steps: int | None = None, baseline: bool = True
+        self, evaluator: DimensionEvaluator, dims: list[int], every_n_steps: int | None = None, baseline: bool = True,
+        objective: Objective | None = None,
     ) -> None:
         self.evaluator = evaluator
         self.dims = list(dims)
+        self.objective = objective or Objective(evaluator.primary_metric)
         self.every_n_steps = every_n_steps
         self.run_baseline = baseline
         self.baseline: DimensionMetrics | None = None
         self.history: dict[int, DimensionMetrics] = {}
+        self.baseline_examples: PerExample | None = None
+        self.examples: dict[int, PerExample] = {}
 
     def score(self, metrics: DimensionMetrics) -> float:
-        """The primary metric averaged over the evaluated dimensions."""
-        return sum(values[self.evaluator.primary_metric] for values in metrics.values()) / len(metrics)
+        """`val/score` of one evaluation: its `objective`."""
+        return self.objective.score(metrics)
 
     def flatten(self, metrics: DimensionMetrics) -> dict[str, float]:
         """`val/...` keys for one evaluation, with `val/score`."""
@@ -52,7 +61,7 @@ class EvaluationCallback(pl.Callback):
         flat = self.flatten(metrics)
         for logger in trainer.loggers:
             logger.log_metrics(flat, step=trainer.global_step)
-        log.info(f"Step {trainer.global_step}: val/score {flat['val/score']:.4f} ({self.evaluator.primary_metric})")
+        log.info(f"Step {trainer.global_step}: val/score {flat['val/score']:.4f} ({self.objective})")
         return metrics
 
     def _run_evaluator(self, pl_module: pl.LightningModule) -> DimensionMetrics:
@@ -67,6 +76,7 @@ class EvaluationCallback(pl.Callback):
         if self.run_baseline and self.baseline is None:
             log.info("Evaluating the model before training (baseline)")
             self.baseline = self.evaluate(trainer, pl_module)
+            self.baseline_examples = self.evaluator.last_per_example if trainer.is_global_zero else None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
         step = trainer.global_step
@@ -81,6 +91,10 @@ class EvaluationCallback(pl.Callback):
         metrics = self.evaluate(trainer, pl_module)
         self.history[trainer.global_step] = metrics
         trainer.callback_metrics["val/score"] = torch.tensor(self.score(metrics))
+        if trainer.is_global_zero and self.evaluator.last_per_example is not None:
+            self.examples[trainer.global_step] = self.evaluator.last_per_example
+            best = max(sorted(self.history), key=lambda step: self.score(self.history[step]))
+            self.examples = {step: values for step, values in self.examples.items() if step in (best, trainer.global_step)}
 
     def latest(self) -> tuple[int, DimensionMetrics]:
         """The step and metrics of the most recent evaluation during training."""
@@ -88,8 +102,28 @@ class EvaluationCallback(pl.Callback):
         return step, self.history[step]
 
     def state_dict(self) -> dict:
-        return {"baseline": self.baseline, "history": self.history}
+        # Per-example scores as tensors: checkpoints stay loadable with torch.load(weights_only=True).
+        return {
+            "baseline": self.baseline,
+            "history": self.history,
+            "baseline_examples": _as_tensors(self.baseline_examples),
+            "examples": {step: _as_tensors(values) for step, values in self.examples.items()},
+        }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.baseline = state_dict["baseline"]
         self.history = dict(state_dict["history"])
+        self.baseline_examples = _as_arrays(state_dict.get("baseline_examples"))
+        self.examples = {step: _as_arrays(values) for step, values in state_dict.get("examples", {}).items()}
+
+
+def _as_tensors(per_example: PerExample | None) -> dict | None:
+    if per_example is None:
+        return None
+    return {dim: {name: torch.from_numpy(values) for name, values in metrics.items()} for dim, metrics in per_example.items()}
+
+
+def _as_arrays(per_example: dict | None) -> PerExample | None:
+    if per_example is None:
+        return None
+    return {dim: {name: values.numpy() for name, values in metrics.items()} for dim, metrics in per_example.items()}

@@ -12,10 +12,12 @@ from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetri
 
 class PairBinaryEvaluator(DimensionEvaluator):
     """Duplicate/not-duplicate pairs classified by a threshold on cosine similarity: accuracy and
-    F1 at their best thresholds, and average precision (threshold-free)."""
+    F1 at their best thresholds, and average precision (threshold-free). Per example: whether the
+    pair is classified right at the best-accuracy threshold (`accuracy_cosine`)."""
 
     name = "binary"
     primary_metric = "ap_cosine"
+    example_unit = "pairs"
 
     def __init__(self, sentences_a: list[str], sentences_b: list[str], labels: list[int], **kwargs) -> None:
         super().__init__(**kwargs)
@@ -29,10 +31,13 @@ class PairBinaryEvaluator(DimensionEvaluator):
 
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
         emb_a, emb_b = encode_unique(self, model, [self.sentences_a, self.sentences_b])
-        metrics = {}
+        metrics, self.last_per_example = {}, {}
         for dim in dims:
             scores = (truncate(emb_a, dim) * truncate(emb_b, dim)).sum(-1).double().numpy()
-            accuracy, _ = BinaryClassificationEvaluator.find_best_acc_and_threshold(scores, self.labels, True)
+            accuracy, threshold = BinaryClassificationEvaluator.find_best_acc_and_threshold(scores, self.labels, True)
+            # That search predicts "duplicate" for scores at or above its threshold.
+            correct = ((scores >= threshold) == (self.labels == 1)).astype(np.float64)
+            self.last_per_example[dim] = {"accuracy_cosine": correct}
             f1, precision, recall, _ = BinaryClassificationEvaluator.find_best_f1_and_threshold(scores, self.labels, True)
             metrics[dim] = {
                 "accuracy_cosine": float(accuracy),
@@ -46,10 +51,12 @@ class PairBinaryEvaluator(DimensionEvaluator):
 
 class KnnClassificationEvaluator(DimensionEvaluator):
     """Each held-out sentence gets the majority class of its `k` most cosine-similar training
-    sentences (ties: the class of the nearest); accuracy and macro-F1."""
+    sentences (ties: the class of the nearest); accuracy and macro-F1. Per example: whether the
+    sentence is classified right (`accuracy`)."""
 
     name = "knn"
     primary_metric = "accuracy"
+    example_unit = "sentences"
 
     def __init__(self, train_sentences, train_labels, sentences, labels, k: int = 5, **kwargs) -> None:
         super().__init__(**kwargs)
@@ -66,7 +73,7 @@ class KnnClassificationEvaluator(DimensionEvaluator):
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
         support, queries = encode_unique(self, model, [self.train_sentences, self.sentences])
         n_classes = int(max(self.train_labels.max(), self.labels.max())) + 1
-        metrics = {}
+        metrics, self.last_per_example = {}, {}
         for dim in dims:
             similarity = truncate(queries, dim) @ truncate(support, dim).T
             nearest = similarity.topk(min(self.k, similarity.shape[1]), dim=1).indices
@@ -75,8 +82,10 @@ class KnnClassificationEvaluator(DimensionEvaluator):
             weights = 1.0 + 1e-3 * torch.arange(nearest.shape[1], 0, -1, dtype=torch.float32)
             votes.scatter_add_(1, self.train_labels[nearest], weights.expand_as(nearest).contiguous())
             predicted = votes.argmax(dim=1)
+            correct = (predicted == self.labels).double()
+            self.last_per_example[dim] = {"accuracy": correct.numpy()}
             metrics[dim] = {
-                "accuracy": float((predicted == self.labels).double().mean()),
+                "accuracy": float(correct.mean()),
                 "macro_f1": _macro_f1(predicted, self.labels, n_classes),
             }
         return metrics
@@ -95,10 +104,12 @@ def _macro_f1(predicted: torch.Tensor, labels: torch.Tensor, n_classes: int) -> 
 
 class SoftmaxAccuracyEvaluator(DimensionEvaluator):
     """Accuracy of the SoftmaxLoss classifier trained with the model, on the eval pairs. The
-    classifier reads full-dimension embeddings, so only the model's full dimension is scored."""
+    classifier reads full-dimension embeddings, so only the model's full dimension is scored.
+    Per example: whether the pair is classified right (`accuracy`)."""
 
     name = "softmax"
     primary_metric = "accuracy"
+    example_unit = "pairs"
 
     def __init__(self, sentences_a: list[str], sentences_b: list[str], labels: list[int], **kwargs) -> None:
         super().__init__(**kwargs)
@@ -119,7 +130,9 @@ class SoftmaxAccuracyEvaluator(DimensionEvaluator):
             features = _softmax_features(softmax, emb_a.to(parameter), emb_b.to(parameter))
             predicted = softmax.classifier(features).argmax(dim=1).cpu()
         full_dim = model.get_embedding_dimension()
-        return {full_dim: {"accuracy": float((predicted == self.labels).double().mean())}}
+        correct = (predicted == self.labels).double()
+        self.last_per_example = {full_dim: {"accuracy": correct.numpy()}}
+        return {full_dim: {"accuracy": float(correct.mean())}}
 
 
 def _find_softmax_loss(loss: torch.nn.Module | None) -> SoftmaxLoss:

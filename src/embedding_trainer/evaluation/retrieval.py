@@ -1,9 +1,13 @@
 """Information-retrieval metrics at every dimension from one encoding of queries and corpus.
 
 The metrics follow sentence-transformers' `InformationRetrievalEvaluator` exactly (cosine
-similarity, ties ranked by ascending corpus id, the same metric definitions), so the numbers
-equal its numbers with `truncate_dim`, without re-encoding the corpus once per dimension.
+similarity, ties ranked by ascending corpus id, the same metric definitions), so with binary
+relevance the numbers equal its numbers with `truncate_dim`, without re-encoding the corpus once
+per dimension. With graded relevance NDCG is graded as trec_eval computes it (gain = grade); the
+other metrics count any grade >= 1 as relevant.
 """
+
+from collections.abc import Mapping
 
 import torch
 from sentence_transformers import SentenceTransformer
@@ -14,6 +18,11 @@ from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetri
 class RetrievalEvaluator(DimensionEvaluator):
     """NDCG, MRR, MAP, accuracy, precision and recall at k of each query against the whole corpus.
 
+    `relevant_docs` gives each query's relevant documents as a set of ids (grade 1 each) or as
+    {document id: grade}; grades are whole numbers, 0 or below not relevant. NDCG@k is
+    sum(grade_r / log2(r + 1)) over the top k ranks r, divided by the same sum over the query's
+    grades sorted descending; MAP@k divides by min(k, relevant documents), as sentence-transformers does.
+
     Scoring is chunked: peak extra memory is about
     `4 * (query_chunk_size * corpus_chunk_size + 2 * query_chunk_size * (max_k + corpus_chunk_size))`
     bytes on top of the embeddings themselves (`4 * (n_queries + n_corpus) * full_dim` bytes),
@@ -21,12 +30,13 @@ class RetrievalEvaluator(DimensionEvaluator):
     """
 
     name = "retrieval"
+    example_unit = "queries"
 
     def __init__(
         self,
         queries: dict[str, str],
         corpus: dict[str, str],
-        relevant_docs: dict[str, set[str]],
+        relevant_docs: Mapping[str, set[str] | Mapping[str, int]],
         ndcg_at_k: list[int] = (10,),
         mrr_at_k: list[int] = (10,),
         map_at_k: list[int] = (100,),
@@ -37,15 +47,20 @@ class RetrievalEvaluator(DimensionEvaluator):
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
-        self.query_ids = [qid for qid in queries if relevant_docs.get(qid)]
+        grades = {qid: _grades(docs) for qid, docs in relevant_docs.items()}
+        self.query_ids = [qid for qid in queries if grades.get(qid)]
         if not self.query_ids:
             raise ValueError("Retrieval evaluation needs at least one query with a relevant document.")
         self.queries = [queries[qid] for qid in self.query_ids]
+        self.example_ids = self.query_ids
         # Corpus in ascending id order: index order then breaks score ties as the reference does.
         self.corpus_ids = sorted(corpus)
         self.corpus = [corpus[cid] for cid in self.corpus_ids]
         index_of = {cid: index for index, cid in enumerate(self.corpus_ids)}
-        self.relevant = [sorted(index_of[cid] for cid in relevant_docs[qid]) for qid in self.query_ids]
+        self.relevant = [sorted(index_of[cid] for cid in grades[qid]) for qid in self.query_ids]
+        self.relevant_grades = [
+            [grades[qid][self.corpus_ids[index]] for index in indices] for qid, indices in zip(self.query_ids, self.relevant)
+        ]
         self.ndcg_at_k, self.mrr_at_k, self.map_at_k = list(ndcg_at_k), list(mrr_at_k), list(map_at_k)
         self.accuracy_at_k, self.precision_recall_at_k = list(accuracy_at_k), list(precision_recall_at_k)
         self.max_k = max(self.ndcg_at_k + self.mrr_at_k + self.map_at_k + self.accuracy_at_k + self.precision_recall_at_k)
@@ -73,19 +88,30 @@ class RetrievalEvaluator(DimensionEvaluator):
         )
 
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+        """Metrics at each of `dims`; their per-query values (in `query_ids` order) go to `last_per_example`."""
         query_embeddings = self.encode(model, self.queries)
         corpus_embeddings = self.encode(model, self.corpus)
-        return {dim: self.metrics(self.hits(truncate(query_embeddings, dim), truncate(corpus_embeddings, dim))) for dim in dims}
+        per_query = {
+            dim: self.per_query(self.ranked_grades(truncate(query_embeddings, dim), truncate(corpus_embeddings, dim)))
+            for dim in dims
+        }
+        self.last_per_example = {
+            dim: {name: values.numpy() for name, values in metrics.items()} for dim, metrics in per_query.items()
+        }
+        return {dim: {name: values.mean().item() for name, values in metrics.items()} for dim, metrics in per_query.items()}
 
-    def hits(self, queries: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
-        """Boolean [n_queries, k] matrix: is the document ranked r-th for query q relevant to it,
-        for the top k = min(max_k, corpus size) documents ranked by (-cosine, corpus id)."""
+    def ranked_grades(self, queries: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
+        """Float64 [n_queries, k] matrix: the relevance grade for query q of the document ranked
+        r-th (0: not relevant), for the top k = min(max_k, corpus size) documents ranked by
+        (-cosine, corpus id)."""
         k = min(self.max_k, len(corpus))
         rows = []
         for start in range(0, len(queries), self.query_chunk_size):
-            top_scores, top_index = self._top_k(queries[start : start + self.query_chunk_size], corpus, k)
-            relevant = self._relevant_matrix(start, start + len(top_index))
-            rows.append((top_index.unsqueeze(-1) == relevant.unsqueeze(1)).any(-1))
+            _, top_index = self._top_k(queries[start : start + self.query_chunk_size], corpus, k)
+            relevant, grades = self._relevant_matrix(start, start + len(top_index))
+            position = torch.searchsorted(relevant, top_index).clamp(max=relevant.shape[1] - 1)
+            found = relevant.gather(1, position) == top_index
+            rows.append(torch.where(found, grades.gather(1, position), 0.0))
         return torch.cat(rows)
 
     def _top_k(self, queries: torch.Tensor, corpus: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -104,39 +130,50 @@ class RetrievalEvaluator(DimensionEvaluator):
         by_score = best_scores.argsort(dim=1, descending=True, stable=True)
         return best_scores.gather(1, by_score), best_index.gather(1, by_score)
 
-    def _relevant_matrix(self, start: int, end: int) -> torch.Tensor:
-        """Relevant corpus indices of queries start..end, padded with -1."""
+    def _relevant_matrix(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """Relevant corpus indices of queries start..end, ascending in each row (padded past every
+        corpus index), and their grades (padded with 0)."""
         lists = self.relevant[start:end]
-        matrix = torch.full((len(lists), max(map(len, lists))), -1, dtype=torch.long)
-        for row, indices in enumerate(lists):
+        matrix = torch.full((len(lists), max(map(len, lists))), torch.iinfo(torch.long).max, dtype=torch.long)
+        grades = torch.zeros(matrix.shape, dtype=torch.float64)
+        for row, (indices, row_grades) in enumerate(zip(lists, self.relevant_grades[start:end])):
             matrix[row, : len(indices)] = torch.tensor(indices)
-        return matrix
+            grades[row, : len(indices)] = torch.tensor(row_grades, dtype=torch.float64)
+        return matrix, grades
 
-    def metrics(self, hits: torch.Tensor) -> dict[str, float]:
-        """The configured metrics from a hits matrix (see `hits`), averaged over queries."""
-        hits = hits.double()
+    def per_query(self, grades: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The configured metrics from a ranked-grades matrix (see `ranked_grades`): one float64 value per query."""
+        hits = (grades > 0).double()
         n_relevant = torch.tensor([len(r) for r in self.relevant], dtype=torch.float64)
         ranks = torch.arange(1, hits.shape[1] + 1, dtype=torch.float64)
         discounts = 1.0 / torch.log2(torch.arange(2, self.max_k + 2, dtype=torch.float64))
         results = {}
         for k in self.accuracy_at_k:
-            results[f"accuracy@{k}"] = hits[:, :k].amax(dim=1).mean().item()
+            results[f"accuracy@{k}"] = hits[:, :k].amax(dim=1)
         for k in self.precision_recall_at_k:
             correct = hits[:, :k].sum(dim=1)
-            results[f"precision@{k}"] = (correct / k).mean().item()
-            results[f"recall@{k}"] = (correct / n_relevant).mean().item()
+            results[f"precision@{k}"] = correct / k
+            results[f"recall@{k}"] = correct / n_relevant
         for k in self.mrr_at_k:
             top = hits[:, :k]
             first = top.argmax(dim=1)
             reciprocal = torch.where(top.amax(dim=1) > 0, 1.0 / (first + 1).double(), 0.0)
-            results[f"mrr@{k}"] = reciprocal.mean().item()
+            results[f"mrr@{k}"] = reciprocal
+        ideal_grades = [torch.tensor(sorted(row, reverse=True), dtype=torch.float64) for row in self.relevant_grades]
         for k in self.ndcg_at_k:
-            top = hits[:, :k]
+            top = grades[:, :k]
             dcg = (top * discounts[: top.shape[1]]).sum(dim=1)
-            ideal = torch.stack([discounts[: min(int(n), k)].sum() for n in n_relevant])
-            results[f"ndcg@{k}"] = (dcg / ideal).mean().item()
+            ideal = torch.stack([(row[:k] * discounts[: min(len(row), k)]).sum() for row in ideal_grades])
+            results[f"ndcg@{k}"] = dcg / ideal
         for k in self.map_at_k:
             top = hits[:, :k]
             precision_at_hit = top.cumsum(dim=1) / ranks[: top.shape[1]] * top
-            results[f"map@{k}"] = (precision_at_hit.sum(dim=1) / n_relevant.clamp(max=k)).mean().item()
+            results[f"map@{k}"] = precision_at_hit.sum(dim=1) / n_relevant.clamp(max=k)
         return results
+
+
+def _grades(docs: set[str] | Mapping[str, int]) -> dict[str, int]:
+    """{document id: grade} of the relevant documents (grade above 0) in a set (grade 1) or a grade mapping."""
+    if isinstance(docs, Mapping):
+        return {doc: grade for doc, grade in docs.items() if grade > 0}
+    return dict.fromkeys(docs, 1)

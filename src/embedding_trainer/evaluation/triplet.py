@@ -7,10 +7,12 @@ from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetri
 
 class TripletEvaluator(DimensionEvaluator):
     """Fraction of (anchor, positive, negative) with cos(anchor, positive) > cos(anchor, negative),
-    over every negative of every row (one for triplets, n for n-tuples)."""
+    over every negative of every row (one for triplets, n for n-tuples). Per example: that fraction
+    over the row's own negatives."""
 
     name = "triplet"
     primary_metric = "accuracy_cosine"
+    example_unit = "rows"
 
     def __init__(self, anchors: list[str], positives: list[str], negatives: list[list[str]], **kwargs) -> None:
         super().__init__(**kwargs)
@@ -25,10 +27,11 @@ class TripletEvaluator(DimensionEvaluator):
 
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
         anchors, positives, *negatives = encode_unique(self, model, self.columns)
-        metrics = {}
+        metrics, self.last_per_example = {}, {}
         for dim in dims:
             anchor = truncate(anchors, dim)
             positive_sim = (anchor * truncate(positives, dim)).sum(-1)
             wins = [(positive_sim > (anchor * truncate(negative, dim)).sum(-1)).double() for negative in negatives]
             metrics[dim] = {"accuracy_cosine": float(sum(win.mean() for win in wins) / len(wins))}
+            self.last_per_example[dim] = {"accuracy_cosine": (sum(wins) / len(wins)).numpy()}
         return metrics

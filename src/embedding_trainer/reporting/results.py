@@ -4,15 +4,21 @@ import json
 from pathlib import Path
 
 from embedding_trainer.evaluation.base import DimensionMetrics
+from embedding_trainer.evaluation.significance import Significance
 
 
-def comparison_rows(baseline: DimensionMetrics | None, finetuned: DimensionMetrics, metric: str) -> list[list]:
-    """Rows of [dimension, baseline, fine-tuned, change] for `metric` (baseline None when not run)."""
+def comparison_rows(
+    baseline: DimensionMetrics | None, finetuned: DimensionMetrics, metric: str, significance: Significance | None = None
+) -> list[list]:
+    """Rows of [dimension, baseline, fine-tuned, change, ci_low, ci_high, p_value, excludes_zero] for
+    `metric`; None where there is no value (no baseline run, or no test of that metric and dimension)."""
     rows = []
     for dim, values in finetuned.items():
         before = baseline[dim][metric] if baseline else None
         change = values[metric] - before if before is not None else None
-        rows.append([dim, before, values[metric], change])
+        test = significance.test(dim, metric) if significance else None
+        tested = [test.ci_low, test.ci_high, test.p_value, test.excludes_zero] if test else [None] * 4
+        rows.append([dim, before, values[metric], change, *tested])
     return rows
 
 
@@ -34,37 +40,57 @@ def markdown_table(headers: list[str], rows: list[list]) -> str:
 
 
 def results_payload(
-    evaluator_name: str, metric: str, baseline: DimensionMetrics | None, finetuned: DimensionMetrics, step: int
+    evaluator_name: str,
+    metric: str,
+    baseline: DimensionMetrics | None,
+    finetuned: DimensionMetrics,
+    step: int,
+    significance: Significance | None = None,
 ) -> dict:
-    """The JSON form of a run's results (as written to results.json and the run registry)."""
+    """The JSON form of a run's results (as written to results.json and the run registry);
+    `significance` is `Significance.to_json()`, or None when no test was attempted."""
     return {
         "evaluator": evaluator_name,
         "primary_metric": metric,
         "step": step,
         "baseline": _json_metrics(baseline),
         "finetuned": _json_metrics(finetuned),
+        "significance": significance.to_json() if significance else None,
     }
 
 
-def primary_table(metric: str, baseline: DimensionMetrics | None, finetuned: DimensionMetrics) -> str:
-    """Markdown table of `metric` per dimension: baseline, fine-tuned, change."""
-    return markdown_table(["dimension", "baseline", "fine-tuned", "change"], comparison_rows(baseline, finetuned, metric))
+def primary_table(
+    metric: str, baseline: DimensionMetrics | None, finetuned: DimensionMetrics, significance: Significance | None = None
+) -> str:
+    """Markdown table of `metric` per dimension: baseline, fine-tuned, change; with `significance`,
+    also the change's CI low and high and p-value ('-' where untested), `*` after changes whose
+    interval excludes zero, and the legend line below the table."""
+    rows = comparison_rows(baseline, finetuned, metric, significance)
+    if significance is None:
+        return markdown_table(["dimension", "baseline", "fine-tuned", "change"], [row[:4] for row in rows])
+    level = f"{significance.confidence:.0%}"
+    headers = ["dimension", "baseline", "fine-tuned", "change", f"{level} CI low", f"{level} CI high", "p-value"]
+    shown = [
+        [dim, before, after, _signed(change, "*" if excludes_zero else ""), _signed(low), _signed(high), _p_value(p_value)]
+        for dim, before, after, change, low, high, p_value, excludes_zero in rows
+    ]
+    return markdown_table(headers, shown) + "\n\n" + significance.legend(metric)
 
 
 def write_results(
     output_dir: Path,
-    evaluator_name: str,
-    metric: str,
+    results: dict,
     baseline: DimensionMetrics | None,
     finetuned: DimensionMetrics,
-    step: int,
+    significance: Significance | None = None,
 ) -> str:
-    """Write `results.json` (every metric, both models) and `results.md` to `output_dir`;
-    return the Markdown table of the primary `metric`."""
-    table = primary_table(metric, baseline, finetuned)
-    payload = results_payload(evaluator_name, metric, baseline, finetuned, step)
+    """Write `results` (a `results_payload`, with anything added to it) as `results.json`, and
+    `results.md` (every metric, both models, the change tests) to `output_dir`; return the Markdown
+    table of the primary metric (see `primary_table`)."""
+    evaluator_name, metric, step = results["evaluator"], results["primary_metric"], results["step"]
+    table = primary_table(metric, baseline, finetuned, significance)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "results.json").write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
     sections = [f"# Results ({evaluator_name}, step {step})", "", f"## {metric} by dimension", "", table]
     for label, metrics in (("Baseline", baseline), ("Fine-tuned", finetuned)):
         if metrics:
@@ -73,6 +99,16 @@ def write_results(
             sections += ["", f"## {label}: every metric", "", markdown_table(["dimension", *names], rows)]
     (output_dir / "results.md").write_text("\n".join(sections) + "\n", encoding="utf-8")
     return table
+
+
+def _signed(value: float | None, mark: str = "") -> str | None:
+    return None if value is None else f"{value:+.4f}{mark}"
+
+
+def _p_value(value: float | None) -> str | None:
+    if value is None:
+        return None
+    return "<0.0001" if value < 1e-4 else f"{value:.4f}"
 
 
 def _json_metrics(metrics: DimensionMetrics | None) -> dict | None:

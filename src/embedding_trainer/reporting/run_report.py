@@ -5,6 +5,7 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from embedding_trainer.evaluation.base import DimensionMetrics
+from embedding_trainer.evaluation.significance import Significance
 from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
 from embedding_trainer.reporting.results import primary_table
 
@@ -43,11 +44,12 @@ def settings_table(rows: list[list[str]]) -> str:
 
 def summary_sections(
     cfg: DictConfig, setup_heading: str, metric_heading: str, metric: str,
-    baseline: DimensionMetrics | None, finetuned: DimensionMetrics,
+    baseline: DimensionMetrics | None, finetuned: DimensionMetrics, significance: Significance | None = None,
 ) -> list[str]:
-    """Markdown lines: the run's settings table, then the per-dimension table of `metric`."""
+    """Markdown lines: the run's settings table, then the per-dimension table of `metric` (with the
+    change's interval and p-value when `significance` is given)."""
     return [f"## {setup_heading}", "", settings_table(describe_run(cfg)), "", f"## {metric_heading}", "",
-            primary_table(metric, baseline, finetuned)]
+            primary_table(metric, baseline, finetuned, significance)]
 
 
 def write_run_report(
@@ -61,9 +63,14 @@ def write_run_report(
     history: list[tuple[int, float, float]],
     seconds: float,
     data_notes: list[str] | None = None,
+    significance: Significance | None = None,
+    warnings: list[str] | None = None,
+    checks: list[str] | None = None,
 ) -> Path:
     """Write `report.md` and its PNG plots (`plots/matryoshka.png`, `plots/training.png`) to
-    `output_dir`; `data_notes` (lines about the data, such as the leakage check) get a section."""
+    `output_dir`; `data_notes` (lines about the data, such as the leakage check) get a section;
+    `significance` adds the change's interval and p-value to the results table; `warnings` (lines)
+    go below the opening line, `checks` (Markdown sections) after the results."""
     plots = output_dir / "plots"
     plot_matryoshka_curve(baseline, finetuned, metric, plots / "matryoshka.png")
     sections = [
@@ -72,10 +79,13 @@ def write_run_report(
         f"Trained {step} optimizer steps in {seconds / 60:.1f} minutes; evaluated with the {evaluator_name} "
         "evaluator before and after training at every dimension.",
         "",
-        *summary_sections(cfg, "Setup", f"{metric} by dimension", metric, baseline, finetuned),
+        *[line for warning in warnings or [] for line in (warning, "")],
+        *summary_sections(cfg, "Setup", f"{metric} by dimension", metric, baseline, finetuned, significance),
         "",
         "![Matryoshka curve](plots/matryoshka.png)",
     ]
+    if checks:
+        sections += ["", *checks]
     if data_notes:
         sections += ["", "## Data", "", *data_notes]
     if history:

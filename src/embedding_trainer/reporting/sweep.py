@@ -42,14 +42,27 @@ def plot_study(study: optuna.Study, path: Path) -> Path:
     return save_figure(figure, path)
 
 
+def objective_text(study: optuna.Study) -> str:
+    """What the trials' objective (`val/score`) is, from the `objective` each run recorded in its trial;
+    says so when trials recorded different ones."""
+    stated = sorted({trial.user_attrs["objective"] for trial in study.trials if "objective" in trial.user_attrs})
+    if not stated:
+        return "val/score (not recorded by the trials)"
+    if len(stated) == 1:
+        return f"val/score = {stated[0]}"
+    return "val/score, which differed between trials (their values do not compare): " + "; ".join(stated)
+
+
 def write_sweep_report(study: optuna.Study, output_dir: Path) -> Path:
-    """`sweep.md` (every trial: number, state, parameters, objective; the best trial) and
-    `plots/sweep.png` in `output_dir`."""
+    """`sweep.md` (what the objective is; every trial: number, state, parameters, objective; the best
+    trial) and `plots/sweep.png` in `output_dir`."""
     plot_study(study, output_dir / "plots" / "sweep.png")
     best = study.best_trial
     names = sorted({name for trial in study.trials for name in trial.params})
     lines = [
         f"# Sweep report: {study.study_name}",
+        "",
+        f"Objective ({study.direction.name.lower()}): {objective_text(study)}.",
         "",
         f"Best trial #{best.number}: objective {best.value:.4f} ({study.direction.name.lower()}) with "
         + ", ".join(f"{name}={value}" for name, value in best.params.items())

@@ -9,12 +9,13 @@ from omegaconf import OmegaConf
 from pytorch_lightning.loggers import Logger, WandbLogger
 
 from embedding_trainer.evaluation.base import DimensionMetrics
+from embedding_trainer.evaluation.significance import Significance
 from embedding_trainer.runtime.hydra_job import in_multirun
 from embedding_trainer.reporting.results import comparison_rows
 from embedding_trainer.runs.tracking import command_line_overrides
 
 TAG_LENGTH = 64  # W&B's limit per tag
-TABLE_COLUMNS = ["dimension", "baseline", "fine-tuned", "change"]
+TABLE_COLUMNS = ["dimension", "baseline", "fine-tuned", "change", "ci_low", "ci_high", "p_value", "excludes_zero"]
 
 
 def sweep_group(name: str) -> str | None:
@@ -39,12 +40,15 @@ def wandb_logger(name: str, group: str | None = None, tags: list[str] | None = N
 
 
 def log_results_table(
-    loggers: list[Logger], metric: str, baseline: DimensionMetrics | None, finetuned: DimensionMetrics
+    loggers: list[Logger], metric: str, baseline: DimensionMetrics | None, finetuned: DimensionMetrics,
+    significance: Significance | None = None,
 ) -> None:
-    """Log `metric` per dimension (baseline, fine-tuned, change) as the W&B table `results/<metric>`."""
+    """Log `metric` per dimension (baseline, fine-tuned, change and the change's interval, p-value
+    and whether the interval excludes zero, empty where untested) as the W&B table `results/<metric>`."""
+    rows = comparison_rows(baseline, finetuned, metric, significance)
     for logger in loggers:
         if isinstance(logger, WandbLogger):
-            logger.log_table(f"results/{metric}", columns=TABLE_COLUMNS, data=comparison_rows(baseline, finetuned, metric))
+            logger.log_table(f"results/{metric}", columns=TABLE_COLUMNS, data=rows)
 
 
 def finish_wandb(failed: bool) -> None:

@@ -3,6 +3,9 @@
   list [--status S] [--task T] [--since 2026-11-01|3d|12h]   one line per run, newest first
   show RUN_ID                                                 every field of one run
   compare RUN_ID RUN_ID ...                                   per-dimension metrics side by side
+  compare --group FOLDER|NAME                                 a multi-run's or sweep's runs across seeds:
+      mean, std and 95% t interval of the primary metric and its change, per configuration and dimension
+      (the group: the runs in the multi-run or sweep folder, given by path or by folder name)
 The registry is outputs/runs.db unless --db says otherwise.
 """
 
@@ -12,6 +15,9 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+import yaml
+
+from embedding_trainer.reporting.seeds import HEADERS, SeedRun, group_runs
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import STATUSES, RunRegistry
 
@@ -66,13 +72,35 @@ def command_show(registry: RunRegistry, args) -> str:
     fields.append(["overrides", " ".join(run["overrides"]) or None])
     text = table(["field", "value"], fields)
     if run["metrics"]:
-        text += "\n\n" + command_compare(registry, argparse.Namespace(run_ids=[run["run_id"]]))
+        text += "\n\n" + command_compare(registry, argparse.Namespace(run_ids=[run["run_id"]], group=None))
     if run["config"]:
         text += "\n\nconfig:\n" + run["config"]
     return text
 
 
+def in_group(output_dir: str | None, group: str) -> bool:
+    """Whether a run writing to `output_dir` is one of the multi-run or sweep `group`: the folder holding
+    its run folder, by path or by name."""
+    if not output_dir:
+        return False
+    parent = Path(output_dir).resolve().parent
+    return parent == Path(group).expanduser().resolve() or parent.name == group
+
+
+def command_compare_group(registry: RunRegistry, group: str) -> str:
+    """Statistics across seeds (`reporting.seeds`) of the group's successful runs, oldest first."""
+    runs = [run for run in reversed(registry.list(status="success")) if in_group(run["output_dir"], group)]
+    runs = [run for run in runs if (run["metrics"] or {}).get("finetuned")]
+    if not runs:
+        raise KeyError(f"no successful run of group {group!r} in {registry.path} (give the multi-run or sweep folder)")
+    seed_runs = [SeedRun(run["run_id"], tuple(run["overrides"]), (yaml.safe_load(run["config"] or "") or {}).get("seed"),
+                         run["metrics"]) for run in runs]
+    return "\n\n".join(f"{g.title()}\n{table(HEADERS, g.rows())}" for g in group_runs(seed_runs))
+
+
 def command_compare(registry: RunRegistry, args) -> str:
+    if args.group:
+        return command_compare_group(registry, args.group)
     runs = [registry.get(run_id) for run_id in args.run_ids]
     metric_names = sorted({name for run in runs for values in ((run["metrics"] or {}).get("finetuned") or {}).values()
                            for name in values})
@@ -101,8 +129,12 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--task")
     listing.add_argument("--since", type=parse_since)
     commands.add_parser("show", help="one run").add_argument("run_id")
-    commands.add_parser("compare", help="per-dimension metrics side by side").add_argument("run_ids", nargs="+")
+    compare = commands.add_parser("compare", help="per-dimension metrics side by side, or across seeds (--group)")
+    compare.add_argument("run_ids", nargs="*")
+    compare.add_argument("--group", help="a multi-run or sweep folder (path or name): statistics across seeds")
     args = parser.parse_args(argv)
+    if args.command == "compare" and bool(args.run_ids) == bool(args.group):
+        parser.error("compare takes run ids, or --group FOLDER (one of the two)")
     if not args.db.is_file():
         print(f"No registry at {args.db}: no run has been recorded there yet (or pass --db).", file=sys.stderr)
         return 1

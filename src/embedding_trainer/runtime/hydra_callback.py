@@ -1,6 +1,8 @@
-"""The Hydra callback that claims a single run's folder before Hydra writes into it."""
+"""Hydra callbacks: claim a single run's folder before Hydra writes into it; summarise a multi-run
+across seeds when it ends."""
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from hydra.experimental.callback import Callback
@@ -8,6 +10,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
 from embedding_trainer.log import get_logger
+from embedding_trainer.reporting.seeds import runs_in_folder, write_summary
 from embedding_trainer.runtime.run_folder import RunFolderError, claim_run_folder
 
 log = get_logger(__name__)
@@ -27,3 +30,15 @@ class ClaimRunFolder(Callback):
         except RunFolderError as error:
             log.error(f"{type(error).__name__}: {error}")
             sys.exit(2)
+
+
+class SummarizeMultirun(Callback):
+    """`hydra.callbacks.multirun_summary`: when a multi-run or sweep ends, write `summary.md` and
+    `summary.json` (statistics across seeds per configuration, `reporting.seeds`) to its folder
+    (`hydra.sweep.dir`) from the runs there that finished."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(config.hydra.sweep.dir)
+        runs = runs_in_folder(folder)
+        if runs:
+            log.info(f"Summary of {len(runs)} finished runs across seeds: {write_summary(folder, runs)}")

@@ -51,10 +51,12 @@ class OptunaPruningCallback(pl.Callback):
 def pruning_callbacks(sweep_trial: DictConfig | None, evaluation: EvaluationCallback) -> list[pl.Callback]:
     """No callback outside an Optuna sweep (`sweep_trial` null). In one, the sweeper sets `sweep_trial`
     to `{storage, study_name, number}` and the pruner is the sweeper's own (`hydra.sweeper.pruner`,
-    null: never prune)."""
+    null: never prune). The trial's `objective` user attribute says what its `val/score` is, for the
+    sweep report."""
     if not sweep_trial:
         return []
     pruner_cfg = HydraConfig.get().sweeper.get("pruner")
     pruner = instantiate(pruner_cfg) if pruner_cfg else optuna.pruners.NopPruner()
     trial = load_trial(sweep_trial.storage, sweep_trial.study_name, sweep_trial.number, pruner)
+    trial.set_user_attr("objective", f"{evaluation.objective} (evaluation.dims {evaluation.dims})")
     return [OptunaPruningCallback(trial, evaluation)]

@@ -8,8 +8,12 @@ parameters (so drive one study from one sweeper process at a time).
 Results: a job's return value (`val/score`) completes its trial; a job that raises
 `optuna.TrialPruned` (its pruning callback stopped it) is pruned; any other error, or overrides that do
 not compose, fail the trial with the error in its `error` user attribute, and the study goes on. Every
-launched trial records its `output_dir`, a completed one its `model_path`. At the end `sweep.md` and
-`plots/sweep.png` are written to the sweep folder.
+launched trial records its `output_dir`, a completed one its `model_path`, and each run its `objective`
+(what its `val/score` is). At the end `sweep.md` (stating the objective) and `plots/sweep.png` are written
+to the sweep folder.
+
+The objective must mean the same in every trial: `evaluation.dims` and `evaluation.objective` are fixed
+for a sweep (set them in the sweep config or on the command line), never searched.
 """
 
 from collections import Counter
@@ -27,7 +31,7 @@ from optuna.trial import TrialState
 
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.log import get_logger
-from embedding_trainer.reporting.sweep import write_sweep_report
+from embedding_trainer.reporting.sweep import objective_text, write_sweep_report
 from embedding_trainer.sweeps.search_space import SearchSpace, parse_search_space
 from embedding_trainer.sweeps.storage import open_storage, trial_by_number
 
@@ -77,6 +81,12 @@ class OptunaSweeper(Sweeper):
 
     def sweep(self, arguments: list[str]) -> optuna.Study:
         space = parse_search_space(self.params, arguments)
+        searched = [key for key in space.distributions if _defines_objective(key)]
+        if searched:
+            raise ConfigError(
+                f"The sweep searches {', '.join(searched)}, which define val/score: trials would optimize different "
+                "quantities. Fix evaluation.dims and evaluation.objective for the whole sweep instead."
+            )
         study, storage = self._open_study()
         pending = [trial_by_number(study, storage, t.number) for t in study.trials if t.state == TrialState.RUNNING]
         finished = sum(t.state.is_finished() for t in study.trials)
@@ -181,9 +191,15 @@ class OptunaSweeper(Sweeper):
         report = write_sweep_report(study, sweep_dir)
         best = study.best_trial
         log.info(
-            f"Best trial #{best.number}: val/score {best.value:.4f} with {best.params}; "
+            f"Best trial #{best.number}: {objective_text(study)}: {best.value:.4f} with {best.params}; "
             f"model at {best.user_attrs.get('model_path')}; report {report}"
         )
+
+
+def _defines_objective(key: str) -> bool:
+    """Whether the override key `key` sets what `val/score` is (`evaluation.dims`, `evaluation.objective`)."""
+    return key == "evaluation" or any(key == name or key.startswith(name + ".")
+                                      for name in ("evaluation.dims", "evaluation.objective"))
 
 
 def _quoted(text: str) -> str:

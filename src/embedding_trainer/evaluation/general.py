@@ -1,0 +1,110 @@
+"""Did anything else get worse? The forgetting guard: a general evaluation (`evaluation.general`,
+default the STS benchmark test split) of the model before and after training at every evaluated
+dimension, kept apart from `val/score`."""
+
+import pytorch_lightning as pl
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from sentence_transformers import SentenceTransformer
+
+from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, metrics_json
+from embedding_trainer.evaluation.similarity import SimilarityEvaluator
+from embedding_trainer.log import get_logger
+
+log = get_logger(__name__)
+
+
+class GeneralEvaluation(pl.Callback):
+    """Runs `evaluator` (named `label` in messages) at `dims` on global rank zero: on the untrained
+    model when training starts (`baseline`, checkpointed, so a resumed run keeps it) and, through
+    `finish`, on the final model. Warns when its primary metric falls by more than `max_drop` at any
+    dimension (a negative `max_drop` also warns on rises smaller than its magnitude)."""
+
+    def __init__(self, evaluator: DimensionEvaluator, dims: list[int], max_drop: float, label: str) -> None:
+        self.evaluator = evaluator
+        self.dims = list(dims)
+        self.max_drop = max_drop
+        self.label = label
+        self.baseline: DimensionMetrics | None = None
+        self.finetuned: DimensionMetrics | None = None
+        self.warning: str | None = None
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self.baseline is None and trainer.global_step == 0 and trainer.is_global_zero:
+            log.info(f"General evaluation before training: {self.label}")
+            self.baseline = self._evaluate(pl_module.model)
+
+    def finish(self, model: SentenceTransformer, device: torch.device) -> DimensionMetrics:
+        """Evaluate the final `model` (on `device` for the evaluation, then back where it was), log
+        the comparison, and set `warning` when the metric dropped by more than `max_drop`."""
+        where = model.device
+        model.to(device)
+        try:
+            self.finetuned = self._evaluate(model)
+        finally:
+            model.to(where)
+        metric = self.evaluator.primary_metric
+        changes = {dim: self.finetuned[dim][metric] - self.baseline[dim][metric] for dim in self.dims} if self.baseline else {}
+        shown = ", ".join(f"dim {dim}: {change:+.4f}" for dim, change in changes.items())
+        log.info(f"General evaluation ({self.label}) {metric} change after training: {shown or 'no baseline'}")
+        dropped = {dim: change for dim, change in changes.items() if -change > self.max_drop}
+        if dropped:
+            self.warning = (
+                f"The general evaluation ({self.label}) {metric} dropped by more than "
+                f"evaluation.general_max_drop={self.max_drop} at dimension(s) "
+                + ", ".join(f"{dim} ({self.baseline[dim][metric]:.4f} -> {self.finetuned[dim][metric]:.4f})" for dim in dropped)
+                + ": the fine-tuning may have cost general quality."
+            )
+            log.warning(self.warning)
+        return self.finetuned
+
+    def _evaluate(self, model: SentenceTransformer) -> DimensionMetrics:
+        was_training = model.training
+        model.eval()
+        try:
+            return self.evaluator(model, self.dims)
+        finally:
+            model.train(was_training)
+
+    def to_json(self) -> dict:
+        """The report's form: what was evaluated, both results by dimension, and the warning (or None)."""
+        return {
+            "data": self.label,
+            "evaluator": self.evaluator.name,
+            "primary_metric": self.evaluator.primary_metric,
+            "max_drop": self.max_drop,
+            "baseline": metrics_json(self.baseline),
+            "finetuned": metrics_json(self.finetuned),
+            "warning": self.warning,
+        }
+
+    def state_dict(self) -> dict:
+        return {"baseline": self.baseline}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.baseline = state_dict["baseline"]
+
+
+def general_evaluation(cfg: DictConfig, run_evaluator: DimensionEvaluator, eval_data) -> GeneralEvaluation | None:
+    """The forgetting guard of the composed config, or None when `evaluation.general` is null or the
+    run's own evaluator already is that evaluation (see `already_evaluated`)."""
+    if cfg.evaluation.general is None:
+        return None
+    evaluator = instantiate(cfg.evaluation.general)(
+        eval_data, batch_size=cfg.evaluation.batch_size, show_progress_bar=cfg.evaluation.show_progress_bar
+    )
+    label = str(OmegaConf.select(cfg, "evaluation.general.path", default=cfg.evaluation.general._target_))
+    if already_evaluated(run_evaluator, evaluator):
+        log.info(f"The run's own evaluation is already on {label}: no separate general evaluation.")
+        return None
+    return GeneralEvaluation(evaluator, list(cfg.evaluation.dims), float(cfg.evaluation.general_max_drop), label)
+
+
+def already_evaluated(run_evaluator: DimensionEvaluator, general: DimensionEvaluator) -> bool:
+    """Whether both are similarity evaluations and every scored pair of `run_evaluator` is one of
+    `general`'s (the same set, or a sample of it)."""
+    if not (isinstance(run_evaluator, SimilarityEvaluator) and isinstance(general, SimilarityEvaluator)):
+        return False
+    general_pairs = set(zip(general.sentences_a, general.sentences_b, general.scores))
+    return set(zip(run_evaluator.sentences_a, run_evaluator.sentences_b, run_evaluator.scores)) <= general_pairs
