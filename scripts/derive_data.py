@@ -64,7 +64,10 @@ def sick(path: Path) -> list[dict]:
     """SICK lines (with a header row) as pairs with the entailment judgment as their class."""
     header, *lines = read_tsv(path)
     rows = [dict(zip(header, fields)) for fields in lines]
-    return [{"sentence_A": r["sentence_A"], "sentence_B": r["sentence_B"], "class": r["entailment_judgment"]} for r in rows]
+    return [
+        {"sentence_A": r["sentence_A"], "sentence_B": r["sentence_B"], "class": r["entailment_judgment"]}
+        for r in rows
+    ]
 
 
 def main() -> None:

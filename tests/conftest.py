@@ -27,18 +27,29 @@ def model_cache(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("model_cache")
 
 
+# The forgetting guard and the embedding-health probe cost seconds per run even on the tiny model:
+# off in composed configs unless a test names them (tests/test_forgetting_and_health.py does).
+GUARDS_OFF = {"evaluation.general": "evaluation.general=null", "evaluation.health": "evaluation.health=null"}
+
+
 @pytest.fixture
 def make_cfg(tmp_path, model_cache):
-    """compose(overrides) -> the real training config, writing into this test's temp folder."""
+    """compose(overrides) -> the real training config (config_name="evaluate": the evaluation
+    config), writing into this test's temp folder."""
 
-    def _compose(*overrides: str, output_dir: Path | None = None) -> DictConfig:
+    def _compose(*overrides: str, output_dir: Path | None = None, config_name: str = "train") -> DictConfig:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(
-                config_name="train",
+                config_name=config_name,
                 overrides=[
                     f"paths.output_dir={output_dir or tmp_path / 'run'}",
                     f"paths.log_dir={tmp_path / 'outputs'}",
                     f"paths.cache_dir={model_cache}",
+                    *(
+                        off
+                        for key, off in GUARDS_OFF.items()
+                        if not any(o.startswith(key) for o in overrides)
+                    ),
                     *overrides,
                 ],
             )
@@ -63,7 +74,11 @@ def no_model_loading(monkeypatch):
 
 def files_of(folder: Path) -> dict[str, bytes]:
     """Every file under `folder` (relative path -> bytes): compare before and after to show nothing changed."""
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*")) if path.is_file()}
+    return {
+        str(path.relative_to(folder)): path.read_bytes()
+        for path in sorted(folder.rglob("*"))
+        if path.is_file()
+    }
 
 
 @pytest.fixture

@@ -48,7 +48,11 @@ def test_token_cache_batches_equal_preprocess(tmp_path, squad_pairs, padding_sid
 
 def test_token_cache_refuses_features_it_cannot_pad():
     def preprocess(texts, **options):
-        return {"input_ids": torch.ones(len(texts), 4), "attention_mask": torch.ones(len(texts), 4), "lengths": torch.ones(len(texts))}
+        return {
+            "input_ids": torch.ones(len(texts), 4),
+            "attention_mask": torch.ones(len(texts), 4),
+            "lengths": torch.ones(len(texts)),
+        }
 
     with pytest.raises(UncachableFeatures, match="lengths"):
         TokenCache(preprocess, ["a", "b"], max_length=None)
@@ -90,15 +94,23 @@ def test_length_grouping_is_seeded_per_epoch_and_cuts_padding(squad_pairs):
 
 
 def test_group_by_length_refuses_label_grouped_batches(make_cfg, no_model_loading):
-    cfg = make_cfg("model=tiny", "dataset_type=single_class", "loss=batch_hard_triplet", "data.group_by_length=true")
+    cfg = make_cfg(
+        "model=tiny", "dataset_type=single_class", "loss=batch_hard_triplet", "data.group_by_length=true"
+    )
     with pytest.raises(DataError, match="group_by_length=false"):
         train(cfg)
 
 
 def test_training_with_length_grouped_cached_batches(make_cfg):
     cfg = make_cfg(
-        "model=tiny", "logger=none", "evaluation.show_progress_bar=false", "evaluation.baseline=false",
-        "data.max_samples=64", "data.max_eval_samples=16", "data.batch_size=16", "data.group_by_length=true",
+        "model=tiny",
+        "logger=none",
+        "evaluation.show_progress_bar=false",
+        "evaluation.baseline=false",
+        "data.max_samples=64",
+        "data.max_eval_samples=16",
+        "data.batch_size=16",
+        "data.group_by_length=true",
     )
     metrics, objects = train(cfg)
     assert objects["trainer"].global_step == 4

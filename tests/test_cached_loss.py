@@ -26,7 +26,9 @@ def test_cached_mnrl_equals_plain_mnrl(tmp_path):
     pairs = read_retrieval_split(PROJECT_ROOT / "data" / "squad_pairs", "train").pairs().select(range(48))
     batch = {"anchor": pairs["anchor"], "positive": pairs["positive"], "cache": tmp_path}
     plain_loss, plain_grads = _loss_and_gradients(MultipleNegativesRankingLoss, batch)
-    cached_loss, cached_grads = _loss_and_gradients(CachedMultipleNegativesRankingLoss, batch, mini_batch_size=8)
+    cached_loss, cached_grads = _loss_and_gradients(
+        CachedMultipleNegativesRankingLoss, batch, mini_batch_size=8
+    )
     assert abs(plain_loss - cached_loss) < 1e-5
     assert plain_grads.keys() == cached_grads.keys() and len(plain_grads) > 10
     # Summation order differs (mini-batches), so compare by relative norm: over all parameters, and per

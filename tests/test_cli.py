@@ -16,9 +16,16 @@ FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=
 
 def _run(tmp_path, *args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), *args, f"paths.log_dir={tmp_path}",
-               f"paths.cache_dir={tmp_path / 'cache'}"]
-    return subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        *args,
+        f"paths.log_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    return subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
 
 
 def test_multirun_over_modifiers_writes_one_folder_per_run(tmp_path):

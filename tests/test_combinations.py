@@ -30,7 +30,18 @@ COMBINATIONS = _supported_combinations()
 
 # The compatibility table users expect (GIST in sentence-transformers takes 2 or 3 columns, so no n_tuple).
 EXPECTED_TABLE = {
-    *(("pair", loss) for loss in ["mnrl", "cached_mnrl", "mnsrl", "cached_mnsrl", "megabatch_margin", "gist", "cached_gist"]),
+    *(
+        ("pair", loss)
+        for loss in [
+            "mnrl",
+            "cached_mnrl",
+            "mnsrl",
+            "cached_mnsrl",
+            "megabatch_margin",
+            "gist",
+            "cached_gist",
+        ]
+    ),
     *(("triplet", loss) for loss in ["mnrl", "cached_mnrl", "triplet", "gist", "cached_gist"]),
     *(("n_tuple", loss) for loss in ["mnrl", "cached_mnrl"]),
     *(("score", loss) for loss in ["cosent", "angle", "cosine_similarity"]),
@@ -39,8 +50,15 @@ EXPECTED_TABLE = {
     ("pair_binary", "online_contrastive"),
     ("single", "contrastive_tension"),
     ("single", "denoising_autoencoder"),
-    *(("single_class", loss) for loss in ["batch_all_triplet", "batch_hard_soft_margin_triplet",
-                                          "batch_hard_triplet", "batch_semi_hard_triplet"]),
+    *(
+        ("single_class", loss)
+        for loss in [
+            "batch_all_triplet",
+            "batch_hard_soft_margin_triplet",
+            "batch_hard_triplet",
+            "batch_semi_hard_triplet",
+        ]
+    ),
     ("anchor_anchor", "contrastive_tension_in_batch"),
     ("denoising", "denoising_autoencoder"),
 }
@@ -51,7 +69,9 @@ def test_the_table_covers_this_issues_losses():
     assert rows == EXPECTED_TABLE
 
 
-@pytest.mark.parametrize(("dataset_type", "loss", "modifier"), COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS])
+@pytest.mark.parametrize(
+    ("dataset_type", "loss", "modifier"), COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS]
+)
 def test_combination_trains_and_evaluates(make_cfg, dataset_type, loss, modifier):
     cfg = make_cfg(*FAST, f"dataset_type={dataset_type}", f"loss={loss}", f"modifier={modifier}")
     metrics, objects = train(cfg)

@@ -8,12 +8,26 @@ from omegaconf import OmegaConf
 from embedding_trainer.resolvers import CONFIG_DIR
 
 GROUPS = [
-    "model", "dataset_type", "data", "loss", "modifier", "trainer", "callbacks",
-    "logger", "paths", "debug", "experiment", "batch_sampler",
+    "model",
+    "dataset_type",
+    "data",
+    "loss",
+    "modifier",
+    "trainer",
+    "callbacks",
+    "logger",
+    "paths",
+    "debug",
+    "experiment",
+    "batch_sampler",
 ]
 OPTIONS = [(group, path.stem) for group in GROUPS for path in sorted((CONFIG_DIR / group).glob("*.yaml"))]
-# Options that only make sense with a matching dataset type.
-NEEDS = {("data", "triplet"): ["dataset_type=triplet"], ("data", "score"): ["dataset_type=score"]}
+# Options that only make sense with a matching dataset type, or that leave values to the user.
+NEEDS = {
+    ("data", "triplet"): ["dataset_type=triplet"],
+    ("data", "score"): ["dataset_type=score"],
+    ("model", "local"): ["model.name_or_path=some/model", "model.dimension=384"],
+}
 
 
 def test_every_listed_group_has_options():
@@ -22,7 +36,9 @@ def test_every_listed_group_has_options():
 
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_resolves(group, option, tmp_path, model_cache):
-    override = f"batch_sampler@loss.batch_sampler={option}" if group == "batch_sampler" else f"{group}={option}"
+    override = (
+        f"batch_sampler@loss.batch_sampler={option}" if group == "batch_sampler" else f"{group}={option}"
+    )
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
             config_name="train",
@@ -30,7 +46,10 @@ def test_option_composes_and_resolves(group, option, tmp_path, model_cache):
         )
     resolved = OmegaConf.to_container(cfg, resolve=True)
     assert resolved["paths"]["output_dir"] == str(tmp_path)
-    assert resolved["matryoshka_dims"] == resolved["model"]["matryoshka_dims"] or "matryoshka_dims" in resolved["modifier"]
+    assert (
+        resolved["matryoshka_dims"] == resolved["model"]["matryoshka_dims"]
+        or "matryoshka_dims" in resolved["modifier"]
+    )
     if group == "batch_sampler":
         assert callable(get_object(resolved["loss"]["batch_sampler"]["_target_"]))
 

@@ -195,6 +195,11 @@ def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path):
     scores = [float(row[score_column]) for row in logged[1:] if row[score_column]]
     assert len(scores) == 2  # baseline and after step 2, each logged once
     assert seen[0]["val/score"] == pytest.approx(scores[-1]) == pytest.approx(seen[0]["best_model_score"])
+    negatives_column = logged[0].index("train/in_batch_negatives")
+    negatives = [float(row[negatives_column]) for row in logged[1:] if row[negatives_column]]
+    assert negatives == [
+        15.0
+    ]  # the loss gathers both ranks' 8 pairs: 16 distinct positives, one the query's own
 
 
 def test_a_multirun_job_shows_the_launcher_only_itself_and_cleans_up(tmp_path, monkeypatch):

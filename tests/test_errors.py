@@ -59,7 +59,9 @@ def test_matryoshka_dims_not_descending(make_cfg, existing_output, no_model_load
 
 
 def test_matryoshka_dims_repeated(make_cfg, existing_output, no_model_loading):
-    assert "strictly descending" in _fails(make_cfg, existing_output, ConfigError, "modifier.matryoshka_dims=[32,16,16]")
+    assert "strictly descending" in _fails(
+        make_cfg, existing_output, ConfigError, "modifier.matryoshka_dims=[32,16,16]"
+    )
 
 
 def test_matryoshka_dims_larger_than_the_model(make_cfg, existing_output, no_model_loading):
@@ -73,24 +75,49 @@ def test_model_dims_checked_without_a_matryoshka_modifier(make_cfg, existing_out
 
 
 def test_data_file_that_does_not_exist(make_cfg, existing_output, no_model_loading, tmp_path):
-    message = _fails(make_cfg, existing_output, DataError, "dataset_type=score", "loss=cosent",
-                     f"data.train_path={tmp_path / 'missing.csv'}")
+    message = _fails(
+        make_cfg,
+        existing_output,
+        DataError,
+        "dataset_type=score",
+        "loss=cosent",
+        f"data.train_path={tmp_path / 'missing.csv'}",
+    )
     assert "missing.csv does not exist" in message
 
 
-def test_missing_column_names_what_was_found_and_the_mapping(make_cfg, existing_output, no_model_loading, tmp_path):
-    data = _write(tmp_path, "pairs.jsonl", '{"question": "q1", "passage": "p1"}\n{"question": "q2", "passage": "p2"}\n')
-    message = _fails(make_cfg, existing_output, DataError, "dataset_type=triplet", "loss=mnrl",
-                     f"data.train_path={data}", f"data.eval_path={data}", "data.format=null")
+def test_missing_column_names_what_was_found_and_the_mapping(
+    make_cfg, existing_output, no_model_loading, tmp_path
+):
+    data = _write(
+        tmp_path, "pairs.jsonl", '{"question": "q1", "passage": "p1"}\n{"question": "q2", "passage": "p2"}\n'
+    )
+    message = _fails(
+        make_cfg,
+        existing_output,
+        DataError,
+        "dataset_type=triplet",
+        "loss=mnrl",
+        f"data.train_path={data}",
+        f"data.eval_path={data}",
+        "data.format=null",
+    )
     assert "needs columns ['anchor', 'positive', 'negative']" in message
     assert "its columns are ['question', 'passage']" in message
     assert "data.column_map={question: anchor, passage: positive}" in message
 
 
 def test_column_map_fixes_the_missing_column(make_cfg, tmp_path):
-    data = _write(tmp_path, "pairs.jsonl", "".join(f'{{"question": "q{i}", "passage": "p{i}"}}\n' for i in range(40)))
-    cfg = make_cfg(*TINY, "debug=fdr", f"data.train_path={data}", f"data.eval_path={data}",
-                   "data.column_map={question: anchor, passage: positive}")
+    data = _write(
+        tmp_path, "pairs.jsonl", "".join(f'{{"question": "q{i}", "passage": "p{i}"}}\n' for i in range(40))
+    )
+    cfg = make_cfg(
+        *TINY,
+        "debug=fdr",
+        f"data.train_path={data}",
+        f"data.eval_path={data}",
+        "data.column_map={question: anchor, passage: positive}",
+    )
     metrics, objects = train(cfg)
     assert objects["datamodule"].train_dataset.column_names == ["anchor", "positive"]
     assert "val/score" in metrics
@@ -98,22 +125,25 @@ def test_column_map_fixes_the_missing_column(make_cfg, tmp_path):
 
 def test_empty_dataset(make_cfg, existing_output, no_model_loading, tmp_path):
     data = _write(tmp_path, "empty.csv", "sentence_A,sentence_B,score\n")
-    message = _fails(make_cfg, existing_output, DataError, "dataset_type=score", "loss=cosent",
-                     f"data.train_path={data}")
+    message = _fails(
+        make_cfg, existing_output, DataError, "dataset_type=score", "loss=cosent", f"data.train_path={data}"
+    )
     assert "has no rows" in message
 
 
 def test_non_numeric_scores(make_cfg, existing_output, no_model_loading, tmp_path):
     data = _write(tmp_path, "scores.csv", "sentence_A,sentence_B,score\na,b,0.5\nc,d,high\ne,f,0.1\n")
-    message = _fails(make_cfg, existing_output, DataError, "dataset_type=score", "loss=cosent",
-                     f"data.train_path={data}")
+    message = _fails(
+        make_cfg, existing_output, DataError, "dataset_type=score", "loss=cosent", f"data.train_path={data}"
+    )
     assert "row 1: 'high'" in message
 
 
 def test_non_finite_scores(make_cfg, existing_output, no_model_loading, tmp_path):
     data = _write(tmp_path, "scores.csv", "sentence_A,sentence_B,score\na,b,0.5\nc,d,inf\ne,f,nan\n")
-    message = _fails(make_cfg, existing_output, DataError, "dataset_type=score", "loss=cosent",
-                     f"data.train_path={data}")
+    message = _fails(
+        make_cfg, existing_output, DataError, "dataset_type=score", "loss=cosent", f"data.train_path={data}"
+    )
     assert "finite numbers" in message and "row 1" in message and "row 2" in message
 
 

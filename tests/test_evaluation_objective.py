@@ -17,17 +17,33 @@ from embedding_trainer.train import train
 from hydra_plugins.embedding_trainer_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
 # One training step on the STS score data (cheap evaluation), no checkpoints.
-JOB = ["model=tiny", "debug=fdr", "dataset_type=score", "loss=cosent", "logger=none", "callbacks=none",
-       "evaluation.show_progress_bar=false"]
+JOB = [
+    "model=tiny",
+    "debug=fdr",
+    "dataset_type=score",
+    "loss=cosent",
+    "logger=none",
+    "callbacks=none",
+    "evaluation.show_progress_bar=false",
+]
 
 
-@pytest.mark.parametrize(("overrides", "expected"), [
-    (["evaluation.dims=[8,16,32]"], "evaluation.dims must be strictly descending"),
-    (["evaluation.dims=[64,32]"], "evaluation.dims=[64, 32] has 64, larger than the model's embedding dimension 32"),
-    (["evaluation.objective.dims=[24]"], "evaluation.objective.dims=[24] must be a non-empty list of evaluated dimensions"),
-    (["evaluation.objective.dims=16"], "evaluation.objective.dims=16 must be a non-empty list"),
-    (["evaluation.objective.metric=[a]"], "evaluation.objective.metric must be a metric name"),
-])
+@pytest.mark.parametrize(
+    ("overrides", "expected"),
+    [
+        (["evaluation.dims=[8,16,32]"], "evaluation.dims must be strictly descending"),
+        (
+            ["evaluation.dims=[64,32]"],
+            "evaluation.dims=[64, 32] has 64, larger than the model's embedding dimension 32",
+        ),
+        (
+            ["evaluation.objective.dims=[24]"],
+            "evaluation.objective.dims=[24] must be a non-empty list of evaluated dimensions",
+        ),
+        (["evaluation.objective.dims=16"], "evaluation.objective.dims=16 must be a non-empty list"),
+        (["evaluation.objective.metric=[a]"], "evaluation.objective.metric must be a metric name"),
+    ],
+)
 def test_bad_evaluation_settings_fail_before_anything_loads(make_cfg, no_model_loading, overrides, expected):
     cfg = make_cfg(*JOB, *overrides)
     with pytest.raises(ConfigError) as caught:
@@ -37,11 +53,17 @@ def test_bad_evaluation_settings_fail_before_anything_loads(make_cfg, no_model_l
 
 
 def test_evaluation_dims_and_objective_do_not_follow_the_modifier(make_cfg):
-    cfg = make_cfg(*JOB, "modifier.matryoshka_dims=[32,8]", "evaluation.objective.dims=[16,8]",
-                   "evaluation.objective.metric=pearson_cosine")
+    cfg = make_cfg(
+        *JOB,
+        "modifier.matryoshka_dims=[32,8]",
+        "evaluation.objective.dims=[16,8]",
+        "evaluation.objective.metric=pearson_cosine",
+    )
     metrics, objects = train(cfg)
     assert set(objects["evaluation"].baseline) == set(objects["finetuned"]) == {32, 16, 8}
-    expected = (metrics["val/similarity_pearson_cosine_dim16"] + metrics["val/similarity_pearson_cosine_dim8"]) / 2
+    expected = (
+        metrics["val/similarity_pearson_cosine_dim16"] + metrics["val/similarity_pearson_cosine_dim8"]
+    ) / 2
     assert metrics["val/score"] == pytest.approx(expected)
 
 
@@ -53,22 +75,46 @@ def test_an_objective_metric_the_evaluator_lacks_is_named_with_the_ones_it_has(m
 
 
 def test_the_sweeper_refuses_to_search_what_defines_the_objective(tmp_path):
-    sweeper = OptunaSweeper("maximize", 1, 1, None, None, "s", f"sqlite:///{tmp_path / 's.db'}",
-                            {"evaluation.objective.dims": "choice([16],[8])"})
-    with pytest.raises(ConfigError, match="searches evaluation.objective.dims, evaluation.dims, which define"):
+    sweeper = OptunaSweeper(
+        "maximize",
+        1,
+        1,
+        None,
+        None,
+        "s",
+        f"sqlite:///{tmp_path / 's.db'}",
+        {"evaluation.objective.dims": "choice([16],[8])"},
+    )
+    with pytest.raises(
+        ConfigError, match="searches evaluation.objective.dims, evaluation.dims, which define"
+    ):
         sweeper.sweep(["evaluation.dims=choice([32,16],[32,8])", "evaluation.batch_size=choice(8,16)"])
     assert not (tmp_path / "s.db").exists()
 
 
 def test_sweep_trials_with_other_matryoshka_dims_optimise_the_same_stated_objective(tmp_path, model_cache):
     database = tmp_path / "study.db"
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", "hparams_search=lr", *JOB, "model.lr=0.001",
-               "evaluation.baseline=false", "modifier.matryoshka_dims=choice([32,16,8],[32,8])",
-               "evaluation.objective.dims=[16]", "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage=sqlite:///{database}",
-               "hydra.sweeper.sampler=null", "hydra.sweeper.sampler={_target_:optuna.samplers.BruteForceSampler,seed:0}",
-               f"paths.log_dir={tmp_path / 'outputs'}", f"paths.cache_dir={model_cache}"]
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "-m",
+        "hparams_search=lr",
+        *JOB,
+        "model.lr=0.001",
+        "evaluation.baseline=false",
+        "modifier.matryoshka_dims=choice([32,16,8],[32,8])",
+        "evaluation.objective.dims=[16]",
+        "hydra.sweeper.n_trials=2",
+        f"hydra.sweeper.storage=sqlite:///{database}",
+        "hydra.sweeper.sampler=null",
+        "hydra.sweeper.sampler={_target_:optuna.samplers.BruteForceSampler,seed:0}",
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        f"paths.cache_dir={model_cache}",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    result = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
     study = optuna.load_study(study_name="default-lr", storage=f"sqlite:///{database}")

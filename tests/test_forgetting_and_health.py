@@ -12,8 +12,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 import torch
-from conftest import FAST
 
+from conftest import FAST
 from embedding_trainer.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation import SimilarityEvaluator
@@ -78,7 +78,9 @@ def test_collapsed_embeddings_are_less_uniform_than_spread_ones():
 def test_probe_is_seeded_limited_and_pairs_point_at_its_texts():
     import datasets
 
-    rows = datasets.Dataset.from_dict({"anchor": [f"q{i}" for i in range(50)], "positive": [f"p{i % 10}" for i in range(50)]})
+    rows = datasets.Dataset.from_dict(
+        {"anchor": [f"q{i}" for i in range(50)], "positive": [f"p{i % 10}" for i in range(50)]}
+    )
     probe = Probe.of_rows(rows, ["anchor", "positive"], 31, seed=3, source="eval data")
     again = Probe.of_rows(rows, ["anchor", "positive"], 31, seed=3, source="eval data")
     assert again.texts == probe.texts and torch.equal(again.pairs, probe.pairs)
@@ -95,8 +97,15 @@ class _Module(torch.nn.Module):
 
 def test_health_warns_when_spread_or_rank_collapses(caplog):
     generator = torch.Generator().manual_seed(0)
-    outputs = iter([torch.randn(64, 16, generator=generator), torch.ones(64, 16) + 0.01 * torch.randn(64, 16, generator=generator)])
-    evaluation = SimpleNamespace(history={}, evaluator=SimpleNamespace(encode=lambda model, texts: next(outputs)))
+    outputs = iter(
+        [
+            torch.randn(64, 16, generator=generator),
+            torch.ones(64, 16) + 0.01 * torch.randn(64, 16, generator=generator),
+        ]
+    )
+    evaluation = SimpleNamespace(
+        history={}, evaluator=SimpleNamespace(encode=lambda model, texts: next(outputs))
+    )
     probe = Probe([f"t{i}" for i in range(64)], None, "eval data")
     health = EmbeddingHealthCallback(probe, [16, 8], evaluation, min_fraction=0.5)
     trainer = SimpleNamespace(global_step=0, is_global_zero=True, loggers=[])
@@ -109,7 +118,10 @@ def test_health_warns_when_spread_or_rank_collapses(caplog):
         health.on_train_epoch_end(trainer, _Module())
     assert set(health.history) == {5} and len(health.warnings) == 4  # spread and rank, at both dims
     assert "Possible embedding collapse at step 5, dimension 16: spread (-uniformity)" in caplog.text
-    assert health.to_json(5)["warnings"] == health.warnings and health.to_json(5)["final"]["8"]["effective_rank"] < 2
+    assert (
+        health.to_json(5)["warnings"] == health.warnings
+        and health.to_json(5)["final"]["8"]["effective_rank"] < 2
+    )
 
 
 class _Encoder(torch.nn.Module):
@@ -129,14 +141,36 @@ class _ScoreSequence:
         return {8: {"spearman_cosine": next(self.scores)}}
 
 
-@pytest.mark.parametrize(("after", "max_drop", "warns"), [(0.49, 0.02, False), (0.45, 0.02, True), (0.6, -0.2, True),
-                                                          (0.6, -0.05, False)])
+@pytest.mark.parametrize(
+    ("after", "max_drop", "warns"),
+    [(0.49, 0.02, False), (0.45, 0.02, True), (0.6, -0.2, True), (0.6, -0.05, False)],
+)
 def test_general_evaluation_warns_on_drops_beyond_the_limit(after, max_drop, warns):
     general = GeneralEvaluation(_ScoreSequence(0.5, after), [8], max_drop, "sts")
-    general.on_fit_start(SimpleNamespace(global_step=0, is_global_zero=True), SimpleNamespace(model=_Encoder()))
+    general.on_fit_start(
+        SimpleNamespace(global_step=0, is_global_zero=True), SimpleNamespace(model=_Encoder())
+    )
     general.finish(_Encoder(), torch.device("cpu"))
     assert (general.warning is not None) is warns
     assert general.to_json()["finetuned"] == {"8": {"spearman_cosine": after}}
+
+
+def test_a_resumed_run_keeps_the_general_baseline_and_never_takes_a_trained_model_for_it():
+    first = GeneralEvaluation(_ScoreSequence(0.5), [8], 0.02, "sts")
+    first.on_fit_start(SimpleNamespace(global_step=0, is_global_zero=True), SimpleNamespace(model=_Encoder()))
+    resumed_at = SimpleNamespace(global_step=3, is_global_zero=True)
+    resumed = GeneralEvaluation(_ScoreSequence(0.4), [8], 0.02, "sts")  # 0.4: the trained model's score
+    resumed.load_state_dict(first.state_dict())
+    resumed.on_fit_start(resumed_at, SimpleNamespace(model=_Encoder()))
+    resumed.finish(_Encoder(), torch.device("cpu"))
+    assert (
+        resumed.to_json()["baseline"] == {"8": {"spearman_cosine": 0.5}}
+        and "0.5000 -> 0.4000" in resumed.warning
+    )
+    without_state = GeneralEvaluation(_ScoreSequence(0.4), [8], 0.02, "sts")
+    without_state.on_fit_start(resumed_at, SimpleNamespace(model=_Encoder()))
+    without_state.finish(_Encoder(), torch.device("cpu"))
+    assert without_state.baseline is None and without_state.warning is None
 
 
 def test_a_run_evaluated_on_the_general_set_or_a_sample_of_it_needs_no_general_evaluation():
@@ -144,7 +178,9 @@ def test_a_run_evaluated_on_the_general_set_or_a_sample_of_it_needs_no_general_e
     assert already_evaluated(SimilarityEvaluator(*STS), general)
     assert already_evaluated(SimilarityEvaluator(["b"], ["e"], [0.5]), general)
     assert not already_evaluated(SimilarityEvaluator(["b"], ["e"], [0.4]), general)
-    assert not already_evaluated(SimpleNamespace(sentences_a=STS[0], sentences_b=STS[1], scores=STS[2]), general)
+    assert not already_evaluated(
+        SimpleNamespace(sentences_a=STS[0], sentences_b=STS[1], scores=STS[2]), general
+    )
 
 
 def test_in_batch_negatives_count_distinct_documents_as_tokenized():
@@ -153,29 +189,54 @@ def test_in_batch_negatives_count_distinct_documents_as_tokenized():
         return {"input_ids": ids, "attention_mask": (ids > 0).long()}
 
     logged = {}
-    module = SimpleNamespace(device=torch.device("cpu"), loss=torch.nn.Linear(1, 1),
-                             log=lambda name, value, **kwargs: logged.update({name: (value, kwargs["batch_size"])}))
-    queries, positives, negatives = column([[1], [2], [3]]), column([[5, 6], [7], [5, 6]]), column([[8, 9, 4], [7], [1]])
-    InBatchNegativesCallback().on_train_batch_start(SimpleNamespace(world_size=1), module, ([queries, positives, negatives], None), 0)
+    module = SimpleNamespace(
+        device=torch.device("cpu"),
+        loss=torch.nn.Linear(1, 1),
+        log=lambda name, value, **kwargs: logged.update({name: (value, kwargs["batch_size"])}),
+    )
+    queries, positives, negatives = (
+        column([[1], [2], [3]]),
+        column([[5, 6], [7], [5, 6]]),
+        column([[8, 9, 4], [7], [1]]),
+    )
+    InBatchNegativesCallback().on_train_batch_start(
+        SimpleNamespace(world_size=1), module, ([queries, positives, negatives], None), 0
+    )
     assert logged == {"train/in_batch_negatives": (3.0, 3)}  # {56, 7, 894, 1} minus the own positive
 
 
-RUN = ["model=tiny", "evaluation.show_progress_bar=false", "data.max_samples=64", "data.max_eval_samples=16",
-       "data.batch_size=8", "trainer.max_steps=6", "callbacks=none", "trainer.log_every_n_steps=1"]
+RUN = [
+    "model=tiny",
+    "evaluation.show_progress_bar=false",
+    "data.max_samples=64",
+    "data.max_eval_samples=16",
+    "data.batch_size=8",
+    "trainer.max_steps=6",
+    "callbacks=none",
+    "trainer.log_every_n_steps=1",
+]
 
 
 def test_pair_run_reports_general_evaluation_health_and_negatives(make_cfg, tmp_path, caplog):
     run = tmp_path / "run"
-    cfg = make_cfg(*RUN, "logger=csv", "evaluation.every_n_steps=3", "evaluation.general_max_drop=-3",
-                   "evaluation.health.probe_size=20", output_dir=run)
+    cfg = make_cfg(
+        *RUN,
+        "logger=csv",
+        "evaluation.every_n_steps=3",
+        "evaluation.general_max_drop=-3",
+        "evaluation.health.probe_size=20",
+        output_dir=run,
+    )
     with caplog.at_level(logging.WARNING):
-        metrics, objects = train(cfg)
+        metrics, _ = train(cfg)
     assert "val/score" in metrics and not any(key.startswith(("general", "health")) for key in metrics)
     results = json.loads((run / "results.json").read_text())
     general, health = results["general"], results["health"]
     assert general["data"].endswith("stsb_test.jsonl") and general["primary_metric"] == "spearman_cosine"
     for key in ("baseline", "finetuned"):
-        assert set(general[key]) == {"32", "16", "8"} and all(-1 <= v["spearman_cosine"] <= 1 for v in general[key].values())
+        assert set(general[key]) == {"32", "16", "8"} and all(
+            -1 <= v["spearman_cosine"] <= 1 for v in general[key].values()
+        )
     # max_drop -3: any change of a correlation (at most 2) "drops more": the warning is forced.
     assert "dropped by more than evaluation.general_max_drop=-3.0" in general["warning"]
     assert general["warning"] in caplog.text
@@ -183,7 +244,10 @@ def test_pair_run_reports_general_evaluation_health_and_negatives(make_cfg, tmp_
     assert f"> **Warning:** {general['warning']}" in report
     section = report.split("## General evaluation (forgetting guard)")[1].split("## Embedding health")[0]
     for dim in ("32", "16", "8"):
-        before, after = general["baseline"][dim]["spearman_cosine"], general["finetuned"][dim]["spearman_cosine"]
+        before, after = (
+            general["baseline"][dim]["spearman_cosine"],
+            general["finetuned"][dim]["spearman_cosine"],
+        )
         assert f"| {dim} | {before:.4f} | {after:.4f} | {after - before:+.4f} |" in section
     assert health["probe"] == {"texts": 20, "pairs": 10, "source": "eval data"}
     assert set(health["history"]) == {"3", "6"} and health["final"] == health["history"]["6"]
@@ -200,21 +264,38 @@ def test_pair_run_reports_general_evaluation_health_and_negatives(make_cfg, tmp_
         for dim in (32, 16, 8):
             for name in ("alignment", "uniformity", "mean_cosine", "effective_rank"):
                 assert float(row[f"health/{name}_dim{dim}"]) == pytest.approx(values[str(dim)][name])
-    negatives = [float(row["train/in_batch_negatives"]) for row in rows if row.get("train/in_batch_negatives")]
-    assert negatives == [7.0]  # no-duplicates batches of 8 pairs: 8 distinct positives, one of them the query's own
+    negatives = [
+        float(row["train/in_batch_negatives"]) for row in rows if row.get("train/in_batch_negatives")
+    ]
+    assert negatives == [
+        7.0
+    ]  # no-duplicates batches of 8 pairs: 8 distinct positives, one of them the query's own
 
 
 def test_general_evaluation_is_skipped_when_the_run_is_already_evaluated_on_sts(make_cfg, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
-        _, objects = train(make_cfg(*FAST, "dataset_type=score", "loss=cosent", output_dir=tmp_path / "score"))
+        _, objects = train(
+            make_cfg(
+                *FAST,
+                "dataset_type=score",
+                "loss=cosent",
+                "evaluation.general=${sts_benchmark_evaluator}",
+                output_dir=tmp_path / "score",
+            )
+        )
     assert objects["results"]["general"] is None and "already on" in caplog.text
     assert "Not run: evaluation.general is null" in (tmp_path / "score" / "report.md").read_text()
 
 
 def test_general_and_health_can_be_turned_off(make_cfg, tmp_path):
-    _, objects = train(make_cfg(*FAST, "evaluation.general=null", "evaluation.health=null", output_dir=tmp_path / "off"))
+    _, objects = train(
+        make_cfg(*FAST, "evaluation.general=null", "evaluation.health=null", output_dir=tmp_path / "off")
+    )
     assert objects["results"]["general"] is None and objects["results"]["health"] is None
-    assert not any(type(c).__name__ in ("GeneralEvaluation", "EmbeddingHealthCallback") for c in objects["trainer"].callbacks)
+    assert not any(
+        type(c).__name__ in ("GeneralEvaluation", "EmbeddingHealthCallback")
+        for c in objects["trainer"].callbacks
+    )
 
 
 @pytest.mark.parametrize(
@@ -223,8 +304,14 @@ def test_general_and_health_can_be_turned_off(make_cfg, tmp_path):
         ("evaluation.general_max_drop=abc", "evaluation.general_max_drop must be a number"),
         ("evaluation.general_max_drop=true", "evaluation.general_max_drop must be a number"),
         ("evaluation.general=5", "evaluation.general must be an evaluator config"),
-        ("evaluation.health.probe_size=1", "evaluation.health.probe_size must be a whole number of at least 2"),
-        ("evaluation.health.probe_size=2.5", "evaluation.health.probe_size must be a whole number of at least 2"),
+        (
+            "evaluation.health.probe_size=1",
+            "evaluation.health.probe_size must be a whole number of at least 2",
+        ),
+        (
+            "evaluation.health.probe_size=2.5",
+            "evaluation.health.probe_size must be a whole number of at least 2",
+        ),
         ("evaluation.health.min_fraction=1.5", "evaluation.health.min_fraction must be a number in [0, 1]"),
     ],
 )

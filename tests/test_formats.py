@@ -28,9 +28,18 @@ def _load(make_cfg, *overrides):
     ("overrides", "message"),
     [
         (["dataset_type=n_tuple", "loss=gist"], "Losses for dataset_type=n_tuple: cached_mnrl, mnrl"),
-        (["dataset_type=pair_class", "loss=softmax", "modifier=matryoshka"], "SoftmaxLoss reads full-dimension"),
-        (["dataset_type=single", "loss=contrastive_tension", "modifier=matryoshka_2d"], "Matryoshka2dLoss truncates"),
-        (["dataset_type=single", "loss=denoising_autoencoder", "modifier=matryoshka"], "DenoisingAutoEncoderLoss"),
+        (
+            ["dataset_type=pair_class", "loss=softmax", "modifier=matryoshka"],
+            "SoftmaxLoss reads full-dimension",
+        ),
+        (
+            ["dataset_type=single", "loss=contrastive_tension", "modifier=matryoshka_2d"],
+            "Matryoshka2dLoss truncates",
+        ),
+        (
+            ["dataset_type=single", "loss=denoising_autoencoder", "modifier=matryoshka"],
+            "DenoisingAutoEncoderLoss",
+        ),
         (["loss=cached_mnsrl", "modifier=adaptive_layer"], "cannot wrap a cached"),
         (["loss=megabatch_margin", "modifier=matryoshka_2d"], "cannot wrap a cached"),
         (["dataset_type=pair_class", "loss=softmax", "data.class_names=null"], "data.class_names"),
@@ -62,7 +71,9 @@ def test_too_few_columns_names_what_was_found(make_cfg, tmp_path, no_model_loadi
 
 @pytest.mark.parametrize("suffix", ["json", "csv", "tsv", "parquet"])
 def test_every_file_format_loads(make_cfg, tmp_path, suffix):
-    frame = pd.DataFrame({"sentence_A": ["a", "b", "c"], "sentence_B": ["d", "e", "f"], "score": [0.1, 0.5, 0.9]})
+    frame = pd.DataFrame(
+        {"sentence_A": ["a", "b", "c"], "sentence_B": ["d", "e", "f"], "score": [0.1, 0.5, 0.9]}
+    )
     path = tmp_path / f"scores.{suffix}"
     if suffix == "json":
         frame.to_json(path, orient="records", lines=True)
@@ -70,16 +81,23 @@ def test_every_file_format_loads(make_cfg, tmp_path, suffix):
         frame.to_parquet(path)
     else:
         frame.to_csv(path, sep="," if suffix == "csv" else "\t", index=False)
-    datamodule = _load(make_cfg, "dataset_type=score", "loss=cosent", f"data.train_path={path}",
-                       f"data.eval_path={path}")
+    datamodule = _load(
+        make_cfg, "dataset_type=score", "loss=cosent", f"data.train_path={path}", f"data.eval_path={path}"
+    )
     assert datamodule.train_dataset.column_names == ["sentence_A", "sentence_B", "score"]
     assert datamodule.train_dataset["score"] == pytest.approx([0.1, 0.5, 0.9])
 
 
 def test_n_tuple_from_pairs_samples_negatives_and_keeps_them(make_cfg, tmp_path):
     run = tmp_path / "run"
-    datamodule = _load(make_cfg, "dataset_type=n_tuple", "loss=mnrl", "data.negatives_per_anchor=4",
-                       "data.max_samples=50", "data.max_eval_samples=20")
+    datamodule = _load(
+        make_cfg,
+        "dataset_type=n_tuple",
+        "loss=mnrl",
+        "data.negatives_per_anchor=4",
+        "data.max_samples=50",
+        "data.max_eval_samples=20",
+    )
     rows = datamodule.train_dataset
     assert rows.column_names == ["anchor", "positive", "negative_1", "negative_2", "negative_3", "negative_4"]
     for row in rows:
@@ -94,30 +112,64 @@ def test_n_tuple_from_pairs_samples_negatives_and_keeps_them(make_cfg, tmp_path)
 
 
 def test_n_tuple_file_with_any_number_of_negatives(make_cfg, tmp_path):
-    rows = [{"anchor": f"a{i}", "positive": f"p{i}", **{f"negative_{j}": f"n{i}{j}" for j in range(1, 6)}} for i in range(8)]
+    rows = [
+        {"anchor": f"a{i}", "positive": f"p{i}", **{f"negative_{j}": f"n{i}{j}" for j in range(1, 6)}}
+        for i in range(8)
+    ]
     data = _jsonl(tmp_path / "tuples.jsonl", rows)
-    datamodule = _load(make_cfg, "dataset_type=n_tuple", "loss=mnrl", f"data.train_path={data}",
-                       f"data.eval_path={data}", "data.negatives_per_anchor=null", "data.train_split=null",
-                       "data.eval_split=null")
+    datamodule = _load(
+        make_cfg,
+        "dataset_type=n_tuple",
+        "loss=mnrl",
+        f"data.train_path={data}",
+        f"data.eval_path={data}",
+        "data.negatives_per_anchor=null",
+        "data.train_split=null",
+        "data.eval_split=null",
+    )
     assert datamodule.train_dataset.column_names[-1] == "negative_5"
 
 
 def test_n_tuple_rows_with_a_different_count_are_an_error(make_cfg, tmp_path, no_model_loading):
-    rows = [{"anchor": "a1", "positive": "p1", "negative_1": "n1", "negative_2": "n2"},
-            {"anchor": "a2", "positive": "p2", "negative_1": "n3", "negative_2": None}]
+    rows = [
+        {"anchor": "a1", "positive": "p1", "negative_1": "n1", "negative_2": "n2"},
+        {"anchor": "a2", "positive": "p2", "negative_1": "n3", "negative_2": None},
+    ]
     data = _jsonl(tmp_path / "tuples.jsonl", rows)
     with pytest.raises(DataError) as caught:
-        train(make_cfg(*TINY, "dataset_type=n_tuple", "loss=mnrl", f"data.train_path={data}",
-                       f"data.eval_path={data}", "data.negatives_per_anchor=null"))
+        train(
+            make_cfg(
+                *TINY,
+                "dataset_type=n_tuple",
+                "loss=mnrl",
+                f"data.train_path={data}",
+                f"data.eval_path={data}",
+                "data.negatives_per_anchor=null",
+            )
+        )
     assert "row 1: ['negative_2']" in str(caught.value) and "same number of negatives" in str(caught.value)
 
 
 def test_seeded_test_size_split(make_cfg, tmp_path):
-    data = _jsonl(tmp_path / "s.jsonl", [{"sentence": f"s{i}", "class": "A" if i % 2 else "B"} for i in range(100)])
-    first = _load(make_cfg, "dataset_type=single_class", "loss=batch_hard_triplet", f"data.train_path={data}",
-                  "data.eval_path=null", "data.test_size=0.2")
-    second = _load(make_cfg, "dataset_type=single_class", "loss=batch_hard_triplet", f"data.train_path={data}",
-                   "data.eval_path=null", "data.test_size=0.2")
+    data = _jsonl(
+        tmp_path / "s.jsonl", [{"sentence": f"s{i}", "class": "A" if i % 2 else "B"} for i in range(100)]
+    )
+    first = _load(
+        make_cfg,
+        "dataset_type=single_class",
+        "loss=batch_hard_triplet",
+        f"data.train_path={data}",
+        "data.eval_path=null",
+        "data.test_size=0.2",
+    )
+    second = _load(
+        make_cfg,
+        "dataset_type=single_class",
+        "loss=batch_hard_triplet",
+        f"data.train_path={data}",
+        "data.eval_path=null",
+        "data.test_size=0.2",
+    )
     assert len(first.train_dataset) == 80 and len(first.eval_data.rows) == 20
     assert first.eval_data.rows["sentence"] == second.eval_data.rows["sentence"]
     assert not set(first.eval_data.rows["sentence"]) & set(first.train_dataset["sentence"])
@@ -125,26 +177,49 @@ def test_seeded_test_size_split(make_cfg, tmp_path):
 
 
 def test_unknown_class_in_eval_data(make_cfg, tmp_path, no_model_loading):
-    train_file = _jsonl(tmp_path / "t.jsonl", [{"sentence": "s", "class": "A"}, {"sentence": "t", "class": "B"}])
+    train_file = _jsonl(
+        tmp_path / "t.jsonl", [{"sentence": "s", "class": "A"}, {"sentence": "t", "class": "B"}]
+    )
     eval_file = _jsonl(tmp_path / "e.jsonl", [{"sentence": "u", "class": "C"}])
     with pytest.raises(DataError) as caught:
-        train(make_cfg(*TINY, "dataset_type=single_class", "loss=batch_hard_triplet",
-                       f"data.train_path={train_file}", f"data.eval_path={eval_file}"))
+        train(
+            make_cfg(
+                *TINY,
+                "dataset_type=single_class",
+                "loss=batch_hard_triplet",
+                f"data.train_path={train_file}",
+                f"data.eval_path={eval_file}",
+            )
+        )
     assert "classes ['C'] not among the known classes ['A', 'B']" in str(caught.value)
 
 
 def test_binary_labels_must_be_zero_or_one(make_cfg, tmp_path, no_model_loading):
     data = _jsonl(tmp_path / "b.jsonl", [{"sentence_A": "a", "sentence_B": "b", "label": 2}])
     with pytest.raises(DataError) as caught:
-        train(make_cfg(*TINY, "dataset_type=pair_binary", "loss=contrastive", f"data.train_path={data}",
-                       f"data.eval_path={data}"))
+        train(
+            make_cfg(
+                *TINY,
+                "dataset_type=pair_binary",
+                "loss=contrastive",
+                f"data.train_path={data}",
+                f"data.eval_path={data}",
+            )
+        )
     assert "must be 0 or 1" in str(caught.value) and "row 0: 2" in str(caught.value)
 
 
 def test_hub_dataset_that_cannot_be_downloaded_says_so(make_cfg, no_model_loading):
     with pytest.raises(DataError) as caught:
-        train(make_cfg(*TINY, "data.train_path=sentence-transformers/all-nli", "data.hub_config=pair",
-                       "data.train_split=train", "data.eval_path=null"))
+        train(
+            make_cfg(
+                *TINY,
+                "data.train_path=sentence-transformers/all-nli",
+                "data.hub_config=pair",
+                "data.train_split=train",
+                "data.eval_path=null",
+            )
+        )
     assert "Cannot load dataset 'sentence-transformers/all-nli'" in str(caught.value)
 
 
@@ -156,7 +231,9 @@ def test_single_sentence_formats_build_their_pairs_per_batch(make_cfg):
     assert [p["label"] for p in pairs].count(1.0) == 2
     assert all(p["sentence_a"] == p["sentence_b"] for p in pairs if p["label"] == 1.0)
     damaged = DeleteWordsNoise(deletion_ratio=0.6, seed=0)(rows)
-    kept = sum(len(d["damaged_sentence"].split()) for d in damaged) / sum(len(r["sentence"].split()) for r in rows)
+    kept = sum(len(d["damaged_sentence"].split()) for d in damaged) / sum(
+        len(r["sentence"].split()) for r in rows
+    )
     assert 0.25 < kept < 0.55  # about 40% of words survive a deletion ratio of 0.6
     assert all(d["damaged_sentence"] for d in damaged)
     assert all(set(d["damaged_sentence"].split()) <= set(d["original_sentence"].split()) for d in damaged)

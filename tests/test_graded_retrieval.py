@@ -29,7 +29,9 @@ def graded_set(n_queries: int = 30, n_docs: int = 200, dim: int = 16, seed: int 
     docs = torch.randn(n_docs, dim, generator=generator)
     qrels: dict[str, dict[str, int]] = {}
     for q in range(n_queries):
-        judged = torch.randperm(n_docs, generator=generator)[: int(torch.randint(1, 6, (1,), generator=generator))]
+        judged = torch.randperm(n_docs, generator=generator)[
+            : int(torch.randint(1, 6, (1,), generator=generator))
+        ]
         grades = torch.randint(0, 4, (len(judged),), generator=generator)
         if q == n_queries - 1:
             grades.zero_()
@@ -66,13 +68,24 @@ def test_graded_metrics_equal_pytrec_eval():
     query_ids, doc_ids, queries, docs, qrels = graded_set()
     scores = queries @ docs.T
     gaps = scores.sort(dim=1, descending=True).values.diff(dim=1).abs()
-    assert gaps.min() > 2e-6  # no (near) ties: trec_eval breaks ties by descending document id, we by ascending
-    evaluator = RetrievalEvaluator(dict(zip(query_ids, query_ids)), dict(zip(doc_ids, doc_ids)), qrels,
-                                   show_progress_bar=False, query_chunk_size=7, corpus_chunk_size=37)
+    assert (
+        gaps.min() > 2e-6
+    )  # no (near) ties: trec_eval breaks ties by descending document id, we by ascending
+    evaluator = RetrievalEvaluator(
+        dict(zip(query_ids, query_ids)),
+        dict(zip(doc_ids, doc_ids)),
+        qrels,
+        show_progress_bar=False,
+        query_chunk_size=7,
+        corpus_chunk_size=37,
+    )
     assert evaluator.query_ids == query_ids[:-1]  # a query judged only 0 has nothing relevant
     assert max(max(grades) for grades in evaluator.relevant_grades) == 3
     assert max(len(grades) for grades in evaluator.relevant_grades) > 2
-    ours = {name: values.tolist() for name, values in evaluator.per_query(evaluator.ranked_grades(queries[:-1], docs)).items()}
+    ours = {
+        name: values.tolist()
+        for name, values in evaluator.per_query(evaluator.ranked_grades(queries[:-1], docs)).items()
+    }
     assert_equal_to_pytrec(ours, evaluator.query_ids, pytrec_per_query(qrels, query_ids, doc_ids, scores))
     assert 0.2 < sum(ours["ndcg@10"]) / len(ours["ndcg@10"]) < 0.95
     assert any(0 < value < 1 for value in ours["ndcg@10"])
@@ -81,15 +94,24 @@ def test_graded_metrics_equal_pytrec_eval():
 def test_binary_relevance_as_sets_or_grades_gives_the_same_numbers():
     query_ids, doc_ids, queries, docs, qrels = graded_set(seed=8)
     binary_sets = {qid: {doc for doc, grade in judged.items() if grade > 0} for qid, judged in qrels.items()}
-    binary_grades = {qid: {doc: int(grade > 0) for doc, grade in judged.items()} for qid, judged in qrels.items()}
+    binary_grades = {
+        qid: {doc: int(grade > 0) for doc, grade in judged.items()} for qid, judged in qrels.items()
+    }
     texts = dict(zip(query_ids, query_ids)), dict(zip(doc_ids, doc_ids))
     results = []
     for relevant in (binary_sets, binary_grades, qrels):
         evaluator = RetrievalEvaluator(*texts, relevant, show_progress_bar=False)
-        results.append({k: v.tolist() for k, v in evaluator.per_query(evaluator.ranked_grades(queries[:-1], docs)).items()})
+        results.append(
+            {
+                k: v.tolist()
+                for k, v in evaluator.per_query(evaluator.ranked_grades(queries[:-1], docs)).items()
+            }
+        )
     assert results[0] == results[1]
     assert results[2]["ndcg@10"] != results[0]["ndcg@10"]  # grades change NDCG only
-    assert {k: v for k, v in results[2].items() if k != "ndcg@10"} == {k: v for k, v in results[0].items() if k != "ndcg@10"}
+    assert {k: v for k, v in results[2].items() if k != "ndcg@10"} == {
+        k: v for k, v in results[0].items() if k != "ndcg@10"
+    }
 
 
 def write_retrieval_folder(folder, docs: list[dict], qrels: dict[str, dict[str, str]]):
@@ -98,7 +120,9 @@ def write_retrieval_folder(folder, docs: list[dict], qrels: dict[str, dict[str, 
     (folder / "qrels").mkdir(parents=True)
     (folder / "corpus.jsonl").write_text("".join(json.dumps(doc) + "\n" for doc in docs))
     query_ids = sorted({row.split("\t")[0] for rows in qrels.values() for row in rows.splitlines()})
-    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": f"question {q}"}) + "\n" for q in query_ids))
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": f"question {q}"}) + "\n" for q in query_ids)
+    )
     for split, rows in qrels.items():
         (folder / "qrels" / f"{split}.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
     return folder
@@ -113,11 +137,18 @@ TITLED = [
 ]
 
 
-@pytest.mark.parametrize(("mode", "d1"), [("prepend", "Paris is the capital of France."), ("drop", "is the capital of France.")])
+@pytest.mark.parametrize(
+    ("mode", "d1"), [("prepend", "Paris is the capital of France."), ("drop", "is the capital of France.")]
+)
 def test_document_title_prepend_or_drop(tmp_path, mode, d1):
     folder = write_retrieval_folder(tmp_path / "set", TITLED, {"test": "q1\td1\t2\nq1\td2\t0\nq2\td3\t1\n"})
     split = read_retrieval_split(folder, "test", document_title=mode)
-    untitled = {"d2": "no title here.", "d3": "no title field.", "d4": "a null title.", "d5": "a blank title."}
+    untitled = {
+        "d2": "no title here.",
+        "d3": "no title field.",
+        "d4": "a null title.",
+        "d5": "a blank title.",
+    }
     assert split.corpus == {"d1": d1, **untitled}
     assert read_corpus(folder, document_title=mode) == list(split.corpus.values())
     assert split.relevant_docs == {"q1": {"d1": 2}, "q2": {"d3": 1}}  # graded; scored 0: not relevant
@@ -125,7 +156,9 @@ def test_document_title_prepend_or_drop(tmp_path, mode, d1):
 
 
 def test_bad_document_title_or_qrels_score_is_a_data_error(tmp_path):
-    folder = write_retrieval_folder(tmp_path / "set", TITLED, {"test": "q1\td1\t1\n", "half": "q1\td1\t0.5\n"})
+    folder = write_retrieval_folder(
+        tmp_path / "set", TITLED, {"test": "q1\td1\t1\n", "half": "q1\td1\t0.5\n"}
+    )
     with pytest.raises(DataError, match="data.document_title must be one of prepend, drop"):
         read_retrieval_split(folder, "test", document_title="append")
     with pytest.raises(DataError, match="whole-number relevance grades"):
@@ -135,17 +168,30 @@ def test_bad_document_title_or_qrels_score_is_a_data_error(tmp_path):
 def test_graded_retrieval_folder_evaluates_end_to_end(make_cfg, tmp_path, model_cache):
     """Through the data config: titles prepended, graded qrels, the configured evaluator on a real
     (tiny) model, per query equal to pytrec_eval on the same embeddings."""
-    docs = [{"_id": f"d{i:02d}", "title": f"Topic {i % 7}", "text": f"passage {i} about subject {i * 3 % 11}"} for i in range(40)]
+    docs = [
+        {"_id": f"d{i:02d}", "title": f"Topic {i % 7}", "text": f"passage {i} about subject {i * 3 % 11}"}
+        for i in range(40)
+    ]
     train_rows = "".join(f"t{i}\td{i:02d}\t1\n" for i in range(8))
-    test_rows = "".join(f"q{i}\td{(i * 5 + j) % 40:02d}\t{(i + j) % 4}\n" for i in range(12) for j in range(4))
+    test_rows = "".join(
+        f"q{i}\td{(i * 5 + j) % 40:02d}\t{(i + j) % 4}\n" for i in range(12) for j in range(4)
+    )
     folder = write_retrieval_folder(tmp_path / "set", docs, {"train": train_rows, "test": test_rows})
-    cfg = make_cfg(*FAST, f"data.train_path={folder}", f"data.eval_path={folder}", "data.train_split=train",
-                   "data.eval_split=test", "data.max_eval_samples=null")
+    cfg = make_cfg(
+        *FAST,
+        f"data.train_path={folder}",
+        f"data.eval_path={folder}",
+        "data.train_split=train",
+        "data.eval_split=test",
+        "data.max_eval_samples=null",
+    )
     datamodule = build_datamodule(cfg)
     datamodule.load()
     assert datamodule.eval_data.retrieval.corpus["d03"] == "Topic 3 passage 3 about subject 9"
     evaluator = instantiate(cfg.dataset_type.evaluator)(datamodule.eval_data, show_progress_bar=False)
-    assert len(evaluator.query_ids) == 12 and {3} <= {g for grades in evaluator.relevant_grades for g in grades}
+    assert len(evaluator.query_ids) == 12 and {3} <= {
+        g for grades in evaluator.relevant_grades for g in grades
+    }
 
     model = models.build_tiny_model(str(model_cache), hidden_size=32, seed=3)
     metrics = evaluator(model, [32, 16])

@@ -27,7 +27,9 @@ def miner(tmp_path_factory):
 
 
 def _settings(**changes) -> HardNegativeSettings:
-    return HardNegativeSettings(**{"num_negatives": 2, "range_min": 0, "range_max": 20, "relative_margin": None, **changes})
+    return HardNegativeSettings(
+        **{"num_negatives": 2, "range_min": 0, "range_max": 20, "relative_margin": None, **changes}
+    )
 
 
 def test_mined_rows_are_n_tuples_of_other_positives(pairs, miner, tmp_path):
@@ -44,8 +46,12 @@ def test_mined_rows_are_n_tuples_of_other_positives(pairs, miner, tmp_path):
 def test_relative_margin_drops_candidates_too_close_to_the_positive(pairs, miner, tmp_path):
     # The tiny random model scores every text near 0.97, so a small margin already filters.
     unfiltered = mine_cached(pairs, miner, _settings(range_max=None), None, tmp_path, seed=0)
-    mined = mine_cached(pairs, miner, _settings(relative_margin=0.005, range_max=None), None, tmp_path, seed=0)
-    assert any(negative > positive * 0.995 for positive, *negatives in unfiltered.scores for negative in negatives)
+    mined = mine_cached(
+        pairs, miner, _settings(relative_margin=0.005, range_max=None), None, tmp_path, seed=0
+    )
+    assert any(
+        negative > positive * 0.995 for positive, *negatives in unfiltered.scores for negative in negatives
+    )
     assert len(mined.rows) > 0
     for positive, *negatives in mined.scores:
         assert all(negative <= positive * 0.995 + 1e-6 for negative in negatives)
@@ -75,30 +81,47 @@ def test_negatives_from_a_corpus_of_their_own(pairs, miner, tmp_path):
 
     mined = mine_cached(pairs, miner, _settings(), read_corpus(corpus_file), tmp_path, seed=0)
     negatives = {row[f"negative_{i}"] for row in mined.rows for i in (1, 2)}
-    assert negatives & set(documents) and negatives <= set(documents) | set(pairs["positive"])  # the miner adds the positives
+    assert negatives & set(documents) and negatives <= set(documents) | set(
+        pairs["positive"]
+    )  # the miner adds the positives
 
 
 def test_a_run_trains_on_mined_rows_and_reports_them(make_cfg, tmp_path):
-    overrides = [*TINY, "data.max_samples=48", "data.hard_negatives.num_negatives=2", "data.hard_negatives.range_min=0",
-                 "data.hard_negatives.range_max=16", "data.hard_negatives.relative_margin=null"]
+    overrides = [
+        *TINY,
+        "data.max_samples=48",
+        "data.hard_negatives.num_negatives=2",
+        "data.hard_negatives.range_min=0",
+        "data.hard_negatives.range_max=16",
+        "data.hard_negatives.relative_margin=null",
+    ]
     train(make_cfg(*overrides))
-    written = [json.loads(line) for line in (tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()]
+    written = [
+        json.loads(line) for line in (tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()
+    ]
     assert set(written[0]) == {"id", "anchor", "positive", "negative_1", "negative_2"}
     report = (tmp_path / "run" / "report.md").read_text()
-    assert "Hard negatives (mined in" in report and (tmp_path / "run" / "plots" / "hard_negatives.png").is_file()
+    assert (
+        "Hard negatives (mined in" in report and (tmp_path / "run" / "plots" / "hard_negatives.png").is_file()
+    )
     train(make_cfg(*overrides, output_dir=tmp_path / "again"))
     assert "Hard negatives (read from the cache" in (tmp_path / "again" / "report.md").read_text()
 
 
-@pytest.mark.parametrize(("overrides", "message"), [
-    (["dataset_type=score", "loss=cosent"], "use dataset_type=pair"),
-    (["loss=gist"], "losses that can: cached_mnrl, mnrl"),
-    (["data.negatives_per_anchor=2"], "set one of them to null"),
-    (["data.hard_negatives.range_max=11"], "raise range_max"),
-    (["data.hard_negatives.sampling=best"], "one of top, random"),
-    (["+data.hard_negatives.window=5"], "its keys are num_negatives"),
-    (["data.hard_negatives.corpus=/no/such/corpus.jsonl"], "does not exist"),
-])
-def test_settings_that_cannot_mine_are_refused_before_anything_loads(make_cfg, no_model_loading, overrides, message):
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["dataset_type=score", "loss=cosent"], "use dataset_type=pair"),
+        (["loss=gist"], "losses that can: cached_mnrl, mnrl"),
+        (["data.negatives_per_anchor=2"], "set one of them to null"),
+        (["data.hard_negatives.range_max=11"], "raise range_max"),
+        (["data.hard_negatives.sampling=best"], "one of top, random"),
+        (["+data.hard_negatives.window=5"], "its keys are num_negatives"),
+        (["data.hard_negatives.corpus=/no/such/corpus.jsonl"], "does not exist"),
+    ],
+)
+def test_settings_that_cannot_mine_are_refused_before_anything_loads(
+    make_cfg, no_model_loading, overrides, message
+):
     with pytest.raises(ConfigError, match=message):
         train(make_cfg(*TINY, "data.hard_negatives.num_negatives=2", *overrides))

@@ -21,16 +21,21 @@ def _rows(rows: list[dict]) -> datasets.Dataset:
 
 
 def test_queries_and_pairs_match_after_normalising_whitespace_and_case():
-    evaluation = _rows([
-        {"anchor": "  WHAT is   item 3? ", "positive": "item 3 is a thing."},  # query and pair leak
-        {"anchor": "what is item 4?", "positive": "another text"},           # query only
-        {"anchor": "item 5 is a thing.", "positive": "what is item 5?"},     # the pair, reversed
-        {"anchor": "a new question", "positive": "a new passage"},            # nothing
-    ])
+    evaluation = _rows(
+        [
+            {"anchor": "  WHAT is   item 3? ", "positive": "item 3 is a thing."},  # query and pair leak
+            {"anchor": "what is item 4?", "positive": "another text"},  # query only
+            {"anchor": "item 5 is a thing.", "positive": "what is item 5?"},  # the pair, reversed
+            {"anchor": "a new question", "positive": "a new passage"},  # nothing
+        ]
+    )
     leakage = find_leakage(_rows(TRAIN), ["anchor", "positive"], evaluation)
     assert (leakage.queries, leakage.query_total, leakage.pairs, leakage.pair_total) == (2, 4, 2, 4)
     assert leakage.examples == ["  WHAT is   item 3? ", "what is item 4?", "item 5 is a thing."]
-    assert "2 of 4 evaluation queries" in leakage.describe() and "2 of 4 evaluation (query, relevant text) pairs" in leakage.describe()
+    assert (
+        "2 of 4 evaluation queries" in leakage.describe()
+        and "2 of 4 evaluation (query, relevant text) pairs" in leakage.describe()
+    )
 
 
 def test_retrieval_splits_compare_their_queries_and_relevance_sets():
@@ -51,7 +56,9 @@ def test_single_sentences_compare_the_sentences():
 
 
 def test_no_evaluation_rows_of_its_own():
-    assert "no evaluation rows of its own" in find_leakage(_rows(TRAIN), ["anchor", "positive"], None).describe()
+    assert (
+        "no evaluation rows of its own" in find_leakage(_rows(TRAIN), ["anchor", "positive"], None).describe()
+    )
 
 
 @pytest.fixture
@@ -68,7 +75,10 @@ def test_error_mode_stops_before_the_model_loads(make_cfg, leaky_files, no_model
     with pytest.raises(DataError) as caught:
         train(make_cfg(*TINY, *leaky_files, "data.leakage=error"))
     message = str(caught.value)
-    assert "5 of 20 evaluation queries" in message and "5 of 20 evaluation (query, relevant text) pairs" in message
+    assert (
+        "5 of 20 evaluation queries" in message
+        and "5 of 20 evaluation (query, relevant text) pairs" in message
+    )
     assert "'what is item 0?'" in message and "data.leakage=warn" in message
 
 
@@ -76,7 +86,10 @@ def test_warn_mode_trains_and_the_report_states_the_counts(make_cfg, leaky_files
     with caplog.at_level(logging.WARNING):
         train(make_cfg(*TINY, *leaky_files))
     assert any("5 of 20 evaluation queries" in record.getMessage() for record in caplog.records)
-    assert "5 of 20 evaluation queries appear among the training queries" in (tmp_path / "run" / "report.md").read_text()
+    assert (
+        "5 of 20 evaluation queries appear among the training queries"
+        in (tmp_path / "run" / "report.md").read_text()
+    )
 
 
 def test_off_mode_says_nothing(make_cfg, leaky_files, caplog):

@@ -4,8 +4,16 @@ import yaml
 
 from embedding_trainer.train import train
 
-FAST = ["model=tiny", "debug=fdr", "evaluation.show_progress_bar=false", "trainer.fast_dev_run=false",
-        "trainer.max_steps=2", "trainer.log_every_n_steps=1", "data.max_samples=32", "callbacks=none"]
+FAST = [
+    "model=tiny",
+    "debug=fdr",
+    "evaluation.show_progress_bar=false",
+    "trainer.fast_dev_run=false",
+    "trainer.max_steps=2",
+    "trainer.log_every_n_steps=1",
+    "data.max_samples=32",
+    "callbacks=none",
+]
 
 
 def test_csv_logger_writes_metrics_and_config(make_cfg, tmp_path):

@@ -20,9 +20,17 @@ from embedding_trainer.train import train
 
 # 6 batches per epoch, 2 epochs; dropout on; the default (generator-driven) shuffled batch sampler.
 JOB = [
-    "model=tiny", "dataset_type=score", "loss=cosent", "logger=none", "evaluation.show_progress_bar=false",
-    "data.max_samples=48", "data.batch_size=8", "data.max_eval_samples=60", "trainer.max_epochs=2",
-    "callbacks.progress_bar.refresh_rate=0", "registry.progress_every_n_steps=1",
+    "model=tiny",
+    "dataset_type=score",
+    "loss=cosent",
+    "logger=none",
+    "evaluation.show_progress_bar=false",
+    "data.max_samples=48",
+    "data.batch_size=8",
+    "data.max_eval_samples=60",
+    "trainer.max_epochs=2",
+    "callbacks.progress_bar.refresh_rate=0",
+    "registry.progress_every_n_steps=1",
 ]
 
 
@@ -30,8 +38,14 @@ def _start(tmp_path, run_dir, log_name: str) -> subprocess.Popen:
     """`python train.py JOB` in `run_dir`, its output going to tmp_path/log_name (`process.log`)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     env.pop("SLURM_JOB_ID", None)
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), *JOB, f"hydra.run.dir={run_dir}",
-               f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"]
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        *JOB,
+        f"hydra.run.dir={run_dir}",
+        f"paths.log_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
     with (tmp_path / log_name).open("w") as log:
         process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     process.log = tmp_path / log_name
@@ -82,9 +96,14 @@ def test_preempted_run_resumes_with_the_same_command_and_ends_like_an_uninterrup
     assert not signaller_errors, signaller_errors
     output = _finish(interrupted)
     assert interrupted.returncode == 128 + signal.SIGUSR1, output[-3000:]
-    assert "Stopped on SIGUSR1 at step" in output and f"run the same command with hydra.run.dir={run_dir}" in output
+    assert (
+        "Stopped on SIGUSR1 at step" in output
+        and f"run the same command with hydra.run.dir={run_dir}" in output
+    )
     assert "Traceback" not in output
-    checkpoint = torch.load(run_dir / "checkpoints" / "preempted.ckpt", map_location="cpu", weights_only=False)
+    checkpoint = torch.load(
+        run_dir / "checkpoints" / "preempted.ckpt", map_location="cpu", weights_only=False
+    )
     stopped_at = checkpoint["global_step"]
     assert 2 <= stopped_at < 12
     assert not (run_dir / "results.json").exists()
@@ -94,7 +113,10 @@ def test_preempted_run_resumes_with_the_same_command_and_ends_like_an_uninterrup
     resumed = _start(tmp_path, run_dir, "resumed.log")
     output = _finish(resumed)
     assert resumed.returncode == 0, output[-3000:]
-    assert f"Resuming the unfinished run in {run_dir} from {run_dir / 'checkpoints' / 'preempted.ckpt'}" in output
+    assert (
+        f"Resuming the unfinished run in {run_dir} from {run_dir / 'checkpoints' / 'preempted.ckpt'}"
+        in output
+    )
     assert "before training (baseline)" not in output
 
     expected, got = _finetuned(reference_dir), _finetuned(run_dir)

@@ -18,8 +18,12 @@ from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.train import train
 
 # One logged training step (Lightning turns loggers off under fast_dev_run).
-LOGGED = [*(o for o in FAST if not o.startswith("logger=")), "trainer.fast_dev_run=false", "trainer.max_steps=1",
-          "callbacks=none"]
+LOGGED = [
+    *(o for o in FAST if not o.startswith("logger=")),
+    "trainer.fast_dev_run=false",
+    "trainer.max_steps=1",
+    "callbacks=none",
+]
 
 
 def git(repo, *args: str) -> str:
@@ -53,20 +57,41 @@ def test_a_run_records_its_provenance_everywhere(make_cfg, tmp_path):
     assert state["commit"] == git(PROJECT_ROOT, "rev-parse", "HEAD")
     assert (run / "provenance" / "git.diff").is_file() == (state["diff"] == "provenance/git.diff")
     versions = provenance["versions"]
-    for name in ("python", "torch", "transformers", "sentence-transformers", "pytorch-lightning", "hydra-core",
-                 "datasets", "optuna"):
+    for name in (
+        "python",
+        "torch",
+        "transformers",
+        "sentence-transformers",
+        "pytorch-lightning",
+        "hydra-core",
+        "datasets",
+        "optuna",
+    ):
         assert versions[name], name
     devices = provenance["devices"]
-    assert devices["cpu"] and devices["cpu_cores"] >= 1 and devices["cuda_device_count"] == len(devices["cuda_devices"])
+    assert (
+        devices["cpu"]
+        and devices["cpu_cores"] >= 1
+        and devices["cuda_device_count"] == len(devices["cuda_devices"])
+    )
     assert devices["trainer"]["devices_per_node"] == 1
     assert provenance["base_model"]["hub_id"] is None and len(provenance["base_model"]["fingerprint"]) == 16
     train_data, eval_data = provenance["data"]["train"], provenance["data"]["eval"]
-    assert train_data["rows"] == len(objects["datamodule"].train_dataset) and len(train_data["fingerprint"]) == 16
+    assert (
+        train_data["rows"] == len(objects["datamodule"].train_dataset)
+        and len(train_data["fingerprint"]) == 16
+    )
     assert eval_data["corpus"] > 0 and eval_data["fingerprint"] != train_data["fingerprint"]
 
     # Outside a git checkout (an installed wheel) the rest is still recorded, and says why there is no commit.
-    elsewhere = record_provenance(tmp_path / "again", cfg, objects["model"], objects["datamodule"], objects["trainer"],
-                                  root=tmp_path / "run")
+    elsewhere = record_provenance(
+        tmp_path / "again",
+        cfg,
+        objects["model"],
+        objects["datamodule"],
+        objects["trainer"],
+        root=tmp_path / "run",
+    )
     assert elsewhere["git"]["commit"] is None and "not a git checkout" in elsewhere["git"]["reason"]
     assert elsewhere["data"] == provenance["data"] and elsewhere["base_model"] == provenance["base_model"]
 
@@ -84,8 +109,14 @@ def test_a_dirty_checkout_saves_a_diff_that_reproduces_it(repo, tmp_path):
     (repo / "a.txt").write_text("one\ntwo\n")
     (repo / "new.txt").write_text("untracked\n")
     state = git_state(repo, tmp_path / "run")
-    assert state == {"commit": git(repo, "rev-parse", "HEAD"), "branch": git(repo, "branch", "--show-current"),
-                     "dirty": True, "modified": ["a.txt"], "untracked": ["new.txt"], "diff": "provenance/git.diff"}
+    assert state == {
+        "commit": git(repo, "rev-parse", "HEAD"),
+        "branch": git(repo, "branch", "--show-current"),
+        "dirty": True,
+        "modified": ["a.txt"],
+        "untracked": ["new.txt"],
+        "diff": "provenance/git.diff",
+    }
     git(repo, "checkout", "-q", "--", "a.txt")  # back to the commit, then the saved diff makes the run's tree
     git(repo, "apply", str(tmp_path / "run" / "provenance" / "git.diff"))
     assert (repo / "a.txt").read_text() == "one\ntwo\n"
@@ -108,7 +139,11 @@ def test_untracked_files_alone_make_a_checkout_dirty_without_a_diff(repo, tmp_pa
 
 @pytest.mark.parametrize("where", ["plain folder", "inside a checkout", "no commit yet"])
 def test_no_git_checkout_is_reported_not_raised(where, repo, tmp_path):
-    root = {"plain folder": tmp_path / "plain", "inside a checkout": repo / "sub", "no commit yet": tmp_path / "empty"}[where]
+    root = {
+        "plain folder": tmp_path / "plain",
+        "inside a checkout": repo / "sub",
+        "no commit yet": tmp_path / "empty",
+    }[where]
     root.mkdir()
     if where == "no commit yet":
         git(root, "init", "-q")
@@ -119,11 +154,19 @@ def test_no_git_checkout_is_reported_not_raised(where, repo, tmp_path):
 def test_git_missing_is_reported_not_raised(monkeypatch, repo, tmp_path):
     monkeypatch.setenv("PATH", str(tmp_path / "no_bin"))
     assert git_state(repo, tmp_path) == {
-        "commit": None, "reason": "git is not installed, so the project's commit is unknown"}
+        "commit": None,
+        "reason": "git is not installed, so the project's commit is unknown",
+    }
 
 
-@pytest.mark.parametrize(("model", "expected"), [("minilm", "sentence-transformers/all-MiniLM-L6-v2"),
-                                                 ("bge_base", "BAAI/bge-base-en-v1.5"), ("tiny", None)])
+@pytest.mark.parametrize(
+    ("model", "expected"),
+    [
+        ("minilm", "sentence-transformers/all-MiniLM-L6-v2"),
+        ("bge_base", "BAAI/bge-base-en-v1.5"),
+        ("tiny", None),
+    ],
+)
 def test_hub_ids(make_cfg, model, expected):
     assert hub_id(make_cfg(f"model={model}").model) == expected
 
@@ -137,11 +180,15 @@ def test_the_model_card_names_the_base_model_by_its_hub_id(make_cfg, tmp_path, c
     model = instantiate(make_cfg("model=tiny").model.encoder)  # its weights do not matter to the card
     finetuned = {384: {"ndcg@10": 0.75, "mrr@10": 0.7}, 64: {"ndcg@10": 0.6, "mrr@10": 0.55}}
     baseline = {384: {"ndcg@10": 0.7, "mrr@10": 0.65}, 64: {"ndcg@10": 0.5, "mrr@10": 0.45}}
-    provenance = {"git": {"commit": None, "reason": "not a checkout"}, "versions": {"torch": "2.13.0", "optuna": None}}
+    provenance = {
+        "git": {"commit": None, "reason": "not a checkout"},
+        "versions": {"torch": "2.13.0", "optuna": None},
+    }
     (tmp_path / "model").mkdir()
 
-    card = write_model_card(tmp_path / "model", cfg, model, "retrieval", "ndcg@10", baseline, finetuned,
-                            provenance).read_text()
+    card = write_model_card(
+        tmp_path / "model", cfg, model, "retrieval", "ndcg@10", baseline, finetuned, provenance
+    ).read_text()
 
     assert not [record for record in caplog.records if "Error" in record.getMessage()]
     _, front, body = card.split("---\n", 2)
@@ -151,10 +198,16 @@ def test_the_model_card_names_the_base_model_by_its_hub_id(make_cfg, tmp_path, c
     assert metadata["library_name"] == "sentence-transformers" and "embedding-trainer" in metadata["tags"]
     [index] = metadata["model-index"]
     assert index["name"] == "my-embedder"
-    results = {result["dataset"]["type"]: {m["type"]: m["value"] for m in result["metrics"]} for result in index["results"]}
+    results = {
+        result["dataset"]["type"]: {m["type"]: m["value"] for m in result["metrics"]}
+        for result in index["results"]
+    }
     assert results == {"dim_384": finetuned[384], "dim_64": finetuned[64]}
     assert index["results"][0]["task"]["type"] == "information-retrieval"
-    assert "from [`sentence-transformers/all-MiniLM-L6-v2`](https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2)" in body
+    assert (
+        "from [`sentence-transformers/all-MiniLM-L6-v2`](https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2)"
+        in body
+    )
     assert "| base model | [`sentence-transformers/all-MiniLM-L6-v2`]" in body and "site-packages" not in card
     assert "- git commit: unknown (not a checkout)" in body and "- torch: 2.13.0" in body
     assert "optuna" not in body
@@ -165,8 +218,19 @@ def test_a_model_without_hub_id_is_called_local(make_cfg, tmp_path):
     model = instantiate(make_cfg("model=tiny").model.encoder)
     (tmp_path / "model").mkdir()
     provenance = {"git": {"commit": "abc", "dirty": True}, "versions": {}}
-    card = write_model_card(tmp_path / "model", cfg, model, "similarity", "spearman_cosine", None,
-                            {32: {"spearman_cosine": 0.5}}, provenance).read_text()
+    card = write_model_card(
+        tmp_path / "model",
+        cfg,
+        model,
+        "similarity",
+        "spearman_cosine",
+        None,
+        {32: {"spearman_cosine": 0.5}},
+        provenance,
+    ).read_text()
     _, front, body = card.split("---\n", 2)
     assert "base_model" not in yaml.safe_load(front)
-    assert f"from a local model (`{tmp_path}`)" in body and "- git commit: `abc` with uncommitted changes" in body
+    assert (
+        f"from a local model (`{tmp_path}`)" in body
+        and "- git commit: `abc` with uncommitted changes" in body
+    )

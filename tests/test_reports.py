@@ -9,8 +9,16 @@ from embedding_trainer.errors import ModelPushError
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.train import train
 
-RUN = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false", "data.max_samples=64",
-       "data.max_eval_samples=16", "data.batch_size=8", "trainer.max_steps=6", "callbacks=none"]
+RUN = [
+    "model=tiny",
+    "logger=none",
+    "evaluation.show_progress_bar=false",
+    "data.max_samples=64",
+    "data.max_eval_samples=16",
+    "data.batch_size=8",
+    "trainer.max_steps=6",
+    "callbacks=none",
+]
 
 
 def test_report_and_plots(make_cfg, tmp_path):
@@ -31,8 +39,15 @@ def test_model_card(make_cfg, tmp_path):
     train(make_cfg(*RUN, output_dir=run))
     card = (run / "model" / "README.md").read_text()
     assert card.startswith("---\n") and "\nlibrary_name: sentence-transformers\n" in card.split("\n---\n")[0]
-    for expected in ("MultipleNegativesRankingLoss", "MatryoshkaLoss", "squad_pairs", "| dimension | baseline | fine-tuned | change |",
-                     "learning rate", f'SentenceTransformer("{run / "model"}")', "truncate_dim=8"):
+    for expected in (
+        "MultipleNegativesRankingLoss",
+        "MatryoshkaLoss",
+        "squad_pairs",
+        "| dimension | baseline | fine-tuned | change |",
+        "learning rate",
+        f'SentenceTransformer("{run / "model"}")',
+        "truncate_dim=8",
+    ):
         assert expected in card, expected
     assert SentenceTransformer(str(run / "model")).encode(["x"]).shape == (1, 32)
 
@@ -64,19 +79,32 @@ def test_sweep_report_from_a_real_study(make_cfg, tmp_path):
     def objective(trial: optuna.Trial) -> float:
         lr = trial.suggest_float("model.lr", 1e-4, 1e-2, log=True)
         modifier = trial.suggest_categorical("modifier", ["matryoshka", "none"])
-        cfg = make_cfg("model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false",
-                       f"model.lr={lr}", f"modifier={modifier}", output_dir=tmp_path / f"trial{trial.number}")
+        cfg = make_cfg(
+            "model=tiny",
+            "debug=fdr",
+            "logger=none",
+            "evaluation.show_progress_bar=false",
+            f"model.lr={lr}",
+            f"modifier={modifier}",
+            output_dir=tmp_path / f"trial{trial.number}",
+        )
         metrics, objects = train(cfg)
         trial.set_user_attr("model_path", objects["model_path"])
         return metrics["val/score"]
 
     storage = f"sqlite:///{tmp_path / 'study.db'}"
-    study = optuna.create_study(study_name="tiny", storage=storage, direction="maximize",
-                                sampler=optuna.samplers.RandomSampler(seed=0))
+    study = optuna.create_study(
+        study_name="tiny",
+        storage=storage,
+        direction="maximize",
+        sampler=optuna.samplers.RandomSampler(seed=0),
+    )
     study.optimize(objective, n_trials=3)
     report = write_sweep_report(optuna.load_study(study_name="tiny", storage=storage), tmp_path / "sweep")
     text = report.read_text()
-    assert f"Best trial #{study.best_trial.number}" in text and study.best_trial.user_attrs["model_path"] in text
+    assert (
+        f"Best trial #{study.best_trial.number}" in text and study.best_trial.user_attrs["model_path"] in text
+    )
     assert text.count("| complete |") == 3 and "model.lr" in text and "modifier" in text
     image = matplotlib.image.imread(tmp_path / "sweep" / "plots" / "sweep.png")
     assert image.shape[:2] == (500, 800) and image.std() > 0.01

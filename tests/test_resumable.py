@@ -10,13 +10,18 @@ from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.resumable import ResumableDataLoader
 from embedding_trainer.data.samplers import shuffled_batch_sampler
 
-ROWS = datasets.Dataset.from_dict({"anchor": [f"a{i}" for i in range(22)], "positive": [f"p{i}" for i in range(22)]})
+ROWS = datasets.Dataset.from_dict(
+    {"anchor": [f"a{i}" for i in range(22)], "positive": [f"p{i}" for i in range(22)]}
+)
 
 
 def _loader(make_sampler) -> ResumableDataLoader:
     sampler = make_sampler(ROWS, batch_size=4, drop_last=False, generator=torch.Generator(), seed=3)
-    return ResumableDataLoader(ROWS, batch_sampler=ShardedBatchSampler(sampler, 0, 1),
-                               collate_fn=lambda rows: [row["anchor"] for row in rows])
+    return ResumableDataLoader(
+        ROWS,
+        batch_sampler=ShardedBatchSampler(sampler, 0, 1),
+        collate_fn=lambda rows: [row["anchor"] for row in rows],
+    )
 
 
 def _epoch(loader: ResumableDataLoader, epoch: int) -> list[list[str]]:
@@ -25,8 +30,9 @@ def _epoch(loader: ResumableDataLoader, epoch: int) -> list[list[str]]:
 
 
 def _length_grouped(dataset, batch_size, drop_last, generator, seed):
-    return LengthGroupedBatchSampler([len(text) for text in dataset["anchor"]], batch_size, drop_last,
-                                     megabatch_factor=2, seed=seed)
+    return LengthGroupedBatchSampler(
+        [len(text) for text in dataset["anchor"]], batch_size, drop_last, megabatch_factor=2, seed=seed
+    )
 
 
 SAMPLERS = [shuffled_batch_sampler, NoDuplicatesBatchSampler, _length_grouped]

@@ -9,8 +9,13 @@ from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.evaluation import RetrievalEvaluator
 from embedding_trainer.resolvers import PROJECT_ROOT
 
-K = {"ndcg_at_k": [10], "mrr_at_k": [10], "map_at_k": [100], "accuracy_at_k": [1, 3, 5, 10],
-     "precision_recall_at_k": [1, 3, 5, 10]}
+K = {
+    "ndcg_at_k": [10],
+    "mrr_at_k": [10],
+    "map_at_k": [100],
+    "accuracy_at_k": [1, 3, 5, 10],
+    "precision_recall_at_k": [1, 3, 5, 10],
+}
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +38,12 @@ def tiny_model(tmp_path_factory):
 @pytest.mark.parametrize("dim", [32, 16, 8])
 def test_metrics_equal_information_retrieval_evaluator(squad_subset, tiny_model, dim):
     queries, corpus, relevant = squad_subset
-    ours = RetrievalEvaluator(queries, corpus, relevant, show_progress_bar=False, corpus_chunk_size=97,
-                              query_chunk_size=64, **K)(tiny_model, [32, 16, 8])[dim]
-    reference = InformationRetrievalEvaluator(queries, corpus, relevant, truncate_dim=dim, write_csv=False,
-                                              name="ref", **K)(tiny_model)
+    ours = RetrievalEvaluator(
+        queries, corpus, relevant, show_progress_bar=False, corpus_chunk_size=97, query_chunk_size=64, **K
+    )(tiny_model, [32, 16, 8])[dim]
+    reference = InformationRetrievalEvaluator(
+        queries, corpus, relevant, truncate_dim=dim, write_csv=False, name="ref", **K
+    )(tiny_model)
     compared = 0
     for name, value in ours.items():
         assert reference[f"ref_cosine_{name}"] == pytest.approx(value, abs=1e-6), name

@@ -22,8 +22,14 @@ CLI = [sys.executable, str(PROJECT_ROOT / "train.py"), *FAST]
 
 def _start(log_dir: Path, *overrides: str) -> subprocess.Popen:
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    return subprocess.Popen([*CLI, f"paths.log_dir={log_dir}", *overrides], stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, text=True, env=env, cwd=PROJECT_ROOT)
+    return subprocess.Popen(
+        [*CLI, f"paths.log_dir={log_dir}", *overrides],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=PROJECT_ROOT,
+    )
 
 
 def _finish(process: subprocess.Popen) -> tuple[int, str]:
@@ -37,7 +43,9 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path):
     assert code_1 == 0 and code_2 == 0, out_1[-2000:] + out_2[-2000:]
     folders = sorted((tmp_path / "default" / "runs").iterdir())
     assert len(folders) == 2
-    assert all((folder / "results.json").is_file() and not (folder / CLAIM_FILE).exists() for folder in folders)
+    assert all(
+        (folder / "results.json").is_file() and not (folder / CLAIM_FILE).exists() for folder in folders
+    )
     runs = RunRegistry(tmp_path / "runs.db").list()
     assert sorted(run["status"] for run in runs) == ["success", "success"]
     assert sorted(run["output_dir"] for run in runs) == [str(folder) for folder in folders]
@@ -83,7 +91,9 @@ def test_overwrite_moves_the_finished_run_aside(make_cfg, finished_run, tmp_path
     _, objects = train(make_cfg(*FAST, "seed=3", "overwrite=true", output_dir=folder))
     previous = [path for path in folder.parent.iterdir() if path.name.startswith("run.previous-")]
     assert len(previous) == 1 and files_of(previous[0]) == before
-    assert (folder / "results.json").is_file() and (folder / ".run_id").read_text().strip() == objects["run_id"]
+    assert (folder / "results.json").is_file() and (folder / ".run_id").read_text().strip() == objects[
+        "run_id"
+    ]
     registry = RunRegistry(tmp_path / "outputs" / "runs.db")
     assert registry.get(run_id)["output_dir"] == str(previous[0])
     assert registry.get(run_id)["model_path"] == str(previous[0] / "model")
@@ -92,8 +102,15 @@ def test_overwrite_moves_the_finished_run_aside(make_cfg, finished_run, tmp_path
 
 def _claim_file(folder: Path, **claimant) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
-    fields = {"pid": 1, "host": socket.gethostname(), "process_started": 0.0, "slurm_job_id": None,
-              "run_id": "default-other", "claimed_at": "2026-01-01 00:00:00", **claimant}
+    fields = {
+        "pid": 1,
+        "host": socket.gethostname(),
+        "process_started": 0.0,
+        "slurm_job_id": None,
+        "run_id": "default-other",
+        "claimed_at": "2026-01-01 00:00:00",
+        **claimant,
+    }
     (folder / CLAIM_FILE).write_text(json.dumps(fields))
     return folder / CLAIM_FILE
 
@@ -101,7 +118,9 @@ def _claim_file(folder: Path, **claimant) -> Path:
 def test_a_claim_of_a_live_process_is_refused(tmp_path):
     with subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"]) as sleeper:
         try:
-            _claim_file(tmp_path / "run", pid=sleeper.pid, process_started=psutil.Process(sleeper.pid).create_time())
+            _claim_file(
+                tmp_path / "run", pid=sleeper.pid, process_started=psutil.Process(sleeper.pid).create_time()
+            )
             with pytest.raises(RunFolderError) as caught:
                 claim_run_folder(tmp_path / "run")
         finally:
@@ -117,8 +136,9 @@ def test_a_claim_from_another_host_is_refused_with_how_to_clear_it(tmp_path):
 
 
 def test_a_stale_claim_is_taken_over(make_cfg, tmp_path):
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
-                          capture_output=True, text=True, check=True)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True
+    )
     claim = _claim_file(tmp_path / "run", pid=int(dead.stdout), process_started=1.0)
     metrics, _ = train(make_cfg(*FAST, output_dir=tmp_path / "run"))
     assert "val/score" in metrics and not claim.exists()

@@ -127,11 +127,26 @@ def test_cli_lists_shows_and_compares(make_cfg, tmp_path, capsys):
 def test_ctrl_c_leaves_failed_not_running(tmp_path):
     db = tmp_path / "runs.db"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "model=tiny", "logger=none", "callbacks=none",
-               "evaluation.show_progress_bar=false", "evaluation.baseline=false", "data.max_eval_samples=8",
-               "data.max_samples=64", "data.batch_size=8", "trainer.max_epochs=1000", "registry.progress_every_n_steps=1",
-               f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}", f"registry.path={db}"]
-    process = subprocess.Popen(command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "model=tiny",
+        "logger=none",
+        "callbacks=none",
+        "evaluation.show_progress_bar=false",
+        "evaluation.baseline=false",
+        "data.max_eval_samples=8",
+        "data.max_samples=64",
+        "data.batch_size=8",
+        "trainer.max_epochs=1000",
+        "registry.progress_every_n_steps=1",
+        f"paths.log_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        f"registry.path={db}",
+    ]
+    process = subprocess.Popen(
+        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+    )
     deadline = time.time() + 240
     while time.time() < deadline:
         runs = RunRegistry(db).list() if db.exists() else []

@@ -16,8 +16,16 @@ from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.__main__ import main as runs_cli
 
 # One training step at the full learning rate (no warm-up) on the STS score data (cheap evaluation).
-JOB = ["model=tiny", "debug=fdr", "dataset_type=score", "loss=cosent", "logger=none", "callbacks=none",
-       "evaluation.show_progress_bar=false", "scheduler.warmup_ratio=0"]
+JOB = [
+    "model=tiny",
+    "debug=fdr",
+    "dataset_type=score",
+    "loss=cosent",
+    "logger=none",
+    "callbacks=none",
+    "evaluation.show_progress_bar=false",
+    "scheduler.warmup_ratio=0",
+]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 
@@ -29,14 +37,20 @@ def test_interval_matches_scipy_and_known_numbers():
     assert (result.low, result.high) == (pytest.approx(3 - half_width), pytest.approx(3 + half_width))
     low, high = stats.t.interval(0.95, 4, loc=3.0, scale=stats.sem(values))
     assert (result.low, result.high) == (pytest.approx(low), pytest.approx(high))
-    assert estimate([0.5, 0.7]).high == pytest.approx(0.6 + 12.706204736174707 * statistics.stdev([0.5, 0.7]) / math.sqrt(2))
+    assert estimate([0.5, 0.7]).high == pytest.approx(
+        0.6 + 12.706204736174707 * statistics.stdev([0.5, 0.7]) / math.sqrt(2)
+    )
 
 
 def test_one_seed_has_no_spread_and_no_runs_no_mean():
     assert estimate([0.25]) == Estimate(1, 0.25)
     assert estimate([]) == Estimate(0)
-    run = SeedRun("only", ("seed=1",), 1, {"evaluator": "similarity", "primary_metric": "m",
-                                            "baseline": None, "finetuned": {"8": {"m": 0.5}}})
+    run = SeedRun(
+        "only",
+        ("seed=1",),
+        1,
+        {"evaluator": "similarity", "primary_metric": "m", "baseline": None, "finetuned": {"8": {"m": 0.5}}},
+    )
     [group] = group_runs([run])
     assert group.label == "all runs"
     assert group.rows() == [["8", "1", "0.5000", "-", "-", "-", "-", "-"]]
@@ -44,13 +58,24 @@ def test_one_seed_has_no_spread_and_no_runs_no_mean():
 
 def test_runs_are_grouped_by_configuration_apart_from_seed_and_identity():
     def run(name, *overrides):
-        return SeedRun(name, overrides, None, {"evaluator": "e", "primary_metric": "m", "baseline": None,
-                                               "finetuned": {"8": {"m": 0.1}}})
+        return SeedRun(
+            name,
+            overrides,
+            None,
+            {"evaluator": "e", "primary_metric": "m", "baseline": None, "finetuned": {"8": {"m": 0.1}}},
+        )
 
-    groups = group_runs([run("a", "model=tiny", "loss=cosent", "seed=1", "sweep_trial={number:0}"),
-                         run("b", "model=tiny", "loss=angle", "seed=1"),
-                         run("c", "loss=cosent", "model=tiny", "seed=2", "paths.log_dir=/x")])
-    assert [(g.label, [r.name for r in g.runs]) for g in groups] == [("loss=cosent", ["a", "c"]), ("loss=angle", ["b"])]
+    groups = group_runs(
+        [
+            run("a", "model=tiny", "loss=cosent", "seed=1", "sweep_trial={number:0}"),
+            run("b", "model=tiny", "loss=angle", "seed=1"),
+            run("c", "loss=cosent", "model=tiny", "seed=2", "paths.log_dir=/x"),
+        ]
+    )
+    assert [(g.label, [r.name for r in g.runs]) for g in groups] == [
+        ("loss=cosent", ["a", "c"]),
+        ("loss=angle", ["b"]),
+    ]
 
 
 def _recomputed(runs: list[dict], dim: str) -> tuple[Estimate, Estimate]:
@@ -66,9 +91,18 @@ def _recomputed(runs: list[dict], dim: str) -> tuple[Estimate, Estimate]:
 
 
 def test_multirun_of_seeds_is_summarised_in_its_folder_and_by_runs_compare(tmp_path, model_cache, capsys):
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", "seed=1,2,3", *JOB,
-               f"paths.log_dir={tmp_path / 'outputs'}", f"paths.cache_dir={model_cache}"]
-    result = subprocess.run(command, check=False, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "-m",
+        "seed=1,2,3",
+        *JOB,
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        f"paths.cache_dir={model_cache}",
+    ]
+    result = subprocess.run(
+        command, check=False, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     [folder] = (tmp_path / "outputs" / "default" / "multiruns").iterdir()
     runs = [json.loads(path.read_text()) for path in sorted(folder.glob("*/results.json"))]
@@ -93,8 +127,18 @@ def test_multirun_of_seeds_is_summarised_in_its_folder_and_by_runs_compare(tmp_p
             assert stored["n"] == 3
             for name in ("mean", "std", "low", "high"):
                 assert stored[name] == pytest.approx(getattr(expected, name), abs=1e-12)
-        cells = [dim, "3", f"{after.mean:.4f}", f"{after.std:.4f}", f"[{after.low:.4f}, {after.high:.4f}]",
-                 f"{change.mean:+.4f}", f"{change.std:.4f}", f"[{change.low:+.4f}, {change.high:+.4f}]"]
+        cells = [
+            dim,
+            "3",
+            f"{after.mean:.4f}",
+            f"{after.std:.4f}",
+            f"[{after.low:.4f}, {after.high:.4f}]",
+            f"{change.mean:+.4f}",
+            f"{change.std:.4f}",
+            f"[{change.low:+.4f}, {change.high:+.4f}]",
+        ]
         assert "| " + " | ".join(cells) + " |" in markdown
-        assert any(line.split() == [*cells[:4], *cells[4].split(), *cells[5:7], *cells[7].split()]
-                   for line in compared.splitlines())
+        assert any(
+            line.split() == [*cells[:4], *cells[4].split(), *cells[5:7], *cells[7].split()]
+            for line in compared.splitlines()
+        )

@@ -30,7 +30,9 @@ from embedding_trainer.validation import validate_config
 FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false"]
 
 
-def loop_interval(differences: list[float], index_rows: list[list[int]], confidence: float) -> tuple[float, float]:
+def loop_interval(
+    differences: list[float], index_rows: list[list[int]], confidence: float
+) -> tuple[float, float]:
     """Reference: each resample's mean by a plain loop, then the linear-interpolation percentile."""
     means = sorted(sum(differences[i] for i in row) / len(row) for row in index_rows)
 
@@ -47,9 +49,13 @@ def loop_interval(differences: list[float], index_rows: list[list[int]], confide
 def test_vectorised_bootstrap_equals_a_loop_over_the_same_resamples(monkeypatch):
     monkeypatch.setattr(sig, "CHUNK_ELEMENTS", 200)  # several chunks, and a last one that is short
     rng = np.random.default_rng(7)
-    differences = np.column_stack([rng.normal(0.1, 1.0, 37), rng.exponential(1.0, 37) - 1.0, rng.integers(-1, 2, 37)])
+    differences = np.column_stack(
+        [rng.normal(0.1, 1.0, 37), rng.exponential(1.0, 37) - 1.0, rng.integers(-1, 2, 37)]
+    )
     index_rows = np.concatenate(list(sig.resample_indices(37, 1001, seed=3))).tolist()
-    assert len(index_rows) == 1001 and all(len(row) == 37 and 0 <= min(row) and max(row) < 37 for row in index_rows)
+    assert len(index_rows) == 1001 and all(
+        len(row) == 37 and 0 <= min(row) and max(row) < 37 for row in index_rows
+    )
 
     means = sig.bootstrap_means(differences, 1001, seed=3)
     low, high = sig.paired_bootstrap(differences, 1001, 0.9, seed=3)
@@ -58,11 +64,15 @@ def test_vectorised_bootstrap_equals_a_loop_over_the_same_resamples(monkeypatch)
         expected = [sum(values[i] for i in row) / 37 for row in index_rows]
         np.testing.assert_allclose(means[:, column], expected, rtol=0, atol=1e-12)
         ref_low, ref_high = loop_interval(values, index_rows, 0.9)
-        assert low[column] == pytest.approx(ref_low, abs=1e-12) and high[column] == pytest.approx(ref_high, abs=1e-12)
+        assert low[column] == pytest.approx(ref_low, abs=1e-12) and high[column] == pytest.approx(
+            ref_high, abs=1e-12
+        )
         assert ref_low < np.mean(values) < ref_high
     # A column's interval does not depend on the other columns: the same resamples serve them all.
     alone_low, alone_high = sig.paired_bootstrap(differences[:, 1], 1001, 0.9, seed=3)
-    assert alone_low[0] == pytest.approx(low[1], abs=1e-12) and alone_high[0] == pytest.approx(high[1], abs=1e-12)
+    assert alone_low[0] == pytest.approx(low[1], abs=1e-12) and alone_high[0] == pytest.approx(
+        high[1], abs=1e-12
+    )
     assert not np.allclose(sig.paired_bootstrap(differences, 1001, 0.9, seed=4)[0], low)  # the seed matters
 
 
@@ -73,8 +83,14 @@ def test_bootstrap_agrees_with_scipy_and_python_random():
     differences = rng.exponential(1.0, 300) - 0.8  # skewed, so a wrong tail would show
     standard_error = differences.std() / math.sqrt(len(differences))
     low, high = sig.paired_bootstrap(differences, 20_000, 0.95, seed=11)
-    reference = scipy.stats.bootstrap((differences,), np.mean, n_resamples=20_000, confidence_level=0.95,
-                                      method="percentile", random_state=np.random.default_rng(5)).confidence_interval
+    reference = scipy.stats.bootstrap(
+        (differences,),
+        np.mean,
+        n_resamples=20_000,
+        confidence_level=0.95,
+        method="percentile",
+        random_state=np.random.default_rng(5),
+    ).confidence_interval
     assert low[0] == pytest.approx(reference.low, abs=0.1 * standard_error)
     assert high[0] == pytest.approx(reference.high, abs=0.1 * standard_error)
     draw = random.Random(1)
@@ -97,17 +113,26 @@ def test_p_values_are_the_paired_t_test():
 
 def test_compare_marks_intervals_and_says_why_it_skips():
     rng = np.random.default_rng(2)
-    baseline = {8: {"accuracy": rng.integers(0, 2, 400).astype(float)}, 4: {"accuracy": rng.integers(0, 2, 400).astype(float)}}
-    finetuned = {8: {"accuracy": np.maximum(baseline[8]["accuracy"], rng.integers(0, 2, 400))},
-                 4: {"accuracy": baseline[4]["accuracy"].copy()}}
+    baseline = {
+        8: {"accuracy": rng.integers(0, 2, 400).astype(float)},
+        4: {"accuracy": rng.integers(0, 2, 400).astype(float)},
+    }
+    finetuned = {
+        8: {"accuracy": np.maximum(baseline[8]["accuracy"], rng.integers(0, 2, 400))},
+        4: {"accuracy": baseline[4]["accuracy"].copy()},
+    }
     result = sig.compare(baseline, finetuned, 2000, 0.95, seed=0, unit="sentences")
     gained, unchanged = result.test(8, "accuracy"), result.test(4, "accuracy")
     assert gained.ci_low > 0 and gained.excludes_zero and gained.p_value < 1e-6
     assert unchanged.ci_low == unchanged.ci_high == unchanged.mean_change == 0 and not unchanged.excludes_zero
-    assert gained.mean_change == pytest.approx(finetuned[8]["accuracy"].mean() - baseline[8]["accuracy"].mean(), abs=1e-15)
+    assert gained.mean_change == pytest.approx(
+        finetuned[8]["accuracy"].mean() - baseline[8]["accuracy"].mean(), abs=1e-15
+    )
     assert "over 400 sentences (2,000 resamples, seed 0)" in result.legend()
-    assert result.legend("macro_f1") == ("95% CI and p-value: '-' (macro_f1 is not a mean over sentences; "
-                                         "results.json has the tests of accuracy).")
+    assert result.legend("macro_f1") == (
+        "95% CI and p-value: '-' (macro_f1 is not a mean over sentences; "
+        "results.json has the tests of accuracy)."
+    )
     table = primary_table("macro_f1", {8: {"macro_f1": 0.5}}, {8: {"macro_f1": 0.6}}, result)
     assert "| 8 | 0.5000 | 0.6000 | +0.1000 | - | - | - |" in table and "macro_f1 is not a mean" in table
     json.dumps(result.to_json(), allow_nan=False)
@@ -124,8 +149,24 @@ def tiny_model(tmp_path_factory):
 
 
 def _sentences(count: int, offset: int = 0) -> list[str]:
-    words = ["river", "bank", "money", "tree", "music", "piano", "soccer", "goal", "rain", "cloud", "code", "bug"]
-    return [f"{words[(i * 7 + offset) % 12]} {words[(i * 5 + offset) % 12]} {words[i % 11]} number {i}" for i in range(count)]
+    words = [
+        "river",
+        "bank",
+        "money",
+        "tree",
+        "music",
+        "piano",
+        "soccer",
+        "goal",
+        "rain",
+        "cloud",
+        "code",
+        "bug",
+    ]
+    return [
+        f"{words[(i * 7 + offset) % 12]} {words[(i * 5 + offset) % 12]} {words[i % 11]} number {i}"
+        for i in range(count)
+    ]
 
 
 def _evaluators(tiny_model) -> list:
@@ -139,9 +180,13 @@ def _evaluators(tiny_model) -> list:
     softmax = SoftmaxAccuracyEvaluator(a, b, [i % 3 for i in range(60)], show_progress_bar=False)
     softmax.loss = SoftmaxLoss(tiny_model, sentence_embedding_dimension=32, num_labels=3)
     return [
-        RetrievalEvaluator(queries, corpus, relevant, show_progress_bar=False, query_chunk_size=16, corpus_chunk_size=13),
+        RetrievalEvaluator(
+            queries, corpus, relevant, show_progress_bar=False, query_chunk_size=16, corpus_chunk_size=13
+        ),
         PairBinaryEvaluator(a, b, labels, show_progress_bar=False),
-        KnnClassificationEvaluator(b, [i % 4 for i in range(60)], a, [i % 4 for i in range(60)], k=3, show_progress_bar=False),
+        KnnClassificationEvaluator(
+            b, [i % 4 for i in range(60)], a, [i % 4 for i in range(60)], k=3, show_progress_bar=False
+        ),
         TripletEvaluator(a, b, [c, _sentences(60, 9)], show_progress_bar=False),
         softmax,
     ]
@@ -180,8 +225,13 @@ class _StepEvaluator:
 
 def test_callback_keeps_baseline_best_and_latest_and_checkpoints_them(tmp_path):
     evaluation = EvaluationCallback(_StepEvaluator([0.1, 0.5, 0.7, 0.7, 0.2]), [8])
-    trainer = SimpleNamespace(global_step=0, is_global_zero=True, loggers=[], callback_metrics={},
-                              strategy=SimpleNamespace(broadcast=lambda value, src: value))
+    trainer = SimpleNamespace(
+        global_step=0,
+        is_global_zero=True,
+        loggers=[],
+        callback_metrics={},
+        strategy=SimpleNamespace(broadcast=lambda value, src: value),
+    )
     module = SimpleNamespace(training=True, model=None, eval=lambda: None, train=lambda mode: None)
     evaluation.on_fit_start(trainer, module)
     for step in (2, 4, 6, 8):
@@ -205,14 +255,20 @@ def test_bootstrap_settings_are_checked(make_cfg):
 
 def test_a_run_saves_per_query_scores_and_intervals_recomputable_from_them(make_cfg, tmp_path):
     run = tmp_path / "run"
-    _, objects = train(make_cfg(*FAST, "evaluation.bootstrap.resamples=3000", "seed=5", "scheduler.warmup_ratio=0",
-                                output_dir=run))
+    _, objects = train(
+        make_cfg(
+            *FAST, "evaluation.bootstrap.resamples=3000", "seed=5", "scheduler.warmup_ratio=0", output_dir=run
+        )
+    )
     results = json.loads((run / "results.json").read_text())
     metric = results["primary_metric"]
     ids_before, baseline, step_before = sig.load_per_example(run / "per_example" / "baseline.npz")
     ids_after, finetuned, step_after = sig.load_per_example(run / "per_example" / "finetuned.npz")
     evaluator = objects["evaluation"].evaluator
-    assert ids_before == ids_after == evaluator.query_ids and (step_before, step_after) == (-1, results["step"])
+    assert ids_before == ids_after == evaluator.query_ids and (step_before, step_after) == (
+        -1,
+        results["step"],
+    )
     for side, per_query in (("baseline", baseline), ("finetuned", finetuned)):
         assert {str(dim) for dim in per_query} == set(results[side])
         for dim, values in per_query.items():
@@ -229,7 +285,9 @@ def test_a_run_saves_per_query_scores_and_intervals_recomputable_from_them(make_
         differences = finetuned[dim][metric] - baseline[dim][metric]
         (low,), (high,) = sig.paired_bootstrap(differences, 3000, 0.95, seed=5)
         saved = tests["by_dimension"][str(dim)][metric]
-        assert saved["ci_low"] == pytest.approx(low, abs=1e-12) and saved["ci_high"] == pytest.approx(high, abs=1e-12)
+        assert saved["ci_low"] == pytest.approx(low, abs=1e-12) and saved["ci_high"] == pytest.approx(
+            high, abs=1e-12
+        )
         change = results["finetuned"][str(dim)][metric] - results["baseline"][str(dim)][metric]
         assert saved["mean_change"] == pytest.approx(change, abs=1e-12) and low <= change <= high
         changed += int((differences != 0).any() and low < high)
@@ -243,8 +301,11 @@ def test_a_run_saves_per_query_scores_and_intervals_recomputable_from_them(make_
     assert "| 95% CI low | 95% CI high | p-value |" in report and legend in report
 
 
-@pytest.mark.parametrize("overrides", [["evaluation.baseline=false"], ["dataset_type=score", "loss=cosent"]],
-                         ids=["no-baseline", "no-per-example-scores"])
+@pytest.mark.parametrize(
+    "overrides",
+    [["evaluation.baseline=false"], ["dataset_type=score", "loss=cosent"]],
+    ids=["no-baseline", "no-per-example-scores"],
+)
 def test_runs_without_a_test_show_dashes(make_cfg, tmp_path, overrides):
     run = tmp_path / "run"
     train(make_cfg(*FAST, *overrides, output_dir=run))
@@ -255,14 +316,25 @@ def test_runs_without_a_test_show_dashes(make_cfg, tmp_path, overrides):
     assert f"95% CI and p-value: '-' ({tests['skipped']})." in table
     rows = [line for line in table.splitlines() if line.startswith("| 32 |")]
     assert rows and rows[0].endswith("| - | - | - |")
-    saved = sorted(path.name for path in (run / "per_example").glob("*.npz")) if (run / "per_example").exists() else []
+    saved = (
+        sorted(path.name for path in (run / "per_example").glob("*.npz"))
+        if (run / "per_example").exists()
+        else []
+    )
     assert saved == (["finetuned.npz"] if overrides == ["evaluation.baseline=false"] else [])
 
 
 def test_a_resumed_run_tests_against_the_checkpointed_baseline(make_cfg, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
-    common = ["model=tiny", "evaluation.show_progress_bar=false", "data.max_eval_samples=16", "data.max_samples=32",
-              "data.batch_size=8", "logger=none", "evaluation.bootstrap.resamples=500"]
+    common = [
+        "model=tiny",
+        "evaluation.show_progress_bar=false",
+        "data.max_eval_samples=16",
+        "data.max_samples=32",
+        "data.batch_size=8",
+        "logger=none",
+        "evaluation.bootstrap.resamples=500",
+    ]
     train(make_cfg(*common, "trainer.max_epochs=1", output_dir=first))
     checkpoint = first / "checkpoints" / "last.ckpt"
     train(make_cfg(*common, "trainer.max_epochs=2", f"ckpt_path={checkpoint}", output_dir=second))

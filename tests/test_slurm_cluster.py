@@ -15,6 +15,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
 
@@ -22,22 +23,35 @@ from embedding_trainer.runs.registry import RunRegistry
 def _cluster_answers() -> bool:
     if shutil.which("sinfo") is None:
         return False
-    result = subprocess.run(["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30, check=False)
+    result = subprocess.run(
+        ["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30, check=False
+    )
     return result.returncode == 0 and any(state in result.stdout for state in ("idle", "mixed", "allocated"))
 
 
 pytestmark = [
     pytest.mark.slurm,
-    pytest.mark.skipif(not _cluster_answers(), reason="no SLURM cluster answers (scripts/slurm/local_cluster.sh up)"),
+    pytest.mark.skipif(
+        not _cluster_answers(), reason="no SLURM cluster answers (scripts/slurm/local_cluster.sh up)"
+    ),
 ]
 
 RESOURCES = ["hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]
 FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false"]
 # 6 batches per epoch, 2 epochs, progress in the registry at every step (the preemption job).
 SHORT_JOB = [
-    "model=tiny", "dataset_type=score", "loss=cosent", "logger=none", "evaluation.show_progress_bar=false",
-    "data.max_samples=48", "data.batch_size=8", "data.max_eval_samples=60", "trainer.max_epochs=2",
-    "callbacks.progress_bar.refresh_rate=0", "registry.progress_every_n_steps=1", "seed=7",
+    "model=tiny",
+    "dataset_type=score",
+    "loss=cosent",
+    "logger=none",
+    "evaluation.show_progress_bar=false",
+    "data.max_samples=48",
+    "data.batch_size=8",
+    "data.max_eval_samples=60",
+    "trainer.max_epochs=2",
+    "callbacks.progress_bar.refresh_rate=0",
+    "registry.progress_every_n_steps=1",
+    "seed=7",
 ]
 
 
@@ -54,11 +68,21 @@ def _environment() -> dict[str, str]:
 
 def _submit_multirun(tmp_path: Path, *overrides: str) -> subprocess.Popen:
     """`python train.py -m launcher=slurm ...` (the process waits for its jobs); output in driver.log."""
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", "launcher=slurm", *RESOURCES,
-               f"hydra.launcher.name=et-{tmp_path.name}", f"paths.log_dir={tmp_path}",
-               f"paths.cache_dir={tmp_path / 'cache'}", *overrides]
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "-m",
+        "launcher=slurm",
+        *RESOURCES,
+        f"hydra.launcher.name=et-{tmp_path.name}",
+        f"paths.log_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+        *overrides,
+    ]
     with (tmp_path / "driver.log").open("w") as log:
-        process = subprocess.Popen(command, cwd=tmp_path, env=_environment(), stdout=log, stderr=subprocess.STDOUT)
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=_environment(), stdout=log, stderr=subprocess.STDOUT
+        )
     process.log = tmp_path / "driver.log"
     return process
 
@@ -82,7 +106,9 @@ def _rows(tmp_path: Path) -> list[dict]:
 
 def _job_state(job_id: str) -> dict[str, str]:
     """`scontrol show job` fields (JobState, Restarts, ...) of `job_id`."""
-    result = subprocess.run(["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30, check=True)
+    result = subprocess.run(
+        ["scontrol", "show", "job", job_id], capture_output=True, text=True, timeout=30, check=True
+    )
     return dict(field.split("=", 1) for field in result.stdout.split() if "=" in field)
 
 
@@ -90,8 +116,13 @@ def _job_id(name: str, deadline_s: float = 120) -> str:
     """The id of the one queued or running job named `name`."""
     deadline = time.monotonic() + deadline_s
     while time.monotonic() < deadline:
-        result = subprocess.run(["squeue", "--noheader", f"--name={name}", "--format=%i"], capture_output=True,
-                                text=True, timeout=30, check=True)
+        result = subprocess.run(
+            ["squeue", "--noheader", f"--name={name}", "--format=%i"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=True,
+        )
         if result.stdout.strip():
             return result.stdout.split()[0]
         time.sleep(0.5)
@@ -104,7 +135,12 @@ def _wait_for_step(process: subprocess.Popen, tmp_path: Path, step: int, after: 
     while time.monotonic() < deadline:
         assert process.poll() is None, f"the driver ended early:\n{process.log.read_text()[-3000:]}"
         rows = _rows(tmp_path)
-        if rows and rows[0]["status"] == "running" and rows[0]["step"] >= step and rows[0]["updated_at"] > after:
+        if (
+            rows
+            and rows[0]["status"] == "running"
+            and rows[0]["step"] >= step
+            and rows[0]["updated_at"] > after
+        ):
             return rows[0]
         time.sleep(0.2)
     pytest.fail(f"no progress to step {step} within 400 s")
@@ -116,18 +152,25 @@ def _finetuned(run_dir: Path) -> dict:
 
 def _assert_same_metrics(got: dict, expected: dict) -> None:
     assert got.keys() == expected.keys()
-    for dim in expected:
-        assert got[dim] == pytest.approx(expected[dim], rel=1e-5, abs=1e-6), dim
+    for dim, values in expected.items():
+        assert got[dim] == pytest.approx(values, rel=1e-5, abs=1e-6), dim
 
 
 def _reference_run(tmp_path: Path, *overrides: str) -> dict:
     """The same job launched locally (`python train.py`, its DDP ranks started by Lightning),
     uninterrupted, outside SLURM; its fine-tuned metrics."""
     folder = tmp_path / "reference"
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), *overrides, f"hydra.run.dir={folder}",
-               f"paths.log_dir={folder / 'outputs'}", f"paths.cache_dir={tmp_path / 'cache'}"]
-    done = subprocess.run(command, cwd=tmp_path, env=_environment(), capture_output=True, text=True, timeout=600,
-                          check=False)
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        *overrides,
+        f"hydra.run.dir={folder}",
+        f"paths.log_dir={folder / 'outputs'}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    done = subprocess.run(
+        command, cwd=tmp_path, env=_environment(), capture_output=True, text=True, timeout=600, check=False
+    )
     assert done.returncode == 0, (done.stdout + done.stderr)[-4000:]
     return _finetuned(folder)
 
@@ -155,7 +198,10 @@ def test_a_multirun_becomes_a_job_array_with_one_folder_and_registry_row_per_job
     for run in runs:
         row = rows[str(run)]
         assert row["status"] == "success" and _finetuned(run)
-        assert seen[row["run_id"]][0] == "queued" and seen[row["run_id"]][-2:] in (["running", "success"], ["success"])
+        assert seen[row["run_id"]][0] == "queued" and seen[row["run_id"]][-2:] in (
+            ["running", "success"],
+            ["success"],
+        )
         assert "running" in seen[row["run_id"]]
         assert f"Queued run {row['run_id']}: {run}" in output
     # One sbatch --array for the two runs; each task's log in <sweep>/.submitit/<array job>_<task>/.
@@ -170,13 +216,27 @@ def test_a_multirun_becomes_a_job_array_with_one_folder_and_registry_row_per_job
 
 
 def test_ddp_ranks_come_from_slurm_tasks_and_match_the_same_run_launched_locally(tmp_path):
-    job = ["trainer=ddp_sim", "model=tiny", "logger=none", "evaluation.show_progress_bar=false",
-           "dataset_type=score", "loss=cosent", "data.max_samples=64", "data.batch_size=8",
-           "data.max_eval_samples=60", "callbacks.progress_bar.refresh_rate=0", "seed=3"]
+    job = [
+        "trainer=ddp_sim",
+        "model=tiny",
+        "logger=none",
+        "evaluation.show_progress_bar=false",
+        "dataset_type=score",
+        "loss=cosent",
+        "data.max_samples=64",
+        "data.batch_size=8",
+        "data.max_eval_samples=60",
+        "callbacks.progress_bar.refresh_rate=0",
+        "seed=3",
+    ]
     output = _finish(_submit_multirun(tmp_path, *job))
     (run,) = _run_folders(tmp_path)
     (row,) = _rows(tmp_path)
-    assert row["status"] == "success" and row["output_dir"] == str(run) and f"Queued run {row['run_id']}" in output
+    assert (
+        row["status"] == "success"
+        and row["output_dir"] == str(run)
+        and f"Queued run {row['run_id']}" in output
+    )
     (job_folder,) = [p for p in (run.parent / ".submitit").iterdir() if "_" not in p.name]
     logs = {rank: (job_folder / f"{job_folder.name}_{rank}_log.err").read_text() for rank in (0, 1)}
     for rank, log in logs.items():  # two srun tasks: SLURM_PROCID is the global rank
@@ -206,10 +266,20 @@ def test_a_job_reaching_its_time_limit_is_signalled_before_it_checkpoints_and_re
     # A long limit at submission, shortened by SLURM once training runs: SLURM then sends submitit's
     # SIGUSR2 (signal_delay_s before the new limit) at its next time-limit check (within 30 s).
     # 1,000 steps: still training when the signal comes (up to 30 s after the limit is shortened).
-    long_job = [*SHORT_JOB, "data.max_samples=4000", "data.batch_size=4", "trainer.max_epochs=1",
-                "registry.progress_every_n_steps=5"]
-    driver = _submit_multirun(tmp_path, "trainer=cpu", *long_job, "hydra.launcher.timeout_min=30",
-                              "hydra.launcher.signal_delay_s=100")
+    long_job = [
+        *SHORT_JOB,
+        "data.max_samples=4000",
+        "data.batch_size=4",
+        "trainer.max_epochs=1",
+        "registry.progress_every_n_steps=5",
+    ]
+    driver = _submit_multirun(
+        tmp_path,
+        "trainer=cpu",
+        *long_job,
+        "hydra.launcher.timeout_min=30",
+        "hydra.launcher.signal_delay_s=100",
+    )
     job_id = _job_id(f"et-{tmp_path.name}")
     _wait_for_step(driver, tmp_path, 2)
     subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=2"], check=True, timeout=30)
@@ -230,17 +300,37 @@ def test_a_job_reaching_its_time_limit_is_signalled_before_it_checkpoints_and_re
 
 
 def test_train_sbatch_runs_ddp_over_srun_tasks_in_a_folder_pinned_by_the_job_id(tmp_path):
-    command = ["sbatch", "--parsable", "--gpus-per-node=0", "--ntasks-per-node=2", "--cpus-per-task=1", "--mem=4G",
-               f"--job-name=et-{tmp_path.name}", "scripts/slurm/train.sbatch", *FAST, f"paths.log_dir={tmp_path}",
-               f"paths.cache_dir={tmp_path / 'cache'}"]
+    command = [
+        "sbatch",
+        "--parsable",
+        "--gpus-per-node=0",
+        "--ntasks-per-node=2",
+        "--cpus-per-task=1",
+        "--mem=4G",
+        f"--job-name=et-{tmp_path.name}",
+        "scripts/slurm/train.sbatch",
+        *FAST,
+        f"paths.log_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
     # Submitted from the repository root, as the README shows; PYTHON and TRAINER as its header says.
     env = {**_environment(), "PYTHON": sys.executable, "TRAINER": "ddp_sim"}
-    job_id = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True,
-                            timeout=60).stdout.strip().split(";")[0]
+    job_id = (
+        subprocess.run(
+            command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, check=True, timeout=60
+        )
+        .stdout.strip()
+        .split(";")[0]
+    )
     job_log = PROJECT_ROOT / "outputs" / f"slurm-{job_id}.out"
     try:
         deadline = time.monotonic() + 400
-        while (state := _job_state(job_id)["JobState"]) in ("PENDING", "CONFIGURING", "RUNNING", "COMPLETING"):
+        while (state := _job_state(job_id)["JobState"]) in (
+            "PENDING",
+            "CONFIGURING",
+            "RUNNING",
+            "COMPLETING",
+        ):
             assert time.monotonic() < deadline, f"job {job_id} still {state}"
             time.sleep(1)
         log = job_log.read_text()

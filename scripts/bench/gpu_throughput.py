@@ -27,15 +27,24 @@ def case_overrides(args, ours: bool, output_dir: str) -> list[str]:
 
     dims = [d for d in (512, 256, 128, 64) if d < args.hidden] or [args.hidden // 2]
     return [
-        "model=tiny", f"paths.cache_dir={output_dir}/models", f"model.encoder.hidden_size={args.hidden}",
-        f"model.encoder.num_layers={args.layers}", f"model.encoder.num_heads={args.heads}",
-        f"model.encoder.max_seq_length={args.max_length}", f"model.dimension={args.hidden}",
-        f"model.matryoshka_dims=[{','.join(map(str, [args.hidden, *dims]))}]", f"model.lr={args.lr}",
-        "trainer.devices=1", f"trainer.precision={args.precision}", f"data.max_samples={args.max_samples or 'null'}",
-        f"data.batch_size={args.batch}", f"data.max_length={args.max_length}",
+        "model=tiny",
+        f"paths.cache_dir={output_dir}/models",
+        f"model.encoder.hidden_size={args.hidden}",
+        f"model.encoder.num_layers={args.layers}",
+        f"model.encoder.num_heads={args.heads}",
+        f"model.encoder.max_seq_length={args.max_length}",
+        f"model.dimension={args.hidden}",
+        f"model.matryoshka_dims=[{','.join(map(str, [args.hidden, *dims]))}]",
+        f"model.lr={args.lr}",
+        "trainer.devices=1",
+        f"trainer.precision={args.precision}",
+        f"data.max_samples={args.max_samples or 'null'}",
+        f"data.batch_size={args.batch}",
+        f"data.max_length={args.max_length}",
         f"data.num_workers={args.workers if ours else args.reference_workers}",
         f"+optimizer.fused={str(torch.cuda.is_available()).lower()}",
-        f"data.group_by_length={str(ours).lower()}", f"data.tokenize_once={str(ours).lower()}",
+        f"data.group_by_length={str(ours).lower()}",
+        f"data.tokenize_once={str(ours).lower()}",
     ]
 
 
@@ -61,10 +70,14 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--max-length", type=int, default=256)
     parser.add_argument("--max-samples", type=int, default=None, help="training pairs (default: all 5,078)")
-    parser.add_argument("--precision", default="bf16-mixed", help="Lightning precision: bf16-mixed, 16-mixed or 32")
+    parser.add_argument(
+        "--precision", default="bf16-mixed", help="Lightning precision: bf16-mixed, 16-mixed or 32"
+    )
     parser.add_argument("--lr", type=float, default=5e-5)
     parser.add_argument("--workers", type=int, default=4, help="our loader workers (pinned memory on CUDA)")
-    parser.add_argument("--reference-workers", type=int, default=0, help="the reference's loader workers (its default: 0)")
+    parser.add_argument(
+        "--reference-workers", type=int, default=0, help="the reference's loader workers (its default: 0)"
+    )
     parser.add_argument("--skip-steps", type=int, default=5, help="first steps left out of the timing")
     parser.add_argument("--peak-tflops", type=float, default=989.0, help="peak dense bf16 TFLOP/s of the GPU")
     args = parser.parse_args()
@@ -72,7 +85,11 @@ def main() -> None:
         print(json.dumps(run_side(args.child[0], args)))
         return
 
-    argv = [f"--{key.replace('_', '-')}={value}" for key, value in vars(args).items() if key != "child" and value is not None]
+    argv = [
+        f"--{key.replace('_', '-')}={value}"
+        for key, value in vars(args).items()
+        if key != "child" and value is not None
+    ]
     ours = run_child(__file__, "ours", "gpu", argv)
     reference = run_child(__file__, "reference", "gpu", argv)
     tokens = ours["tokens_per_sample"]
@@ -80,10 +97,16 @@ def main() -> None:
         flops = 6 * result["parameters"] * result["samples_per_second"] * tokens
         result["mfu"] = round(flops / (args.peak_tflops * 1e12), 4)
     ratio = ours["samples_per_second"] / reference["samples_per_second"]
-    print(f"{ours['device']}: ours {ours['samples_per_second']} samples/s (MFU {ours['mfu']:.1%}), "
-          f"SentenceTransformerTrainer {reference['samples_per_second']} samples/s (MFU {reference['mfu']:.1%}), "
-          f"ratio {ratio:.2f}; {ours['parameters'] / 1e6:.0f}M parameters, {tokens:.0f} real tokens per pair")
-    print(json.dumps({"benchmark": "gpu_throughput", "ours": ours, "reference": reference, "ratio": round(ratio, 3)}))
+    print(
+        f"{ours['device']}: ours {ours['samples_per_second']} samples/s (MFU {ours['mfu']:.1%}), "
+        f"SentenceTransformerTrainer {reference['samples_per_second']} samples/s (MFU {reference['mfu']:.1%}), "
+        f"ratio {ratio:.2f}; {ours['parameters'] / 1e6:.0f}M parameters, {tokens:.0f} real tokens per pair"
+    )
+    print(
+        json.dumps(
+            {"benchmark": "gpu_throughput", "ours": ours, "reference": reference, "ratio": round(ratio, 3)}
+        )
+    )
 
 
 if __name__ == "__main__":

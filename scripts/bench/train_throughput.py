@@ -28,7 +28,11 @@ def case_overrides(case: str, args, ours: bool) -> list[str]:
     if case == "sts":
         overrides += ["experiment=stsb_cosent", "modifier=none", "data.batch_size=16"]
         return overrides + ([f"data.max_samples={args.sts_samples}"] if args.sts_samples else [])
-    return overrides + [f"data.max_samples={args.squad_samples}", "data.batch_size=32", f"data.max_length={args.max_length}"]
+    return overrides + [
+        f"data.max_samples={args.squad_samples}",
+        "data.batch_size=32",
+        f"data.max_length={args.max_length}",
+    ]
 
 
 def run_side(side: str, case: str, args) -> dict:
@@ -39,8 +43,12 @@ def run_side(side: str, case: str, args) -> dict:
         cfg = compose(case_overrides(case, args, ours=side == "ours"), output_dir)
         result, model, datamodule = run_ours(cfg) if side == "ours" else run_reference(cfg, output_dir)
         if case == "sts":
-            evaluator = instantiate(cfg.dataset_type.evaluator)(datamodule.eval_data, batch_size=64, show_progress_bar=False)
-            result["spearman"] = evaluator(model, [cfg.model.dimension])[cfg.model.dimension]["spearman_cosine"]
+            evaluator = instantiate(cfg.dataset_type.evaluator)(
+                datamodule.eval_data, batch_size=64, show_progress_bar=False
+            )
+            result["spearman"] = evaluator(model, [cfg.model.dimension])[cfg.model.dimension][
+                "spearman_cosine"
+            ]
     return result
 
 
@@ -48,7 +56,9 @@ def main() -> None:
     parser = child_parser(__doc__)
     parser.add_argument("--case", choices=[*CASES, "both"], default="both")
     parser.add_argument("--model", default=None, help="model folder (default: the shipped all-MiniLM-L6-v2)")
-    parser.add_argument("--sts-samples", type=int, default=None, help="STS training pairs (default: all 5,749)")
+    parser.add_argument(
+        "--sts-samples", type=int, default=None, help="STS training pairs (default: all 5,749)"
+    )
     parser.add_argument("--squad-samples", type=int, default=1024, help="SQuAD training pairs (of 5,078)")
     parser.add_argument("--max-length", type=int, default=256, help="SQuAD truncation in tokens, both sides")
     parser.add_argument("--no-grouping", action="store_true", help="ours without length-grouped batches")
@@ -58,20 +68,31 @@ def main() -> None:
         return
 
     argv = ["--squad-samples", str(args.squad_samples), "--max-length", str(args.max_length)]
-    argv += (["--sts-samples", str(args.sts_samples)] if args.sts_samples else []) + (["--model", args.model] if args.model else [])
+    argv += (["--sts-samples", str(args.sts_samples)] if args.sts_samples else []) + (
+        ["--model", args.model] if args.model else []
+    )
     argv += ["--no-grouping"] if args.no_grouping else []
     results = {}
     for case in CASES if args.case == "both" else (args.case,):
-        ours, reference = run_child(__file__, "ours", case, argv), run_child(__file__, "reference", case, argv)
+        ours, reference = (
+            run_child(__file__, "ours", case, argv),
+            run_child(__file__, "reference", case, argv),
+        )
         ratio = ours["samples_per_second"] / reference["samples_per_second"]
         results[case] = {"ours": ours, "reference": reference, "ratio": round(ratio, 3)}
-        line = (f"{case}: ours {ours['samples_per_second']} samples/s ({ours['seconds']:.0f} s, {ours['steps']} steps), "
-                f"SentenceTransformerTrainer {reference['samples_per_second']} samples/s ({reference['seconds']:.0f} s, "
-                f"{reference['steps']} steps), ratio {ratio:.2f}")
+        line = (
+            f"{case}: ours {ours['samples_per_second']} samples/s ({ours['seconds']:.0f} s, {ours['steps']} steps), "
+            f"SentenceTransformerTrainer {reference['samples_per_second']} samples/s ({reference['seconds']:.0f} s, "
+            f"{reference['steps']} steps), ratio {ratio:.2f}"
+        )
         if case == "sts":
             line += f"; STS test Spearman ours {ours['spearman']:.4f}, reference {reference['spearman']:.4f}"
         print(line, flush=True)
-    print(json.dumps({"benchmark": "train_throughput", **results, "ratio": min(r["ratio"] for r in results.values())}))
+    print(
+        json.dumps(
+            {"benchmark": "train_throughput", **results, "ratio": min(r["ratio"] for r in results.values())}
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -7,13 +7,15 @@ import torch
 
 class InBatchNegativesCallback(pl.Callback):
     """Logs `train/in_batch_negatives`: per training batch, the number of distinct document texts
-    (every input after the first, the queries: positives and any negatives; compared as tokenized)
-    in the batch the loss scores, minus one (the query's own positive), averaged over the epoch's
+    (the inputs after the first, which holds the queries: positives and any negatives; compared as
+    tokenized) in the batch the loss scores, minus one (the query's own positive), averaged over the epoch's
     queries. The batch the loss scores is the global batch across ranks when the loss gathers
     embeddings across devices (`gather_across_devices`), else each rank's own (then averaged over ranks).
     Batches without `input_ids` features are not counted."""
 
-    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+    def on_train_batch_start(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
+    ) -> None:
         features, _ = batch
         if any("input_ids" not in column for column in features):
             return
@@ -22,8 +24,12 @@ class InBatchNegativesCallback(pl.Callback):
         if trainer.world_size > 1 and _gathers(pl_module.loss):
             hashes = pl_module.all_gather(hashes).flatten()
         pl_module.log(
-            "train/in_batch_negatives", float(len(hashes.unique()) - 1),
-            on_step=False, on_epoch=True, batch_size=len(features[0]["input_ids"]), sync_dist=True,
+            "train/in_batch_negatives",
+            float(len(hashes.unique()) - 1),
+            on_step=False,
+            on_epoch=True,
+            batch_size=len(features[0]["input_ids"]),
+            sync_dist=True,
         )
 
 
@@ -32,7 +38,8 @@ def _token_rows(features: dict[str, torch.Tensor]) -> list[tuple[int, ...]]:
     ids = features["input_ids"].tolist()
     if "attention_mask" not in features:
         return [tuple(row) for row in ids]
-    return [tuple(token for token, kept in zip(row, mask) if kept) for row, mask in zip(ids, features["attention_mask"].tolist())]
+    masks = features["attention_mask"].tolist()
+    return [tuple(token for token, kept in zip(row, mask) if kept) for row, mask in zip(ids, masks)]
 
 
 def _gathers(loss: torch.nn.Module) -> bool:

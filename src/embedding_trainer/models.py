@@ -27,17 +27,27 @@ def load_pretrained(
 
     A hub id is taken from the local cache when it is there; otherwise the hub is asked once
     (with a short timeout) before downloading, so an unreachable hub gives one clear
-    `ModelLoadError` instead of minutes of retries.
+    `ModelLoadError` instead of minutes of retries. A folder (or snapshot) that holds no loadable
+    model raises `ModelLoadError` too.
     """
     source = name_or_path
     if not Path(name_or_path).is_dir():
         source = _hub_snapshot(name_or_path)
-    model = SentenceTransformer(source)
+    try:
+        model = SentenceTransformer(source)
+    except (OSError, ValueError) as error:  # a folder that holds no loadable model
+        raise ModelLoadError(
+            f"Cannot load model {name_or_path!r} from {source}: {error} Point model.encoder.name_or_path (with "
+            "model=local: model.name_or_path) at a sentence-transformers model folder, such as a run's "
+            "<run folder>/model, or at a Hugging Face Hub id."
+        ) from None
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
-    log.info(f"Loaded {name_or_path} ({model.get_embedding_dimension()} dims, max length {model.max_seq_length})")
+    log.info(
+        f"Loaded {name_or_path} ({model.get_embedding_dimension()} dims, max length {model.max_seq_length})"
+    )
     return model
 
 
@@ -102,11 +112,16 @@ def build_tiny_model(
         )
         # Seeded on a forked random state: the run's own seeded stream (shuffling, dropout) goes on
         # as if the model had been loaded from the cache, so the first run equals the later ones.
-        with torch.random.fork_rng(), building(folder) as partial:  # two runs building it at once each load a whole one
+        with (
+            torch.random.fork_rng(),
+            building(folder) as partial,
+        ):  # two runs building it at once each load a whole one
             torch.manual_seed(seed)
             BertModel(config, add_pooling_layer=False).save_pretrained(partial)
             tokenizer.save_pretrained(partial)
-    transformer = Transformer(str(folder), max_seq_length=max_seq_length, model_kwargs={"add_pooling_layer": False})
+    transformer = Transformer(
+        str(folder), max_seq_length=max_seq_length, model_kwargs={"add_pooling_layer": False}
+    )
     model = SentenceTransformer(modules=[transformer, Pooling(hidden_size, pooling_mode="mean")])
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()

@@ -42,7 +42,9 @@ class EmbeddingModule(pl.LightningModule):
         # A run resumed mid-epoch does not call on_train_epoch_start for that epoch.
         self.train()
 
-    def training_step(self, batch: tuple[list[dict[str, torch.Tensor]], torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_step(
+        self, batch: tuple[list[dict[str, torch.Tensor]], torch.Tensor], batch_idx: int
+    ) -> torch.Tensor:
         features, labels = batch
         loss = self.loss(features, labels)
         # The mean over ranks: each rank holds the loss of its own slice of the global batch.
@@ -58,5 +60,7 @@ class EmbeddingModule(pl.LightningModule):
         optimizer = self.optimizer_factory([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}])
         if self.scheduler_factory is None:
             return optimizer
-        scheduler = self.scheduler_factory(optimizer, total_steps=int(self.trainer.estimated_stepping_batches))
+        scheduler = self.scheduler_factory(
+            optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -27,16 +27,31 @@ from embedding_trainer.fingerprints import (
 from embedding_trainer.models import hub_id
 from embedding_trainer.resolvers import PROJECT_ROOT
 
-DISTRIBUTIONS = ("embedding-trainer", "torch", "transformers", "sentence-transformers", "pytorch-lightning",
-                 "hydra-core", "omegaconf", "datasets", "optuna", "tokenizers", "numpy")
+DISTRIBUTIONS = (
+    "embedding-trainer",
+    "torch",
+    "transformers",
+    "sentence-transformers",
+    "pytorch-lightning",
+    "hydra-core",
+    "omegaconf",
+    "datasets",
+    "optuna",
+    "tokenizers",
+    "numpy",
+)
 PROVENANCE_FILE = "provenance.json"
 DIFF_FILE = "provenance/git.diff"
 GIT_TIMEOUT_S = 60
 
 
 def record_provenance(
-    output_dir: Path, cfg: DictConfig, model: SentenceTransformer, datamodule: EmbeddingDataModule,
-    trainer: pl.Trainer, root: Path | None = None,
+    output_dir: Path,
+    cfg: DictConfig,
+    model: SentenceTransformer,
+    datamodule: EmbeddingDataModule,
+    trainer: pl.Trainer,
+    root: Path | None = None,
 ) -> dict:
     """The provenance of a run about to train `model` (the base model, as loaded) on the data
     `datamodule` loaded, written to `output_dir/provenance.json` and returned (JSON-able):
@@ -49,7 +64,9 @@ def record_provenance(
         "devices": device_info(trainer),
         "base_model": {
             "hub_id": hub_id(cfg.model),
-            "source": str(cfg.model.encoder.get("name_or_path", cfg.model.encoder._target_)),  # or its factory
+            "source": str(
+                cfg.model.encoder.get("name_or_path", cfg.model.encoder._target_)
+            ),  # or its factory
             "fingerprint": model_fingerprint(model),
         },
         "data": data_fingerprints(datamodule, cfg.dataset_type.evaluator.get("path")),
@@ -74,7 +91,10 @@ def git_state(root: Path, output_dir: Path) -> dict:
     try:
         top = _git(root, "rev-parse", "--show-toplevel").decode().strip()
         if Path(top).resolve() != root.resolve():
-            return {"commit": None, "reason": f"{root} is not a git checkout: it lies inside the checkout {top}"}
+            return {
+                "commit": None,
+                "reason": f"{root} is not a git checkout: it lies inside the checkout {top}",
+            }
         commit = _git(root, "rev-parse", "--verify", "HEAD").decode().strip()
         branch = _git(root, "branch", "--show-current").decode().strip() or None
         modified = _paths(_git(root, "diff", "HEAD", "--name-only", "-z"))
@@ -89,16 +109,27 @@ def git_state(root: Path, output_dir: Path) -> dict:
     except subprocess.CalledProcessError as error:
         message = error.stderr.decode(errors="replace").strip()
         return {"commit": None, "reason": f"{root} is not a git checkout with a commit ({message})"}
-    return {"commit": commit, "branch": branch, "dirty": bool(modified or untracked), "modified": modified,
-            "untracked": untracked, "diff": diff}
+    return {
+        "commit": commit,
+        "branch": branch,
+        "dirty": bool(modified or untracked),
+        "modified": modified,
+        "untracked": untracked,
+        "diff": diff,
+    }
 
 
 def _git(root: Path, *args: str) -> bytes:
     """The output of `git -C root args`; CalledProcessError when git fails. Takes no optional locks,
     so it never blocks git commands run in the same checkout at the same time."""
     environment = {**os.environ, "GIT_OPTIONAL_LOCKS": "0"}
-    return subprocess.run(["git", "-C", str(root), *args], check=True, capture_output=True, env=environment,
-                          timeout=GIT_TIMEOUT_S).stdout
+    return subprocess.run(
+        ["git", "-C", str(root), *args],
+        check=True,
+        capture_output=True,
+        env=environment,
+        timeout=GIT_TIMEOUT_S,
+    ).stdout
 
 
 def _paths(output: bytes) -> list[str]:
@@ -126,7 +157,9 @@ def device_info(trainer: pl.Trainer) -> dict:
         "platform": platform.platform(),
         "cpu": _cpu_model(),
         "cpu_cores": os.cpu_count(),
-        "cpu_cores_usable": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+        "cpu_cores_usable": len(os.sched_getaffinity(0))
+        if hasattr(os, "sched_getaffinity")
+        else os.cpu_count(),
         "cuda_version": torch.version.cuda,
         "cuda_device_count": len(cuda_devices),
         "cuda_devices": cuda_devices,
@@ -166,8 +199,10 @@ def data_fingerprints(datamodule: EmbeddingDataModule, evaluator_file: str | Non
             evaluation["corpus_fingerprint"] = texts_fingerprint(ids, [data.retrieval.corpus[i] for i in ids])
     elif evaluator_file:
         evaluation = {"source": str(evaluator_file), "file_fingerprint": file_fingerprint(evaluator_file)}
-    return {"train": {"source": train_path, "split": train_split, **_rows(datamodule.train_dataset)},
-            "eval": evaluation}
+    return {
+        "train": {"source": train_path, "split": train_split, **_rows(datamodule.train_dataset)},
+        "eval": evaluation,
+    }
 
 
 def _rows(rows: datasets.Dataset) -> dict:

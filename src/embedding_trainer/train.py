@@ -4,54 +4,62 @@ and `main()`, its Hydra command-line shell (`python train.py ...`)."""
 import os
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import hydra  # noqa: E402
-import pytorch_lightning as pl  # noqa: E402
-import torch  # noqa: E402
-from hydra.errors import InstantiationException  # noqa: E402
-from hydra.utils import instantiate  # noqa: E402
-from omegaconf import DictConfig, OmegaConf  # noqa: E402
-from pytorch_lightning.utilities import rank_zero_only  # noqa: E402
-from sentence_transformers import SentenceTransformer  # noqa: E402
+import hydra
+import pytorch_lightning as pl
+import torch
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+from pytorch_lightning.utilities import rank_zero_only
+from sentence_transformers import SentenceTransformer
 
-from embedding_trainer.data import EmbeddingDataModule  # noqa: E402
-from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run  # noqa: E402
-from embedding_trainer.errors import ConfigError, DataError, ModelLoadError, ModelPushError  # noqa: E402
-from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics  # noqa: E402
-from embedding_trainer.evaluation.callback import EvaluationCallback  # noqa: E402
-from embedding_trainer.evaluation.general import general_evaluation  # noqa: E402
-from embedding_trainer.evaluation.health import embedding_health  # noqa: E402
-from embedding_trainer.batch_negatives import InBatchNegativesCallback  # noqa: E402
-from embedding_trainer.evaluation.significance import Significance, record_significance  # noqa: E402
-from embedding_trainer.evaluation.objective import Objective  # noqa: E402
-from embedding_trainer.reporting.history import TrainingHistory  # noqa: E402
-from embedding_trainer.reporting.hub import push_to_hub  # noqa: E402
-from embedding_trainer.reporting.model_card import write_model_card  # noqa: E402
-from embedding_trainer.reporting.guards import guard_sections, guard_warnings  # noqa: E402
-from embedding_trainer.reporting.plots import plot_mined_scores  # noqa: E402
-from embedding_trainer.reporting.results import results_payload, write_results  # noqa: E402
-from embedding_trainer.reporting.run_report import write_run_report  # noqa: E402
-from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table  # noqa: E402
-from embedding_trainer.runtime.hydra_job import in_multirun  # noqa: E402
-from embedding_trainer.log import get_logger  # noqa: E402
-from embedding_trainer.losses import build_loss  # noqa: E402
-from embedding_trainer.module import EmbeddingModule  # noqa: E402
-from embedding_trainer.provenance import record_provenance  # noqa: E402
-from embedding_trainer.runtime.preemption import PreemptionCallback, RunPreempted, stopping_on_signals  # noqa: E402
-from embedding_trainer.runtime.rank_launch import ranks_run_this_job  # noqa: E402
-from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers  # noqa: E402
-from embedding_trainer.runtime.resume import RandomStateCallback, resume_checkpoint, store_run_id, stored_run_id  # noqa: E402
-from embedding_trainer.runtime.run_folder import claim_run_folder  # noqa: E402
-from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker  # noqa: E402
-from embedding_trainer.sweeps.pruning import pruning_callbacks  # noqa: E402
-from embedding_trainer.training_plan import TrainingPlan, check_in_batch_negatives, check_steps  # noqa: E402
-from embedding_trainer.validation import check_checkpoint_fits, validate_config  # noqa: E402
+from embedding_trainer.batch_negatives import InBatchNegativesCallback
+from embedding_trainer.data import EmbeddingDataModule
+from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run
+from embedding_trainer.errors import ConfigError, DataError, ModelLoadError, ModelPushError
+from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics
+from embedding_trainer.evaluation.callback import EvaluationCallback
+from embedding_trainer.evaluation.general import general_evaluation
+from embedding_trainer.evaluation.health import embedding_health
+from embedding_trainer.evaluation.objective import Objective
+from embedding_trainer.evaluation.significance import Significance, record_significance
+from embedding_trainer.log import get_logger
+from embedding_trainer.losses import build_loss
+from embedding_trainer.module import EmbeddingModule
+from embedding_trainer.provenance import record_provenance
+from embedding_trainer.reporting.guards import guard_sections, guard_warnings
+from embedding_trainer.reporting.history import TrainingHistory
+from embedding_trainer.reporting.hub import push_to_hub
+from embedding_trainer.reporting.model_card import write_model_card
+from embedding_trainer.reporting.plots import plot_mined_scores
+from embedding_trainer.reporting.results import results_payload, write_results
+from embedding_trainer.reporting.run_report import write_run_report
+from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table
+from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
+from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
+from embedding_trainer.runtime.hydra_job import in_multirun
+from embedding_trainer.runtime.preemption import PreemptionCallback, RunPreempted, stopping_on_signals
+from embedding_trainer.runtime.rank_launch import ranks_run_this_job
+from embedding_trainer.runtime.resume import (
+    RandomStateCallback,
+    resume_checkpoint,
+    store_run_id,
+    stored_run_id,
+)
+from embedding_trainer.runtime.run_folder import claim_run_folder
+from embedding_trainer.sweeps.pruning import pruning_callbacks
+from embedding_trainer.training_plan import TrainingPlan, check_in_batch_negatives, check_steps
+from embedding_trainer.validation import check_checkpoint_fits, validate_config
+from embedding_trainer.warnings_filter import silence_unactionable
 
 log = get_logger(__name__)
 register_resolvers()
+silence_unactionable()
 
 
 def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
@@ -75,10 +83,7 @@ def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
-    """Run one training job described by the composed config in its own output folder, claimed for
-    this run (refused when another run holds it, or a finished run is there and `overwrite` is
-    off), and recorded in the run registry (`running`, then `success`, or `failed` with the error,
-    which is raised again).
+    """Run one training job described by the composed config (see `tracked_run`).
 
     Returns:
         metrics: the fine-tuned model's flat `val/...` metrics (with `val/score`).
@@ -87,8 +92,22 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             `results` (their JSON form, with the run's `provenance`, None on ranks but zero, as in
             results.json and the registry row) and `run_id` (the registry row).
     """
+    return tracked_run(cfg, cfg.name, _train, stored_run_id(str(cfg.paths.output_dir)))
+
+
+def tracked_run(
+    cfg: DictConfig,
+    task: str,
+    job: Callable[[DictConfig, RunTracker], tuple[dict[str, float], dict]],
+    run_id: str | None = None,
+) -> tuple[dict[str, float], dict]:
+    """Run `job(cfg, tracker)` in its own output folder (`paths.output_dir`), claimed for this run
+    (refused when another run holds it, or a finished run is there and `overwrite` is off), and
+    recorded in the run registry as `task` (row `run_id`, default a new one): `running`, then
+    `success` with the job's `objects["results"]` and `objects["model_path"]`, or `failed` with the
+    error, which is raised again. Returns the job's (metrics, objects), objects with `run_id` added."""
     output_dir = str(cfg.paths.output_dir)
-    tracker = RunTracker(cfg.registry.path, cfg.name, stored_run_id(output_dir))
+    tracker = RunTracker(cfg.registry.path, task, run_id)
     claim = None
     if rank_zero_only.rank == 0:  # DDP ranks 1.. run in rank zero's claimed folder
         claim = claim_run_folder(output_dir, bool(cfg.get("overwrite", False)), tracker.run_id)
@@ -98,7 +117,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         tracker.start(cfg, output_dir)
         try:
             with stopping_on_signals():
-                metrics, objects = _train(cfg, tracker)
+                metrics, objects = job(cfg, tracker)
         except BaseException as error:
             tracker.fail(error)
             finish_wandb(failed=True)
@@ -119,16 +138,8 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
 
     datamodule = build_datamodule(cfg)
     datamodule.load()
-    evaluator = instantiate(cfg.dataset_type.evaluator)(
-        datamodule.eval_data,
-        batch_size=cfg.evaluation.batch_size,
-        show_progress_bar=cfg.evaluation.show_progress_bar,
-    )
-    objective = cfg.evaluation.objective
-    evaluation = EvaluationCallback(
-        evaluator, list(cfg.evaluation.dims), cfg.evaluation.every_n_steps, cfg.evaluation.baseline,
-        Objective(objective.metric or evaluator.primary_metric, tuple(objective.dims) if objective.dims else None),
-    )
+    evaluation = build_evaluation(cfg, datamodule)
+    evaluator = evaluation.evaluator
     general = general_evaluation(cfg, evaluator, datamodule.eval_data)  # the forgetting guard (None: off)
     health = embedding_health(cfg, datamodule, evaluation)  # after `evaluation` in the list: it follows it
     diagnostics = [callback for callback in (general, health) if callback is not None]
@@ -152,31 +163,36 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     check_in_batch_negatives(plan, cfg.loss, datamodule.inputs or datamodule.text_columns)
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
 
-    model = instantiate(cfg.model.encoder)
-    if model.get_embedding_dimension() != cfg.model.dimension:
-        raise ConfigError(
-            f"model.dimension={cfg.model.dimension} but the loaded model embeds in "
-            f"{model.get_embedding_dimension()} dimensions; set model.dimension={model.get_embedding_dimension()}."
-        )
-    provenance = record_provenance(output_dir, cfg, model, datamodule, trainer) if trainer.is_global_zero else None
+    model = load_model(cfg)
+    provenance = (
+        record_provenance(output_dir, cfg, model, datamodule, trainer) if trainer.is_global_zero else None
+    )
     datamodule.preprocess = model.preprocess
     mined = None
     settings = hard_negative_settings(cfg.data)
     if settings is not None:
-        mined = mine_for_run(datamodule.train_dataset, model, settings, cfg.data.encoding, cfg.paths.cache_dir, cfg.seed,
-                             cfg.data.document_title)
+        mined = mine_for_run(
+            datamodule.train_dataset,
+            model,
+            settings,
+            cfg.data.encoding,
+            cfg.paths.cache_dir,
+            cfg.seed,
+            cfg.data.document_title,
+        )
         datamodule.train_dataset = mined.rows
     datamodule.write_prepared()
     module = EmbeddingModule(
-        model, build_loss(cfg.loss, cfg.modifier, model, world_size), instantiate(cfg.optimizer),
+        model,
+        build_loss(cfg.loss, cfg.modifier, model, world_size),
+        instantiate(cfg.optimizer),
         instantiate(cfg.scheduler),
     )
     ckpt_path = resume_checkpoint(output_dir, cfg.ckpt_path)
     if ckpt_path is not None:
         check_checkpoint_fits(ckpt_path, module)
     evaluator.loss = module.loss
-    for logger in trainer.loggers:
-        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "provenance": provenance})
+    log_config(trainer.loggers, cfg, provenance)
 
     with ranks_run_this_job(output_dir, world_size):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
@@ -186,20 +202,43 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         general.finish(model, trainer.strategy.root_device)
     significance = None  # per-example scores live on rank zero only
     if trainer.is_global_zero:
-        significance = record_significance(output_dir, evaluator, evaluation.baseline_examples,
-                                           evaluation.examples.get(step), step, **cfg.evaluation.bootstrap)
-    results = results_payload(evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step, significance)
+        significance = record_significance(
+            output_dir,
+            evaluator,
+            evaluation.baseline_examples,
+            evaluation.examples.get(step),
+            step,
+            **cfg.evaluation.bootstrap,
+        )
+    results = results_payload(
+        evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step, significance
+    )
     results["provenance"] = provenance
     results["general"] = general.to_json() if general is not None and trainer.is_global_zero else None
     results["health"] = health.to_json(step) if health is not None and trainer.is_global_zero else None
     model_path = None
     if trainer.is_global_zero:
-        model_path = finish_run(cfg, output_dir, model, evaluation, evaluator, finetuned, results, significance)
-        write_run_report(output_dir, cfg, evaluator.name, evaluator.primary_metric, evaluation.baseline,
-                         finetuned, step, history.rows, time.time() - started, data_notes(datamodule, mined, output_dir),
-                         significance, guard_warnings(results["general"], results["health"]),
-                         guard_sections(results["general"], results["health"]))
-        log_results_table(trainer.loggers, evaluator.primary_metric, evaluation.baseline, finetuned, significance)
+        model_path = finish_run(
+            cfg, output_dir, model, evaluation, evaluator, finetuned, results, significance
+        )
+        write_run_report(
+            output_dir,
+            cfg,
+            evaluator.name,
+            evaluator.primary_metric,
+            evaluation.baseline,
+            finetuned,
+            step,
+            history.rows,
+            time.time() - started,
+            data_notes(datamodule, mined, output_dir),
+            significance,
+            guard_warnings(results["general"], results["health"]),
+            guard_sections(results["general"], results["health"]),
+        )
+        log_results_table(
+            trainer.loggers, evaluator.primary_metric, evaluation.baseline, finetuned, significance
+        )
         if cfg.hub.push and model_path:
             url = push_to_hub(model, model_path, cfg.hub.repo_id, cfg.hub.private)
             log.info(f"Pushed the model to {url}")
@@ -216,14 +255,65 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     }
 
 
+def build_evaluation(cfg: DictConfig, datamodule: EmbeddingDataModule) -> EvaluationCallback:
+    """The evaluation callback of `cfg.evaluation` around the evaluator `cfg.dataset_type` names,
+    built on the loaded `datamodule`'s eval data."""
+    evaluator = instantiate(cfg.dataset_type.evaluator)(
+        datamodule.eval_data,
+        batch_size=cfg.evaluation.batch_size,
+        show_progress_bar=cfg.evaluation.show_progress_bar,
+    )
+    objective = cfg.evaluation.objective
+    return EvaluationCallback(
+        evaluator,
+        list(cfg.evaluation.dims),
+        cfg.evaluation.every_n_steps,
+        cfg.evaluation.baseline,
+        Objective(
+            objective.metric or evaluator.primary_metric, tuple(objective.dims) if objective.dims else None
+        ),
+    )
+
+
+def load_model(cfg: DictConfig) -> SentenceTransformer:
+    """The model `cfg.model.encoder` builds; ModelLoadError when it cannot load, ConfigError when it
+    does not embed in `model.dimension` dims."""
+    try:
+        model = instantiate(cfg.model.encoder)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, ModelLoadError):
+            raise error.__cause__ from None  # the user's mistake, not Hydra's: exit status 2 with its message
+        raise
+    if model.get_embedding_dimension() != cfg.model.dimension:
+        raise ConfigError(
+            f"model.dimension={cfg.model.dimension} but the loaded model embeds in "
+            f"{model.get_embedding_dimension()} dimensions; set model.dimension={model.get_embedding_dimension()}."
+        )
+    return model
+
+
+def log_config(loggers: list, cfg: DictConfig, provenance: dict | None) -> None:
+    """Log the resolved config, with the run's `provenance`, as every logger's hyper-parameters."""
+    for logger in loggers:
+        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "provenance": provenance})
+
+
 def data_notes(datamodule: EmbeddingDataModule, mined: MinedRows | None, output_dir: Path) -> list[str]:
     """The report's lines about the data: the leakage check, and the hard-negative mining with its
     score histogram (`plots/hard_negatives.png`) and the miner's own summary."""
     notes = [datamodule.leakage.describe()]
     if mined is not None:
         plot_mined_scores(mined.scores, output_dir / "plots" / "hard_negatives.png")
-        notes += ["", mined.describe(), "", "![Miner scores of positives and negatives](plots/hard_negatives.png)",
-                  "", "```", mined.summary, "```"]
+        notes += [
+            "",
+            mined.describe(),
+            "",
+            "![Miner scores of positives and negatives](plots/hard_negatives.png)",
+            "",
+            "```",
+            mined.summary,
+            "```",
+        ]
     return notes
 
 
@@ -278,11 +368,21 @@ def finish_run(
     if cfg.save_model:
         model_path = output_dir / "model"
         model.save(str(model_path), create_model_card=False)
-        write_model_card(model_path, cfg, model, evaluator.name, evaluator.primary_metric, evaluation.baseline,
-                         finetuned, results["provenance"])
+        write_model_card(
+            model_path,
+            cfg,
+            model,
+            evaluator.name,
+            evaluator.primary_metric,
+            evaluation.baseline,
+            finetuned,
+            results["provenance"],
+        )
         log.info(f"Saved the fine-tuned model to {model_path} (load it with SentenceTransformer(path))")
     table = write_results(output_dir, results, evaluation.baseline, finetuned, significance)
-    log.info(f"{evaluator.name} {evaluator.primary_metric} by dimension:\n{table}\nReport: {output_dir / 'report.md'}")
+    log.info(
+        f"{evaluator.name} {evaluator.primary_metric} by dimension:\n{table}\nReport: {output_dir / 'report.md'}"
+    )
     return model_path
 
 
@@ -292,8 +392,17 @@ def main(cfg: DictConfig) -> float:
     or the model name ends the run with its message and exit status 2, without a traceback (in a
     multi-run or sweep it is raised: Hydra records that job as failed and runs the others); a
     preempted run (SIGUSR1/SIGTERM) saves a checkpoint and exits with 128 + the signal number."""
+    return run_command(train, cfg)["val/score"]
+
+
+def run_command(
+    job: Callable[[DictConfig], tuple[dict[str, float], dict]], cfg: DictConfig
+) -> dict[str, float]:
+    """The metrics of `job(cfg)` run from a command line: a ConfigError, DataError, ModelLoadError or
+    ModelPushError is logged and exits with status 2 (raised in a multi-run), a preempted run exits
+    with its `RunPreempted.exit_code`."""
     try:
-        metrics, _ = train(cfg)
+        metrics, _ = job(cfg)
     except (ConfigError, DataError, ModelLoadError, ModelPushError) as error:
         log.error(f"{type(error).__name__}: {error}")
         if in_multirun():
@@ -302,4 +411,4 @@ def main(cfg: DictConfig) -> float:
     except RunPreempted as preempted:
         log.warning(str(preempted))
         sys.exit(preempted.exit_code)
-    return metrics["val/score"]
+    return metrics

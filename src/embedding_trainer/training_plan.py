@@ -107,4 +107,6 @@ def check_in_batch_negatives(plan: TrainingPlan, loss_cfg: DictConfig, input_col
             f"{plan.global_batch}: every anchor sees only {rows_per_batch - 1} in-batch negatives."
         )
     elif plan.global_batch < 2:
-        log.warning(f"{loss} uses in-batch negatives, but batches have 1 row: only the rows' own negatives train it.")
+        log.warning(
+            f"{loss} uses in-batch negatives, but batches have 1 row: only the rows' own negatives train it."
+        )

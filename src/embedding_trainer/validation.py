@@ -1,5 +1,6 @@
 """Checks of the composed config that run before any model or data loads."""
 
+import itertools
 import math
 from collections.abc import Callable
 from pathlib import Path
@@ -18,6 +19,24 @@ def option_names(group: str, where: Callable[[DictConfig], bool]) -> list[str]:
     return sorted(path.stem for path in (CONFIG_DIR / group).glob("*.yaml") if where(OmegaConf.load(path)))
 
 
+def check_required(cfg: DictConfig) -> None:
+    """Every mandatory value (`???`) of the chosen options is set."""
+    missing = list(_missing_keys(OmegaConf.to_container(cfg, resolve=False), ""))
+    if missing:
+        raise ConfigError(
+            f"Set {', '.join(missing)} on the command line ({missing[0]}=...): the chosen options leave "
+            "them to you (their YAML under conf/ says what each is)."
+        )
+
+
+def _missing_keys(node, prefix: str):
+    if node == "???":
+        yield prefix
+    elif isinstance(node, dict):
+        for key, value in node.items():
+            yield from _missing_keys(value, f"{prefix}.{key}" if prefix else str(key))
+
+
 def check_loss_accepts_dataset_type(cfg: DictConfig) -> None:
     """The loss declares the dataset type in `accepts`; else list the losses that do."""
     dataset_type = cfg.dataset_type.name
@@ -34,7 +53,9 @@ def check_modifier_wraps_loss(cfg: DictConfig) -> None:
     """Modifiers that change the forward pass per layer cannot wrap a gradient-cache loss."""
     if cfg.loss.gradient_cache and not cfg.modifier.wraps_gradient_cache:
         modifier = cfg.modifier._target_.rsplit(".", 1)[-1]
-        working = option_names("modifier", lambda modifier_cfg: modifier_cfg.get("wraps_gradient_cache", False))
+        working = option_names(
+            "modifier", lambda modifier_cfg: modifier_cfg.get("wraps_gradient_cache", False)
+        )
         raise ConfigError(
             f"{modifier} cannot wrap a cached (GradCache) loss such as "
             f"{cfg.loss._target_.rsplit('.', 1)[-1]}: sentence-transformers runs its per-layer passes outside "
@@ -46,7 +67,9 @@ def check_modifier_keeps_dimension(cfg: DictConfig) -> None:
     """Losses with a head over the full embedding cannot be trained on truncated embeddings."""
     if cfg.loss.get("fixed_dimension") and cfg.modifier.get("truncates_embeddings"):
         loss = cfg.loss._target_.rsplit(".", 1)[-1]
-        working = option_names("modifier", lambda modifier_cfg: not modifier_cfg.get("truncates_embeddings", False))
+        working = option_names(
+            "modifier", lambda modifier_cfg: not modifier_cfg.get("truncates_embeddings", False)
+        )
         raise ConfigError(
             f"{cfg.modifier._target_.rsplit('.', 1)[-1]} truncates embeddings, but {loss} reads full-dimension "
             f"embeddings (a classifier or decoder over all {cfg.model.dimension} dims). "
@@ -68,8 +91,10 @@ def check_dims(dims: list[int], model_dimension: int, key: str) -> None:
     dims = list(dims)
     if not dims or any(not isinstance(d, int) or d <= 0 for d in dims):
         raise ConfigError(f"{key} must be a non-empty list of positive integers, got {dims}.")
-    if any(a <= b for a, b in zip(dims, dims[1:])):
-        raise ConfigError(f"{key} must be strictly descending, got {dims}; for example {sorted(set(dims), reverse=True)}.")
+    if any(a <= b for a, b in itertools.pairwise(dims)):
+        raise ConfigError(
+            f"{key} must be strictly descending, got {dims}; for example {sorted(set(dims), reverse=True)}."
+        )
     if dims[0] > model_dimension:
         raise ConfigError(
             f"{key}={dims} has {dims[0]}, larger than the model's embedding dimension {model_dimension}; "
@@ -91,7 +116,11 @@ def check_evaluation_dims(cfg: DictConfig) -> None:
     if objective_dims is None:
         return
     evaluated = list(cfg.evaluation.dims)
-    if not OmegaConf.is_list(objective_dims) or not objective_dims or any(d not in evaluated for d in objective_dims):
+    if (
+        not OmegaConf.is_list(objective_dims)
+        or not objective_dims
+        or any(d not in evaluated for d in objective_dims)
+    ):
         shown = list(objective_dims) if OmegaConf.is_list(objective_dims) else objective_dims
         raise ConfigError(
             f"evaluation.objective.dims={shown} must be a non-empty list of evaluated dimensions, some of "
@@ -147,7 +176,11 @@ def check_guards(cfg: DictConfig) -> None:
                 f"or null (off), got {general!r}."
             )
         max_drop = OmegaConf.select(cfg, "evaluation.general_max_drop")
-        if isinstance(max_drop, bool) or not isinstance(max_drop, (int, float)) or not math.isfinite(max_drop):
+        if (
+            isinstance(max_drop, bool)
+            or not isinstance(max_drop, (int, float))
+            or not math.isfinite(max_drop)
+        ):
             raise ConfigError(
                 f"evaluation.general_max_drop must be a number (the largest drop of the general evaluation's primary "
                 f"metric that does not warn), got {max_drop!r}; for example 0.02."
@@ -156,7 +189,9 @@ def check_guards(cfg: DictConfig) -> None:
     if health is None:
         return
     if not OmegaConf.is_dict(health):
-        raise ConfigError(f"evaluation.health must be settings (probe_size, min_fraction) or null (off), got {health!r}.")
+        raise ConfigError(
+            f"evaluation.health must be settings (probe_size, min_fraction) or null (off), got {health!r}."
+        )
     size = OmegaConf.select(health, "probe_size")
     if isinstance(size, bool) or not isinstance(size, int) or size < 2:
         raise ConfigError(
@@ -165,7 +200,9 @@ def check_guards(cfg: DictConfig) -> None:
         )
     fraction = OmegaConf.select(health, "min_fraction")
     if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0 <= fraction <= 1:
-        raise ConfigError(f"evaluation.health.min_fraction must be a number in [0, 1], got {fraction!r}; for example 0.5.")
+        raise ConfigError(
+            f"evaluation.health.min_fraction must be a number in [0, 1], got {fraction!r}; for example 0.5."
+        )
 
 
 def check_learning_rate(cfg: DictConfig) -> None:
@@ -185,9 +222,13 @@ def check_scheduler(cfg: DictConfig) -> None:
     name = OmegaConf.select(cfg, "scheduler.name")
     known = [kind.value for kind in SchedulerType]
     if name is not None and name not in known:
-        raise ConfigError(f"scheduler.name={name!r} is not a transformers schedule; use one of {', '.join(known)}.")
+        raise ConfigError(
+            f"scheduler.name={name!r} is not a transformers schedule; use one of {', '.join(known)}."
+        )
     ratio = OmegaConf.select(cfg, "scheduler.warmup_ratio")
-    if ratio is not None and (isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1):
+    if ratio is not None and (
+        isinstance(ratio, bool) or not isinstance(ratio, (int, float)) or not 0 <= ratio < 1
+    ):
         raise ConfigError(
             f"scheduler.warmup_ratio is the fraction of training spent warming up and must be in [0, 1), got "
             f"{ratio!r}; for example scheduler.warmup_ratio=0.1."
@@ -202,7 +243,9 @@ def checkpoint_state_keys(ckpt_path: str) -> set[str]:
     """
     path = Path(ckpt_path)
     if not path.is_file():
-        raise ConfigError(f"ckpt_path={ckpt_path} does not exist; give the path of a .ckpt file or ckpt_path=null.")
+        raise ConfigError(
+            f"ckpt_path={ckpt_path} does not exist; give the path of a .ckpt file or ckpt_path=null."
+        )
     try:
         state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
     except Exception as error:  # torch.load fails in many ways on files that are not checkpoints
@@ -211,8 +254,10 @@ def checkpoint_state_keys(ckpt_path: str) -> set[str]:
             "Give a Lightning checkpoint written by this harness, such as <run folder>/checkpoints/last.ckpt."
         ) from None
     state_dict = state.get("state_dict") if isinstance(state, dict) else None
-    if not isinstance(state_dict, dict) or "pytorch-lightning_version" not in state or not any(
-        key.startswith("model.") for key in state_dict
+    if (
+        not isinstance(state_dict, dict)
+        or "pytorch-lightning_version" not in state
+        or not any(key.startswith("model.") for key in state_dict)
     ):
         raise ConfigError(
             f"ckpt_path={ckpt_path} is a PyTorch file but not a Lightning checkpoint of this harness (no "
@@ -253,11 +298,14 @@ def check_hard_negatives(cfg: DictConfig) -> None:
             f"{cfg.loss._target_.rsplit('.', 1)[-1]} cannot train on; losses that can: {', '.join(fitting)}."
         )
     if cfg.data.negatives_per_anchor:
-        raise ConfigError("data.hard_negatives and data.negatives_per_anchor both add negatives: set one of them to null.")
+        raise ConfigError(
+            "data.hard_negatives and data.negatives_per_anchor both add negatives: set one of them to null."
+        )
 
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError for a config that cannot work, before anything expensive happens."""
+    check_required(cfg)
     check_loss_accepts_dataset_type(cfg)
     check_modifier_wraps_loss(cfg)
     check_modifier_keeps_dimension(cfg)

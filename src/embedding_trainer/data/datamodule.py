@@ -165,9 +165,13 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         """Raise DataError if a configured local path does not exist (cheap: nothing is read)."""
         for key, (path, _split) in (("train_path", self.train_source), ("eval_path", self.eval_source)):
             if path is not None and not Path(path).exists() and not is_hub_id(path):
-                raise DataError(f"data.{key}={path} does not exist. Point it at a data file, a retrieval folder or a hub dataset id.")
+                raise DataError(
+                    f"data.{key}={path} does not exist. Point it at a data file, a retrieval folder or a hub dataset id."
+                )
         if self.leakage_mode not in LEAKAGE_MODES:
-            raise DataError(f"data.leakage must be one of {', '.join(LEAKAGE_MODES)}, got {self.leakage_mode!r}.")
+            raise DataError(
+                f"data.leakage must be one of {', '.join(LEAKAGE_MODES)}, got {self.leakage_mode!r}."
+            )
         check_document_title(self.document_title)
         if self.test_size is not None and not 0 < self.test_size < 1:
             raise DataError(f"data.test_size must be a fraction in (0, 1), got {self.test_size}.")
@@ -196,13 +200,19 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             rows = self._limit(rows, self.max_eval_samples)
             if retrieval is not None:
                 retrieval = _keep_queries(retrieval, rows["anchor"])
-        self.eval_data = EvalData(rows=rows, retrieval=retrieval, train_rows=self.train_dataset, class_names=self.class_names)
+        self.eval_data = EvalData(
+            rows=rows, retrieval=retrieval, train_rows=self.train_dataset, class_names=self.class_names
+        )
         self.leakage = find_leakage(self.train_dataset, self.text_columns, rows, retrieval)
         check_leakage(self.leakage, self.leakage_mode)
         eval_count = "no" if rows is None else len(rows)
-        log.info(f"Data: {len(self.train_dataset)} training rows, {eval_count} eval rows ({self.dataset_type})")
+        log.info(
+            f"Data: {len(self.train_dataset)} training rows, {eval_count} eval rows ({self.dataset_type})"
+        )
 
-    def _read(self, path: str, split: str | None, role: str) -> tuple[datasets.Dataset, RetrievalSplit | None]:
+    def _read(
+        self, path: str, split: str | None, role: str
+    ) -> tuple[datasets.Dataset, RetrievalSplit | None]:
         """The rows of one source fitted to the schema, and for a retrieval folder its split. A local
         file's rows that do not fit get the reader settings and the first row as read in the message."""
         split = split or ("train" if role == "train" else "test")  # used by retrieval folders and hub ids
@@ -211,7 +221,9 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             retrieval = read_retrieval_split(Path(path), split, self.encoding, self.document_title)
             return self._fit(retrieval.pairs(), f"{source} (split {split})"), retrieval
         if Path(path).is_dir():
-            raise DataError(f"{source} is a folder but not in the retrieval layout (corpus.jsonl, queries.jsonl).")
+            raise DataError(
+                f"{source} is a folder but not in the retrieval layout (corpus.jsonl, queries.jsonl)."
+            )
         if not Path(path).exists():
             return self._fit(read_hub(path, self.hub_config, split), f"{source} (split {split})"), None
         fmt = file_format(Path(path), self.format)
@@ -306,7 +318,9 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             inputs = self.inputs or self.text_columns
             label = self.label
         token_cache = self.token_cache if use_token_cache else None
-        collate = LossBatchCollator(self.preprocess, inputs, label, self.max_length, self.batch_transform, token_cache)
+        collate = LossBatchCollator(
+            self.preprocess, inputs, label, self.max_length, self.batch_transform, token_cache
+        )
         loader = ResumableDataLoader(
             self.train_dataset,
             batch_sampler=sampler,
@@ -345,8 +359,12 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         the loss's sampler promises that."""
         row_values = None
         if self._sampler_is(NoDuplicatesBatchSampler):
-            row_values = [frozenset(row) for row in zip(*(self.train_dataset[column] for column in self.text_columns))]
-        return LengthGroupedBatchSampler(self.row_token_counts(), batch_size, False, row_values, seed=self.seed)
+            row_values = [
+                frozenset(row) for row in zip(*(self.train_dataset[column] for column in self.text_columns))
+            ]
+        return LengthGroupedBatchSampler(
+            self.row_token_counts(), batch_size, False, row_values, seed=self.seed
+        )
 
 
 def _keep_queries(split: RetrievalSplit, query_texts: list[str]) -> RetrievalSplit:

@@ -55,19 +55,31 @@ class HardNegativeSettings:
 
     def check(self) -> None:
         """Raise ConfigError for settings that cannot mine."""
-        if isinstance(self.num_negatives, bool) or not isinstance(self.num_negatives, int) or self.num_negatives < 0:
-            raise ConfigError(f"data.hard_negatives.num_negatives must be a whole number (0: off), got {self.num_negatives!r}.")
+        if (
+            isinstance(self.num_negatives, bool)
+            or not isinstance(self.num_negatives, int)
+            or self.num_negatives < 0
+        ):
+            raise ConfigError(
+                f"data.hard_negatives.num_negatives must be a whole number (0: off), got {self.num_negatives!r}."
+            )
         if self.sampling not in SAMPLINGS:
-            raise ConfigError(f"data.hard_negatives.sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}.")
+            raise ConfigError(
+                f"data.hard_negatives.sampling must be one of {', '.join(SAMPLINGS)}, got {self.sampling!r}."
+            )
         if not isinstance(self.range_min, int) or self.range_min < 0:
-            raise ConfigError(f"data.hard_negatives.range_min must be a whole number of at least 0, got {self.range_min!r}.")
+            raise ConfigError(
+                f"data.hard_negatives.range_min must be a whole number of at least 0, got {self.range_min!r}."
+            )
         if self.range_max is not None and self.range_max - self.range_min < self.num_negatives:
             raise ConfigError(
                 f"data.hard_negatives: the rank window {self.range_min}..{self.range_max} holds fewer than "
                 f"num_negatives={self.num_negatives} candidates; raise range_max or lower range_min."
             )
         if self.relative_margin is not None and not 0 <= self.relative_margin < 1:
-            raise ConfigError(f"data.hard_negatives.relative_margin must be in [0, 1) or null, got {self.relative_margin!r}.")
+            raise ConfigError(
+                f"data.hard_negatives.relative_margin must be in [0, 1) or null, got {self.relative_margin!r}."
+            )
         if self.corpus != "positives" and not Path(self.corpus).exists():
             raise ConfigError(
                 f"data.hard_negatives.corpus={self.corpus} does not exist: use `positives`, a retrieval folder or a "
@@ -91,8 +103,13 @@ def hard_negative_settings(data_cfg: DictConfig) -> HardNegativeSettings | None:
 
 
 def mine_for_run(
-    rows: datasets.Dataset, model: SentenceTransformer, settings: HardNegativeSettings, encoding: str,
-    cache_dir: str | Path, seed: int, document_title: str = "prepend",
+    rows: datasets.Dataset,
+    model: SentenceTransformer,
+    settings: HardNegativeSettings,
+    encoding: str,
+    cache_dir: str | Path,
+    seed: int,
+    document_title: str = "prepend",
 ) -> "MinedRows":
     """`mine_cached` with the miner and corpus the settings name (`base`: `model` itself); a
     retrieval-folder corpus builds its documents as the training positives were (`document_title`)."""
@@ -126,15 +143,24 @@ class MinedRows:
 
 
 def mine_cached(
-    rows: datasets.Dataset, miner: SentenceTransformer, settings: HardNegativeSettings, corpus: list[str] | None,
-    cache_dir: str | Path, seed: int,
+    rows: datasets.Dataset,
+    miner: SentenceTransformer,
+    settings: HardNegativeSettings,
+    corpus: list[str] | None,
+    cache_dir: str | Path,
+    seed: int,
 ) -> MinedRows:
     """`rows` (anchor, positive) with mined negatives, from the cache when these exact settings,
     miner, rows and corpus were mined before; else mined (seeded) and cached."""
-    key = settings_fingerprint({
-        **asdict(settings), "model": model_fingerprint(miner), "seed": seed,
-        "rows": texts_fingerprint(rows["anchor"], rows["positive"]), "corpus": texts_fingerprint(corpus or []),
-    })
+    key = settings_fingerprint(
+        {
+            **asdict(settings),
+            "model": model_fingerprint(miner),
+            "seed": seed,
+            "rows": texts_fingerprint(rows["anchor"], rows["positive"]),
+            "corpus": texts_fingerprint(corpus or []),
+        }
+    )
     folder = Path(cache_dir) / "hard_negatives" / key
     if (folder / "meta.json").is_file():
         log.info(f"Hard negatives: reusing {folder} (mined earlier with the same model, data and settings)")
@@ -144,11 +170,21 @@ def mine_cached(
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
         mined = mine_hard_negatives(
-            rows, miner, anchor_column_name="anchor", positive_column_name="positive", corpus=corpus,
-            range_min=settings.range_min, range_max=settings.range_max, max_score=settings.max_score,
-            relative_margin=settings.relative_margin, num_negatives=settings.num_negatives,
-            sampling_strategy=settings.sampling, output_format="n-tuple", output_scores=True,
-            batch_size=settings.batch_size, verbose=True,
+            rows,
+            miner,
+            anchor_column_name="anchor",
+            positive_column_name="positive",
+            corpus=corpus,
+            range_min=settings.range_min,
+            range_max=settings.range_max,
+            max_score=settings.max_score,
+            relative_margin=settings.relative_margin,
+            num_negatives=settings.num_negatives,
+            sampling_strategy=settings.sampling,
+            output_format="n-tuple",
+            output_scores=True,
+            batch_size=settings.batch_size,
+            verbose=True,
         )
     if len(mined) == 0:
         raise DataError(
@@ -166,13 +202,20 @@ def _write(folder: Path, mined: datasets.Dataset, anchors: int, summary: str, se
     """Store the mining under `folder` atomically (a second run filling it at once wins or loses whole)."""
     with building(folder) as partial:
         mined.save_to_disk(str(partial / "rows"))
-        (partial / "meta.json").write_text(json.dumps({"anchors": anchors, "summary": summary, "seconds": seconds}))
+        (partial / "meta.json").write_text(
+            json.dumps({"anchors": anchors, "summary": summary, "seconds": seconds})
+        )
 
 
 def _read(folder: Path, from_cache: bool) -> MinedRows:
     meta = json.loads((folder / "meta.json").read_text())
     stored = datasets.load_from_disk(str(folder / "rows"))
     return MinedRows(
-        rows=stored.remove_columns(SCORES), scores=stored[SCORES], anchors=meta["anchors"],
-        summary=meta["summary"], seconds=meta["seconds"], cached=folder, from_cache=from_cache,
+        rows=stored.remove_columns(SCORES),
+        scores=stored[SCORES],
+        anchors=meta["anchors"],
+        summary=meta["summary"],
+        seconds=meta["seconds"],
+        cached=folder,
+        from_cache=from_cache,
     )

@@ -49,21 +49,29 @@ class Leakage:
             return "Leakage check: no evaluation rows of its own to compare with the training rows."
         found = []
         if self.query_total:
-            found.append(f"{self.queries} of {self.query_total} evaluation queries appear among the training queries")
+            found.append(
+                f"{self.queries} of {self.query_total} evaluation queries appear among the training queries"
+            )
         if self.pair_total:
-            found.append(f"{self.pairs} of {self.pair_total} evaluation (query, relevant text) pairs among the training pairs")
+            found.append(
+                f"{self.pairs} of {self.pair_total} evaluation (query, relevant text) pairs among the training pairs"
+            )
         shown = "; ".join(repr(text[:EXAMPLE_CHARS]) for text in self.examples)
         return f"Leakage check: {', and '.join(found)}" + (f" (for example {shown})." if shown else ".")
 
 
-def find_leakage(train_rows: datasets.Dataset, text_columns: list[str], eval_rows: datasets.Dataset | None,
-                 retrieval=None) -> Leakage:
+def find_leakage(
+    train_rows: datasets.Dataset, text_columns: list[str], eval_rows: datasets.Dataset | None, retrieval=None
+) -> Leakage:
     """Compare the training rows' first two text columns (query, relevant text) with the evaluation
     data: a retrieval split's queries and relevance sets when given, else the eval rows' same columns."""
     if retrieval is not None:
         queries = list(retrieval.queries.values())
-        pairs = [(retrieval.queries[query], retrieval.corpus[doc])
-                 for query, docs in retrieval.relevant_docs.items() for doc in docs]
+        pairs = [
+            (retrieval.queries[query], retrieval.corpus[doc])
+            for query, docs in retrieval.relevant_docs.items()
+            for doc in docs
+        ]
     elif eval_rows is not None:
         queries = eval_rows[text_columns[0]]
         pairs = list(zip(queries, eval_rows[text_columns[1]])) if len(text_columns) > 1 else []
@@ -74,7 +82,8 @@ def find_leakage(train_rows: datasets.Dataset, text_columns: list[str], eval_row
     train_queries = {normalised(text) for text in train_rows[text_columns[0]]}
     train_pairs = (
         {_pair(*row) for row in zip(train_rows[text_columns[0]], train_rows[text_columns[1]])}
-        if len(text_columns) > 1 else set()
+        if len(text_columns) > 1
+        else set()
     )
     leaked = [query for query in queries if normalised(query) in train_queries]
     leaked_pairs = [first for first, second in pairs if _pair(first, second) in train_pairs]
@@ -94,5 +103,7 @@ def check_leakage(leakage: Leakage, mode: str) -> None:
     remedy = "Remove those rows from the training or the evaluation data, or evaluate on another split"
     if mode == "error":
         raise DataError(f"{leakage.describe()} {remedy} (or set data.leakage=warn to go on with a warning).")
-    log.warning(f"{leakage.describe()} The evaluation overstates what the model learned. {remedy} "
-                "(data.leakage=error stops such runs).")
+    log.warning(
+        f"{leakage.describe()} The evaluation overstates what the model learned. {remedy} "
+        "(data.leakage=error stops such runs)."
+    )

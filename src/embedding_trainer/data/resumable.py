@@ -99,7 +99,9 @@ class ResumableDataLoader(DataLoader):
         if state_dict["epoch_over"]:
             self.batch_sampler.resume(state_dict["epoch"] + 1, 0, state_dict["current_states"])
         else:
-            self.batch_sampler.resume(state_dict["epoch"], state_dict["position"], state_dict["epoch_start_states"])
+            self.batch_sampler.resume(
+                state_dict["epoch"], state_dict["position"], state_dict["epoch_start_states"]
+            )
 
 
 class ResumableTrainData:

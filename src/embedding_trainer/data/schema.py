@@ -31,7 +31,9 @@ def to_schema(
     if column_map:
         unknown = [name for name in column_map if name not in found]
         if unknown:
-            raise DataError(f"data.column_map names columns {unknown} that {source} does not have; its columns are {found}.")
+            raise DataError(
+                f"data.column_map names columns {unknown} that {source} does not have; its columns are {found}."
+            )
         dataset = dataset.rename_columns({old: new for old, new in column_map.items() if old != new})
     elif not all(name in found for name in columns) and variadic is None and len(found) >= len(columns):
         mapping = dict(zip(found, columns))
@@ -57,7 +59,9 @@ def to_schema(
 
 
 def _variadic_columns(names: list[str], prefix: str) -> list[str]:
-    numbered = [(int(match.group(1)), name) for name in names if (match := re.fullmatch(rf"{prefix}_(\d+)", name))]
+    numbered = [
+        (int(match.group(1)), name) for name in names if (match := re.fullmatch(rf"{prefix}_(\d+)", name))
+    ]
     return [name for _, name in sorted(numbered)]
 
 
@@ -66,7 +70,11 @@ def check_complete_rows(dataset: datasets.Dataset, source: str) -> None:
     negatives in an n-tuple shows up this way)."""
     bad = []
     for index, row in enumerate(dataset):
-        empty = [name for name, value in row.items() if value is None or (isinstance(value, str) and not value.strip())]
+        empty = [
+            name
+            for name, value in row.items()
+            if value is None or (isinstance(value, str) and not value.strip())
+        ]
         if empty:
             bad.append(f"row {index}: {empty}")
             if len(bad) == 5:
@@ -122,7 +130,9 @@ def binary_labels(dataset: datasets.Dataset, column: str, source: str) -> datase
             bad.append(f"row {index}: {raw!r}")
         values.append(value)
     if bad:
-        raise DataError(f"Column {column!r} of {source} must be 0 or 1; {len(bad)} rows are not ({', '.join(bad[:5])}).")
+        raise DataError(
+            f"Column {column!r} of {source} must be 0 or 1; {len(bad)} rows are not ({', '.join(bad[:5])})."
+        )
     return _replace(dataset, column, values, datasets.Value("int64"))
 
 

@@ -47,7 +47,11 @@ class RetrievalSplit:
 
 def is_hub_id(name: str) -> bool:
     """True when `name` is no local path but reads as a hub dataset id (`name` or `owner/name`)."""
-    return not Path(name).exists() and bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name)) and Path(name).suffix not in FILE_FORMATS
+    return (
+        not Path(name).exists()
+        and bool(re.fullmatch(r"[\w.-]+(/[\w.-]+)?", name))
+        and Path(name).suffix not in FILE_FORMATS
+    )
 
 
 def read_hub(name: str, config: str | None, split: str) -> datasets.Dataset:
@@ -94,7 +98,9 @@ def describe_reader(fmt: str, read_options: dict, encoding: str) -> str:
     """`Read as <fmt> with options {...} (encoding ...)`: the reader settings in force, for messages."""
     options = reader_options(fmt, read_options, encoding)[1]
     options.pop("encoding", None)
-    return f"Read as {fmt} with options {options}" + (f" (encoding {encoding})" if fmt in TEXT_FORMATS else "")
+    return f"Read as {fmt} with options {options}" + (
+        f" (encoding {encoding})" if fmt in TEXT_FORMATS else ""
+    )
 
 
 def misread_hint(table: datasets.Dataset, fmt: str, read_options: dict, encoding: str) -> str:
@@ -185,10 +191,14 @@ def _decode_error(path: Path, encoding: str, reason: str) -> DataError:
 def check_document_title(document_title: str) -> None:
     """Raise DataError unless `document_title` is one of DOCUMENT_TITLES."""
     if document_title not in DOCUMENT_TITLES:
-        raise DataError(f"data.document_title must be one of {', '.join(DOCUMENT_TITLES)}, got {document_title!r}.")
+        raise DataError(
+            f"data.document_title must be one of {', '.join(DOCUMENT_TITLES)}, got {document_title!r}."
+        )
 
 
-def read_retrieval_split(folder: Path, split: str, encoding: str = "utf-8", document_title: str = "prepend") -> RetrievalSplit:
+def read_retrieval_split(
+    folder: Path, split: str, encoding: str = "utf-8", document_title: str = "prepend"
+) -> RetrievalSplit:
     """The queries of `split` that have relevant documents, the full corpus (titles as
     `document_title` says), and each query's relevant documents with their grades: qrels rows
     scored 0 or below are judged not relevant and left out (every file decoded with `encoding`)."""
@@ -196,18 +206,29 @@ def read_retrieval_split(folder: Path, split: str, encoding: str = "utf-8", docu
     qrels_file = folder / "qrels" / f"{split}.tsv"
     if not qrels_file.is_file():
         found = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
-        raise DataError(f"{folder} has no qrels/{split}.tsv; its splits are {found}. Set data.train_split/eval_split.")
+        raise DataError(
+            f"{folder} has no qrels/{split}.tsv; its splits are {found}. Set data.train_split/eval_split."
+        )
     relevant_docs: dict[str, dict[str, int]] = {}
     with decoded_with(qrels_file, encoding), qrels_file.open(encoding=encoding) as handle:
         for row in csv.DictReader(handle, delimiter="\t"):
             grade = _grade(row["score"], qrels_file)
             if grade > 0:
                 relevant_docs.setdefault(row["query-id"], {})[row["corpus-id"]] = grade
-    corpus = {doc["_id"]: _document_text(doc, document_title) for doc in _read_jsonl(folder / "corpus.jsonl", encoding)}
-    queries = {q["_id"]: q["text"] for q in _read_jsonl(folder / "queries.jsonl", encoding) if q["_id"] in relevant_docs}
+    corpus = {
+        doc["_id"]: _document_text(doc, document_title)
+        for doc in _read_jsonl(folder / "corpus.jsonl", encoding)
+    }
+    queries = {
+        q["_id"]: q["text"]
+        for q in _read_jsonl(folder / "queries.jsonl", encoding)
+        if q["_id"] in relevant_docs
+    }
     missing = [doc for docs in relevant_docs.values() for doc in docs if doc not in corpus]
     if missing or len(queries) != len(relevant_docs):
-        raise DataError(f"{qrels_file} names queries or documents that {folder} does not hold (e.g. {missing[:3]}).")
+        raise DataError(
+            f"{qrels_file} names queries or documents that {folder} does not hold (e.g. {missing[:3]})."
+        )
     return RetrievalSplit(queries=queries, corpus=corpus, relevant_docs=relevant_docs)
 
 
@@ -219,7 +240,9 @@ def read_corpus(path: Path, encoding: str = "utf-8", document_title: str = "prep
         return [_document_text(doc, document_title) for doc in _read_jsonl(path / "corpus.jsonl", encoding)]
     rows = _read_jsonl(path, encoding)
     if not rows or any("text" not in row for row in rows):
-        raise DataError(f"{path} must be a retrieval folder or a JSONL file of {{\"text\": ...}} rows, one document each.")
+        raise DataError(
+            f'{path} must be a retrieval folder or a JSONL file of {{"text": ...}} rows, one document each.'
+        )
     return [row["text"] for row in rows]
 
 
@@ -236,7 +259,9 @@ def _grade(score: str, qrels_file: Path) -> int:
     except ValueError:
         grade = None
     if grade is None or not grade.is_integer():
-        raise DataError(f"{qrels_file} has score {score!r}: qrels scores must be whole-number relevance grades (0: not relevant).")
+        raise DataError(
+            f"{qrels_file} has score {score!r}: qrels scores must be whole-number relevance grades (0: not relevant)."
+        )
     return int(grade)
 
 
@@ -249,5 +274,7 @@ def _read_jsonl(path: Path, encoding: str) -> list[dict]:
                 try:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError as error:
-                    raise DataError(f"{path} line {number} is not valid JSON ({error.msg}): {line[:80]!r}.") from None
+                    raise DataError(
+                        f"{path} line {number} is not valid JSON ({error.msg}): {line[:80]!r}."
+                    ) from None
     return rows

@@ -54,7 +54,9 @@ class TokenCache:
                 elif not isinstance(value, torch.Tensor) and self.constants.setdefault(key, value) == value:
                     continue
                 else:
-                    raise UncachableFeatures(f"preprocess returned {key!r} that is not per-token ({type(value).__name__}).")
+                    raise UncachableFeatures(
+                        f"preprocess returned {key!r} that is not per-token ({type(value).__name__})."
+                    )
         self.lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
         self.tokens = {key: np.concatenate(chunks) for key, chunks in pieces.items()}

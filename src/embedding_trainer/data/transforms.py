@@ -47,4 +47,7 @@ class DeleteWordsNoise:
         return " ".join(kept or [self.rng.choice(words)])
 
     def __call__(self, rows: list[dict]) -> list[dict]:
-        return [{"damaged_sentence": self.damage(row["sentence"]), "original_sentence": row["sentence"]} for row in rows]
+        return [
+            {"damaged_sentence": self.damage(row["sentence"]), "original_sentence": row["sentence"]}
+            for row in rows
+        ]

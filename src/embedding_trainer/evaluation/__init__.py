@@ -16,8 +16,8 @@ __all__ = [
     "DimensionMetrics",
     "KnnClassificationEvaluator",
     "PairBinaryEvaluator",
-    "SoftmaxAccuracyEvaluator",
     "RetrievalEvaluator",
     "SimilarityEvaluator",
+    "SoftmaxAccuracyEvaluator",
     "TripletEvaluator",
 ]

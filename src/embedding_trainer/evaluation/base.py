@@ -25,11 +25,15 @@ class DimensionEvaluator(ABC):
     per-example scores behind them (every such metric, every dimension; None otherwise, as for
     correlations), in the order of `example_ids` (None: the eval rows' positions), each example
     being one `example_unit`.
+
+    `scores_with_loss`: True when the evaluator scores with that head, so it cannot score a model
+    without its training loss (a saved model alone).
     """
 
     name: str
     primary_metric: str
     loss: torch.nn.Module | None = None
+    scores_with_loss: bool = False
     last_per_example: PerExample | None = None
     example_ids: list[str] | None = None
     example_unit: str = "examples"
@@ -59,7 +63,9 @@ def truncate(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
     return F.normalize(embeddings[:, :dim], p=2, dim=-1)
 
 
-def encode_unique(evaluator: DimensionEvaluator, model: SentenceTransformer, columns: list[list[str]]) -> list[torch.Tensor]:
+def encode_unique(
+    evaluator: DimensionEvaluator, model: SentenceTransformer, columns: list[list[str]]
+) -> list[torch.Tensor]:
     """Embeddings for each column of texts, encoding every distinct text once across all columns."""
     distinct = list(dict.fromkeys(text for column in columns for text in column))
     position = {text: index for index, text in enumerate(distinct)}

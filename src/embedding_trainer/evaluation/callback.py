@@ -25,7 +25,11 @@ class EvaluationCallback(pl.Callback):
     """
 
     def __init__(
-        self, evaluator: DimensionEvaluator, dims: list[int], every_n_steps: int | None = None, baseline: bool = True,
+        self,
+        evaluator: DimensionEvaluator,
+        dims: list[int],
+        every_n_steps: int | None = None,
+        baseline: bool = True,
         objective: Objective | None = None,
     ) -> None:
         self.evaluator = evaluator
@@ -94,7 +98,9 @@ class EvaluationCallback(pl.Callback):
         if trainer.is_global_zero and self.evaluator.last_per_example is not None:
             self.examples[trainer.global_step] = self.evaluator.last_per_example
             best = max(sorted(self.history), key=lambda step: self.score(self.history[step]))
-            self.examples = {step: values for step, values in self.examples.items() if step in (best, trainer.global_step)}
+            self.examples = {
+                step: values for step, values in self.examples.items() if step in (best, trainer.global_step)
+            }
 
     def latest(self) -> tuple[int, DimensionMetrics]:
         """The step and metrics of the most recent evaluation during training."""
@@ -120,10 +126,16 @@ class EvaluationCallback(pl.Callback):
 def _as_tensors(per_example: PerExample | None) -> dict | None:
     if per_example is None:
         return None
-    return {dim: {name: torch.from_numpy(values) for name, values in metrics.items()} for dim, metrics in per_example.items()}
+    return {
+        dim: {name: torch.from_numpy(values) for name, values in metrics.items()}
+        for dim, metrics in per_example.items()
+    }
 
 
 def _as_arrays(per_example: dict | None) -> PerExample | None:
     if per_example is None:
         return None
-    return {dim: {name: values.numpy() for name, values in metrics.items()} for dim, metrics in per_example.items()}
+    return {
+        dim: {name: values.numpy() for name, values in metrics.items()}
+        for dim, metrics in per_example.items()
+    }

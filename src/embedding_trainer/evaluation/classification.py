@@ -21,7 +21,11 @@ class PairBinaryEvaluator(DimensionEvaluator):
 
     def __init__(self, sentences_a: list[str], sentences_b: list[str], labels: list[int], **kwargs) -> None:
         super().__init__(**kwargs)
-        self.sentences_a, self.sentences_b, self.labels = list(sentences_a), list(sentences_b), np.asarray(labels)
+        self.sentences_a, self.sentences_b, self.labels = (
+            list(sentences_a),
+            list(sentences_b),
+            np.asarray(labels),
+        )
 
     @classmethod
     def from_eval_data(cls, eval_data, **kwargs) -> "PairBinaryEvaluator":
@@ -34,11 +38,15 @@ class PairBinaryEvaluator(DimensionEvaluator):
         metrics, self.last_per_example = {}, {}
         for dim in dims:
             scores = (truncate(emb_a, dim) * truncate(emb_b, dim)).sum(-1).double().numpy()
-            accuracy, threshold = BinaryClassificationEvaluator.find_best_acc_and_threshold(scores, self.labels, True)
+            accuracy, threshold = BinaryClassificationEvaluator.find_best_acc_and_threshold(
+                scores, self.labels, True
+            )
             # That search predicts "duplicate" for scores at or above its threshold.
             correct = ((scores >= threshold) == (self.labels == 1)).astype(np.float64)
             self.last_per_example[dim] = {"accuracy_cosine": correct}
-            f1, precision, recall, _ = BinaryClassificationEvaluator.find_best_f1_and_threshold(scores, self.labels, True)
+            f1, precision, recall, _ = BinaryClassificationEvaluator.find_best_f1_and_threshold(
+                scores, self.labels, True
+            )
             metrics[dim] = {
                 "accuracy_cosine": float(accuracy),
                 "f1_cosine": float(f1),
@@ -110,6 +118,7 @@ class SoftmaxAccuracyEvaluator(DimensionEvaluator):
     name = "softmax"
     primary_metric = "accuracy"
     example_unit = "pairs"
+    scores_with_loss = True
 
     def __init__(self, sentences_a: list[str], sentences_b: list[str], labels: list[int], **kwargs) -> None:
         super().__init__(**kwargs)

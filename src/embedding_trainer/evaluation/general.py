@@ -8,6 +8,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 
+from embedding_trainer.data.datamodule import EvalData
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, metrics_json
 from embedding_trainer.evaluation.similarity import SimilarityEvaluator
 from embedding_trainer.log import get_logger
@@ -45,16 +46,23 @@ class GeneralEvaluation(pl.Callback):
         finally:
             model.to(where)
         metric = self.evaluator.primary_metric
-        changes = {dim: self.finetuned[dim][metric] - self.baseline[dim][metric] for dim in self.dims} if self.baseline else {}
+        changes = {}
+        if self.baseline is not None:
+            changes = {dim: self.finetuned[dim][metric] - self.baseline[dim][metric] for dim in self.dims}
         shown = ", ".join(f"dim {dim}: {change:+.4f}" for dim, change in changes.items())
-        log.info(f"General evaluation ({self.label}) {metric} change after training: {shown or 'no baseline'}")
+        log.info(
+            f"General evaluation ({self.label}) {metric} change after training: {shown or 'no baseline'}"
+        )
         dropped = {dim: change for dim, change in changes.items() if -change > self.max_drop}
         if dropped:
+            shown = ", ".join(
+                f"{dim} ({self.baseline[dim][metric]:.4f} -> {self.finetuned[dim][metric]:.4f})"
+                for dim in dropped
+            )
             self.warning = (
                 f"The general evaluation ({self.label}) {metric} dropped by more than "
-                f"evaluation.general_max_drop={self.max_drop} at dimension(s) "
-                + ", ".join(f"{dim} ({self.baseline[dim][metric]:.4f} -> {self.finetuned[dim][metric]:.4f})" for dim in dropped)
-                + ": the fine-tuning may have cost general quality."
+                f"evaluation.general_max_drop={self.max_drop} at dimension(s) {shown}: the fine-tuning may have "
+                "cost general quality."
             )
             log.warning(self.warning)
         return self.finetuned
@@ -86,7 +94,9 @@ class GeneralEvaluation(pl.Callback):
         self.baseline = state_dict["baseline"]
 
 
-def general_evaluation(cfg: DictConfig, run_evaluator: DimensionEvaluator, eval_data) -> GeneralEvaluation | None:
+def general_evaluation(
+    cfg: DictConfig, run_evaluator: DimensionEvaluator, eval_data: EvalData
+) -> GeneralEvaluation | None:
     """The forgetting guard of the composed config, or None when `evaluation.general` is null or the
     run's own evaluator already is that evaluation (see `already_evaluated`)."""
     if cfg.evaluation.general is None:
@@ -98,7 +108,9 @@ def general_evaluation(cfg: DictConfig, run_evaluator: DimensionEvaluator, eval_
     if already_evaluated(run_evaluator, evaluator):
         log.info(f"The run's own evaluation is already on {label}: no separate general evaluation.")
         return None
-    return GeneralEvaluation(evaluator, list(cfg.evaluation.dims), float(cfg.evaluation.general_max_drop), label)
+    return GeneralEvaluation(
+        evaluator, list(cfg.evaluation.dims), float(cfg.evaluation.general_max_drop), label
+    )
 
 
 def already_evaluated(run_evaluator: DimensionEvaluator, general: DimensionEvaluator) -> bool:
@@ -107,4 +119,6 @@ def already_evaluated(run_evaluator: DimensionEvaluator, general: DimensionEvalu
     if not (isinstance(run_evaluator, SimilarityEvaluator) and isinstance(general, SimilarityEvaluator)):
         return False
     general_pairs = set(zip(general.sentences_a, general.sentences_b, general.scores))
-    return set(zip(run_evaluator.sentences_a, run_evaluator.sentences_b, run_evaluator.scores)) <= general_pairs
+    return (
+        set(zip(run_evaluator.sentences_a, run_evaluator.sentences_b, run_evaluator.scores)) <= general_pairs
+    )

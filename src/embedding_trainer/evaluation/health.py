@@ -18,6 +18,7 @@ import pytorch_lightning as pl
 import torch
 from omegaconf import DictConfig
 
+from embedding_trainer.data.datamodule import EmbeddingDataModule
 from embedding_trainer.evaluation.base import DimensionMetrics, metrics_json, truncate
 from embedding_trainer.evaluation.callback import EvaluationCallback
 from embedding_trainer.log import get_logger
@@ -28,15 +29,19 @@ log = get_logger(__name__)
 PAIR_COLUMNS = ("anchor", "positive")
 
 
-def health_metrics(embeddings: torch.Tensor, dims: list[int], pairs: torch.Tensor | None = None) -> DimensionMetrics:
+def health_metrics(
+    embeddings: torch.Tensor, dims: list[int], pairs: torch.Tensor | None = None
+) -> DimensionMetrics:
     """Health metrics (see the module docstring) of `embeddings` (n >= 2 rows, full dimension) at each
     of `dims`; `pairs` is a (k, 2) index tensor of positive pairs (None or empty: no `alignment`)."""
     metrics = {}
     for dim in dims:
         unit = truncate(embeddings.double(), dim)
         upper = torch.triu_indices(len(unit), len(unit), offset=1)
-        cosine = (unit @ unit.T)[upper[0], upper[1]]
-        squared_distance = (2 - 2 * cosine).clamp_min(0)
+        gram = unit @ unit.T
+        cosine = gram[upper[0], upper[1]]
+        norms = gram.diagonal()  # 1, or 0 for a row whose first `dim` components are all zero
+        squared_distance = (norms[upper[0]] + norms[upper[1]] - 2 * cosine).clamp_min(0)
         singular = torch.linalg.svdvals(unit)
         weights = singular[singular > 0] / singular.sum()
         values = {
@@ -60,7 +65,9 @@ class Probe:
     source: str
 
     @classmethod
-    def of_rows(cls, rows: datasets.Dataset, text_columns: list[str], size: int, seed: int, source: str) -> "Probe":
+    def of_rows(
+        cls, rows: datasets.Dataset, text_columns: list[str], size: int, seed: int, source: str
+    ) -> "Probe":
         """The first `size` distinct texts of `rows` (text columns in order, rows in an order seeded
         by `seed`), and the rows' (anchor, positive) pairs whose texts are both among them."""
         columns = {column: rows[column] for column in text_columns}
@@ -89,7 +96,9 @@ class EmbeddingHealthCallback(pl.Callback):
     (checkpointed). A warning is logged, and kept in `warnings`, whenever at some dimension the
     spread (-uniformity) or the effective rank falls below `min_fraction` of the reference's."""
 
-    def __init__(self, probe: Probe, dims: list[int], evaluation: EvaluationCallback, min_fraction: float = 0.5) -> None:
+    def __init__(
+        self, probe: Probe, dims: list[int], evaluation: EvaluationCallback, min_fraction: float = 0.5
+    ) -> None:
         self.probe = probe
         self.dims = list(dims)
         self.evaluation = evaluation
@@ -122,7 +131,11 @@ class EmbeddingHealthCallback(pl.Callback):
         finally:
             pl_module.train(was_training)
         metrics = health_metrics(embeddings, self.dims, self.probe.pairs)
-        flat = {f"health/{name}_dim{dim}": value for dim, values in metrics.items() for name, value in values.items()}
+        flat = {
+            f"health/{name}_dim{dim}": value
+            for dim, values in metrics.items()
+            for name, value in values.items()
+        }
         for logger in trainer.loggers:
             logger.log_metrics(flat, step=trainer.global_step)
         return metrics
@@ -166,7 +179,9 @@ class EmbeddingHealthCallback(pl.Callback):
         self.warnings = list(state_dict["warnings"])
 
 
-def embedding_health(cfg: DictConfig, datamodule, evaluation: EvaluationCallback) -> EmbeddingHealthCallback | None:
+def embedding_health(
+    cfg: DictConfig, datamodule: EmbeddingDataModule, evaluation: EvaluationCallback
+) -> EmbeddingHealthCallback | None:
     """The health callback of the composed config (`evaluation.health`; null: None), probing the eval
     rows, or the training rows when there are no eval rows of the run's own; None when the probe
     would hold fewer than two texts."""
@@ -179,6 +194,8 @@ def embedding_health(cfg: DictConfig, datamodule, evaluation: EvaluationCallback
     columns = [column for column in rows.column_names if column != datamodule.label]
     probe = Probe.of_rows(rows, columns, settings.probe_size, cfg.seed, source)
     if len(probe.texts) < 2:
-        log.warning(f"No embedding health metrics: the {source} has {len(probe.texts)} distinct text(s), fewer than 2.")
+        log.warning(
+            f"No embedding health metrics: the {source} has {len(probe.texts)} distinct text(s), fewer than 2."
+        )
         return None
     return EmbeddingHealthCallback(probe, list(cfg.evaluation.dims), evaluation, float(settings.min_fraction))

@@ -59,11 +59,14 @@ class RetrievalEvaluator(DimensionEvaluator):
         index_of = {cid: index for index, cid in enumerate(self.corpus_ids)}
         self.relevant = [sorted(index_of[cid] for cid in grades[qid]) for qid in self.query_ids]
         self.relevant_grades = [
-            [grades[qid][self.corpus_ids[index]] for index in indices] for qid, indices in zip(self.query_ids, self.relevant)
+            [grades[qid][self.corpus_ids[index]] for index in indices]
+            for qid, indices in zip(self.query_ids, self.relevant)
         ]
         self.ndcg_at_k, self.mrr_at_k, self.map_at_k = list(ndcg_at_k), list(mrr_at_k), list(map_at_k)
         self.accuracy_at_k, self.precision_recall_at_k = list(accuracy_at_k), list(precision_recall_at_k)
-        self.max_k = max(self.ndcg_at_k + self.mrr_at_k + self.map_at_k + self.accuracy_at_k + self.precision_recall_at_k)
+        self.max_k = max(
+            self.ndcg_at_k + self.mrr_at_k + self.map_at_k + self.accuracy_at_k + self.precision_recall_at_k
+        )
         self.query_chunk_size, self.corpus_chunk_size = query_chunk_size, corpus_chunk_size
         self.primary_metric = f"ndcg@{max(self.ndcg_at_k)}"
 
@@ -92,13 +95,19 @@ class RetrievalEvaluator(DimensionEvaluator):
         query_embeddings = self.encode(model, self.queries)
         corpus_embeddings = self.encode(model, self.corpus)
         per_query = {
-            dim: self.per_query(self.ranked_grades(truncate(query_embeddings, dim), truncate(corpus_embeddings, dim)))
+            dim: self.per_query(
+                self.ranked_grades(truncate(query_embeddings, dim), truncate(corpus_embeddings, dim))
+            )
             for dim in dims
         }
         self.last_per_example = {
-            dim: {name: values.numpy() for name, values in metrics.items()} for dim, metrics in per_query.items()
+            dim: {name: values.numpy() for name, values in metrics.items()}
+            for dim, metrics in per_query.items()
         }
-        return {dim: {name: values.mean().item() for name, values in metrics.items()} for dim, metrics in per_query.items()}
+        return {
+            dim: {name: values.mean().item() for name, values in metrics.items()}
+            for dim, metrics in per_query.items()
+        }
 
     def ranked_grades(self, queries: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
         """Float64 [n_queries, k] matrix: the relevance grade for query q of the document ranked
@@ -114,7 +123,9 @@ class RetrievalEvaluator(DimensionEvaluator):
             rows.append(torch.where(found, grades.gather(1, position), 0.0))
         return torch.cat(rows)
 
-    def _top_k(self, queries: torch.Tensor, corpus: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def _top_k(
+        self, queries: torch.Tensor, corpus: torch.Tensor, k: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         best_scores = torch.empty(len(queries), 0)
         best_index = torch.empty(len(queries), 0, dtype=torch.long)
         for start in range(0, len(corpus), self.corpus_chunk_size):
@@ -159,7 +170,9 @@ class RetrievalEvaluator(DimensionEvaluator):
             first = top.argmax(dim=1)
             reciprocal = torch.where(top.amax(dim=1) > 0, 1.0 / (first + 1).double(), 0.0)
             results[f"mrr@{k}"] = reciprocal
-        ideal_grades = [torch.tensor(sorted(row, reverse=True), dtype=torch.float64) for row in self.relevant_grades]
+        ideal_grades = [
+            torch.tensor(sorted(row, reverse=True), dtype=torch.float64) for row in self.relevant_grades
+        ]
         for k in self.ndcg_at_k:
             top = grades[:, :k]
             dcg = (top * discounts[: top.shape[1]]).sum(dim=1)

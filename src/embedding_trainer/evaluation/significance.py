@@ -119,8 +119,10 @@ class Significance:
             return f"{level} CI and p-value: '-' ({self.skipped})."
         if metric is not None and not any(metric in tests for tests in self.changes.values()):
             tested = sorted({name for tests in self.changes.values() for name in tests})
-            return (f"{level} CI and p-value: '-' ({metric} is not a mean over {self.unit}; results.json has the "
-                    f"tests of {', '.join(tested)}).")
+            return (
+                f"{level} CI and p-value: '-' ({metric} is not a mean over {self.unit}; results.json has the "
+                f"tests of {', '.join(tested)})."
+            )
         return (
             f"{level} CI: percentile paired bootstrap of the mean change over {self.n_examples:,} {self.unit} "
             f"({self.resamples:,} resamples, seed {self.seed}); p-value: two-sided paired t-test; "
@@ -172,16 +174,26 @@ def compare(
     if baseline is None and finetuned is None:
         return Significance(**settings, skipped="the evaluator has no per-example scores")
     if baseline is None:
-        return Significance(**settings, skipped="no baseline scored per example: evaluation.baseline=false, or "
-                            "resumed from a checkpoint without them")
+        return Significance(
+            **settings,
+            skipped="no baseline scored per example: evaluation.baseline=false, or "
+            "resumed from a checkpoint without them",
+        )
     if finetuned is None:
         return Significance(**settings, skipped="no per-example scores of the fine-tuned model")
-    keys = [(dim, metric) for dim, metrics in finetuned.items() for metric in metrics if metric in baseline.get(dim, {})]
+    keys = [
+        (dim, metric)
+        for dim, metrics in finetuned.items()
+        for metric in metrics
+        if metric in baseline.get(dim, {})
+    ]
     if not keys:
         return Significance(**settings, skipped="no metric has per-example scores of both models")
     lengths = {len(side[dim][metric]) for dim, metric in keys for side in (baseline, finetuned)}
     if len(lengths) != 1:
-        return Significance(**settings, skipped="the baseline and the fine-tuned model were scored on different examples")
+        return Significance(
+            **settings, skipped="the baseline and the fine-tuned model were scored on different examples"
+        )
     differences = np.stack([finetuned[dim][metric] - baseline[dim][metric] for dim, metric in keys], axis=1)
     low, high = paired_bootstrap(differences, resamples, confidence, seed)
     p_values = paired_p_values(differences)
@@ -218,8 +230,14 @@ def save_per_example(path: Path, per_example: PerExample, example_ids: list[str]
     """Write `per_example` to the .npz file `path`: array `<metric>_dim<d>` per metric and dimension,
     `example_ids` (strings; the examples' positions when None) and `step` (-1: before training)."""
     n = len(next(iter(next(iter(per_example.values())).values())))
-    arrays = {f"{metric}_dim{dim}": values for dim, metrics in per_example.items() for metric, values in metrics.items()}
-    ids = np.asarray(example_ids if example_ids is not None else [str(index) for index in range(n)], dtype=str)
+    arrays = {
+        f"{metric}_dim{dim}": values
+        for dim, metrics in per_example.items()
+        for metric, values in metrics.items()
+    }
+    ids = np.asarray(
+        example_ids if example_ids is not None else [str(index) for index in range(n)], dtype=str
+    )
     path.parent.mkdir(parents=True, exist_ok=True)
     np.savez(path, example_ids=ids, step=np.int64(step), **arrays)
 

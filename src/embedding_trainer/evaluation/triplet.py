@@ -14,7 +14,9 @@ class TripletEvaluator(DimensionEvaluator):
     primary_metric = "accuracy_cosine"
     example_unit = "rows"
 
-    def __init__(self, anchors: list[str], positives: list[str], negatives: list[list[str]], **kwargs) -> None:
+    def __init__(
+        self, anchors: list[str], positives: list[str], negatives: list[list[str]], **kwargs
+    ) -> None:
         super().__init__(**kwargs)
         self.columns = [list(anchors), list(positives), *[list(column) for column in negatives]]
 
@@ -31,7 +33,9 @@ class TripletEvaluator(DimensionEvaluator):
         for dim in dims:
             anchor = truncate(anchors, dim)
             positive_sim = (anchor * truncate(positives, dim)).sum(-1)
-            wins = [(positive_sim > (anchor * truncate(negative, dim)).sum(-1)).double() for negative in negatives]
+            wins = [
+                (positive_sim > (anchor * truncate(negative, dim)).sum(-1)).double() for negative in negatives
+            ]
             metrics[dim] = {"accuracy_cosine": float(sum(win.mean() for win in wins) / len(wins))}
             self.last_per_example[dim] = {"accuracy_cosine": (sum(wins) / len(wins)).numpy()}
         return metrics

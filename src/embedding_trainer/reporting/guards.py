@@ -23,12 +23,16 @@ def guard_sections(general: dict | None, health: dict | None) -> list[str]:
     and `EmbeddingHealthCallback.to_json`; None: not run)."""
     lines = ["## General evaluation (forgetting guard)", ""]
     if general is None:
-        lines.append("Not run: evaluation.general is null, or the run's own evaluation is already on that set.")
+        lines.append(
+            "Not run: evaluation.general is null, or the run's own evaluation is already on that set."
+        )
     else:
         metric = general["primary_metric"]
         lines += [
-            f"{metric} of the {general['evaluator']} evaluation on {general['data']}, before and after training; "
-            f"a drop of more than {general['max_drop']} at any dimension warns.",
+            (
+                f"{metric} of the {general['evaluator']} evaluation on {general['data']}, before and after training; "
+                f"a drop of more than {general['max_drop']} at any dimension warns."
+            ),
             "",
             primary_table(metric, general["baseline"], general["finetuned"]),
         ]
@@ -39,10 +43,12 @@ def guard_sections(general: dict | None, health: dict | None) -> list[str]:
     probe = health["probe"]
     pairs = f", {probe['pairs']} positive pairs" if probe["pairs"] else ", no positive pairs (no alignment)"
     lines += [
-        f"Probe: {probe['texts']} texts of the {probe['source']}{pairs}; measured before training and at every "
-        f"evaluation (logged as health/<metric>_dim<d>). A spread (-uniformity) or effective rank below "
-        f"{health['min_fraction']} x its value before training warns. Alignment: lower is closer positives; "
-        "uniformity: lower is more uniform.",
+        (
+            f"Probe: {probe['texts']} texts of the {probe['source']}{pairs}; measured before training and at every "
+            f"evaluation (logged as health/<metric>_dim<d>). A spread (-uniformity) or effective rank below "
+            f"{health['min_fraction']} x its value before training warns. Alignment: lower is closer positives; "
+            "uniformity: lower is more uniform."
+        ),
         "",
     ]
     before, final = health["baseline"] or {}, health["final"] or {}
@@ -54,5 +60,6 @@ def guard_sections(general: dict | None, health: dict | None) -> list[str]:
                 change = now - then if then is not None and now is not None else None
                 rows.append([dim, name, then, now, change])
     lines.append(markdown_table(["dimension", "metric", "before training", "final", "change"], rows))
-    lines += ["", *(f"- {warning}" for warning in health["warnings"])] if health["warnings"] else []
+    if health["warnings"]:
+        lines += ["", *(f"- {warning}" for warning in health["warnings"])]
     return lines

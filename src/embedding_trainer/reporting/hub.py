@@ -15,7 +15,9 @@ def push_to_hub(model: SentenceTransformer, model_dir: Path, repo_id: str, priva
     if not repo_id:
         raise ModelPushError("hub.push=true needs hub.repo_id (for example your-name/my-embedder).")
     try:
-        return model.push_to_hub(repo_id, token=os.environ.get("HF_TOKEN"), private=private, local_model_path=str(model_dir))
+        return model.push_to_hub(
+            repo_id, token=os.environ.get("HF_TOKEN"), private=private, local_model_path=str(model_dir)
+        )
     except Exception as error:  # the hub client raises many transport, auth and HTTP error types
         raise ModelPushError(
             f"Could not push the model to the Hugging Face Hub repository {repo_id!r} "

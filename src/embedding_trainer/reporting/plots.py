@@ -5,23 +5,28 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.pyplot as plt
 
-from embedding_trainer.evaluation.base import DimensionMetrics  # noqa: E402
+from embedding_trainer.evaluation.base import DimensionMetrics
 
 FIGURE_SIZE = (8, 5)  # inches; at DPI 100 the PNGs are 800 x 500 pixels
 DPI = 100
 
 
 def plot_matryoshka_curve(
-    baseline: DimensionMetrics | None, finetuned: DimensionMetrics, metric: str, path: Path
+    baseline: DimensionMetrics | None,
+    finetuned: DimensionMetrics,
+    metric: str,
+    path: Path,
+    label: str = "fine-tuned",
 ) -> Path:
-    """The primary metric against embedding dimension, baseline versus fine-tuned."""
+    """The primary metric against embedding dimension, baseline versus fine-tuned (`finetuned`,
+    drawn as `label`)."""
     figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
     dims = sorted(finetuned)
     if baseline:
         axes.plot(dims, [baseline[d][metric] for d in dims], "o--", label="baseline", color="tab:gray")
-    axes.plot(dims, [finetuned[d][metric] for d in dims], "o-", label="fine-tuned", color="tab:blue")
+    axes.plot(dims, [finetuned[d][metric] for d in dims], "o-", label=label, color="tab:blue")
     axes.set_xscale("log", base=2)
     axes.set_xticks(dims, [str(d) for d in dims])
     axes.set_xlabel("embedding dimension")
@@ -60,7 +65,13 @@ def plot_mined_scores(scores: list[list[float]], path: Path) -> Path:
     """Histograms of the miner's scores: each row's positive, and its chosen negatives."""
     figure, axes = plt.subplots(figsize=FIGURE_SIZE, dpi=DPI)
     axes.hist([row[0] for row in scores], bins=40, alpha=0.6, label="positives", color="tab:green")
-    axes.hist([value for row in scores for value in row[1:]], bins=40, alpha=0.6, label="mined negatives", color="tab:red")
+    axes.hist(
+        [value for row in scores for value in row[1:]],
+        bins=40,
+        alpha=0.6,
+        label="mined negatives",
+        color="tab:red",
+    )
     axes.set_xlabel("miner's cosine similarity to the anchor")
     axes.set_ylabel("count")
     axes.set_title("Hard-negative mining: scores of positives and chosen negatives")

@@ -1,4 +1,5 @@
-"""The baseline-versus-fine-tuned comparison: a printed table, `results.json` and `results.md`."""
+"""The baseline-versus-fine-tuned comparison (or one model's evaluation): a printed table,
+`results.json` and `results.md`."""
 
 import json
 from pathlib import Path
@@ -8,7 +9,10 @@ from embedding_trainer.evaluation.significance import Significance
 
 
 def comparison_rows(
-    baseline: DimensionMetrics | None, finetuned: DimensionMetrics, metric: str, significance: Significance | None = None
+    baseline: DimensionMetrics | None,
+    finetuned: DimensionMetrics,
+    metric: str,
+    significance: Significance | None = None,
 ) -> list[list]:
     """Rows of [dimension, baseline, fine-tuned, change, ci_low, ci_high, p_value, excludes_zero] for
     `metric`; None where there is no value (no baseline run, or no test of that metric and dimension)."""
@@ -60,7 +64,10 @@ def results_payload(
 
 
 def primary_table(
-    metric: str, baseline: DimensionMetrics | None, finetuned: DimensionMetrics, significance: Significance | None = None
+    metric: str,
+    baseline: DimensionMetrics | None,
+    finetuned: DimensionMetrics,
+    significance: Significance | None = None,
 ) -> str:
     """Markdown table of `metric` per dimension: baseline, fine-tuned, change; with `significance`,
     also the change's CI low and high and p-value ('-' where untested), `*` after changes whose
@@ -69,9 +76,25 @@ def primary_table(
     if significance is None:
         return markdown_table(["dimension", "baseline", "fine-tuned", "change"], [row[:4] for row in rows])
     level = f"{significance.confidence:.0%}"
-    headers = ["dimension", "baseline", "fine-tuned", "change", f"{level} CI low", f"{level} CI high", "p-value"]
+    headers = [
+        "dimension",
+        "baseline",
+        "fine-tuned",
+        "change",
+        f"{level} CI low",
+        f"{level} CI high",
+        "p-value",
+    ]
     shown = [
-        [dim, before, after, _signed(change, "*" if excludes_zero else ""), _signed(low), _signed(high), _p_value(p_value)]
+        [
+            dim,
+            before,
+            after,
+            _signed(change, "*" if excludes_zero else ""),
+            _signed(low),
+            _signed(high),
+            _p_value(p_value),
+        ]
         for dim, before, after, change, low, high, p_value, excludes_zero in rows
     ]
     return markdown_table(headers, shown) + "\n\n" + significance.legend(metric)
@@ -94,9 +117,47 @@ def write_results(
     sections = [f"# Results ({evaluator_name}, step {step})", "", f"## {metric} by dimension", "", table]
     for label, metrics in (("Baseline", baseline), ("Fine-tuned", finetuned)):
         if metrics:
-            names = list(next(iter(metrics.values())))
-            rows = [[dim, *(values[name] for name in names)] for dim, values in metrics.items()]
-            sections += ["", f"## {label}: every metric", "", markdown_table(["dimension", *names], rows)]
+            sections += ["", f"## {label}: every metric", "", every_metric_table(metrics)]
+    (output_dir / "results.md").write_text("\n".join(sections) + "\n", encoding="utf-8")
+    return table
+
+
+def every_metric_rows(metrics: DimensionMetrics) -> tuple[list[str], list[list]]:
+    """The metric names, and a row [dimension, value of each metric] per dimension."""
+    names = list(next(iter(metrics.values())))
+    return names, [[dim, *(values[name] for name in names)] for dim, values in metrics.items()]
+
+
+def every_metric_table(metrics: DimensionMetrics) -> str:
+    """Markdown table of every metric (columns) at every dimension (rows)."""
+    names, rows = every_metric_rows(metrics)
+    return markdown_table(["dimension", *names], rows)
+
+
+def evaluated_table(metric: str, evaluated: DimensionMetrics) -> str:
+    """Markdown table of `metric` per dimension of one evaluated model."""
+    return markdown_table(["dimension", metric], [[dim, values[metric]] for dim, values in evaluated.items()])
+
+
+def write_evaluation_results(output_dir: Path, results: dict, evaluated: DimensionMetrics) -> str:
+    """Write `results` (an evaluation's payload: `evaluator`, `primary_metric`, `model`, `evaluated`, ...)
+    as `results.json`, and `results.md` (the primary metric, then every metric, per dimension) to
+    `output_dir`; return the Markdown table of the primary metric (see `evaluated_table`)."""
+    metric = results["primary_metric"]
+    table = evaluated_table(metric, evaluated)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "results.json").write_text(json.dumps(results, indent=2) + "\n", encoding="utf-8")
+    sections = [
+        f"# Results ({results['evaluator']}, {results['model']}, no training)",
+        "",
+        f"## {metric} by dimension",
+        "",
+        table,
+        "",
+        "## Every metric",
+        "",
+        every_metric_table(evaluated),
+    ]
     (output_dir / "results.md").write_text("\n".join(sections) + "\n", encoding="utf-8")
     return table
 

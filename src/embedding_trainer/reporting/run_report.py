@@ -1,4 +1,4 @@
-"""`report.md`: what was trained, how long, and the results with their plots."""
+"""`report.md`: what was trained (or evaluated without training), how long, and the results with their plots."""
 
 from pathlib import Path
 
@@ -7,7 +7,7 @@ from omegaconf import DictConfig
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
 from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
-from embedding_trainer.reporting.results import primary_table
+from embedding_trainer.reporting.results import evaluated_table, primary_table
 
 
 def base_model_name(cfg: DictConfig) -> str:
@@ -22,7 +22,10 @@ def describe_run(cfg: DictConfig) -> list[list[str]]:
     return [
         ["base model", base_model_name(cfg)],
         ["dataset type", cfg.dataset_type.name],
-        ["training data", f"{cfg.data.train_path}" + (f" (split {cfg.data.train_split})" if cfg.data.train_split else "")],
+        [
+            "training data",
+            f"{cfg.data.train_path}" + (f" (split {cfg.data.train_split})" if cfg.data.train_split else ""),
+        ],
         ["evaluation data", str(cfg.data.eval_path)],
         ["loss", loss],
         ["modifier", modifier.rsplit(".", 1)[-1] if modifier else "none"],
@@ -43,13 +46,25 @@ def settings_table(rows: list[list[str]]) -> str:
 
 
 def summary_sections(
-    cfg: DictConfig, setup_heading: str, metric_heading: str, metric: str,
-    baseline: DimensionMetrics | None, finetuned: DimensionMetrics, significance: Significance | None = None,
+    cfg: DictConfig,
+    setup_heading: str,
+    metric_heading: str,
+    metric: str,
+    baseline: DimensionMetrics | None,
+    finetuned: DimensionMetrics,
+    significance: Significance | None = None,
 ) -> list[str]:
     """Markdown lines: the run's settings table, then the per-dimension table of `metric` (with the
     change's interval and p-value when `significance` is given)."""
-    return [f"## {setup_heading}", "", settings_table(describe_run(cfg)), "", f"## {metric_heading}", "",
-            primary_table(metric, baseline, finetuned, significance)]
+    return [
+        f"## {setup_heading}",
+        "",
+        settings_table(describe_run(cfg)),
+        "",
+        f"## {metric_heading}",
+        "",
+        primary_table(metric, baseline, finetuned, significance),
+    ]
 
 
 def write_run_report(
@@ -76,8 +91,10 @@ def write_run_report(
     sections = [
         f"# Run report: {cfg.name}",
         "",
-        f"Trained {step} optimizer steps in {seconds / 60:.1f} minutes; evaluated with the {evaluator_name} "
-        "evaluator before and after training at every dimension.",
+        (
+            f"Trained {step} optimizer steps in {seconds / 60:.1f} minutes; evaluated with the {evaluator_name} "
+            "evaluator before and after training at every dimension."
+        ),
         "",
         *[line for warning in warnings or [] for line in (warning, "")],
         *summary_sections(cfg, "Setup", f"{metric} by dimension", metric, baseline, finetuned, significance),
@@ -92,6 +109,62 @@ def write_run_report(
         plot_training_curves(history, plots / "training.png")
         sections += ["", "## Training", "", "![Training loss and learning rate](plots/training.png)"]
     sections += ["", "Every metric of both models: `results.md` and `results.json`."]
+    path = output_dir / "report.md"
+    path.write_text("\n".join(sections) + "\n", encoding="utf-8")
+    return path
+
+
+def evaluation_source(cfg: DictConfig) -> str:
+    """Where the evaluated rows came from: the evaluator's own file, the eval data, or the part of
+    the training data held out for evaluation."""
+    if cfg.dataset_type.evaluator.get("path"):
+        return str(cfg.dataset_type.evaluator.path)
+    data = cfg.data
+    if data.eval_path is None:
+        return f"{data.train_path} (data.test_size={data.test_size} held out)"
+    return str(data.eval_path) + (f" (split {data.eval_split})" if data.eval_split else "")
+
+
+def write_evaluation_report(
+    output_dir: Path,
+    cfg: DictConfig,
+    evaluator_name: str,
+    metric: str,
+    evaluated: DimensionMetrics,
+    seconds: float,
+    data_notes: list[str] | None = None,
+) -> Path:
+    """Write `report.md` of an evaluation without training, and its plot `plots/matryoshka.png`, to
+    `output_dir`: the model and data evaluated, `metric` per dimension, and `data_notes` (lines)."""
+    plot_matryoshka_curve(None, evaluated, metric, output_dir / "plots" / "matryoshka.png", label="evaluated")
+    setup = [
+        ["model", base_model_name(cfg)],
+        ["dataset type", cfg.dataset_type.name],
+        ["evaluation data", evaluation_source(cfg)],
+        ["dimensions", str(list(cfg.evaluation.dims))],
+    ]
+    intro = (
+        f"Evaluated {base_model_name(cfg)} without training, with the {evaluator_name} evaluator at every "
+        f"dimension, in {seconds / 60:.1f} minutes."
+    )
+    sections = [
+        f"# Evaluation report: {cfg.name}",
+        "",
+        intro,
+        "",
+        "## Setup",
+        "",
+        settings_table(setup),
+        "",
+        f"## {metric} by dimension",
+        "",
+        evaluated_table(metric, evaluated),
+        "",
+        "![Matryoshka curve](plots/matryoshka.png)",
+    ]
+    if data_notes:
+        sections += ["", "## Data", "", *data_notes]
+    sections += ["", "Every metric: `results.md` and `results.json`."]
     path = output_dir / "report.md"
     path.write_text("\n".join(sections) + "\n", encoding="utf-8")
     return path

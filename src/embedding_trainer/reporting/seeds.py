@@ -16,9 +16,27 @@ from scipy import stats
 CONFIDENCE = 0.95
 # Override keys that say where and as what a run runs, not what it trains: runs differing only in
 # these (and the seed) are one configuration.
-RUN_IDENTITY = ("seed", "sweep_trial", "name", "ckpt_path", "overwrite", "launcher", "paths", "hydra", "registry")
-HEADERS = ["dimension", "runs", "fine-tuned mean", "fine-tuned std", "fine-tuned 95% CI",
-           "change mean", "change std", "change 95% CI"]
+RUN_IDENTITY = (
+    "seed",
+    "sweep_trial",
+    "name",
+    "ckpt_path",
+    "overwrite",
+    "launcher",
+    "paths",
+    "hydra",
+    "registry",
+)
+HEADERS = [
+    "dimension",
+    "runs",
+    "fine-tuned mean",
+    "fine-tuned std",
+    "fine-tuned 95% CI",
+    "change mean",
+    "change std",
+    "change 95% CI",
+]
 
 
 @dataclass(frozen=True)
@@ -84,18 +102,25 @@ class SeedGroup:
                 finetuned.setdefault(int(dim), []).append(values[metric])
                 if dim in baseline:
                     change.setdefault(int(dim), []).append(values[metric] - baseline[dim][metric])
-        return {dim: (estimate(finetuned[dim]), estimate(change.get(dim, []))) for dim in sorted(finetuned, reverse=True)}
+        return {
+            dim: (estimate(finetuned[dim]), estimate(change.get(dim, [])))
+            for dim in sorted(finetuned, reverse=True)
+        }
 
     def title(self) -> str:
         """The label, the metric and evaluator, and the seeds."""
-        metrics = sorted({f"{run.results['primary_metric']} ({run.results['evaluator']})" for run in self.runs})
+        metrics = sorted(
+            {f"{run.results['primary_metric']} ({run.results['evaluator']})" for run in self.runs}
+        )
         seeds = ", ".join("?" if run.seed is None else str(run.seed) for run in self.runs)
         return f"{self.label}: {' / '.join(metrics)}, {len(self.runs)} runs, seeds {seeds}"
 
     def rows(self) -> list[list[str]]:
         """Table rows under `HEADERS`: 4 decimals, changes signed, '-' where undefined."""
-        return [[str(dim), str(after.n), *_cells(after, signed=False), *_cells(change, signed=True)]
-                for dim, (after, change) in self.dimensions().items()]
+        return [
+            [str(dim), str(after.n), *_cells(after, signed=False), *_cells(change, signed=True)]
+            for dim, (after, change) in self.dimensions().items()
+        ]
 
     def to_json(self) -> dict:
         return {
@@ -104,8 +129,10 @@ class SeedGroup:
             "runs": [run.name for run in self.runs],
             "seeds": [run.seed for run in self.runs],
             "primary_metric": sorted({run.results["primary_metric"] for run in self.runs}),
-            "dimensions": {str(dim): {"finetuned": asdict(after), "change": asdict(change)}
-                           for dim, (after, change) in self.dimensions().items()},
+            "dimensions": {
+                str(dim): {"finetuned": asdict(after), "change": asdict(change)}
+                for dim, (after, change) in self.dimensions().items()
+            },
         }
 
 
@@ -129,10 +156,18 @@ def runs_in_folder(folder: Path) -> list[SeedRun]:
         run_dir = results_path.parent
         overrides_path = run_dir / ".hydra" / "overrides.yaml"
         config_path = run_dir / "config_resolved.yaml"
-        overrides = yaml.safe_load(overrides_path.read_text(encoding="utf-8")) if overrides_path.is_file() else []
+        overrides = (
+            yaml.safe_load(overrides_path.read_text(encoding="utf-8")) if overrides_path.is_file() else []
+        )
         config = yaml.safe_load(config_path.read_text(encoding="utf-8")) if config_path.is_file() else {}
-        runs.append(SeedRun(run_dir.name, tuple(overrides or ()), (config or {}).get("seed"),
-                            json.loads(results_path.read_text(encoding="utf-8"))))
+        runs.append(
+            SeedRun(
+                run_dir.name,
+                tuple(overrides or ()),
+                (config or {}).get("seed"),
+                json.loads(results_path.read_text(encoding="utf-8")),
+            )
+        )
     return runs
 
 
@@ -148,7 +183,13 @@ def write_summary(folder: Path, runs: Sequence[SeedRun]) -> Path:
     )
     lines = [f"# Multi-run summary: {folder.name}", "", intro]
     for group in groups:
-        lines += ["", f"## {group.title()}", "", "| " + " | ".join(HEADERS) + " |", "|" + "---|" * len(HEADERS)]
+        lines += [
+            "",
+            f"## {group.title()}",
+            "",
+            "| " + " | ".join(HEADERS) + " |",
+            "|" + "---|" * len(HEADERS),
+        ]
         lines += ["| " + " | ".join(row) + " |" for row in group.rows()]
     folder.mkdir(parents=True, exist_ok=True)
     payload = {"confidence": CONFIDENCE, "groups": [group.to_json() for group in groups]}
@@ -168,5 +209,8 @@ def _cells(value: Estimate, signed: bool) -> list[str]:
         return ["-", "-", "-"]
     if value.std is None:
         return [number.format(value.mean), "-", "-"]
-    return [number.format(value.mean), f"{value.std:.4f}",
-            f"[{number.format(value.low)}, {number.format(value.high)}]"]
+    return [
+        number.format(value.mean),
+        f"{value.std:.4f}",
+        f"[{number.format(value.low)}, {number.format(value.high)}]",
+    ]

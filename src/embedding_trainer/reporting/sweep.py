@@ -15,7 +15,9 @@ def plot_study(study: optuna.Study, path: Path) -> Path:
     if not trials:
         raise ValueError(f"Study {study.study_name!r} has no completed trial to plot.")
     names = sorted({name for trial in trials for name in trial.params})
-    figure, axes = plt.subplots(1, max(len(names), 1), figsize=FIGURE_SIZE, dpi=DPI, sharey=True, squeeze=False)
+    figure, axes = plt.subplots(
+        1, max(len(names), 1), figsize=FIGURE_SIZE, dpi=DPI, sharey=True, squeeze=False
+    )
     best = study.best_trial
     for axes_, name in zip(axes[0], names):
         distribution = next(t.distributions[name] for t in trials if name in t.distributions)
@@ -33,7 +35,9 @@ def plot_study(study: optuna.Study, path: Path) -> Path:
                 axes_.set_xscale("log")
         axes_.scatter(xs, [t.value for t in used], color="tab:blue", alpha=0.7, label="trial")
         if best_x is not None:
-            axes_.scatter([best_x], [best.value], marker="*", s=250, color="tab:red", label=f"best (#{best.number})")
+            axes_.scatter(
+                [best_x], [best.value], marker="*", s=250, color="tab:red", label=f"best (#{best.number})"
+            )
         axes_.set_xlabel(name)
         axes_.grid(alpha=0.3)
     axes[0][0].set_ylabel(f"objective ({study.direction.name.lower()})")
@@ -45,7 +49,9 @@ def plot_study(study: optuna.Study, path: Path) -> Path:
 def objective_text(study: optuna.Study) -> str:
     """What the trials' objective (`val/score`) is, from the `objective` each run recorded in its trial;
     says so when trials recorded different ones."""
-    stated = sorted({trial.user_attrs["objective"] for trial in study.trials if "objective" in trial.user_attrs})
+    stated = sorted(
+        {trial.user_attrs["objective"] for trial in study.trials if "objective" in trial.user_attrs}
+    )
     if not stated:
         return "val/score (not recorded by the trials)"
     if len(stated) == 1:

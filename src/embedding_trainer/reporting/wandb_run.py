@@ -10,12 +10,21 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
-from embedding_trainer.runtime.hydra_job import in_multirun
-from embedding_trainer.reporting.results import comparison_rows
+from embedding_trainer.reporting.results import comparison_rows, every_metric_rows
 from embedding_trainer.runs.tracking import command_line_overrides
+from embedding_trainer.runtime.hydra_job import in_multirun
 
 TAG_LENGTH = 64  # W&B's limit per tag
-TABLE_COLUMNS = ["dimension", "baseline", "fine-tuned", "change", "ci_low", "ci_high", "p_value", "excludes_zero"]
+TABLE_COLUMNS = [
+    "dimension",
+    "baseline",
+    "fine-tuned",
+    "change",
+    "ci_low",
+    "ci_high",
+    "p_value",
+    "excludes_zero",
+]
 
 
 def sweep_group(name: str) -> str | None:
@@ -36,11 +45,16 @@ def override_tags() -> list[str]:
 def wandb_logger(name: str, group: str | None = None, tags: list[str] | None = None, **kwargs) -> WandbLogger:
     """A `WandbLogger` (keyword arguments as its own) whose group defaults to `sweep_group(name)` and
     whose tags are `tags` plus `override_tags()`."""
-    return WandbLogger(name=name, group=group or sweep_group(name), tags=[*(tags or []), *override_tags()], **kwargs)
+    return WandbLogger(
+        name=name, group=group or sweep_group(name), tags=[*(tags or []), *override_tags()], **kwargs
+    )
 
 
 def log_results_table(
-    loggers: list[Logger], metric: str, baseline: DimensionMetrics | None, finetuned: DimensionMetrics,
+    loggers: list[Logger],
+    metric: str,
+    baseline: DimensionMetrics | None,
+    finetuned: DimensionMetrics,
     significance: Significance | None = None,
 ) -> None:
     """Log `metric` per dimension (baseline, fine-tuned, change and the change's interval, p-value
@@ -49,6 +63,15 @@ def log_results_table(
     for logger in loggers:
         if isinstance(logger, WandbLogger):
             logger.log_table(f"results/{metric}", columns=TABLE_COLUMNS, data=rows)
+
+
+def log_evaluated_table(loggers: list[Logger], evaluated: DimensionMetrics) -> None:
+    """Log every metric (columns) at every dimension (rows) of one evaluated model as the W&B table
+    `results/evaluated`."""
+    names, rows = every_metric_rows(evaluated)
+    for logger in loggers:
+        if isinstance(logger, WandbLogger):
+            logger.log_table("results/evaluated", columns=["dimension", *names], data=rows)
 
 
 def finish_wandb(failed: bool) -> None:

@@ -32,7 +32,9 @@ def parse_since(text: str) -> float:
     try:
         return datetime.fromisoformat(text).timestamp()
     except ValueError:
-        raise argparse.ArgumentTypeError(f"--since takes a date (2026-11-01), a time, or an age (3d, 12h, 30m): {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"--since takes a date (2026-11-01), a time, or an age (3d, 12h, 30m): {text!r}"
+        )
 
 
 def table(headers: list[str], rows: list[list]) -> str:
@@ -48,8 +50,14 @@ def _when(seconds: float | None) -> str | None:
     return None if seconds is None else datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
 
 
+def _final(run: dict) -> dict:
+    """The run's final metrics {dimension: {metric: value}}: the fine-tuned model's, or an evaluation's."""
+    metrics = run["metrics"] or {}
+    return metrics.get("finetuned") or metrics.get("evaluated") or {}
+
+
 def _score(run: dict) -> str | None:
-    finetuned = (run["metrics"] or {}).get("finetuned")
+    finetuned = _final(run)
     primary = (run["metrics"] or {}).get("primary_metric")
     if not finetuned or not primary:
         return None
@@ -59,16 +67,45 @@ def _score(run: dict) -> str | None:
 
 def command_list(registry: RunRegistry, args) -> str:
     runs = registry.list(status=args.status, task=args.task, since=args.since)
-    rows = [[r["run_id"], r["task"], r["status"], _when(r["started_at"]), _when(r["ended_at"]),
-             f"{r['step']}/{r['total_steps'] or '?'} ({r['percent']:.0f}%)", _score(r) or r["error_type"]] for r in runs]
-    return table(["run", "task", "status", "started", "ended", "progress", "result"], rows) if rows else "no runs"
+    rows = [
+        [
+            r["run_id"],
+            r["task"],
+            r["status"],
+            _when(r["started_at"]),
+            _when(r["ended_at"]),
+            f"{r['step']}/{r['total_steps'] or '?'} ({r['percent']:.0f}%)",
+            _score(r) or r["error_type"],
+        ]
+        for r in runs
+    ]
+    return (
+        table(["run", "task", "status", "started", "ended", "progress", "result"], rows)
+        if rows
+        else "no runs"
+    )
 
 
 def command_show(registry: RunRegistry, args) -> str:
     run = registry.get(args.run_id)
-    fields = [[key, _when(run[key]) if key.endswith("_at") else run[key]]
-              for key in ("run_id", "task", "status", "started_at", "ended_at", "updated_at", "step", "total_steps",
-                          "percent", "output_dir", "model_path", "error_type", "error_message")]
+    fields = [
+        [key, _when(run[key]) if key.endswith("_at") else run[key]]
+        for key in (
+            "run_id",
+            "task",
+            "status",
+            "started_at",
+            "ended_at",
+            "updated_at",
+            "step",
+            "total_steps",
+            "percent",
+            "output_dir",
+            "model_path",
+            "error_type",
+            "error_message",
+        )
+    ]
     fields.append(["overrides", " ".join(run["overrides"]) or None])
     text = table(["field", "value"], fields)
     if run["metrics"]:
@@ -92,9 +129,18 @@ def command_compare_group(registry: RunRegistry, group: str) -> str:
     runs = [run for run in reversed(registry.list(status="success")) if in_group(run["output_dir"], group)]
     runs = [run for run in runs if (run["metrics"] or {}).get("finetuned")]
     if not runs:
-        raise KeyError(f"no successful run of group {group!r} in {registry.path} (give the multi-run or sweep folder)")
-    seed_runs = [SeedRun(run["run_id"], tuple(run["overrides"]), (yaml.safe_load(run["config"] or "") or {}).get("seed"),
-                         run["metrics"]) for run in runs]
+        raise KeyError(
+            f"no successful run of group {group!r} in {registry.path} (give the multi-run or sweep folder)"
+        )
+    seed_runs = [
+        SeedRun(
+            run["run_id"],
+            tuple(run["overrides"]),
+            (yaml.safe_load(run["config"] or "") or {}).get("seed"),
+            run["metrics"],
+        )
+        for run in runs
+    ]
     return "\n\n".join(f"{g.title()}\n{table(HEADERS, g.rows())}" for g in group_runs(seed_runs))
 
 
@@ -102,9 +148,8 @@ def command_compare(registry: RunRegistry, args) -> str:
     if args.group:
         return command_compare_group(registry, args.group)
     runs = [registry.get(run_id) for run_id in args.run_ids]
-    metric_names = sorted({name for run in runs for values in ((run["metrics"] or {}).get("finetuned") or {}).values()
-                           for name in values})
-    dims = sorted({int(d) for run in runs for d in ((run["metrics"] or {}).get("finetuned") or {})}, reverse=True)
+    metric_names = sorted({name for run in runs for values in _final(run).values() for name in values})
+    dims = sorted({int(d) for run in runs for d in _final(run)}, reverse=True)
     headers = ["dimension", "metric"] + [f"{run['run_id']} (baseline -> fine-tuned)" for run in runs]
     rows = []
     for dim in dims:
@@ -112,16 +157,23 @@ def command_compare(registry: RunRegistry, args) -> str:
             row = [dim, name]
             for run in runs:
                 metrics = run["metrics"] or {}
-                after = ((metrics.get("finetuned") or {}).get(str(dim)) or {}).get(name)
+                after = (_final(run).get(str(dim)) or {}).get(name)
                 before = ((metrics.get("baseline") or {}).get(str(dim)) or {}).get(name)
-                row.append("-" if after is None else (f"{before:.4f} -> {after:.4f}" if before is not None else f"{after:.4f}"))
+                row.append(
+                    "-"
+                    if after is None
+                    else (f"{before:.4f} -> {after:.4f}" if before is not None else f"{after:.4f}")
+                )
             rows.append(row)
     return table(headers, rows) if rows else "no metrics recorded for these runs"
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m embedding_trainer.runs", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m embedding_trainer.runs",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("--db", type=Path, default=DEFAULT_DB, help=f"registry file (default {DEFAULT_DB})")
     commands = parser.add_subparsers(dest="command", required=True)
     listing = commands.add_parser("list", help="one line per run")
@@ -129,14 +181,20 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--task")
     listing.add_argument("--since", type=parse_since)
     commands.add_parser("show", help="one run").add_argument("run_id")
-    compare = commands.add_parser("compare", help="per-dimension metrics side by side, or across seeds (--group)")
+    compare = commands.add_parser(
+        "compare", help="per-dimension metrics side by side, or across seeds (--group)"
+    )
     compare.add_argument("run_ids", nargs="*")
-    compare.add_argument("--group", help="a multi-run or sweep folder (path or name): statistics across seeds")
+    compare.add_argument(
+        "--group", help="a multi-run or sweep folder (path or name): statistics across seeds"
+    )
     args = parser.parse_args(argv)
     if args.command == "compare" and bool(args.run_ids) == bool(args.group):
         parser.error("compare takes run ids, or --group FOLDER (one of the two)")
     if not args.db.is_file():
-        print(f"No registry at {args.db}: no run has been recorded there yet (or pass --db).", file=sys.stderr)
+        print(
+            f"No registry at {args.db}: no run has been recorded there yet (or pass --db).", file=sys.stderr
+        )
         return 1
     registry = RunRegistry(args.db)
     handler = {"list": command_list, "show": command_show, "compare": command_compare}[args.command]

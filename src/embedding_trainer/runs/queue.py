@@ -28,7 +28,9 @@ def register_queued(
         return None
     with open_dict(cfg):
         del cfg["hydra"]
-    tracker.registry.start(tracker.run_id, cfg.name, list(overrides), config_text(cfg), str(output_dir), status="queued")
+    tracker.registry.start(
+        tracker.run_id, cfg.name, list(overrides), config_text(cfg), str(output_dir), status="queued"
+    )
     store_run_id(output_dir, tracker.run_id)
     log.info(f"Queued run {tracker.run_id}: {output_dir}")
     return tracker

@@ -80,7 +80,13 @@ class RunRegistry:
                 raise
 
     def start(
-        self, run_id: str, task: str, overrides: list[str], config: str, output_dir: str, status: str = "running"
+        self,
+        run_id: str,
+        task: str,
+        overrides: list[str],
+        config: str,
+        output_dir: str,
+        status: str = "running",
     ) -> None:
         """Record a new run (or restart a queued or resumed one: the row keeps its start time and
         takes the new status and config) as `status`."""
@@ -101,7 +107,9 @@ class RunRegistry:
             (step, total_steps, round(percent, 2), time.time(), run_id),
         )
 
-    def finish(self, run_id: str, status: str, metrics: dict | None = None, model_path: str | None = None) -> None:
+    def finish(
+        self, run_id: str, status: str, metrics: dict | None = None, model_path: str | None = None
+    ) -> None:
         """Record the end of a run that did not raise: `success` or `pruned`, with its metrics."""
         now = time.time()
         self._write(
@@ -134,7 +142,9 @@ class RunRegistry:
             raise KeyError(f"no run {run_id!r} in {self.path}")
         return _decoded(row)
 
-    def list(self, status: str | None = None, task: str | None = None, since: float | None = None) -> list[dict]:
+    def list(
+        self, status: str | None = None, task: str | None = None, since: float | None = None
+    ) -> list[dict]:
         """Runs, newest first, filtered by status, task and start time (epoch seconds)."""
         clauses, parameters = [], []
         for clause, value in (("status = ?", status), ("task = ?", task), ("started_at >= ?", since)):
@@ -143,7 +153,9 @@ class RunRegistry:
                 parameters.append(value)
         where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._connect() as connection:
-            rows = connection.execute(f"SELECT * FROM runs{where} ORDER BY started_at DESC", parameters).fetchall()
+            rows = connection.execute(
+                f"SELECT * FROM runs{where} ORDER BY started_at DESC", parameters
+            ).fetchall()
         return [_decoded(row) for row in rows]
 
 

@@ -40,7 +40,9 @@ class RunTracker:
 
     def start(self, cfg: DictConfig, output_dir: str) -> None:
         if self.registry:
-            self.registry.start(self.run_id, self.task, command_line_overrides(), config_text(cfg), output_dir)
+            self.registry.start(
+                self.run_id, self.task, command_line_overrides(), config_text(cfg), output_dir
+            )
 
     def moved(self, old_dir: str, new_dir: str) -> None:
         """Record that the runs of `old_dir` now live in `new_dir` (a finished run moved aside)."""
@@ -87,5 +89,7 @@ class RegistryProgressCallback(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self.tracker.progress(trainer.global_step, self._total(trainer))
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
         self.tracker.fail(exception)

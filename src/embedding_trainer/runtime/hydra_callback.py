@@ -1,5 +1,5 @@
 """Hydra callbacks: claim a single run's folder before Hydra writes into it; summarise a multi-run
-across seeds when it ends."""
+across seeds when it ends (an evaluation multi-run: the models side by side)."""
 
 import sys
 from pathlib import Path
@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
 
 from embedding_trainer.log import get_logger
+from embedding_trainer.reporting.comparison import write_comparison
 from embedding_trainer.reporting.seeds import runs_in_folder, write_summary
 from embedding_trainer.runtime.run_folder import RunFolderError, claim_run_folder
 
@@ -42,3 +43,16 @@ class SummarizeMultirun(Callback):
         runs = runs_in_folder(folder)
         if runs:
             log.info(f"Summary of {len(runs)} finished runs across seeds: {write_summary(folder, runs)}")
+
+
+class CompareEvaluations(Callback):
+    """`hydra.callbacks.multirun_summary` of `python evaluate.py -m`: when the multi-run ends, write
+    `comparison.md` and `comparison.json` (each model's primary metric per dimension, one column per
+    model, `reporting.comparison`) to its folder from the evaluations there that finished, and log
+    the table."""
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        folder = Path(config.hydra.sweep.dir)
+        runs = [run for run in runs_in_folder(folder) if run.results.get("evaluated")]
+        if runs:
+            log.info(f"Models side by side ({folder / 'comparison.md'}):\n{write_comparison(folder, runs)}")

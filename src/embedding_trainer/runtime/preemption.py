@@ -41,7 +41,9 @@ def slurm_job_id() -> str | None:
 def requeue(job_id: str) -> bool:
     """Ask SLURM to requeue `job_id`; False (with a warning) when scontrol fails or is missing."""
     try:
-        result = subprocess.run(["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60, check=False)
+        result = subprocess.run(
+            ["scontrol", "requeue", job_id], capture_output=True, text=True, timeout=60, check=False
+        )
     except (OSError, subprocess.TimeoutExpired) as error:
         log.warning(f"Could not requeue SLURM job {job_id}: {error}")
         return False
@@ -72,7 +74,9 @@ def stopping_on_signals() -> Iterator[None]:
         job_id = requeue_this_job(rank_zero_only.rank == 0)
         after = f"requeued SLURM job {job_id}" if job_id else "run the same command again to start over"
         raise RunPreempted(
-            f"Stopped on {signal.Signals(signum).name} outside training (nothing to checkpoint); {after}.", "", signum
+            f"Stopped on {signal.Signals(signum).name} outside training (nothing to checkpoint); {after}.",
+            "",
+            signum,
         )
 
     previous = {signum: signal.signal(signum, stop) for signum in SIGNALS}
@@ -111,10 +115,14 @@ class PreemptionCallback(pl.Callback):
     def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._restore_handlers()
 
-    def on_exception(self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException) -> None:
+    def on_exception(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, exception: BaseException
+    ) -> None:
         self._restore_handlers()
 
-    def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int) -> None:
+    def on_train_batch_end(
+        self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
+    ) -> None:
         if (batch_idx + 1) % trainer.accumulate_grad_batches:
             return  # mid-accumulation: the accumulated gradients are not in checkpoints
         if not trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False):

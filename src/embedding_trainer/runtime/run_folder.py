@@ -50,8 +50,14 @@ class Claimant:
     @classmethod
     def this_process(cls, run_id: str | None) -> "Claimant":
         pid = os.getpid()
-        return cls(pid, socket.gethostname(), psutil.Process(pid).create_time(), slurm_job_id(), run_id,
-                   time.strftime("%Y-%m-%d %H:%M:%S"))
+        return cls(
+            pid,
+            socket.gethostname(),
+            psutil.Process(pid).create_time(),
+            slurm_job_id(),
+            run_id,
+            time.strftime("%Y-%m-%d %H:%M:%S"),
+        )
 
     def is_gone(self) -> bool:
         """True when the claiming process surely no longer runs: on this host, its process is dead
@@ -73,7 +79,9 @@ class Claimant:
 class RunFolderClaim:
     """This process's claim on `folder`; `previous` is where an overwritten run's files went."""
 
-    def __init__(self, folder: Path, claimant: Claimant, created_folder: bool, previous: Path | None = None) -> None:
+    def __init__(
+        self, folder: Path, claimant: Claimant, created_folder: bool, previous: Path | None = None
+    ) -> None:
         self.folder = folder
         self.claimant = claimant
         self.created_folder = created_folder
@@ -100,7 +108,9 @@ class RunFolderClaim:
 _HELD: dict[Path, RunFolderClaim] = {}
 
 
-def claim_run_folder(folder: str | Path, overwrite: bool = False, run_id: str | None = None) -> RunFolderClaim:
+def claim_run_folder(
+    folder: str | Path, overwrite: bool = False, run_id: str | None = None
+) -> RunFolderClaim:
     """Claim `folder` for this process's run (the same claim again when this process holds it).
 
     Raises:
@@ -130,7 +140,9 @@ def claim_run_folder(folder: str | Path, overwrite: bool = False, run_id: str | 
 def _make_folder(folder: Path) -> bool:
     """Create `folder` (with parents); True when it did not exist before."""
     if folder.exists() and not folder.is_dir():
-        raise RunFolderError(f"The run folder {folder} is a file; choose another hydra.run.dir (or paths.output_dir).")
+        raise RunFolderError(
+            f"The run folder {folder} is a file; choose another hydra.run.dir (or paths.output_dir)."
+        )
     existed = folder.is_dir()
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -154,7 +166,9 @@ def _take_claim(path: Path, claimant: Claimant) -> None:
             f"delete {path} and start again."
         )
     if _retire_claim(path):
-        log.warning(f"Taking over {path.parent}: its claim by {holder.describe() if holder else 'an unknown run'} is stale.")
+        log.warning(
+            f"Taking over {path.parent}: its claim by {holder.describe() if holder else 'an unknown run'} is stale."
+        )
     if not _create_claim(path, claimant):
         holder = _read_claim(path)
         raise RunFolderError(

@@ -43,14 +43,18 @@ def parse_search_space(params: Mapping[str, Any], arguments: Sequence[str]) -> S
     """The search space of the sweeper's `params` (key -> override value text) and the command-line
     `arguments` (which win for the same key)."""
     lines = [f"{key}={value}" for key, value in params.items()] + list(arguments)
-    overrides = {override.get_key_element(): override for override in OverridesParser.create().parse_overrides(lines)}
+    overrides = {
+        override.get_key_element(): override for override in OverridesParser.create().parse_overrides(lines)
+    }
     space = SearchSpace({}, [])
     for key, override in overrides.items():
         if not override.is_sweep_override():
             space.fixed.append(override.input_line)
         elif override.is_choice_sweep():
-            values = [value if isinstance(value, SCALARS) else text
-                      for value, text in zip(override.sweep_iterator(), override.sweep_string_iterator())]
+            values = [
+                value if isinstance(value, SCALARS) else text
+                for value, text in zip(override.sweep_iterator(), override.sweep_string_iterator())
+            ]
             space.distributions[key] = CategoricalDistribution(values)
             space.choice_texts[key] = dict(zip(values, override.sweep_string_iterator()))
         elif override.is_range_sweep():

@@ -19,11 +19,11 @@ SQLITE_PREFIX = "sqlite:///"
 def open_storage(url: str) -> BaseStorage:
     """The storage `url` names (see the module docstring); creates the folder of a file storage."""
     if url.startswith(JOURNAL_PREFIX):
-        path = Path(url[len(JOURNAL_PREFIX):])
+        path = Path(url[len(JOURNAL_PREFIX) :])
         path.parent.mkdir(parents=True, exist_ok=True)
         return JournalStorage(JournalFileBackend(str(path)))
     if url.startswith(SQLITE_PREFIX):
-        Path(url[len(SQLITE_PREFIX):]).parent.mkdir(parents=True, exist_ok=True)
+        Path(url[len(SQLITE_PREFIX) :]).parent.mkdir(parents=True, exist_ok=True)
         return RDBStorage(url, engine_kwargs={"connect_args": {"timeout": 60}})
     return RDBStorage(url)
 
@@ -37,4 +37,6 @@ def trial_by_number(study: optuna.Study, storage: BaseStorage, number: int) -> o
 def load_trial(url: str, study_name: str, number: int, pruner: optuna.pruners.BasePruner) -> optuna.Trial:
     """Trial `number` of the study stored at `url`, for a run to report to (`pruner` decides `should_prune`)."""
     storage = open_storage(url)
-    return trial_by_number(optuna.load_study(study_name=study_name, storage=storage, pruner=pruner), storage, number)
+    return trial_by_number(
+        optuna.load_study(study_name=study_name, storage=storage, pruner=pruner), storage, number
+    )

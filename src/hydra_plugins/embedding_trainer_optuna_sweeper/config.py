@@ -16,11 +16,15 @@ class OptunaSweeperConf:
     direction: str = "maximize"
     n_trials: int = 20
     n_jobs: int = 1
-    sampler: Any = field(default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": "${seed}"})
+    sampler: Any = field(
+        default_factory=lambda: {"_target_": "optuna.samplers.TPESampler", "seed": "${seed}"}
+    )
     pruner: Any = None
     study_name: str = "${name}"
     storage: str | None = "sqlite:///${paths.log_dir}/optuna/${hydra.sweeper.study_name}.db"
     params: dict[str, Any] = field(default_factory=dict)
 
 
-ConfigStore.instance().store(group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="embedding_trainer")
+ConfigStore.instance().store(
+    group="hydra/sweeper", name="optuna", node=OptunaSweeperConf, provider="embedding_trainer"
+)

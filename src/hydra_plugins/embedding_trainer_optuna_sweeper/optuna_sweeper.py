@@ -88,7 +88,9 @@ class OptunaSweeper(Sweeper):
                 "quantities. Fix evaluation.dims and evaluation.objective for the whole sweep instead."
             )
         study, storage = self._open_study()
-        pending = [trial_by_number(study, storage, t.number) for t in study.trials if t.state == TrialState.RUNNING]
+        pending = [
+            trial_by_number(study, storage, t.number) for t in study.trials if t.state == TrialState.RUNNING
+        ]
         finished = sum(t.state.is_finished() for t in study.trials)
         to_ask = max(0, self.n_trials - finished - len(pending))
         if study.trials:
@@ -104,7 +106,7 @@ class OptunaSweeper(Sweeper):
             while len(pending) < self.n_jobs and to_ask and not self.exhausted:
                 pending.append(study.ask(space.distributions))
                 to_ask -= 1
-            batch, pending = pending[: self.n_jobs], pending[self.n_jobs:]
+            batch, pending = pending[: self.n_jobs], pending[self.n_jobs :]
             self._run_batch(study, space, batch)
         self._summarize(study, sweep_dir)
         return study
@@ -113,8 +115,12 @@ class OptunaSweeper(Sweeper):
         """The study in its storage: created, or loaded when it exists (with the same direction)."""
         storage = open_storage(self.storage_url)
         study = optuna.create_study(
-            study_name=self.study_name, storage=storage, sampler=self.sampler, pruner=self.pruner,
-            direction=self.direction, load_if_exists=True,
+            study_name=self.study_name,
+            storage=storage,
+            sampler=self.sampler,
+            pruner=self.pruner,
+            direction=self.direction,
+            load_if_exists=True,
         )
         if study.direction.name.lower() != self.direction:
             raise ConfigError(
@@ -198,8 +204,9 @@ class OptunaSweeper(Sweeper):
 
 def _defines_objective(key: str) -> bool:
     """Whether the override key `key` sets what `val/score` is (`evaluation.dims`, `evaluation.objective`)."""
-    return key == "evaluation" or any(key == name or key.startswith(name + ".")
-                                      for name in ("evaluation.dims", "evaluation.objective"))
+    return key == "evaluation" or any(
+        key == name or key.startswith(name + ".") for name in ("evaluation.dims", "evaluation.objective")
+    )
 
 
 def _quoted(text: str) -> str:

@@ -1,0 +1,130 @@
+"""`evaluate(cfg)`: score a model (a hub id, a folder, an earlier run's `model/`) on the eval data of a
+data config at every evaluation dimension, without training; and `main()`, its Hydra command-line
+shell (`python evaluate.py ...`, `-m model=a,b` for models side by side)."""
+
+import time
+from pathlib import Path
+
+import hydra
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from embedding_trainer.errors import ConfigError
+from embedding_trainer.evaluation.base import metrics_json
+from embedding_trainer.evaluation.significance import PER_EXAMPLE_DIR, save_per_example
+from embedding_trainer.log import get_logger
+from embedding_trainer.provenance import record_provenance
+from embedding_trainer.reporting.results import write_evaluation_results
+from embedding_trainer.reporting.run_report import base_model_name, write_evaluation_report
+from embedding_trainer.reporting.wandb_run import log_evaluated_table
+from embedding_trainer.resolvers import CONFIG_DIR
+from embedding_trainer.runs.tracking import RunTracker
+from embedding_trainer.runtime.resume import store_run_id
+from embedding_trainer.train import (
+    build_datamodule,
+    build_evaluation,
+    build_trainer,
+    data_notes,
+    load_model,
+    log_config,
+    run_command,
+    tracked_run,
+)
+from embedding_trainer.validation import check_counts, check_evaluation_dims, check_required
+
+log = get_logger(__name__)
+
+
+def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
+    """Evaluate `cfg.model` on the eval rows of `cfg.data` with the evaluator of `cfg.dataset_type`,
+    once at every one of `evaluation.dims`, in a run folder claimed and a registry row (task
+    `cfg.task_name`, no model path) kept as `train`'s are (see `train.tracked_run`).
+
+    Writes `results.json` (`evaluator`, `primary_metric`, `model`, `evaluated` {dim: {metric: value}},
+    `score` (the `val/score` objective), `provenance`), `results.md`, `report.md` with
+    `plots/matryoshka.png`, `per_example/evaluated.npz` (when the evaluator scores per example) and
+    `config_resolved.yaml`; logs the config, the `val/...` metrics (at step 0) and the table
+    `results/evaluated` to the configured loggers.
+
+    Returns:
+        metrics: the flat `val/...` metrics, with `val/score`.
+        objects: `model`, `datamodule`, `evaluation` (the callback holding the evaluator),
+            `evaluated` (per-dimension metrics), `results` (as in results.json) and `run_id`.
+    """
+    return tracked_run(cfg, cfg.task_name, _evaluate)
+
+
+def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict]:
+    started = time.time()
+    check_required(cfg)
+    check_evaluation_dims(cfg)
+    check_counts(cfg)
+    output_dir = Path(cfg.paths.output_dir)
+    datamodule = build_datamodule(cfg)
+    datamodule.load()  # the training rows too: k-NN support, class names, a held-out split
+    evaluation = build_evaluation(cfg, datamodule)
+    evaluator = evaluation.evaluator
+    if evaluator.scores_with_loss:
+        raise ConfigError(
+            f"dataset_type={cfg.dataset_type.name} is scored by the {evaluator.name} classifier that training builds "
+            "with the loss, which a saved model does not hold: evaluate on another dataset type, or train with "
+            "train.py (its report scores the classifier)."
+        )
+    loggers = [instantiate(c) for c in cfg.logger.values()]  # not the trainer's: fast_dev_run swaps those out
+    trainer = build_trainer(cfg, [], loggers)  # what provenance records the devices of
+    model = load_model(cfg).to(trainer.strategy.root_device).eval()
+    store_run_id(output_dir, tracker.run_id)  # after the model loads: a rejected run writes nothing
+    provenance = record_provenance(output_dir, cfg, model, datamodule, trainer)
+
+    evaluated = evaluator(model, evaluation.dims)
+    metrics = evaluation.flatten(evaluated)
+    if evaluator.last_per_example is not None:
+        save_per_example(
+            output_dir / PER_EXAMPLE_DIR / "evaluated.npz",
+            evaluator.last_per_example,
+            evaluator.example_ids,
+            -1,
+        )
+    results = {
+        "evaluator": evaluator.name,
+        "primary_metric": evaluator.primary_metric,
+        "model": base_model_name(cfg),
+        "evaluated": metrics_json(evaluated),
+        "score": metrics["val/score"],
+        "provenance": provenance,
+    }
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    table = write_evaluation_results(output_dir, results, evaluated)
+    report = write_evaluation_report(
+        output_dir,
+        cfg,
+        evaluator.name,
+        evaluator.primary_metric,
+        evaluated,
+        time.time() - started,
+        data_notes(datamodule, None, output_dir),
+    )
+    log_config(loggers, cfg, provenance)
+    for logger in loggers:
+        logger.log_metrics(metrics, step=0)
+    log_evaluated_table(loggers, evaluated)
+    for logger in loggers:
+        logger.finalize("success")
+    log.info(
+        f"{results['model']}: {evaluator.name} {evaluator.primary_metric} by dimension:\n{table}\nReport: {report}"
+    )
+    return metrics, {
+        "model": model,
+        "datamodule": datamodule,
+        "evaluation": evaluation,
+        "evaluated": evaluated,
+        "results": results,
+        "model_path": None,
+    }
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
+def main(cfg: DictConfig) -> float:
+    """Command-line entry point; returns `val/score`. Mistakes in the config, the data or the model
+    end the run as `train.py`'s do (`train.run_command`: the message, exit status 2)."""
+    return run_command(evaluate, cfg)["val/score"]
