@@ -161,7 +161,7 @@ def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path):
     command = [
         sys.executable, "train.py", "trainer=ddp_sim", "model=tiny", "debug=limit",
         "trainer.max_steps=2", "data.max_samples=40", "data.max_eval_samples=24", "data.batch_size=8",
-        "evaluation.show_progress_bar=false", "callbacks.progress_bar.refresh_rate=0",
+        "evaluation.show_progress_bar=false",  # the progress bar on: only rank zero's reads the metrics
         f"paths.log_dir={outputs}", "+callbacks.probe._target_=ddp_probe.ValScoreProbe", f"+callbacks.probe.folder={probe}",
     ]  # fmt: skip
     env = {

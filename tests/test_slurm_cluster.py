@@ -7,6 +7,7 @@ cluster's default partition, with one CPU per task."""
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -146,6 +147,17 @@ def _wait_for_step(process: subprocess.Popen, tmp_path: Path, step: int, after: 
     pytest.fail(f"no progress to step {step} within 400 s")
 
 
+def _wait_for_line(log_file: Path, pattern: str) -> re.Match:
+    """Block until a line of `log_file` matches `pattern`; the match."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        match = re.search(pattern, log_file.read_text())
+        if match:
+            return match
+        time.sleep(0.5)
+    pytest.fail(f"no line matching {pattern!r} in {log_file} within 60 s")
+
+
 def _finetuned(run_dir: Path) -> dict:
     return json.loads((run_dir / "results.json").read_text())["finetuned"]
 
@@ -254,7 +266,8 @@ def test_scancel_signal_checkpoints_and_the_requeued_job_resumes_to_the_uninterr
     _finish(driver)
     (run,) = _run_folders(tmp_path)
     log = next((run.parent / ".submitit").glob("*/*_0_log.out")).read_text()
-    assert "Stopped on SIGUSR1 at step" in log and f"requeued SLURM job {job_id}" in log
+    assert "Stopped on SIGUSR1 at step" in log and f"requeueing SLURM job {job_id}" in log
+    assert f"Requeued SLURM job {job_id}" in log
     assert f"Resuming the unfinished run in {run}" in log  # the same job id, its folder pinned at submission
     assert int(_job_state(job_id)["Restarts"]) >= 1
     (row,) = _rows(tmp_path)
@@ -262,41 +275,58 @@ def test_scancel_signal_checkpoints_and_the_requeued_job_resumes_to_the_uninterr
     _assert_same_metrics(_finetuned(run), reference)
 
 
-def test_a_job_reaching_its_time_limit_is_signalled_before_it_checkpoints_and_resumes(tmp_path):
-    # A long limit at submission, shortened by SLURM once training runs: SLURM then sends submitit's
-    # SIGUSR2 (signal_delay_s before the new limit) at its next time-limit check (within 30 s).
-    # 1,000 steps: still training when the signal comes (up to 30 s after the limit is shortened).
-    long_job = [
+def test_a_job_reaching_its_time_limit_is_requeued_and_resumes_and_a_cancelled_one_stays_cancelled(tmp_path):
+    # A long limit at submission, shortened once training runs: SLURM then sends submitit's SIGUSR2
+    # (signal_delay_s before the new limit) at its next time-limit check, within 30 s. The job is
+    # far too long to finish first (1,000 epochs of 1,000 steps); once the requeued job has resumed
+    # and trained on, the test cancels it (the scancel test above runs a resumed job to its end).
+    endless_job = [
         *SHORT_JOB,
         "data.max_samples=4000",
         "data.batch_size=4",
-        "trainer.max_epochs=1",
+        "trainer.max_epochs=1000",
         "registry.progress_every_n_steps=5",
     ]
     driver = _submit_multirun(
         tmp_path,
         "trainer=cpu",
-        *long_job,
+        *endless_job,
         "hydra.launcher.timeout_min=30",
         "hydra.launcher.signal_delay_s=100",
     )
     job_id = _job_id(f"et-{tmp_path.name}")
-    _wait_for_step(driver, tmp_path, 2)
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=2"], check=True, timeout=30)
-    deadline = time.monotonic() + 120
-    while int(_job_state(job_id)["Restarts"]) == 0:
-        assert time.monotonic() < deadline, "SLURM did not signal and requeue the job before its time limit"
-        assert driver.poll() is None
-        time.sleep(0.5)
-    # The requeued job gets the long limit back, so it finishes instead of being signalled again.
-    subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=30"], check=True, timeout=30)
-    _finish(driver)
-    (run,) = _run_folders(tmp_path)
-    log = next((run.parent / ".submitit").glob("*/*_0_log.out")).read_text()
-    assert "Stopped on SIGUSR2 at step" in log and f"requeued SLURM job {job_id}" in log
-    assert f"Resuming the unfinished run in {run}" in log
-    (row,) = _rows(tmp_path)
-    assert row["status"] == "success" and row["step"] == row["total_steps"] == 1000
+    try:
+        _wait_for_step(driver, tmp_path, 2)
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=2"], check=True, timeout=30)
+        deadline = time.monotonic() + 120
+        while int(_job_state(job_id)["Restarts"]) == 0:
+            assert time.monotonic() < deadline, (
+                "SLURM did not signal and requeue the job before its time limit"
+            )
+            time.sleep(0.5)
+        # The requeued job gets the long limit back, so it is not signalled again.
+        subprocess.run(["scontrol", "update", f"JobId={job_id}", "TimeLimit=30"], check=True, timeout=30)
+        (run,) = _run_folders(tmp_path)
+        log_file = next((run.parent / ".submitit").glob("*/*_0_log.out"))
+        stopped = _wait_for_line(
+            log_file, r"Stopped on SIGUSR2 at step (\d+): saved .*; requeueing SLURM job " + job_id
+        )
+        _wait_for_step(driver, tmp_path, int(stopped.group(1)) + 10, after=time.time())
+        assert f"Resuming the unfinished run in {run}" in log_file.read_text()
+        # A plain scancel (SIGTERM) checkpoints but must not requeue: a cancelled job stays cancelled.
+        subprocess.run(["scancel", job_id], check=True, timeout=30)
+        _wait_for_line(log_file, r"Stopped on SIGTERM at step \d+: saved .*; not requeued")
+        deadline = time.monotonic() + 120
+        while (state := _job_state(job_id))["JobState"] in ("RUNNING", "COMPLETING"):
+            assert time.monotonic() < deadline, f"job {job_id} still {state['JobState']}"
+            time.sleep(0.5)
+        assert state["JobState"] == "CANCELLED" and state["Restarts"] == "1"
+        time.sleep(3)  # a requeue would show here
+        assert _job_state(job_id)["JobState"] == "CANCELLED"
+    finally:
+        subprocess.run(["scancel", job_id], check=False, timeout=30)
+        driver.kill()
+        driver.wait(timeout=60)
 
 
 def test_train_sbatch_runs_ddp_over_srun_tasks_in_a_folder_pinned_by_the_job_id(tmp_path):

@@ -8,10 +8,12 @@ import torch
 class InBatchNegativesCallback(pl.Callback):
     """Logs `train/in_batch_negatives`: per training batch, the number of distinct document texts
     (the inputs after the first, which holds the queries: positives and any negatives; compared as
-    tokenized) in the batch the loss scores, minus one (the query's own positive), averaged over the epoch's
-    queries. The batch the loss scores is the global batch across ranks when the loss gathers
-    embeddings across devices (`gather_across_devices`), else each rank's own (then averaged over ranks).
-    Batches without `input_ids` features are not counted."""
+    tokenized) in the batch the loss scores, minus one (the query's own positive), averaged over the
+    epoch's queries. The batch the loss scores is the global batch across ranks when the loss gathers
+    embeddings across devices (`gather_across_devices`), else each rank's own; each rank logs its
+    own value without syncing (`sync_dist=False`), so rank zero's is what loggers record. Syncing
+    would add a collective at epoch end that only rank zero's progress bar triggers early, which
+    deadlocks against the evaluation's broadcast. Batches without `input_ids` features are not counted."""
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
@@ -29,7 +31,7 @@ class InBatchNegativesCallback(pl.Callback):
             on_step=False,
             on_epoch=True,
             batch_size=len(features[0]["input_ids"]),
-            sync_dist=True,
+            sync_dist=False,
         )
 
 

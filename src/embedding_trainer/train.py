@@ -43,7 +43,12 @@ from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_tabl
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
 from embedding_trainer.runtime.hydra_job import in_multirun
-from embedding_trainer.runtime.preemption import PreemptionCallback, RunPreempted, stopping_on_signals
+from embedding_trainer.runtime.preemption import (
+    PreemptionCallback,
+    RunPreempted,
+    requeue_after,
+    stopping_on_signals,
+)
 from embedding_trainer.runtime.rank_launch import ranks_run_this_job
 from embedding_trainer.runtime.resume import (
     RandomStateCallback,
@@ -410,5 +415,6 @@ def run_command(
         sys.exit(2)
     except RunPreempted as preempted:
         log.warning(str(preempted))
+        requeue_after(preempted)  # last: SLURM answers the requeue with a SIGTERM
         sys.exit(preempted.exit_code)
     return metrics

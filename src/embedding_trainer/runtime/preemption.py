@@ -1,6 +1,11 @@
-"""Stopping a run on SIGUSR1, SIGUSR2 or SIGTERM (SLURM preemption or time limit: the sbatch file
-asks for SIGUSR1, submitit for SIGUSR2, a preempting SLURM sends SIGTERM) without losing work:
-save a full checkpoint, ask SLURM to requeue the job, and stop with `RunPreempted`."""
+"""Stopping a run on SIGUSR1, SIGUSR2 or SIGTERM without losing work: save a full checkpoint and
+stop with `RunPreempted`.
+
+After SIGUSR1 (the sbatch file's time-limit warning, or `scancel --signal=USR1`) or SIGUSR2
+(submitit's), the SLURM job is to be requeued (`RunPreempted.requeue_job`): the command line does it
+as the process's last act (`requeue_after`), since SLURM answers `scontrol requeue` with a SIGTERM.
+SIGTERM itself never requeues: it is how `scancel` cancels a job (a cancelled job must stay
+cancelled), and a SLURM preempting with PreemptMode=REQUEUE requeues the job itself."""
 
 import os
 import signal
@@ -19,15 +24,18 @@ from embedding_trainer.runtime.resume import PREEMPTED_CHECKPOINT
 log = get_logger(__name__)
 
 SIGNALS = (signal.SIGUSR1, signal.SIGUSR2, signal.SIGTERM)
+REQUEUE_SIGNALS = (signal.SIGUSR1, signal.SIGUSR2)  # warnings before a time limit (or a preemption)
 
 
 class RunPreempted(Exception):
-    """The run stopped on a signal after saving `checkpoint`; `exit_code` is 128 + the signal number."""
+    """The run stopped on a signal after saving `checkpoint`; `exit_code` is 128 + the signal number;
+    `requeue_job` is the SLURM job to requeue once everything is written (None: not to requeue)."""
 
-    def __init__(self, message: str, checkpoint: str, signum: int) -> None:
+    def __init__(self, message: str, checkpoint: str, signum: int, requeue_job: str | None = None) -> None:
         super().__init__(message)
         self.checkpoint = checkpoint
         self.exit_code = 128 + signum
+        self.requeue_job = requeue_job
 
 
 def slurm_job_id() -> str | None:
@@ -52,18 +60,31 @@ def requeue(job_id: str) -> bool:
     return result.returncode == 0
 
 
-def requeue_this_job(rank_zero: bool) -> str | None:
-    """Inside a SLURM job, on rank zero: requeue the job and return its id; otherwise (or when
-    `scontrol requeue` fails) None."""
-    job_id = slurm_job_id()
-    return job_id if rank_zero and job_id is not None and requeue(job_id) else None
+def job_to_requeue(rank_zero: bool, signum: int) -> str | None:
+    """Inside a SLURM job, on rank zero, for a warning signal (`REQUEUE_SIGNALS`): the job's id;
+    otherwise None."""
+    return slurm_job_id() if rank_zero and signum in REQUEUE_SIGNALS else None
+
+
+def requeue_after(preempted: RunPreempted) -> None:
+    """Requeue the SLURM job `preempted` names, if any: the last act of a stopped run's process."""
+    if preempted.requeue_job and requeue(preempted.requeue_job):
+        log.info(f"Requeued SLURM job {preempted.requeue_job}: it resumes when it starts again.")
+
+
+def _after(signum: int, job_id: str | None, resume: str) -> str:
+    """What a stopped run says happens next."""
+    if job_id:
+        return f"requeueing SLURM job {job_id}"
+    if signum == signal.SIGTERM and slurm_job_id() is not None:
+        return f"not requeued (SIGTERM: cancelled, or preempted by a SLURM that requeues it itself); {resume}"
+    return resume
 
 
 @contextmanager
 def stopping_on_signals() -> Iterator[None]:
     """Around a whole run: SIGUSR1, SIGUSR2 or SIGTERM outside training (while data or the model
-    load, during an evaluation) raise `RunPreempted` without a checkpoint (inside a SLURM job,
-    rank zero requeues it first), so the run ends as a failure with its claim released and its
+    load, during an evaluation) raise `RunPreempted` without a checkpoint, so the run ends as a failure with its claim released and its
     registry row closed, instead of dying mid-write.
     During training `PreemptionCallback` takes the signals over. Main thread only."""
     if threading.current_thread() is not threading.main_thread():
@@ -71,12 +92,13 @@ def stopping_on_signals() -> Iterator[None]:
         return
 
     def stop(signum: int, frame) -> None:
-        job_id = requeue_this_job(rank_zero_only.rank == 0)
-        after = f"requeued SLURM job {job_id}" if job_id else "run the same command again to start over"
+        job_id = job_to_requeue(rank_zero_only.rank == 0, signum)
         raise RunPreempted(
-            f"Stopped on {signal.Signals(signum).name} outside training (nothing to checkpoint); {after}.",
+            f"Stopped on {signal.Signals(signum).name} outside training (nothing to checkpoint); "
+            f"{_after(signum, job_id, 'run the same command again to start over')}.",
             "",
             signum,
+            job_id,
         )
 
     previous = {signum: signal.signal(signum, stop) for signum in SIGNALS}
@@ -91,8 +113,8 @@ class PreemptionCallback(pl.Callback):
     """While training, SIGUSR1, SIGUSR2 and SIGTERM only set a flag (replacing Lightning's own handlers,
     which are restored afterwards). At the next optimizer-step boundary every rank agrees on the
     flag; then the run saves `<output_dir>/checkpoints/preempted.ckpt` (model, optimizer,
-    scheduler, loops, sampler position, random state, evaluation history), rank zero runs
-    `scontrol requeue` when inside a SLURM job, and `RunPreempted` is raised."""
+    scheduler, loops, sampler position, random state, evaluation history) and `RunPreempted` is
+    raised (naming the SLURM job to requeue when the signal was a warning, `REQUEUE_SIGNALS`)."""
 
     def __init__(self, output_dir: str | Path) -> None:
         self.output_dir = Path(output_dir)
@@ -129,14 +151,12 @@ class PreemptionCallback(pl.Callback):
             return
         signum = self.signum or signal.SIGTERM  # a rank that got no signal stops with the others
         trainer.save_checkpoint(self.path)
-        job_id = requeue_this_job(trainer.is_global_zero)
-        step = trainer.global_step
-        if job_id:
-            after = f"requeued SLURM job {job_id}; it resumes from the checkpoint when it starts again"
-        else:
-            after = f"to resume, run the same command with hydra.run.dir={self.output_dir}"
+        job_id = job_to_requeue(trainer.is_global_zero, signum)
+        resume = f"to resume, run the same command with hydra.run.dir={self.output_dir}"
         raise RunPreempted(
-            f"Stopped on {signal.Signals(signum).name} at step {step}: saved {self.path}; {after}.",
+            f"Stopped on {signal.Signals(signum).name} at step {trainer.global_step}: saved {self.path}; "
+            f"{_after(signum, job_id, resume)}.",
             str(self.path),
             signum,
+            job_id,
         )
