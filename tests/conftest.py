@@ -19,6 +19,23 @@ register_resolvers()
 
 # A fast job on the tiny offline model: one batch of training, evaluation on a few rows.
 FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false"]
+# One training step on the STS score data (the cheapest evaluation), no checkpoints.
+SCORE_STEP = [*FAST, "dataset_type=score", "loss=cosent", "callbacks=none"]
+# The job preemption tests stop and resume: 6 batches per epoch, 2 epochs; dropout on; the default
+# (generator-driven) shuffled batch sampler; progress in the registry at every step.
+PREEMPTION_JOB = [
+    "model=tiny",
+    "dataset_type=score",
+    "loss=cosent",
+    "logger=none",
+    "evaluation.show_progress_bar=false",
+    "data.max_samples=48",
+    "data.batch_size=8",
+    "data.max_eval_samples=60",
+    "trainer.max_epochs=2",
+    "callbacks.progress_bar.refresh_rate=0",
+    "registry.progress_every_n_steps=1",
+]
 
 
 @pytest.fixture(scope="session")

@@ -11,21 +11,13 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from conftest import SCORE_STEP
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
 from hydra_plugins.embedding_trainer_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
-# One training step on the STS score data (cheap evaluation), no checkpoints.
-JOB = [
-    "model=tiny",
-    "debug=fdr",
-    "dataset_type=score",
-    "loss=cosent",
-    "logger=none",
-    "callbacks=none",
-    "evaluation.show_progress_bar=false",
-]
+JOB = SCORE_STEP
 
 
 @pytest.mark.parametrize(

@@ -13,25 +13,13 @@ import pytest
 import torch
 from hydra.utils import instantiate
 
+from conftest import PREEMPTION_JOB
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.runtime.resume import resume_checkpoint
 from embedding_trainer.train import train
 
-# 6 batches per epoch, 2 epochs; dropout on; the default (generator-driven) shuffled batch sampler.
-JOB = [
-    "model=tiny",
-    "dataset_type=score",
-    "loss=cosent",
-    "logger=none",
-    "evaluation.show_progress_bar=false",
-    "data.max_samples=48",
-    "data.batch_size=8",
-    "data.max_eval_samples=60",
-    "trainer.max_epochs=2",
-    "callbacks.progress_bar.refresh_rate=0",
-    "registry.progress_every_n_steps=1",
-]
+JOB = PREEMPTION_JOB
 
 
 def _start(tmp_path, run_dir, log_name: str) -> subprocess.Popen:

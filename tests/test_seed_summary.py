@@ -11,21 +11,13 @@ import sys
 import pytest
 from scipy import stats
 
+from conftest import SCORE_STEP
 from embedding_trainer.reporting.seeds import Estimate, SeedRun, estimate, group_runs
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.__main__ import main as runs_cli
 
-# One training step at the full learning rate (no warm-up) on the STS score data (cheap evaluation).
-JOB = [
-    "model=tiny",
-    "debug=fdr",
-    "dataset_type=score",
-    "loss=cosent",
-    "logger=none",
-    "callbacks=none",
-    "evaluation.show_progress_bar=false",
-    "scheduler.warmup_ratio=0",
-]
+# One training step at the full learning rate (no warm-up).
+JOB = [*SCORE_STEP, "scheduler.warmup_ratio=0"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 

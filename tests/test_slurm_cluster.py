@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from conftest import FAST, PREEMPTION_JOB
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
 
@@ -38,22 +39,7 @@ pytestmark = [
 ]
 
 RESOURCES = ["hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]
-FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false"]
-# 6 batches per epoch, 2 epochs, progress in the registry at every step (the preemption job).
-SHORT_JOB = [
-    "model=tiny",
-    "dataset_type=score",
-    "loss=cosent",
-    "logger=none",
-    "evaluation.show_progress_bar=false",
-    "data.max_samples=48",
-    "data.batch_size=8",
-    "data.max_eval_samples=60",
-    "trainer.max_epochs=2",
-    "callbacks.progress_bar.refresh_rate=0",
-    "registry.progress_every_n_steps=1",
-    "seed=7",
-]
+SHORT_JOB = [*PREEMPTION_JOB, "seed=7"]
 
 
 # Set when pytest itself runs inside a SLURM job or under a launcher; a job must not inherit them.

@@ -17,24 +17,15 @@ from hydra import compose, initialize_config_dir
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import TrialState
 
+from conftest import SCORE_STEP
 from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.sweeps.search_space import parse_search_space
 from embedding_trainer.sweeps.storage import open_storage
 from embedding_trainer.validation import validate_config
 
-# One training batch, no baseline, no checkpoints: each trial takes a few seconds.
-JOB = [
-    "model=tiny",
-    "debug=fdr",
-    "dataset_type=score",
-    "loss=cosent",
-    "logger=none",
-    "callbacks=none",
-    "evaluation.baseline=false",
-    "evaluation.show_progress_bar=false",
-    "model.lr=0.001",
-]
+# One training batch, no baseline: each trial takes a few seconds.
+JOB = [*SCORE_STEP, "evaluation.baseline=false", "model.lr=0.001"]
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
 
 

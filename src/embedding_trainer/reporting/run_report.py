@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
+from embedding_trainer.models import hub_id
 from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
 from embedding_trainer.reporting.results import evaluated_table, primary_table
 
@@ -16,11 +17,12 @@ def base_model_name(cfg: DictConfig) -> str:
 
 
 def describe_run(cfg: DictConfig) -> list[list[str]]:
-    """Rows of (setting, value) naming what a run trained: model, data, loss, modifier, knobs."""
+    """Rows of (setting, value) naming what a run trained: model (by its hub id when it has one),
+    data, loss, modifier, knobs."""
     loss = cfg.loss._target_.rsplit(".", 1)[-1]
     modifier = cfg.modifier.get("_target_")
     return [
-        ["base model", base_model_name(cfg)],
+        ["base model", hub_id(cfg.model) or base_model_name(cfg)],
         ["dataset type", cfg.dataset_type.name],
         [
             "training data",
