@@ -203,10 +203,14 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     step, finetuned = select_final_model(trainer, module, evaluation)
-    if general is not None and trainer.is_global_zero:
-        general.finish(model, trainer.strategy.root_device)
-    significance = None  # per-example scores live on rank zero only
+    # Per-example scores, the general evaluation and the health probe live on rank zero only.
+    significance = general_json = health_json = None
     if trainer.is_global_zero:
+        if general is not None:
+            general.finish(model, trainer.strategy.root_device)
+            general_json = general.to_json()
+        if health is not None:
+            health_json = health.to_json(step)
         significance = record_significance(
             output_dir,
             evaluator,
@@ -218,9 +222,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     results = results_payload(
         evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step, significance
     )
-    results["provenance"] = provenance
-    results["general"] = general.to_json() if general is not None and trainer.is_global_zero else None
-    results["health"] = health.to_json(step) if health is not None and trainer.is_global_zero else None
+    results.update(provenance=provenance, general=general_json, health=health_json)
     model_path = None
     if trainer.is_global_zero:
         model_path = finish_run(

@@ -4,7 +4,7 @@
 import json
 from pathlib import Path
 
-from embedding_trainer.evaluation.base import DimensionMetrics
+from embedding_trainer.evaluation.base import DimensionMetrics, metrics_json
 from embedding_trainer.evaluation.significance import Significance
 
 
@@ -57,8 +57,8 @@ def results_payload(
         "evaluator": evaluator_name,
         "primary_metric": metric,
         "step": step,
-        "baseline": _json_metrics(baseline),
-        "finetuned": _json_metrics(finetuned),
+        "baseline": metrics_json(baseline),
+        "finetuned": metrics_json(finetuned),
         "significance": significance.to_json() if significance else None,
     }
 
@@ -170,7 +170,3 @@ def _p_value(value: float | None) -> str | None:
     if value is None:
         return None
     return "<0.0001" if value < 1e-4 else f"{value:.4f}"
-
-
-def _json_metrics(metrics: DimensionMetrics | None) -> dict | None:
-    return None if metrics is None else {str(dim): values for dim, values in metrics.items()}

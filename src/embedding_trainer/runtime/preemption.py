@@ -84,8 +84,8 @@ def _after(signum: int, job_id: str | None, resume: str) -> str:
 @contextmanager
 def stopping_on_signals() -> Iterator[None]:
     """Around a whole run: SIGUSR1, SIGUSR2 or SIGTERM outside training (while data or the model
-    load, during an evaluation) raise `RunPreempted` without a checkpoint, so the run ends as a failure with its claim released and its
-    registry row closed, instead of dying mid-write.
+    load, during an evaluation) raise `RunPreempted` without a checkpoint, so the run ends as a
+    failure with its claim released and its registry row closed, instead of dying mid-write.
     During training `PreemptionCallback` takes the signals over. Main thread only."""
     if threading.current_thread() is not threading.main_thread():
         yield

@@ -3,6 +3,7 @@
 and as `failed` when the submission itself fails (sbatch refused it)."""
 
 from collections.abc import Sequence
+from typing import Any
 
 from hydra.core.utils import JobReturn
 from hydra_plugins.hydra_submitit_launcher.submitit_launcher import LocalLauncher, SlurmLauncher
@@ -29,9 +30,9 @@ class QueuedSlurmLauncher(_QueuedFirst, SlurmLauncher):
     its tasks fails (`srun --kill-on-bad-exit=1`): otherwise the other DDP ranks wait for the dead
     one until the time limit."""
 
-    def launch(self, job_overrides: Sequence[Sequence[str]], initial_job_idx: int) -> Sequence[JobReturn]:
+    def __init__(self, **params: Any) -> None:
+        super().__init__(**params)
         self.params.setdefault("srun_args", ["--kill-on-bad-exit=1"])
-        return super().launch(job_overrides, initial_job_idx)
 
 
 class QueuedLocalLauncher(_QueuedFirst, LocalLauncher):
