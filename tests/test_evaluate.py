@@ -5,6 +5,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,7 @@ from conftest import FAST, files_of
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.runs.__main__ import main as runs_cli
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.train import train
 
@@ -130,6 +132,47 @@ def test_multirun_puts_the_models_side_by_side(tmp_path, model_cache):
     markdown = (folder / "comparison.md").read_text()
     assert "| dimension | model.encoder.seed=0 | model.encoder.seed=1 |" in markdown
     assert "| dimension | model.encoder.seed=0 | model.encoder.seed=1 |" in result.stdout + result.stderr
+
+
+def test_runs_compare_group_puts_an_evaluation_multirun_side_by_side(tmp_path, model_cache, capsys):
+    """`python -m embedding_trainer.runs compare --group` on an evaluate.py multi-run (no baseline, no
+    fine-tuned model: no seed statistics) prints comparison.md's table from the registry: one column per
+    model, each model's primary metric per dimension, and which run each column is."""
+    result = _evaluate_command(
+        tmp_path,
+        model_cache,
+        "-m",
+        "model=tiny",
+        "model.encoder.seed=0,1",
+        "debug=fdr",
+        "logger=none",
+        "evaluation.show_progress_bar=false",
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    [folder] = (tmp_path / "outputs" / "default" / "evaluation_multiruns").iterdir()
+    comparison = json.loads((folder / "comparison.json").read_text())
+    db = str(tmp_path / "outputs" / "runs.db")
+
+    assert runs_cli(["--db", db, "compare", "--group", str(folder)]) == 0
+    compared = capsys.readouterr().out
+    assert runs_cli(["--db", db, "compare", "--group", folder.name]) == 0
+    assert capsys.readouterr().out == compared  # the folder by name selects the same group
+    lines = compared.splitlines()
+    assert lines[0] == "Models side by side: 2 evaluations without training, ndcg@10 (retrieval)"
+    assert lines[1].split() == ["dimension", "model.encoder.seed=0", "model.encoder.seed=1"]
+    assert "fine-tuned mean" not in compared  # no seed statistics of training runs
+    labels = [column["label"] for column in comparison["columns"]]
+    rows = [line.split() for line in lines[3:6]]
+    assert rows == [
+        [dim, *(f"{values[label]:.4f}" for label in labels)]
+        for dim, values in comparison["dimensions"].items()
+    ]
+    assert len({row[1] for row in rows} | {row[2] for row in rows}) > 1  # real, differing scores
+    registry = {Path(run["output_dir"]).name: run for run in RunRegistry(db).list()}
+    for column in comparison["columns"]:
+        run = registry[column["run"]]
+        assert run["task"] == "default-evaluation" and run["status"] == "success"
+        assert f"{column['label']}: {run['run_id']} ({column['run']}/)" in lines
 
 
 @pytest.mark.parametrize("model", ["model", "no_such_folder"])

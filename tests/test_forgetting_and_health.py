@@ -132,6 +132,7 @@ class _ScoreSequence:
     """An evaluator returning the given spearman_cosine values at dimension 8, one per call."""
 
     name, primary_metric = "similarity", "spearman_cosine"
+    last_per_example = None
 
     def __init__(self, *scores: float) -> None:
         self.scores = iter(scores)
@@ -148,7 +149,7 @@ class _ScoreSequence:
 def test_general_evaluation_warns_on_drops_beyond_the_limit(after, max_drop, warns):
     general = GeneralEvaluation(_ScoreSequence(0.5, after), [8], max_drop, "sts")
     general.on_fit_start(
-        SimpleNamespace(global_step=0, is_global_zero=True), SimpleNamespace(model=_Encoder())
+        SimpleNamespace(global_step=0, is_global_zero=True, loggers=[]), SimpleNamespace(model=_Encoder())
     )
     general.finish(_Encoder(), torch.device("cpu"))
     assert (general.warning is not None) is warns
@@ -157,8 +158,10 @@ def test_general_evaluation_warns_on_drops_beyond_the_limit(after, max_drop, war
 
 def test_a_resumed_run_keeps_the_general_baseline_and_never_takes_a_trained_model_for_it():
     first = GeneralEvaluation(_ScoreSequence(0.5), [8], 0.02, "sts")
-    first.on_fit_start(SimpleNamespace(global_step=0, is_global_zero=True), SimpleNamespace(model=_Encoder()))
-    resumed_at = SimpleNamespace(global_step=3, is_global_zero=True)
+    first.on_fit_start(
+        SimpleNamespace(global_step=0, is_global_zero=True, loggers=[]), SimpleNamespace(model=_Encoder())
+    )
+    resumed_at = SimpleNamespace(global_step=3, is_global_zero=True, loggers=[])
     resumed = GeneralEvaluation(_ScoreSequence(0.4), [8], 0.02, "sts")  # 0.4: the trained model's score
     resumed.load_state_dict(first.state_dict())
     resumed.on_fit_start(resumed_at, SimpleNamespace(model=_Encoder()))
@@ -229,7 +232,7 @@ def test_pair_run_reports_general_evaluation_health_and_negatives(make_cfg, tmp_
     )
     with caplog.at_level(logging.WARNING):
         metrics, _ = train(cfg)
-    assert "val/score" in metrics and not any(key.startswith(("general", "health")) for key in metrics)
+    assert "val/score" in metrics and not any(key.startswith("health") for key in metrics)
     results = json.loads((run / "results.json").read_text())
     general, health = results["general"], results["health"]
     assert general["data"].endswith("stsb_test.jsonl") and general["primary_metric"] == "spearman_cosine"
@@ -264,6 +267,14 @@ def test_pair_run_reports_general_evaluation_health_and_negatives(make_cfg, tmp_
         for dim in (32, 16, 8):
             for name in ("alignment", "uniformity", "mean_cosine", "effective_rank"):
                 assert float(row[f"health/{name}_dim{dim}"]) == pytest.approx(values[str(dim)][name])
+    # The general evaluation goes to the loggers too: before training (step 0) and on the final model.
+    key = "general/similarity_spearman_cosine_dim16"
+    general_logged = {int(row["step"]): float(row[key]) for row in rows if row.get(key)}
+    assert general_logged == {
+        0: pytest.approx(general["baseline"]["16"]["spearman_cosine"]),
+        6: pytest.approx(general["finetuned"]["16"]["spearman_cosine"]),
+    }
+    assert metrics[key] == pytest.approx(general["finetuned"]["16"]["spearman_cosine"])
     negatives = [
         float(row["train/in_batch_negatives"]) for row in rows if row.get("train/in_batch_negatives")
     ]

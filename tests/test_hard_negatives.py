@@ -73,6 +73,14 @@ def test_the_second_mining_with_the_same_settings_reads_the_cache(pairs, miner, 
     assert other.cached != first.cached and len(other.rows.column_names) == 5
 
 
+def test_a_miner_with_another_maximum_length_mines_again(pairs, model_cache, tmp_path):
+    miner = build_tiny_model(str(model_cache))
+    first = mine_cached(pairs, miner, _settings(), None, tmp_path, seed=0)
+    miner.max_seq_length = 8  # same weights, other embeddings
+    shorter = mine_cached(pairs, miner, _settings(), None, tmp_path, seed=0)
+    assert not shorter.from_cache and shorter.cached != first.cached
+
+
 def test_negatives_from_a_corpus_of_their_own(pairs, miner, tmp_path):
     documents = [f"an unrelated document number {i} about nothing in particular" for i in range(30)]
     corpus_file = tmp_path / "corpus.jsonl"

@@ -1,6 +1,8 @@
 """Each run leaves report.md with valid PNG plots, and a model card in the saved model folder;
 pushing to the hub fails clearly here and leaves the local model intact."""
 
+import json
+
 import matplotlib.image
 import pytest
 from sentence_transformers import SentenceTransformer
@@ -43,12 +45,36 @@ def test_model_card(make_cfg, tmp_path):
         "MultipleNegativesRankingLoss",
         "MatryoshkaLoss",
         "squad_pairs",
-        "| dimension | baseline | fine-tuned | change |",
+        "| dimension | baseline | fine-tuned | change | 95% CI low | 95% CI high | p-value |",
         "learning rate",
         f'SentenceTransformer("{run / "model"}")',
         "truncate_dim=8",
     ):
         assert expected in card, expected
+    # The change's interval, p-value and mark per dimension, as the run tested them (results.json)
+    # and as results.md shows them, legend included.
+    results = json.loads((run / "results.json").read_text())
+    metric, tests = results["primary_metric"], results["significance"]
+    assert tests["skipped"] is None and set(tests["by_dimension"]) == {"32", "16", "8"}
+    for dim, by_metric in tests["by_dimension"].items():
+        test = by_metric[metric]
+        before, after = results["baseline"][dim][metric], results["finetuned"][dim][metric]
+        p_value = "-" if test["p_value"] is None else f"{test['p_value']:.4f}"
+        p_value = "<0.0001" if test["p_value"] is not None and test["p_value"] < 1e-4 else p_value
+        mark = "*" if test["excludes_zero"] else ""
+        row = (
+            f"| {dim} | {before:.4f} | {after:.4f} | {after - before:+.4f}{mark} | {test['ci_low']:+.4f} "
+            f"| {test['ci_high']:+.4f} | {p_value} |"
+        )
+        assert row in card, row
+    # The training steps moved some rankings: at least one interval is a real one.
+    assert any(t[metric]["ci_low"] < t[metric]["ci_high"] for t in tests["by_dimension"].values())
+    legend = f"percentile paired bootstrap of the mean change over {tests['n_examples']:,} queries"
+    assert legend in card and "`*`: the interval excludes zero." in card
+    in_results = (
+        (run / "results.md").read_text().split(f"## {metric} by dimension\n\n")[1].split("\n\n## ")[0]
+    )
+    assert in_results.strip() in card
     assert SentenceTransformer(str(run / "model")).encode(["x"]).shape == (1, 32)
 
 

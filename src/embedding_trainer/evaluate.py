@@ -9,8 +9,9 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError
-from embedding_trainer.evaluation.base import metrics_json
+from embedding_trainer.evaluation.base import metrics_json, using_cache
 from embedding_trainer.evaluation.significance import PER_EXAMPLE_DIR, save_per_example
 from embedding_trainer.log import get_logger
 from embedding_trainer.provenance import record_provenance
@@ -25,6 +26,7 @@ from embedding_trainer.train import (
     build_evaluation,
     build_trainer,
     data_notes,
+    embeddings_folder,
     load_model,
     log_config,
     run_command,
@@ -62,7 +64,7 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build_datamodule(cfg)
     datamodule.load()  # the training rows too: k-NN support, class names, a held-out split
-    evaluation = build_evaluation(cfg, datamodule)
+    evaluation = build_evaluation(cfg, datamodule.eval_data)
     evaluator = evaluation.evaluator
     if evaluator.scores_with_loss:
         raise ConfigError(
@@ -76,7 +78,9 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     store_run_id(output_dir, tracker.run_id)  # after the model loads: a rejected run writes nothing
     provenance = record_provenance(output_dir, cfg, model, datamodule, trainer)
 
-    evaluated = evaluator(model, evaluation.dims)
+    cache = EmbeddingCache(embeddings_folder(cfg)) if cfg.evaluation.embedding_cache else None
+    with using_cache(evaluator, cache):  # the model does not change: its embeddings are stored
+        evaluated = evaluator(model, evaluation.dims)
     metrics = evaluation.flatten(evaluated)
     if evaluator.last_per_example is not None:
         save_per_example(

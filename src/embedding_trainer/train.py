@@ -5,6 +5,7 @@ import os
 import sys
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -20,13 +21,18 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.data import EmbeddingDataModule
+from embedding_trainer.data.datamodule import EvalData
 from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run
+from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError, DataError, ModelLoadError, ModelPushError
 from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics
+from embedding_trainer.evaluation.base import PerExample
+from embedding_trainer.evaluation.before_after import BeforeAfterEvaluation
 from embedding_trainer.evaluation.callback import EvaluationCallback
 from embedding_trainer.evaluation.general import general_evaluation
 from embedding_trainer.evaluation.health import embedding_health
 from embedding_trainer.evaluation.objective import Objective
+from embedding_trainer.evaluation.selection import Selection
 from embedding_trainer.evaluation.significance import Significance, record_significance
 from embedding_trainer.log import get_logger
 from embedding_trainer.losses import build_loss
@@ -38,7 +44,7 @@ from embedding_trainer.reporting.hub import push_to_hub
 from embedding_trainer.reporting.model_card import write_model_card
 from embedding_trainer.reporting.plots import plot_mined_scores
 from embedding_trainer.reporting.results import results_payload, write_results
-from embedding_trainer.reporting.run_report import write_run_report
+from embedding_trainer.reporting.run_report import evaluation_source, validation_source, write_run_report
 from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
@@ -143,11 +149,16 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
 
     datamodule = build_datamodule(cfg)
     datamodule.load()
-    evaluation = build_evaluation(cfg, datamodule)
+    evaluation = build_evaluation(cfg, datamodule.selection_data)  # val/score: picks the checkpoint
     evaluator = evaluation.evaluator
+    test = held_out_test(cfg, datamodule)  # scores the reported table when validation data chose (None: same)
     general = general_evaluation(cfg, evaluator, datamodule.eval_data)  # the forgetting guard (None: off)
     health = embedding_health(cfg, datamodule, evaluation)  # after `evaluation` in the list: it follows it
-    diagnostics = [callback for callback in (general, health) if callback is not None]
+    diagnostics = [callback for callback in (test, general, health) if callback is not None]
+    if cfg.evaluation.embedding_cache:  # an unchanged model's embeddings of unchanged texts: encoded once
+        for before_training in (evaluation, test, general):
+            if before_training is not None:
+                before_training.baseline_cache = EmbeddingCache(embeddings_folder(cfg))
     if cfg.loss.get("in_batch_negatives"):
         diagnostics.append(InBatchNegativesCallback())
     history = TrainingHistory()
@@ -196,80 +207,102 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     ckpt_path = resume_checkpoint(output_dir, cfg.ckpt_path)
     if ckpt_path is not None:
         check_checkpoint_fits(ckpt_path, module)
-    evaluator.loss = module.loss
+    for scorer in (evaluator, test.evaluator if test else None):
+        if scorer is not None:
+            scorer.loss = module.loss
     log_config(trainer.loggers, cfg, provenance)
 
     with ranks_run_this_job(output_dir, world_size):
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
-    step, finetuned = select_final_model(trainer, module, evaluation)
-    # Per-example scores, the general evaluation and the health probe live on rank zero only.
-    significance = general_json = health_json = None
-    if trainer.is_global_zero:
+    step, selected = select_final_model(trainer, module, evaluation)
+    metrics = evaluation.flatten(selected)
+    results = model_path = reported = None
+    if trainer.is_global_zero:  # per-example scores, the held-out test and the guards live on rank zero only
+        reported = report_scores(evaluation, test, step, model, trainer.strategy.root_device)
+        selection = Selection(
+            selected_on=validation_source(cfg),
+            scored_on=evaluation_source(cfg),
+            step=step,
+            candidates=len(evaluation.history),
+            sweep=cfg.sweep_trial is not None,
+        )
+        log.info(selection.describe())
+        final_metrics = test.flatten(reported.finetuned) if test else {}
+        general_json = health_json = None
         if general is not None:
-            general.finish(model, trainer.strategy.root_device)
+            final_metrics.update(general.flatten(general.finish(model, trainer.strategy.root_device)))
             general_json = general.to_json()
         if health is not None:
             health_json = health.to_json(step)
+        log_final_metrics(trainer.loggers, final_metrics, step)
+        metrics.update(final_metrics)
         significance = record_significance(
             output_dir,
             evaluator,
-            evaluation.baseline_examples,
-            evaluation.examples.get(step),
+            reported.baseline_examples,
+            reported.finetuned_examples,
             step,
             **cfg.evaluation.bootstrap,
         )
-    results = results_payload(
-        evaluator.name, evaluator.primary_metric, evaluation.baseline, finetuned, step, significance
-    )
-    results.update(provenance=provenance, general=general_json, health=health_json)
-    model_path = None
-    if trainer.is_global_zero:
-        model_path = finish_run(
-            cfg, output_dir, model, evaluation, evaluator, finetuned, results, significance
+        results = results_payload(
+            evaluator.name,
+            evaluator.primary_metric,
+            reported.baseline,
+            reported.finetuned,
+            step,
+            significance,
         )
+        results.update(
+            provenance=provenance, general=general_json, health=health_json, selection=selection.to_json()
+        )
+        model_path = finish_run(cfg, output_dir, model, reported, evaluator, results, significance)
+        selection_warning = [f"> **Warning:** {selection.warning()}"] if selection.warning() else []
         write_run_report(
             output_dir,
             cfg,
             evaluator.name,
             evaluator.primary_metric,
-            evaluation.baseline,
-            finetuned,
+            reported.baseline,
+            reported.finetuned,
             step,
             history.rows,
             time.time() - started,
             data_notes(datamodule, mined, output_dir),
             significance,
-            guard_warnings(results["general"], results["health"]),
-            guard_sections(results["general"], results["health"]),
+            selection_warning + guard_warnings(results["general"], results["health"]),
+            [selection.describe(), "", *guard_sections(results["general"], results["health"])],
         )
         log_results_table(
-            trainer.loggers, evaluator.primary_metric, evaluation.baseline, finetuned, significance
+            trainer.loggers, evaluator.primary_metric, reported.baseline, reported.finetuned, significance
         )
         if cfg.hub.push and model_path:
             url = push_to_hub(model, model_path, cfg.hub.repo_id, cfg.hub.private)
             log.info(f"Pushed the model to {url}")
-    metrics = evaluation.flatten(finetuned)
     return metrics, {
         "model": model,
         "module": module,
         "datamodule": datamodule,
         "trainer": trainer,
         "evaluation": evaluation,
-        "finetuned": finetuned,
+        "test": test,
+        "finetuned": reported.finetuned if reported else selected,
         "results": results,
         "model_path": str(model_path) if model_path else None,
     }
 
 
-def build_evaluation(cfg: DictConfig, datamodule: EmbeddingDataModule) -> EvaluationCallback:
-    """The evaluation callback of `cfg.evaluation` around the evaluator `cfg.dataset_type` names,
-    built on the loaded `datamodule`'s eval data."""
-    evaluator = instantiate(cfg.dataset_type.evaluator)(
-        datamodule.eval_data,
-        batch_size=cfg.evaluation.batch_size,
-        show_progress_bar=cfg.evaluation.show_progress_bar,
+def build_evaluator(cfg: DictConfig, eval_data: EvalData) -> DimensionEvaluator:
+    """The evaluator `cfg.dataset_type` names, on `eval_data`."""
+    return instantiate(cfg.dataset_type.evaluator)(
+        eval_data, batch_size=cfg.evaluation.batch_size, show_progress_bar=cfg.evaluation.show_progress_bar
     )
+
+
+def build_evaluation(cfg: DictConfig, eval_data: EvalData) -> EvaluationCallback:
+    """The evaluation callback of `cfg.evaluation` around the evaluator `cfg.dataset_type` names,
+    built on `eval_data` (a loaded data module's)."""
+    evaluator = build_evaluator(cfg, eval_data)
     objective = cfg.evaluation.objective
     return EvaluationCallback(
         evaluator,
@@ -280,6 +313,64 @@ def build_evaluation(cfg: DictConfig, datamodule: EmbeddingDataModule) -> Evalua
             objective.metric or evaluator.primary_metric, tuple(objective.dims) if objective.dims else None
         ),
     )
+
+
+def held_out_test(cfg: DictConfig, datamodule: EmbeddingDataModule) -> BeforeAfterEvaluation | None:
+    """When validation data chooses the checkpoint, the evaluation of the eval data (logged as
+    `test/...`) before and after training that scores the reported table; None otherwise."""
+    if datamodule.validation_data is None:
+        return None
+    return BeforeAfterEvaluation(
+        build_evaluator(cfg, datamodule.eval_data),
+        list(cfg.evaluation.dims),
+        f"the test data ({evaluation_source(cfg)})",
+        "test",
+        cfg.evaluation.baseline,
+    )
+
+
+@dataclass
+class ReportedScores:
+    """What the reported before/after table shows, with the per-example scores behind it."""
+
+    baseline: DimensionMetrics | None
+    finetuned: DimensionMetrics
+    baseline_examples: PerExample | None
+    finetuned_examples: PerExample | None
+
+
+def report_scores(
+    evaluation: EvaluationCallback,
+    test: BeforeAfterEvaluation | None,
+    step: int,
+    model: SentenceTransformer,
+    device: torch.device,
+) -> ReportedScores:
+    """The reported scores of the chosen model (in `model`, chosen at `step`): the held-out `test`
+    evaluation of it when there is one (evaluated now, on `device`), else the evaluation that chose it."""
+    if test is None:
+        return ReportedScores(
+            evaluation.baseline,
+            evaluation.history[step],
+            evaluation.baseline_examples,
+            evaluation.examples.get(step),
+        )
+    test.finish(model, device)
+    return ReportedScores(test.baseline, test.finetuned, test.baseline_examples, test.finetuned_examples)
+
+
+def log_final_metrics(loggers: list, metrics: dict[str, float], step: int) -> None:
+    """Log `metrics` at `step` after training, and flush every logger (it closed its file at the fit's end)."""
+    if not metrics:
+        return
+    for logger in loggers:
+        logger.log_metrics(metrics, step=step)
+        logger.save()
+
+
+def embeddings_folder(cfg: DictConfig) -> Path:
+    """Where the embedding cache of the run's unchanged models lives."""
+    return Path(cfg.paths.cache_dir) / "embeddings"
 
 
 def load_model(cfg: DictConfig) -> SentenceTransformer:
@@ -360,9 +451,8 @@ def finish_run(
     cfg: DictConfig,
     output_dir: Path,
     model: SentenceTransformer,
-    evaluation: EvaluationCallback,
+    reported: ReportedScores,
     evaluator: DimensionEvaluator,
-    finetuned: DimensionMetrics,
     results: dict,
     significance: Significance | None = None,
 ) -> Path | None:
@@ -381,12 +471,13 @@ def finish_run(
             model,
             evaluator.name,
             evaluator.primary_metric,
-            evaluation.baseline,
-            finetuned,
+            reported.baseline,
+            reported.finetuned,
             results["provenance"],
+            significance,
         )
         log.info(f"Saved the fine-tuned model to {model_path} (load it with SentenceTransformer(path))")
-    table = write_results(output_dir, results, evaluation.baseline, finetuned, significance)
+    table = write_results(output_dir, results, reported.baseline, reported.finetuned, significance)
     log.info(
         f"{evaluator.name} {evaluator.primary_metric} by dimension:\n{table}\nReport: {output_dir / 'report.md'}"
     )

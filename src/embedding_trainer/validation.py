@@ -303,6 +303,21 @@ def check_hard_negatives(cfg: DictConfig) -> None:
         )
 
 
+def check_validation_data(cfg: DictConfig) -> None:
+    """Validation data is only asked for where the dataset type's evaluator reads the run's data
+    (not a fixed set of its own, such as the STS benchmark for unlabelled sentences)."""
+    data = cfg.data
+    asked = [
+        key for key in ("validation_path", "validation_split", "validation_size") if data.get(key) is not None
+    ]
+    if asked and not str(cfg.dataset_type.evaluator._target_).endswith(".from_eval_data"):
+        raise ConfigError(
+            f"dataset_type={cfg.dataset_type.name} is evaluated on a fixed set of its own "
+            f"({cfg.dataset_type.evaluator._target_}), not on the run's data: {', '.join(asked)} would change "
+            "nothing; remove it."
+        )
+
+
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError for a config that cannot work, before anything expensive happens."""
     check_required(cfg)
@@ -319,5 +334,6 @@ def validate_config(cfg: DictConfig) -> None:
     check_learning_rate(cfg)
     check_scheduler(cfg)
     check_hard_negatives(cfg)
+    check_validation_data(cfg)
     if cfg.ckpt_path is not None:
         checkpoint_state_keys(cfg.ckpt_path)

@@ -16,6 +16,7 @@ from torch.utils.data import DataLoader
 
 from embedding_trainer.data.collate import LossBatchCollator
 from embedding_trainer.data.distributed import ShardedBatchSampler
+from embedding_trainer.data.holdout import hold_out
 from embedding_trainer.data.leakage import LEAKAGE_MODES, Leakage, check_leakage, find_leakage
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.resumable import ResumableDataLoader, ResumableTrainData
@@ -43,6 +44,9 @@ from embedding_trainer.errors import DataError
 from embedding_trainer.log import get_logger
 
 log = get_logger(__name__)
+
+# The split read when a source names none: BEIR folders call their validation qrels `dev`.
+DEFAULT_SPLITS = {"train": "train", "eval": "test", "validation": "dev"}
 
 
 @dataclass
@@ -72,6 +76,12 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         train_path / eval_path: a data file, a retrieval-layout folder, or a hub dataset id;
             eval_path None: split `test_size` off the training rows, or no eval rows.
         train_split / eval_split: qrels split of a retrieval folder, or split of a hub dataset.
+        validation_path / validation_split / validation_size: the validation data, which picks the
+            checkpoint and which sweeps optimise, kept apart from the eval data the reported
+            before/after table is scored on: a source of the same kinds (validation_path; null with a
+            validation_split: that split of eval_path), or `validation_size` distinct training
+            queries (first column) held out with all their rows, a fraction in (0, 1) or a count.
+            None of the three: the eval data does both.
         format / read_options: the file format (None: from the extension) and reader options
             (empty: a header row; comma-separated .csv, tab-separated .tsv).
         encoding: the text encoding of local json/csv/tsv files and retrieval folders.
@@ -103,6 +113,9 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         batch_transform: Callable | None = None,
         train_split: str | None = None,
         eval_split: str | None = None,
+        validation_path: str | None = None,
+        validation_split: str | None = None,
+        validation_size: float | None = None,
         hub_config: str | None = None,
         format: str | None = None,
         read_options: dict | None = None,
@@ -135,6 +148,10 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.batch_transform = batch_transform
         self.train_source = (train_path, train_split)
         self.eval_source = (eval_path, eval_split)
+        if validation_path is None and validation_split is not None:
+            validation_path = eval_path
+        self.validation_source = (validation_path, validation_split)
+        self.validation_size = validation_size
         self.hub_config = hub_config
         self.format = format
         self.read_options = dict(read_options or {})
@@ -159,11 +176,17 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.output_dir = Path(output_dir) if output_dir else None
         self.train_dataset: datasets.Dataset | None = None
         self.eval_data: EvalData | None = None
+        self.validation_data: EvalData | None = None
         self.preprocess: Callable | None = None
 
     def check_sources(self) -> None:
         """Raise DataError if a configured local path does not exist (cheap: nothing is read)."""
-        for key, (path, _split) in (("train_path", self.train_source), ("eval_path", self.eval_source)):
+        sources = {
+            "train_path": self.train_source,
+            "eval_path": self.eval_source,
+            "validation_path": self.validation_source,
+        }
+        for key, (path, _split) in sources.items():
             if path is not None and not Path(path).exists() and not is_hub_id(path):
                 raise DataError(
                     f"data.{key}={path} does not exist. Point it at a data file, a retrieval folder or a hub dataset id."
@@ -173,6 +196,23 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
                 f"data.leakage must be one of {', '.join(LEAKAGE_MODES)}, got {self.leakage_mode!r}."
             )
         check_document_title(self.document_title)
+        if self.validation_source[0] is None and self.validation_source[1] is not None:
+            raise DataError(
+                f"data.validation_split={self.validation_source[1]} needs a source: set data.validation_path "
+                "(or data.eval_path, whose split it then is)."
+            )
+        if self.validation_size is not None and self.validation_source[0] is not None:
+            raise DataError(
+                "data.validation_size (held-out training queries) and data.validation_path/validation_split "
+                "(given validation data) are two ways to choose the validation data: set one of them."
+            )
+        if self.validation_size is not None and not (
+            isinstance(self.validation_size, (int, float)) and self.validation_size > 0
+        ):
+            raise DataError(
+                f"data.validation_size must be a fraction in (0, 1) or a count of training queries, "
+                f"got {self.validation_size!r}."
+            )
         if self.test_size is not None and not 0 < self.test_size < 1:
             raise DataError(f"data.test_size must be a fraction in (0, 1), got {self.test_size}.")
         if self.group_by_length and self._sampler_is(GroupByLabelBatchSampler):
@@ -185,29 +225,52 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         """Read, normalize and check the train and eval rows (writing nothing: see `write_prepared`).
         Runs before any model loads."""
         self.check_sources()
-        train_rows, _ = self._read(*self.train_source, "train")
+        train_rows, train_retrieval = self._read(*self.train_source, "train")
         eval_path, eval_split = self.eval_source
         rows, retrieval = (None, None) if eval_path is None else self._read(eval_path, eval_split, "eval")
         if eval_path is None and self.test_size:
             split = train_rows.train_test_split(test_size=self.test_size, seed=self.seed)
             train_rows, rows = split["train"], split["test"]
+        validation_path, validation_split = self.validation_source
+        validation, validation_retrieval = None, None
+        if validation_path is not None:
+            validation, validation_retrieval = self._read(validation_path, validation_split, "validation")
+        elif self.validation_size is not None:
+            train_rows, validation = hold_out(train_rows, self.validation_size, self.seed)
+            validation_retrieval = train_retrieval
         if self.label_type == "class":
             self.class_names = self.class_names or sorted({str(value) for value in train_rows[self.label]})
             train_rows = class_labels(train_rows, self.label, "train data", self.class_names)
             rows = class_labels(rows, self.label, "eval data", self.class_names) if rows is not None else None
+            if validation is not None:
+                validation = class_labels(validation, self.label, "validation data", self.class_names)
         self.train_dataset = self._limit(train_rows, self.max_samples)
+        self.eval_data = self._eval_data(rows, retrieval)
+        if validation is not None:
+            self.validation_data = self._eval_data(validation, validation_retrieval)
+        self.leakage = find_leakage(self.train_dataset, self.text_columns, self.eval_data.rows, retrieval)
+        check_leakage(self.leakage, self.leakage_mode)
+        eval_count = "no" if rows is None else len(self.eval_data.rows)
+        validation_count = "" if validation is None else f", {len(self.validation_data.rows)} validation rows"
+        log.info(
+            f"Data: {len(self.train_dataset)} training rows, {eval_count} eval rows{validation_count} "
+            f"({self.dataset_type})"
+        )
+
+    @property
+    def selection_data(self) -> EvalData:
+        """The data that picks the checkpoint: the validation data, or the eval data when there is none."""
+        return self.validation_data or self.eval_data
+
+    def _eval_data(self, rows: datasets.Dataset | None, retrieval: RetrievalSplit | None) -> EvalData:
+        """Evaluation data of `rows` (at most max_eval_samples of them, seeded) and, for a retrieval
+        source, its split restricted to those rows' queries (the corpus stays whole)."""
         if rows is not None:
             rows = self._limit(rows, self.max_eval_samples)
             if retrieval is not None:
                 retrieval = _keep_queries(retrieval, rows["anchor"])
-        self.eval_data = EvalData(
+        return EvalData(
             rows=rows, retrieval=retrieval, train_rows=self.train_dataset, class_names=self.class_names
-        )
-        self.leakage = find_leakage(self.train_dataset, self.text_columns, rows, retrieval)
-        check_leakage(self.leakage, self.leakage_mode)
-        eval_count = "no" if rows is None else len(rows)
-        log.info(
-            f"Data: {len(self.train_dataset)} training rows, {eval_count} eval rows ({self.dataset_type})"
         )
 
     def _read(
@@ -215,7 +278,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
     ) -> tuple[datasets.Dataset, RetrievalSplit | None]:
         """The rows of one source fitted to the schema, and for a retrieval folder its split. A local
         file's rows that do not fit get the reader settings and the first row as read in the message."""
-        split = split or ("train" if role == "train" else "test")  # used by retrieval folders and hub ids
+        split = split or DEFAULT_SPLITS[role]  # used by retrieval folders and hub ids
         source = f"{role} data {path}"
         if is_retrieval_folder(Path(path)):
             retrieval = read_retrieval_split(Path(path), split, self.encoding, self.document_title)
@@ -282,7 +345,12 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             return
         folder = self.output_dir / "data"
         folder.mkdir(parents=True, exist_ok=True)
-        for name, rows in (("train", self.train_dataset), ("eval", self.eval_data.rows)):
+        validation = self.validation_data.rows if self.validation_data else None
+        for name, rows in (
+            ("train", self.train_dataset),
+            ("eval", self.eval_data.rows),
+            ("validation", validation),
+        ):
             if rows is not None:
                 with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
                     for index, row in enumerate(rows):

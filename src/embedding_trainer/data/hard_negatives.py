@@ -2,8 +2,9 @@
 negative_1..n) rows, mined by sentence-transformers' `mine_hard_negatives` with the model being
 trained (before training), a saved model folder or a hub id, from the training positives or a
 corpus of their own. The mined rows are cached under the cache folder, keyed by the miner's
-fingerprint, the rows' and corpus' fingerprints and every mining setting, so a second run with
-the same settings does not mine again."""
+fingerprint (weights, maximum length, pooling, prompts: `encoder_fingerprint`), the rows' and
+corpus' fingerprints and every mining setting, so a second run with the same settings does not
+mine again."""
 
 import contextlib
 import io
@@ -21,7 +22,7 @@ from sentence_transformers.util import mine_hard_negatives
 from embedding_trainer.atomic_folder import building
 from embedding_trainer.data.sources import read_corpus
 from embedding_trainer.errors import ConfigError, DataError
-from embedding_trainer.fingerprints import model_fingerprint, settings_fingerprint, texts_fingerprint
+from embedding_trainer.fingerprints import encoder_fingerprint, settings_fingerprint, texts_fingerprint
 from embedding_trainer.log import get_logger
 from embedding_trainer.models import load_pretrained
 
@@ -155,7 +156,7 @@ def mine_cached(
     key = settings_fingerprint(
         {
             **asdict(settings),
-            "model": model_fingerprint(miner),
+            "model": encoder_fingerprint(miner),
             "seed": seed,
             "rows": texts_fingerprint(rows["anchor"], rows["positive"]),
             "corpus": texts_fingerprint(corpus or []),

@@ -1,11 +1,15 @@
 """What every evaluator provides, and encoding shared by all of them."""
 
 from abc import ABC, abstractmethod
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
+
+from embedding_trainer.embedding_cache import EmbeddingCache, encode
 
 # Metrics of one evaluation: {dimension: {metric name: value}}.
 DimensionMetrics = dict[int, dict[str, float]]
@@ -28,6 +32,9 @@ class DimensionEvaluator(ABC):
 
     `scores_with_loss`: True when the evaluator scores with that head, so it cannot score a model
     without its training loss (a saved model alone).
+
+    `embedding_cache`: when set, `encode` reads and fills it (see `using_cache`); only for a model
+    that does not change, such as the one the baseline evaluates.
     """
 
     name: str
@@ -37,6 +44,7 @@ class DimensionEvaluator(ABC):
     last_per_example: PerExample | None = None
     example_ids: list[str] | None = None
     example_unit: str = "examples"
+    embedding_cache: EmbeddingCache | None = None
 
     def __init__(self, batch_size: int = 64, show_progress_bar: bool = True) -> None:
         self.batch_size = batch_size
@@ -47,15 +55,23 @@ class DimensionEvaluator(ABC):
         """Metrics of `model` at each of `dims` (each at most the model's embedding dimension)."""
 
     def encode(self, model: SentenceTransformer, texts: list[str]) -> torch.Tensor:
-        """Full-dimension float32 embeddings of `texts` (one row each, on the CPU)."""
-        with torch.no_grad():
-            embeddings = model.encode(
-                texts,
-                batch_size=self.batch_size,
-                show_progress_bar=self.show_progress_bar,
-                convert_to_tensor=True,
-            )
-        return embeddings.float().cpu()
+        """Full-dimension float32 embeddings of `texts` (one row each, on the CPU), through
+        `embedding_cache` when one is set."""
+        if self.embedding_cache is not None:
+            return self.embedding_cache.embeddings(model, texts, self.batch_size, self.show_progress_bar)
+        return encode(model, texts, self.batch_size, self.show_progress_bar)
+
+
+@contextmanager
+def using_cache(evaluator: DimensionEvaluator, cache: EmbeddingCache | None) -> Iterator[DimensionEvaluator]:
+    """`evaluator` encoding through `cache` inside the block (None: without a cache), its previous
+    cache restored after it, even when the block raises. Wrap only evaluations of a model that does
+    not change (the baseline): each evaluation of a changing model would store a new entry."""
+    previous, evaluator.embedding_cache = evaluator.embedding_cache, cache
+    try:
+        yield evaluator
+    finally:
+        evaluator.embedding_cache = previous
 
 
 def truncate(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
@@ -76,3 +92,32 @@ def encode_unique(
 def metrics_json(metrics: DimensionMetrics | None) -> dict | None:
     """`metrics` with string dimension keys, as JSON stores them (None stays None)."""
     return None if metrics is None else {str(dim): values for dim, values in metrics.items()}
+
+
+def per_example_tensors(per_example: PerExample | None) -> dict | None:
+    """`per_example` with tensors for arrays, as checkpoints store it (loadable with weights_only=True)."""
+    if per_example is None:
+        return None
+    return {
+        dim: {name: torch.from_numpy(values) for name, values in metrics.items()}
+        for dim, metrics in per_example.items()
+    }
+
+
+def per_example_arrays(per_example: dict | None) -> PerExample | None:
+    """The inverse of `per_example_tensors`."""
+    if per_example is None:
+        return None
+    return {
+        dim: {name: values.numpy() for name, values in metrics.items()}
+        for dim, metrics in per_example.items()
+    }
+
+
+def flat_metrics(prefix: str, evaluator_name: str, metrics: DimensionMetrics) -> dict[str, float]:
+    """`metrics` as logger keys: `<prefix>/<evaluator_name>_<metric>_dim<d>`."""
+    return {
+        f"{prefix}/{evaluator_name}_{name}_dim{dim}": value
+        for dim, values in metrics.items()
+        for name, value in values.items()
+    }

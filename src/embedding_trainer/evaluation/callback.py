@@ -3,7 +3,16 @@
 import pytorch_lightning as pl
 import torch
 
-from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, PerExample
+from embedding_trainer.embedding_cache import EmbeddingCache
+from embedding_trainer.evaluation.base import (
+    DimensionEvaluator,
+    DimensionMetrics,
+    PerExample,
+    flat_metrics,
+    per_example_arrays,
+    per_example_tensors,
+    using_cache,
+)
 from embedding_trainer.evaluation.objective import Objective
 from embedding_trainer.log import get_logger
 
@@ -22,7 +31,12 @@ class EvaluationCallback(pl.Callback):
     per-example scores (if it has any) are kept too, and checkpointed: the baseline's in
     `baseline_examples`, and in `examples` those of the latest and of the best-scoring evaluation
     (the first of equal scores, as checkpointing keeps) by step.
+
+    `baseline_cache`: when set, the baseline (an unchanged model) encodes through it, so a run of the
+    same model on the same data reads the embeddings back instead of encoding them again.
     """
+
+    baseline_cache: EmbeddingCache | None = None
 
     def __init__(
         self,
@@ -48,11 +62,7 @@ class EvaluationCallback(pl.Callback):
 
     def flatten(self, metrics: DimensionMetrics) -> dict[str, float]:
         """`val/...` keys for one evaluation, with `val/score`."""
-        flat = {
-            f"val/{self.evaluator.name}_{name}_dim{dim}": value
-            for dim, values in metrics.items()
-            for name, value in values.items()
-        }
+        flat = flat_metrics("val", self.evaluator.name, metrics)
         flat["val/score"] = self.score(metrics)
         return flat
 
@@ -79,7 +89,8 @@ class EvaluationCallback(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if self.run_baseline and self.baseline is None:
             log.info("Evaluating the model before training (baseline)")
-            self.baseline = self.evaluate(trainer, pl_module)
+            with using_cache(self.evaluator, self.baseline_cache):
+                self.baseline = self.evaluate(trainer, pl_module)
             self.baseline_examples = self.evaluator.last_per_example if trainer.is_global_zero else None
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, *args) -> None:
@@ -112,30 +123,14 @@ class EvaluationCallback(pl.Callback):
         return {
             "baseline": self.baseline,
             "history": self.history,
-            "baseline_examples": _as_tensors(self.baseline_examples),
-            "examples": {step: _as_tensors(values) for step, values in self.examples.items()},
+            "baseline_examples": per_example_tensors(self.baseline_examples),
+            "examples": {step: per_example_tensors(values) for step, values in self.examples.items()},
         }
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.baseline = state_dict["baseline"]
         self.history = dict(state_dict["history"])
-        self.baseline_examples = _as_arrays(state_dict.get("baseline_examples"))
-        self.examples = {step: _as_arrays(values) for step, values in state_dict.get("examples", {}).items()}
-
-
-def _as_tensors(per_example: PerExample | None) -> dict | None:
-    if per_example is None:
-        return None
-    return {
-        dim: {name: torch.from_numpy(values) for name, values in metrics.items()}
-        for dim, metrics in per_example.items()
-    }
-
-
-def _as_arrays(per_example: dict | None) -> PerExample | None:
-    if per_example is None:
-        return None
-    return {
-        dim: {name: values.numpy() for name, values in metrics.items()}
-        for dim, metrics in per_example.items()
-    }
+        self.baseline_examples = per_example_arrays(state_dict.get("baseline_examples"))
+        self.examples = {
+            step: per_example_arrays(values) for step, values in state_dict.get("examples", {}).items()
+        }

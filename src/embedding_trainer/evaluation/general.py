@@ -2,7 +2,6 @@
 default the STS benchmark test split) of the model before and after training at every evaluated
 dimension, kept apart from `val/score`."""
 
-import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -10,41 +9,27 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.data.datamodule import EvalData
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, metrics_json
+from embedding_trainer.evaluation.before_after import BeforeAfterEvaluation
 from embedding_trainer.evaluation.similarity import SimilarityEvaluator
 from embedding_trainer.log import get_logger
 
 log = get_logger(__name__)
 
 
-class GeneralEvaluation(pl.Callback):
-    """Runs `evaluator` (named `label` in messages) at `dims` on global rank zero: on the untrained
-    model when training starts (`baseline`, checkpointed, so a resumed run keeps it) and, through
-    `finish`, on the final model. Warns when its primary metric falls by more than `max_drop` at any
-    dimension (a negative `max_drop` also warns on rises smaller than its magnitude)."""
+class GeneralEvaluation(BeforeAfterEvaluation):
+    """The forgetting guard: a before/after evaluation that warns when its primary metric falls by
+    more than `max_drop` at any dimension (a negative `max_drop` also warns on rises smaller than its
+    magnitude)."""
 
     def __init__(self, evaluator: DimensionEvaluator, dims: list[int], max_drop: float, label: str) -> None:
-        self.evaluator = evaluator
-        self.dims = list(dims)
+        super().__init__(evaluator, dims, label, "general")
         self.max_drop = max_drop
-        self.label = label
-        self.baseline: DimensionMetrics | None = None
-        self.finetuned: DimensionMetrics | None = None
         self.warning: str | None = None
 
-    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if self.baseline is None and trainer.global_step == 0 and trainer.is_global_zero:
-            log.info(f"General evaluation before training: {self.label}")
-            self.baseline = self._evaluate(pl_module.model)
-
     def finish(self, model: SentenceTransformer, device: torch.device) -> DimensionMetrics:
-        """Evaluate the final `model` (on `device` for the evaluation, then back where it was), log
-        the comparison, and set `warning` when the metric dropped by more than `max_drop`."""
-        where = model.device
-        model.to(device)
-        try:
-            self.finetuned = self._evaluate(model)
-        finally:
-            model.to(where)
+        """Evaluate the final `model` (see `BeforeAfterEvaluation.finish`), log the comparison, and set
+        `warning` when the metric dropped by more than `max_drop`."""
+        super().finish(model, device)
         metric = self.evaluator.primary_metric
         changes = {}
         if self.baseline is not None:
@@ -67,14 +52,6 @@ class GeneralEvaluation(pl.Callback):
             log.warning(self.warning)
         return self.finetuned
 
-    def _evaluate(self, model: SentenceTransformer) -> DimensionMetrics:
-        was_training = model.training
-        model.eval()
-        try:
-            return self.evaluator(model, self.dims)
-        finally:
-            model.train(was_training)
-
     def to_json(self) -> dict:
         """The report's form: what was evaluated, both results by dimension, and the warning (or None)."""
         return {
@@ -86,12 +63,6 @@ class GeneralEvaluation(pl.Callback):
             "finetuned": metrics_json(self.finetuned),
             "warning": self.warning,
         }
-
-    def state_dict(self) -> dict:
-        return {"baseline": self.baseline}
-
-    def load_state_dict(self, state_dict: dict) -> None:
-        self.baseline = state_dict["baseline"]
 
 
 def general_evaluation(

@@ -5,6 +5,7 @@ table of each model's primary metric per dimension, one column per model (`compa
 import json
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from embedding_trainer.reporting.results import markdown_table
@@ -23,11 +24,26 @@ def evaluation_columns(runs: Sequence[SeedRun]) -> list[tuple[str, SeedRun]]:
     return sorted(columns, key=lambda column: _job_number(column[1]))
 
 
-def write_comparison(folder: Path, runs: Sequence[SeedRun]) -> str:
-    """Write `comparison.md` and `comparison.json` ({"columns": [{label, run, model, evaluator,
-    primary_metric, overrides}], "dimensions": {dim: {label: value or None}}}) to `folder` from
-    `runs` (evaluations, see `evaluation_columns`); return the Markdown table (dimensions descending, '-' where a model
-    has no such dimension; a model's metric in its column's header when the models' metrics differ)."""
+@dataclass(frozen=True)
+class SideBySide:
+    """Evaluations as one table: `columns` (label, run) in job order (see `evaluation_columns`),
+    `dims` descending, `values[dim][label]` (the run's primary metric, None where it has no such
+    dimension), `headers` (the columns' labels, each with its run's metric when the metrics differ)
+    and `described` (the metrics and evaluators, e.g. "ndcg@10 (retrieval)")."""
+
+    columns: list[tuple[str, SeedRun]]
+    dims: list[int]
+    values: dict[int, dict[str, float | None]]
+    headers: list[str]
+    described: str
+
+    def rows(self) -> list[list]:
+        """[dimension, value of each column] per dimension (values as floats, None where missing)."""
+        return [[dim, *self.values[dim].values()] for dim in self.dims]
+
+
+def side_by_side(runs: Sequence[SeedRun]) -> SideBySide:
+    """The primary metric of each of `runs` (evaluations, see `evaluation_columns`) per dimension."""
     columns = evaluation_columns(runs)
     metrics = {run.results["primary_metric"] for _, run in columns}
     dims = sorted({int(dim) for _, run in columns for dim in run.results["evaluated"]}, reverse=True)
@@ -41,13 +57,24 @@ def write_comparison(folder: Path, runs: Sequence[SeedRun]) -> str:
     headers = [
         label if len(metrics) == 1 else f"{label} ({run.results['primary_metric']})" for label, run in columns
     ]
-    table = markdown_table(["dimension", *headers], [[dim, *values[dim].values()] for dim in dims])
     described = ", ".join(
         sorted({f"{run.results['primary_metric']} ({run.results['evaluator']})" for _, run in columns})
     )
+    return SideBySide(columns, dims, values, headers, described)
+
+
+def write_comparison(folder: Path, runs: Sequence[SeedRun]) -> str:
+    """Write `comparison.md` and `comparison.json` ({"columns": [{label, run, model, evaluator,
+    primary_metric, overrides}], "dimensions": {dim: {label: value or None}}}) to `folder` from
+    `runs` (evaluations, see `side_by_side`); return the Markdown table (dimensions descending, '-'
+    where a model has no such dimension; a model's metric in its column's header when the models'
+    metrics differ)."""
+    compared = side_by_side(runs)
+    columns, dims, values = compared.columns, compared.dims, compared.values
+    table = markdown_table(["dimension", *compared.headers], compared.rows())
     intro = (
-        f"{len(columns)} evaluations without training; {described} by dimension. Every metric of each model: "
-        "`<run>/results.md` and `<run>/results.json`."
+        f"{len(columns)} evaluations without training; {compared.described} by dimension. Every metric of "
+        "each model: `<run>/results.md` and `<run>/results.json`."
     )
     lines = [
         f"# Models side by side: {folder.name}",

@@ -8,6 +8,7 @@ from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.evaluation.base import DimensionMetrics
+from embedding_trainer.evaluation.significance import Significance
 from embedding_trainer.models import hub_id
 from embedding_trainer.reporting.results import primary_table
 from embedding_trainer.reporting.run_report import describe_run, settings_table
@@ -74,11 +75,13 @@ def write_model_card(
     baseline: DimensionMetrics | None,
     finetuned: DimensionMetrics,
     provenance: dict,
+    significance: Significance | None = None,
 ) -> Path:
     """Write `README.md` in `model_dir`: the metadata of `model`'s card data (filled by
     `fill_card_data`), what the model was trained from and on, its hyper-parameters, the
-    per-dimension metrics, how to load it (at any of its dims), and the commit and library versions
-    of the run's `provenance`."""
+    per-dimension metrics (with `significance`, the change's interval, p-value and mark, as in
+    results.md: `results.primary_table`), how to load it (at any of its dims), and the commit and
+    library versions of the run's `provenance`."""
     fill_card_data(model, cfg, evaluator_name, metric, finetuned)
     dims = sorted(finetuned, reverse=True)
     base = base_model_reference(cfg)
@@ -98,7 +101,7 @@ def write_model_card(
         "",
         f"## Evaluation ({evaluator_name}, {metric})",
         "",
-        primary_table(metric, baseline, finetuned),
+        primary_table(metric, baseline, finetuned, significance),
         "",
         "## Usage",
         "",

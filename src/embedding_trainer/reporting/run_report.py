@@ -127,6 +127,18 @@ def evaluation_source(cfg: DictConfig) -> str:
     return str(data.eval_path) + (f" (split {data.eval_split})" if data.eval_split else "")
 
 
+def validation_source(cfg: DictConfig) -> str:
+    """Where the rows that chose the checkpoint came from: the validation data, the training
+    queries held out for it, or (with neither) the evaluation data."""
+    data = cfg.data
+    if data.validation_size is not None:
+        return f"{data.train_path} (data.validation_size={data.validation_size} training queries held out)"
+    if data.validation_path is None and data.validation_split is None:
+        return evaluation_source(cfg)
+    path = data.validation_path if data.validation_path is not None else data.eval_path
+    return f"{path} (split {data.validation_split or 'dev'})"
+
+
 def write_evaluation_report(
     output_dir: Path,
     cfg: DictConfig,

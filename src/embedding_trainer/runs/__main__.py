@@ -4,7 +4,8 @@
   show RUN_ID                                                 every field of one run
   compare RUN_ID RUN_ID ...                                   per-dimension metrics side by side
   compare --group FOLDER|NAME                                 a multi-run's or sweep's runs across seeds:
-      mean, std and 95% t interval of the primary metric and its change, per configuration and dimension
+      mean, std and 95% t interval of the primary metric and its change, per configuration and dimension;
+      an evaluate.py multi-run's models side by side (each one's primary metric per dimension)
       (the group: the runs in the multi-run or sweep folder, given by path or by folder name)
 The registry is outputs/runs.db unless --db says otherwise.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import yaml
 
+from embedding_trainer.reporting.comparison import side_by_side
 from embedding_trainer.reporting.seeds import HEADERS, SeedRun, group_runs
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import STATUSES, RunRegistry
@@ -125,10 +127,13 @@ def in_group(output_dir: str | None, group: str) -> bool:
 
 
 def command_compare_group(registry: RunRegistry, group: str) -> str:
-    """Statistics across seeds (`reporting.seeds`) of the group's successful runs, oldest first."""
+    """The group's successful runs, oldest first: statistics across seeds (`reporting.seeds`) of its
+    training runs, and its evaluations without training (an `evaluate.py -m` multi-run, whose results
+    have `evaluated` instead of a baseline and a fine-tuned model) side by side (`reporting.comparison`)."""
     runs = [run for run in reversed(registry.list(status="success")) if in_group(run["output_dir"], group)]
-    runs = [run for run in runs if (run["metrics"] or {}).get("finetuned")]
-    if not runs:
+    trained = [run for run in runs if (run["metrics"] or {}).get("finetuned")]
+    evaluations = [run for run in runs if (run["metrics"] or {}).get("evaluated")]
+    if not trained and not evaluations:
         raise KeyError(
             f"no successful run of group {group!r} in {registry.path} (give the multi-run or sweep folder)"
         )
@@ -139,9 +144,35 @@ def command_compare_group(registry: RunRegistry, group: str) -> str:
             (yaml.safe_load(run["config"] or "") or {}).get("seed"),
             run["metrics"],
         )
-        for run in runs
+        for run in trained
     ]
-    return "\n\n".join(f"{g.title()}\n{table(HEADERS, g.rows())}" for g in group_runs(seed_runs))
+    sections = [f"{g.title()}\n{table(HEADERS, g.rows())}" for g in group_runs(seed_runs)]
+    if evaluations:
+        sections.append(evaluations_side_by_side(evaluations))
+    return "\n\n".join(sections)
+
+
+def evaluations_side_by_side(runs: list[dict]) -> str:
+    """Registry rows of evaluations as `comparison.md`'s table (`reporting.comparison.side_by_side`):
+    each model's primary metric per dimension, one column per run (named by its run folder, as there),
+    then which run each column is."""
+    evaluations = [
+        SeedRun(Path(run["output_dir"]).name, tuple(run["overrides"]), None, run["metrics"]) for run in runs
+    ]
+    run_ids = {id(evaluation): run["run_id"] for evaluation, run in zip(evaluations, runs)}
+    compared = side_by_side(evaluations)
+    rows = [
+        [dim, *(None if value is None else f"{value:.4f}" for value in values)]
+        for dim, *values in compared.rows()
+    ]
+    return "\n".join(
+        [
+            f"Models side by side: {len(compared.columns)} evaluations without training, {compared.described}",
+            table(["dimension", *compared.headers], rows),
+            "",
+            *(f"{label}: {run_ids[id(run)]} ({run.name}/)" for label, run in compared.columns),
+        ]
+    )
 
 
 def command_compare(registry: RunRegistry, args) -> str:
@@ -186,7 +217,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     compare.add_argument("run_ids", nargs="*")
     compare.add_argument(
-        "--group", help="a multi-run or sweep folder (path or name): statistics across seeds"
+        "--group",
+        help="a multi-run or sweep folder (path or name): statistics across seeds (evaluations: side by side)",
     )
     args = parser.parse_args(argv)
     if args.command == "compare" and bool(args.run_ids) == bool(args.group):
