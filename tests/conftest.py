@@ -7,6 +7,9 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import subprocess
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
+from embedding_trainer.runs.registry import RunRegistry
 
 register_resolvers()
 
@@ -87,6 +91,7 @@ def no_model_loading(monkeypatch):
 
     monkeypatch.setattr(models, "build_tiny_model", refuse)
     monkeypatch.setattr(models, "load_pretrained", refuse)
+    monkeypatch.setattr(models, "from_transformer", refuse)
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -109,3 +114,19 @@ def earlier_run(tmp_path) -> Path:
     (folder / "model" / "config.json").write_text("{}")
     (folder / ".run_id").write_text("default-earlier\n")
     return folder
+
+
+def wait_for_registry_row(
+    process: subprocess.Popen, registry_path: Path, wanted: Callable[[dict], bool], what: str, timeout: float
+) -> dict:
+    """Block until a row of the run registry at `registry_path` satisfies `wanted` (described as
+    `what` in the failure), while `process` (with its output in `process.log`) still runs; that row."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert process.poll() is None, f"the run ended before {what}:\n{process.log.read_text()[-3000:]}"
+        rows = RunRegistry(registry_path).list() if registry_path.exists() else []
+        for row in rows:
+            if wanted(row):
+                return row
+        time.sleep(0.1)
+    pytest.fail(f"no {what} within {timeout:.0f} s")

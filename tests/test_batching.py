@@ -32,18 +32,25 @@ def _assert_same_features(expected: dict, got: dict) -> None:
 
 @pytest.mark.parametrize("padding_side", ["right", "left"])
 def test_token_cache_batches_equal_preprocess(tmp_path, squad_pairs, padding_side):
+    # Under no prompt, a query prompt and a document prompt; the same texts under two of them.
     model = models.build_tiny_model(str(tmp_path), max_seq_length=64)
     model.tokenizer.padding_side = padding_side
-    texts = squad_pairs["anchor"][:400] + squad_pairs["positive"][:400]
+    anchors, positives = squad_pairs["anchor"][:400], squad_pairs["positive"][:400]
+    texts = {None: anchors + positives, "query: ": anchors, "passage: ": positives}
     cache = TokenCache(model.preprocess, texts, max_length=48, chunk_size=100)
     assert cache.padding_side == padding_side
     rng = np.random.default_rng(0)
-    for _ in range(10):
-        batch = [texts[i] for i in rng.choice(len(texts), size=16, replace=False)]
-        _assert_same_features(model.preprocess(batch, max_length=48), cache.batch(batch))
-    assert cache.text_lengths(texts[:3]).tolist() == [
-        int(model.preprocess([text], max_length=48)["attention_mask"].sum()) for text in texts[:3]
-    ]
+    for prompt, prompted in texts.items():
+        for _ in range(5):
+            batch = [prompted[i] for i in rng.choice(len(prompted), size=16, replace=False)]
+            expected = model.preprocess(batch, prompt=prompt, max_length=48)
+            assert ("prompt_length" in expected) == (prompt is not None)
+            _assert_same_features(expected, cache.batch(batch, prompt))
+    for prompt in (None, "query: "):
+        assert cache.text_lengths(anchors[:3], prompt).tolist() == [
+            int(model.preprocess([text], prompt=prompt, max_length=48)["attention_mask"].sum())
+            for text in anchors[:3]
+        ]
 
 
 def test_token_cache_refuses_features_it_cannot_pad():
@@ -55,7 +62,7 @@ def test_token_cache_refuses_features_it_cannot_pad():
         }
 
     with pytest.raises(UncachableFeatures, match="lengths"):
-        TokenCache(preprocess, ["a", "b"], max_length=None)
+        TokenCache(preprocess, {None: ["a", "b"]}, max_length=None)
 
 
 def _row_values(pairs):

@@ -40,10 +40,11 @@ EXPECTED_TABLE = {
             "megabatch_margin",
             "gist",
             "cached_gist",
+            "infonce",
         ]
     ),
-    *(("triplet", loss) for loss in ["mnrl", "cached_mnrl", "triplet", "gist", "cached_gist"]),
-    *(("n_tuple", loss) for loss in ["mnrl", "cached_mnrl"]),
+    *(("triplet", loss) for loss in ["mnrl", "cached_mnrl", "triplet", "gist", "cached_gist", "infonce"]),
+    *(("n_tuple", loss) for loss in ["mnrl", "cached_mnrl", "infonce"]),
     *(("score", loss) for loss in ["cosent", "angle", "cosine_similarity"]),
     ("pair_class", "softmax"),
     ("pair_binary", "contrastive"),
@@ -57,6 +58,7 @@ EXPECTED_TABLE = {
             "batch_hard_soft_margin_triplet",
             "batch_hard_triplet",
             "batch_semi_hard_triplet",
+            "arcface",
         ]
     ),
     ("anchor_anchor", "contrastive_tension_in_batch"),

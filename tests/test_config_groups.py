@@ -9,6 +9,7 @@ from embedding_trainer.resolvers import CONFIG_DIR
 
 GROUPS = [
     "model",
+    "model/lora",
     "dataset_type",
     "data",
     "loss",
@@ -27,6 +28,7 @@ NEEDS = {
     ("data", "triplet"): ["dataset_type=triplet"],
     ("data", "score"): ["dataset_type=score"],
     ("model", "local"): ["model.name_or_path=some/model", "model.dimension=384"],
+    ("model", "hf"): ["model.name_or_path=some/model", "model.dimension=384"],
 }
 
 

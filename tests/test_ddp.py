@@ -156,13 +156,16 @@ def test_two_processes_with_batch_b_match_one_process_with_batch_2b(make_cfg, mo
     )
 
 
-def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path):
+# LoRA: only the adapters train; DDP syncs their gradients alone (the frozen weights take no part).
+@pytest.mark.parametrize("extra", [[], ["model/lora=default"]], ids=["full", "lora"])
+def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path, extra):
     outputs, probe = tmp_path / "outputs", tmp_path / "probe"
     command = [
         sys.executable, "train.py", "trainer=ddp_sim", "model=tiny", "debug=limit",
         "trainer.max_steps=2", "data.max_samples=40", "data.max_eval_samples=24", "data.batch_size=8",
         "evaluation.show_progress_bar=false",  # the progress bar on: only rank zero's reads the metrics
         f"paths.log_dir={outputs}", "+callbacks.probe._target_=ddp_probe.ValScoreProbe", f"+callbacks.probe.folder={probe}",
+        *extra,
     ]  # fmt: skip
     env = {
         **os.environ,
@@ -180,10 +183,12 @@ def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path):
     results = json.loads((run / "results.json").read_text())
     train_rows = (run / "data" / "train.jsonl").read_text().splitlines()
     assert [json.loads(line)["id"] for line in train_rows] == list(range(40))
-    assert (run / "model" / "config.json").is_file()
+    assert (run / "model" / ("adapter_config.json" if extra else "config.json")).is_file()
     assert "step2.ckpt" in os.listdir(run / "checkpoints")
     assert sorted(path.name for path in run.glob("*.log")) == ["train.log", "train_ddp_process_1.log"]
     assert "Step 2: val/score" in (run / "train.log").read_text()
+    if extra:  # only the adapters trained (the same on both ranks: one val/score, below)
+        assert "LoRA r=8, alpha=16" in (run / "train.log").read_text()
     assert "val/score" not in (run / "train_ddp_process_1.log").read_text()  # rank 1 logs nothing of its own
 
     seen = [json.loads((probe / f"val_score_rank{rank}.json").read_text()) for rank in range(WORLD_SIZE)]

@@ -1,6 +1,7 @@
 """The embedding cache: a hit reads what the miss stored without running the model; a change of
 weights, maximum length, prompt or texts misses; a damaged entry is encoded again; writers filling
-one entry at once leave it whole; an evaluator scores the same through the cache as without it."""
+one entry at once leave it whole; an evaluator scores the same through the cache as without it
+(with the model's query and document prompts too, each entry stored under its prompt)."""
 
 import logging
 import threading
@@ -114,7 +115,11 @@ def test_writers_filling_one_entry_at_once_leave_it_whole(model_cache, tmp_path)
     assert not calls
 
 
-def test_a_retrieval_evaluator_scores_the_same_through_the_cache(model, tmp_path):
+@pytest.mark.parametrize(
+    "prompts", [{}, {"query": "query: ", "document": "passage: "}], ids=["plain", "prompts"]
+)
+def test_a_retrieval_evaluator_scores_the_same_through_the_cache(model, tmp_path, prompts):
+    model.prompts.update(prompts)
     split = read_retrieval_split(PROJECT_ROOT / "data" / "squad_pairs", "test")
     query_ids = sorted(split.queries)[:40]
     relevant = {qid: split.relevant_docs[qid] for qid in query_ids}
@@ -131,6 +136,9 @@ def test_a_retrieval_evaluator_scores_the_same_through_the_cache(model, tmp_path
         read = evaluator(model, [32, 16])
     assert filled == without and read == without
     assert evaluator.embedding_cache is None and len(list(tmp_path.rglob("*.npy"))) == 2  # queries, corpus
+    cache = EmbeddingCache(tmp_path)  # each stored under its prompt
+    assert cache.path(model, evaluator.queries, prompt=prompts.get("query")).is_file()
+    assert cache.path(model, evaluator.corpus, prompt=prompts.get("document")).is_file()
 
 
 def test_using_cache_restores_the_previous_cache_when_the_block_raises(tmp_path):

@@ -92,7 +92,7 @@ def test_probe_is_seeded_limited_and_pairs_point_at_its_texts():
 
 
 class _Module(torch.nn.Module):
-    model = None
+    model = SimpleNamespace(prompts={"query": "query: "})
 
 
 def test_health_warns_when_spread_or_rank_collapses(caplog):
@@ -104,7 +104,7 @@ def test_health_warns_when_spread_or_rank_collapses(caplog):
         ]
     )
     evaluation = SimpleNamespace(
-        history={}, evaluator=SimpleNamespace(encode=lambda model, texts: next(outputs))
+        history={}, evaluator=SimpleNamespace(encode=lambda model, texts, prompt: next(outputs))
     )
     probe = Probe([f"t{i}" for i in range(64)], None, "eval data")
     health = EmbeddingHealthCallback(probe, [16, 8], evaluation, min_fraction=0.5)
@@ -132,7 +132,7 @@ class _ScoreSequence:
     """An evaluator returning the given spearman_cosine values at dimension 8, one per call."""
 
     name, primary_metric = "similarity", "spearman_cosine"
-    last_per_example = None
+    last_per_example = embedding_cache = None
 
     def __init__(self, *scores: float) -> None:
         self.scores = iter(scores)

@@ -27,7 +27,10 @@ def _load(make_cfg, *overrides):
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        (["dataset_type=n_tuple", "loss=gist"], "Losses for dataset_type=n_tuple: cached_mnrl, mnrl"),
+        (
+            ["dataset_type=n_tuple", "loss=gist"],
+            "Losses for dataset_type=n_tuple: cached_mnrl, infonce, mnrl",
+        ),
         (
             ["dataset_type=pair_class", "loss=softmax", "modifier=matryoshka"],
             "SoftmaxLoss reads full-dimension",

@@ -7,13 +7,12 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 
 import pytest
 import torch
 from hydra.utils import instantiate
 
-from conftest import PREEMPTION_JOB
+from conftest import PREEMPTION_JOB, wait_for_registry_row
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.runtime.resume import resume_checkpoint
@@ -22,14 +21,14 @@ from embedding_trainer.train import train
 JOB = PREEMPTION_JOB
 
 
-def _start(tmp_path, run_dir, log_name: str) -> subprocess.Popen:
-    """`python train.py JOB` in `run_dir`, its output going to tmp_path/log_name (`process.log`)."""
+def _start(tmp_path, run_dir, log_name: str, job: list[str] = JOB) -> subprocess.Popen:
+    """`python train.py *job` in `run_dir`, its output going to tmp_path/log_name (`process.log`)."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     env.pop("SLURM_JOB_ID", None)
     command = [
         sys.executable,
         str(PROJECT_ROOT / "train.py"),
-        *JOB,
+        *job,
         f"hydra.run.dir={run_dir}",
         f"paths.log_dir={tmp_path}",
         f"paths.cache_dir={tmp_path / 'cache'}",
@@ -45,34 +44,32 @@ def _finish(process: subprocess.Popen) -> str:
     return process.log.read_text()
 
 
-def _wait_for_step(process: subprocess.Popen, registry_path, run_dir, step: int) -> None:
-    """Block until the run's registry row reports at least `step` optimizer steps."""
-    deadline = time.monotonic() + 300
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the run ended before step {step}:\n{process.log.read_text()[-3000:]}"
-        if registry_path.exists():
-            rows = [r for r in RunRegistry(registry_path).list() if r["output_dir"] == str(run_dir)]
-            if rows and rows[0]["step"] >= step:
-                return
-        time.sleep(0.05)
-    pytest.fail(f"no progress to step {step} within 300 s")
-
-
 def _finetuned(run_dir) -> dict:
     return json.loads((run_dir / "results.json").read_text())["finetuned"]
 
 
-def test_preempted_run_resumes_with_the_same_command_and_ends_like_an_uninterrupted_one(tmp_path, make_cfg):
+# LoRA: the checkpoint holds the adapters with the frozen weights, the optimizer state of the adapters.
+@pytest.mark.parametrize("extra", [[], ["model/lora=default"]], ids=["full", "lora"])
+def test_preempted_run_resumes_with_the_same_command_and_ends_like_an_uninterrupted_one(
+    tmp_path, make_cfg, extra
+):
+    job = [*JOB, *extra]
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
-    reference_cfg = make_cfg(*JOB, f"paths.cache_dir={tmp_path / 'cache'}", output_dir=reference_dir)
+    reference_cfg = make_cfg(*job, f"paths.cache_dir={tmp_path / 'cache'}", output_dir=reference_dir)
     # Build the tiny model into the shared cache first, so every run loads the same files alike.
     instantiate(reference_cfg.model.encoder)
-    interrupted = _start(tmp_path, run_dir, "interrupted.log")
+    interrupted = _start(tmp_path, run_dir, "interrupted.log", job)
     signaller_errors: list[BaseException] = []
 
     def signal_halfway() -> None:
         try:
-            _wait_for_step(interrupted, tmp_path / "runs.db", run_dir, 2)
+            wait_for_registry_row(
+                interrupted,
+                tmp_path / "runs.db",
+                lambda row: row["output_dir"] == str(run_dir) and row["step"] >= 2,
+                "step 2",
+                300,
+            )
             interrupted.send_signal(signal.SIGUSR1)
         except BaseException as error:  # pytest.fail too: reported by the test thread below
             signaller_errors.append(error)
@@ -98,7 +95,7 @@ def test_preempted_run_resumes_with_the_same_command_and_ends_like_an_uninterrup
     (row,) = [r for r in RunRegistry(tmp_path / "runs.db").list() if r["output_dir"] == str(run_dir)]
     assert row["status"] == "failed" and row["error_type"] == "RunPreempted"
 
-    resumed = _start(tmp_path, run_dir, "resumed.log")
+    resumed = _start(tmp_path, run_dir, "resumed.log", job)
     output = _finish(resumed)
     assert resumed.returncode == 0, output[-3000:]
     assert (

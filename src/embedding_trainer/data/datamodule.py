@@ -42,6 +42,7 @@ from embedding_trainer.data.sources import (
 from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.errors import DataError
 from embedding_trainer.log import get_logger
+from embedding_trainer.prompts import column_prompts
 
 log = get_logger(__name__)
 
@@ -178,6 +179,9 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.eval_data: EvalData | None = None
         self.validation_data: EvalData | None = None
         self.preprocess: Callable | None = None
+        # The model's named prompts (`model.prompts`), set with `preprocess`: each training column's
+        # texts get the one of its role (`embedding_trainer.prompts.column_prompts`).
+        self.prompts: dict[str, str | None] = {}
 
     def check_sources(self) -> None:
         """Raise DataError if a configured local path does not exist (cheap: nothing is read)."""
@@ -387,7 +391,13 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             label = self.label
         token_cache = self.token_cache if use_token_cache else None
         collate = LossBatchCollator(
-            self.preprocess, inputs, label, self.max_length, self.batch_transform, token_cache
+            self.preprocess,
+            inputs,
+            label,
+            self.max_length,
+            self.batch_transform,
+            token_cache,
+            column_prompts(self.prompts, inputs),
         )
         loader = ResumableDataLoader(
             self.train_dataset,
@@ -409,13 +419,20 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         return [column for column in self.train_dataset.column_names if column != self.label]
 
     def row_token_counts(self) -> np.ndarray:
-        """Each training row's tokens over its text columns, after truncation (needs the token cache)."""
-        return sum(self.token_cache.text_lengths(self.train_dataset[column]) for column in self.text_columns)
+        """Each training row's tokens over its text columns, with their prompts, after truncation
+        (needs the token cache)."""
+        prompts = column_prompts(self.prompts, self.text_columns)
+        return sum(
+            self.token_cache.text_lengths(self.train_dataset[column], prompts[column])
+            for column in self.text_columns
+        )
 
     def _build_token_cache(self) -> TokenCache | None:
-        """The training texts tokenized once (None when the model's features cannot be cached: then
-        every batch is tokenized as it comes)."""
-        texts = (text for column in self.text_columns for text in self.train_dataset[column])
+        """The training texts tokenized once, each column's with its prompt (None when the model's
+        features cannot be cached: then every batch is tokenized as it comes)."""
+        texts: dict[str | None, list[str]] = {}
+        for column, prompt in column_prompts(self.prompts, self.text_columns).items():
+            texts.setdefault(prompt, []).extend(self.train_dataset[column])
         try:
             return TokenCache(self.preprocess, texts, self.max_length)
         except UncachableFeatures as error:

@@ -1,6 +1,6 @@
 """Tokenize the training texts once, then build every batch by padding cached token ids."""
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 
 import numpy as np
 import torch
@@ -12,12 +12,20 @@ class UncachableFeatures(ValueError):
 
 
 class TokenCache:
-    """Every distinct text tokenized once by the model's own `preprocess` (same truncation), stored
-    unpadded in flat int32 arrays; `batch(texts)` pads them again to the longest text of the batch,
-    giving exactly what `preprocess(texts, max_length=...)` returns for that batch.
+    """Every distinct (prompt, text) tokenized once by the model's own `preprocess` (same truncation;
+    the prompt prepended as `preprocess(texts, prompt=prompt)` does it), stored unpadded in flat int32
+    arrays; `batch(texts, prompt)` pads them again to the longest text of the batch, giving exactly
+    what `preprocess(texts, prompt=prompt, max_length=...)` returns for that batch (with its constants,
+    such as the `prompt_length` of a prompt).
 
-    Memory: 4 bytes x (tokens of all distinct texts) x (per-token keys, 3 for BERT) + one offset
-    (8 bytes) and one dict entry per distinct text.
+    Args:
+        preprocess: the model's `preprocess(texts, prompt=..., max_length=...)`.
+        texts: the texts to tokenize under each prompt ({prompt: texts}; None: no prompt). The same
+            text under two prompts is two entries.
+        max_length: truncation (None: the model's own).
+
+    Memory: 4 bytes x (tokens of all distinct entries) x (per-token keys, 3 for BERT) + one offset
+    (8 bytes) and one dict entry per distinct entry.
 
     Raises:
         UncachableFeatures: `preprocess` returns entries that are neither [texts, tokens] tensors
@@ -27,31 +35,37 @@ class TokenCache:
     def __init__(
         self,
         preprocess: Callable[..., dict],
-        texts: Iterable[str],
+        texts: Mapping[str | None, Iterable[str]],
         max_length: int | None,
         chunk_size: int = 1024,
         show_progress_bar: bool = False,
     ) -> None:
-        distinct = list(dict.fromkeys(texts))
-        self.position = {text: index for index, text in enumerate(distinct)}
+        distinct = {prompt: list(dict.fromkeys(column)) for prompt, column in texts.items()}
+        chunks = [
+            (prompt, column[start : start + chunk_size])
+            for prompt, column in distinct.items()
+            for start in range(0, len(column), chunk_size)
+        ]
+        entries = [(prompt, text) for prompt, chunk in chunks for text in chunk]
+        self.position = {entry: index for index, entry in enumerate(entries)}
         self.padding_side = "right"  # "left" once a chunk shows padding before the tokens
         self.pad_values: dict[str, int] = {}
-        self.constants: dict[str, object] = {}
+        self.constants: dict[str | None, dict[str, object]] = {prompt: {} for prompt in distinct}
         options = {} if max_length is None else {"max_length": max_length}
         pieces: dict[str, list[np.ndarray]] = {}
         lengths: list[np.ndarray] = []
-        starts = range(0, len(distinct), chunk_size)
-        for start in tqdm(starts, desc="Tokenizing", disable=not show_progress_bar):
-            features = preprocess(distinct[start : start + chunk_size], **options)
+        for prompt, chunk in tqdm(chunks, desc="Tokenizing", disable=not show_progress_bar):
+            features = preprocess(chunk, prompt=prompt, **options)
             mask = features["attention_mask"].bool()
             if (~mask[:, 0]).any():
                 self.padding_side = "left"
             lengths.append(mask.sum(dim=1).numpy())
+            constants = self.constants[prompt]
             for key, value in features.items():
                 if isinstance(value, torch.Tensor) and value.shape == mask.shape:
                     self._learn_pad_value(key, value, mask)
                     pieces.setdefault(key, []).append(value[mask].numpy().astype(np.int32))
-                elif not isinstance(value, torch.Tensor) and self.constants.setdefault(key, value) == value:
+                elif not isinstance(value, torch.Tensor) and constants.setdefault(key, value) == value:
                     continue
                 else:
                     raise UncachableFeatures(
@@ -59,7 +73,7 @@ class TokenCache:
                     )
         self.lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
         self.offsets = np.concatenate([[0], np.cumsum(self.lengths)]).astype(np.int64)
-        self.tokens = {key: np.concatenate(chunks) for key, chunks in pieces.items()}
+        self.tokens = {key: np.concatenate(arrays) for key, arrays in pieces.items()}
 
     def _learn_pad_value(self, key: str, value: torch.Tensor, mask: torch.Tensor) -> None:
         """Record the value preprocess puts at padded positions (0 until padding is seen)."""
@@ -67,13 +81,13 @@ class TokenCache:
         if len(padded):
             self.pad_values[key] = int(padded[0])
 
-    def text_lengths(self, texts: Iterable[str]) -> np.ndarray:
-        """Token count of each text (each must have been cached)."""
-        return self.lengths[[self.position[text] for text in texts]]
+    def text_lengths(self, texts: Iterable[str], prompt: str | None = None) -> np.ndarray:
+        """Token count of each text under `prompt` (each must have been cached so)."""
+        return self.lengths[[self.position[prompt, text] for text in texts]]
 
-    def batch(self, texts: list[str]) -> dict:
-        """The padded features of `texts`, as `preprocess(texts)` returns them."""
-        rows = [self.position[text] for text in texts]
+    def batch(self, texts: list[str], prompt: str | None = None) -> dict:
+        """The padded features of `texts` under `prompt`, as `preprocess(texts, prompt=prompt)` returns them."""
+        rows = [self.position[prompt, text] for text in texts]
         width = int(self.lengths[rows].max()) if rows else 0
         features: dict = {}
         for key, flat in self.tokens.items():
@@ -85,4 +99,4 @@ class TokenCache:
                 else:
                     out[line, : end - start] = flat[start:end]
             features[key] = torch.from_numpy(out)
-        return {**features, **self.constants}
+        return {**features, **self.constants[prompt]}

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.embedding_cache import EmbeddingCache, encode
+from embedding_trainer.prompts import QUERY, prompt_text
 
 # Metrics of one evaluation: {dimension: {metric name: value}}.
 DimensionMetrics = dict[int, dict[str, float]]
@@ -35,6 +36,11 @@ class DimensionEvaluator(ABC):
 
     `embedding_cache`: when set, `encode` reads and fills it (see `using_cache`); only for a model
     that does not change, such as the one the baseline evaluates.
+
+    Prompts: queries are encoded with the model's `query` prompt and documents with its `document`
+    prompt (`model.prompts`, as `encode_query` and `encode_document` apply them); the texts of
+    symmetric data (both sides of a pair, single sentences) are encoded as queries
+    (see `embedding_trainer.prompts`).
     """
 
     name: str
@@ -54,12 +60,14 @@ class DimensionEvaluator(ABC):
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
         """Metrics of `model` at each of `dims` (each at most the model's embedding dimension)."""
 
-    def encode(self, model: SentenceTransformer, texts: list[str]) -> torch.Tensor:
-        """Full-dimension float32 embeddings of `texts` (one row each, on the CPU), through
-        `embedding_cache` when one is set."""
+    def encode(self, model: SentenceTransformer, texts: list[str], prompt: str | None = None) -> torch.Tensor:
+        """Full-dimension float32 embeddings of `texts` (one row each, on the CPU), each with `prompt`
+        prepended (None: none), through `embedding_cache` when one is set (keyed by the prompt too)."""
         if self.embedding_cache is not None:
-            return self.embedding_cache.embeddings(model, texts, self.batch_size, self.show_progress_bar)
-        return encode(model, texts, self.batch_size, self.show_progress_bar)
+            return self.embedding_cache.embeddings(
+                model, texts, self.batch_size, self.show_progress_bar, prompt=prompt
+            )
+        return encode(model, texts, self.batch_size, self.show_progress_bar, prompt=prompt)
 
 
 @contextmanager
@@ -80,13 +88,27 @@ def truncate(embeddings: torch.Tensor, dim: int) -> torch.Tensor:
 
 
 def encode_unique(
-    evaluator: DimensionEvaluator, model: SentenceTransformer, columns: list[list[str]]
+    evaluator: DimensionEvaluator,
+    model: SentenceTransformer,
+    columns: list[list[str]],
+    roles: list[str] | None = None,
 ) -> list[torch.Tensor]:
-    """Embeddings for each column of texts, encoding every distinct text once across all columns."""
-    distinct = list(dict.fromkeys(text for column in columns for text in column))
-    position = {text: index for index, text in enumerate(distinct)}
-    embeddings = evaluator.encode(model, distinct)
-    return [embeddings[torch.tensor([position[text] for text in column])] for column in columns]
+    """Embeddings for each column of texts, column i with the model's prompt named `roles[i]`
+    (default: `query` for every column, as for symmetric data), encoding every distinct text once
+    per distinct prompt across all columns."""
+    prompts = [prompt_text(model.prompts, role) for role in roles or [QUERY] * len(columns)]
+    texts: dict[str | None, list[str]] = {}
+    for prompt, column in zip(prompts, columns):
+        texts.setdefault(prompt, []).extend(column)
+    position, embeddings = {}, {}
+    for prompt, prompted in texts.items():
+        distinct = list(dict.fromkeys(prompted))
+        position[prompt] = {text: index for index, text in enumerate(distinct)}
+        embeddings[prompt] = evaluator.encode(model, distinct, prompt)
+    return [
+        embeddings[prompt][torch.tensor([position[prompt][text] for text in column])]
+        for prompt, column in zip(prompts, columns)
+    ]
 
 
 def metrics_json(metrics: DimensionMetrics | None) -> dict | None:

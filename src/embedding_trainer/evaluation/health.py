@@ -22,6 +22,7 @@ from embedding_trainer.data.datamodule import EmbeddingDataModule
 from embedding_trainer.evaluation.base import DimensionMetrics, metrics_json, truncate
 from embedding_trainer.evaluation.callback import EvaluationCallback
 from embedding_trainer.log import get_logger
+from embedding_trainer.prompts import QUERY, prompt_text
 
 log = get_logger(__name__)
 
@@ -127,7 +128,10 @@ class EmbeddingHealthCallback(pl.Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            embeddings = self.evaluation.evaluator.encode(pl_module.model, self.probe.texts)
+            model = pl_module.model  # every probe text as a query (symmetric use: embedding_trainer.prompts)
+            embeddings = self.evaluation.evaluator.encode(
+                model, self.probe.texts, prompt_text(model.prompts, QUERY)
+            )
         finally:
             pl_module.train(was_training)
         metrics = health_metrics(embeddings, self.dims, self.probe.pairs)

@@ -3,12 +3,14 @@
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, encode_unique, truncate
+from embedding_trainer.prompts import DOCUMENT, QUERY
 
 
 class TripletEvaluator(DimensionEvaluator):
     """Fraction of (anchor, positive, negative) with cos(anchor, positive) > cos(anchor, negative),
     over every negative of every row (one for triplets, n for n-tuples). Per example: that fraction
-    over the row's own negatives."""
+    over the row's own negatives. Anchors are encoded with the model's `query` prompt, positives and
+    negatives with its `document` prompt."""
 
     name = "triplet"
     primary_metric = "accuracy_cosine"
@@ -28,7 +30,8 @@ class TripletEvaluator(DimensionEvaluator):
         return cls(rows["anchor"], rows["positive"], negatives, **kwargs)
 
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
-        anchors, positives, *negatives = encode_unique(self, model, self.columns)
+        roles = [QUERY] + [DOCUMENT] * (len(self.columns) - 1)
+        anchors, positives, *negatives = encode_unique(self, model, self.columns, roles)
         metrics, self.last_per_example = {}, {}
         for dim in dims:
             anchor = truncate(anchors, dim)

@@ -109,7 +109,7 @@ def write_model_card(
         "from sentence_transformers import SentenceTransformer",
         "",
         f'model = SentenceTransformer("{model_dir}")',
-        'embeddings = model.encode(["An example sentence", "Another one"])',
+        *encode_lines(model),
         f"# Smaller, faster embeddings: truncate to any evaluated dimension ({', '.join(map(str, dims))})",
         f'small = SentenceTransformer("{model_dir}", truncate_dim={dims[-1]})',
         "```",
@@ -121,6 +121,21 @@ def write_model_card(
     path = model_dir / "README.md"
     path.write_text("\n".join(card) + "\n", encoding="utf-8")
     return path
+
+
+def encode_lines(model: SentenceTransformer) -> list[str]:
+    """The usage example's encode calls: `encode_query`/`encode_document` when the model has a query or
+    document prompt (they prepend it), plain `encode` otherwise."""
+    if not any(model.prompts.get(name) for name in ("query", "document")):
+        return ['embeddings = model.encode(["An example sentence", "Another one"])']
+    shown = ", ".join(
+        f"{name}: {model.prompts[name]!r}" for name in ("query", "document") if model.prompts.get(name)
+    )
+    return [
+        f"# The model's prompts ({shown}) are prepended by encode_query and encode_document",
+        'query_embeddings = model.encode_query(["What is the capital of France?"])',
+        'document_embeddings = model.encode_document(["Paris is the capital of France."])',
+    ]
 
 
 def provenance_lines(provenance: dict) -> list[str]:

@@ -6,6 +6,7 @@ from omegaconf import DictConfig
 
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
+from embedding_trainer.lora import ParameterCount, trained_parameters
 from embedding_trainer.models import hub_id
 from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
 from embedding_trainer.reporting.results import evaluated_table, primary_table
@@ -16,12 +17,13 @@ def base_model_name(cfg: DictConfig) -> str:
     return str(cfg.model.encoder.get("name_or_path", cfg.model.encoder._target_))
 
 
-def describe_run(cfg: DictConfig) -> list[list[str]]:
+def describe_run(cfg: DictConfig, parameters: ParameterCount | None = None) -> list[list[str]]:
     """Rows of (setting, value) naming what a run trained: model (by its hub id when it has one),
-    data, loss, modifier, knobs."""
+    data, loss, modifier, knobs, and the trained parameters (`parameters`: trainable of total; the
+    LoRA settings)."""
     loss = cfg.loss._target_.rsplit(".", 1)[-1]
     modifier = cfg.modifier.get("_target_")
-    return [
+    rows = [
         ["base model", hub_id(cfg.model) or base_model_name(cfg)],
         ["dataset type", cfg.dataset_type.name],
         [
@@ -40,6 +42,10 @@ def describe_run(cfg: DictConfig) -> list[list[str]]:
         ["precision", str(cfg.trainer.precision)],
         ["seed", str(cfg.seed)],
     ]
+    trained = trained_parameters(cfg.model, parameters)
+    if trained:
+        rows.append(["trained parameters", trained])
+    return rows
 
 
 def settings_table(rows: list[list[str]]) -> str:
@@ -55,13 +61,14 @@ def summary_sections(
     baseline: DimensionMetrics | None,
     finetuned: DimensionMetrics,
     significance: Significance | None = None,
+    parameters: ParameterCount | None = None,
 ) -> list[str]:
-    """Markdown lines: the run's settings table, then the per-dimension table of `metric` (with the
-    change's interval and p-value when `significance` is given)."""
+    """Markdown lines: the run's settings table (with the trainable `parameters`), then the
+    per-dimension table of `metric` (with the change's interval and p-value when `significance` is given)."""
     return [
         f"## {setup_heading}",
         "",
-        settings_table(describe_run(cfg)),
+        settings_table(describe_run(cfg, parameters)),
         "",
         f"## {metric_heading}",
         "",
@@ -83,11 +90,13 @@ def write_run_report(
     significance: Significance | None = None,
     warnings: list[str] | None = None,
     checks: list[str] | None = None,
+    parameters: ParameterCount | None = None,
 ) -> Path:
     """Write `report.md` and its PNG plots (`plots/matryoshka.png`, `plots/training.png`) to
     `output_dir`; `data_notes` (lines about the data, such as the leakage check) get a section;
     `significance` adds the change's interval and p-value to the results table; `warnings` (lines)
-    go below the opening line, `checks` (Markdown sections) after the results."""
+    go below the opening line, `checks` (Markdown sections) after the results; `parameters` (trainable
+    of total) is a row of the settings table."""
     plots = output_dir / "plots"
     plot_matryoshka_curve(baseline, finetuned, metric, plots / "matryoshka.png")
     sections = [
@@ -99,7 +108,9 @@ def write_run_report(
         ),
         "",
         *[line for warning in warnings or [] for line in (warning, "")],
-        *summary_sections(cfg, "Setup", f"{metric} by dimension", metric, baseline, finetuned, significance),
+        *summary_sections(
+            cfg, "Setup", f"{metric} by dimension", metric, baseline, finetuned, significance, parameters
+        ),
         "",
         "![Matryoshka curve](plots/matryoshka.png)",
     ]
