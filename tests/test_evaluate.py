@@ -102,9 +102,9 @@ def _evaluate_command(tmp_path, model_cache, *args: str) -> subprocess.Completed
     )
 
 
-def test_multirun_puts_the_models_side_by_side(tmp_path, model_cache):
-    """Two tiny models (two seeds) in one table, one column each; W&B (offline) gets each run's metrics
-    and its table of every metric."""
+def test_multirun_puts_the_models_side_by_side(tmp_path, model_cache, capsys):
+    """Two tiny models (two seeds) in one table, one column each, in comparison.md and in `runs compare
+    --group`; W&B (offline) gets each run's metrics and its table of every metric."""
     result = _evaluate_command(
         tmp_path,
         model_cache,
@@ -133,24 +133,8 @@ def test_multirun_puts_the_models_side_by_side(tmp_path, model_cache):
     assert "| dimension | model.encoder.seed=0 | model.encoder.seed=1 |" in markdown
     assert "| dimension | model.encoder.seed=0 | model.encoder.seed=1 |" in result.stdout + result.stderr
 
-
-def test_runs_compare_group_puts_an_evaluation_multirun_side_by_side(tmp_path, model_cache, capsys):
-    """`python -m embedding_trainer.runs compare --group` on an evaluate.py multi-run (no baseline, no
-    fine-tuned model: no seed statistics) prints comparison.md's table from the registry: one column per
-    model, each model's primary metric per dimension, and which run each column is."""
-    result = _evaluate_command(
-        tmp_path,
-        model_cache,
-        "-m",
-        "model=tiny",
-        "model.encoder.seed=0,1",
-        "debug=fdr",
-        "logger=none",
-        "evaluation.show_progress_bar=false",
-    )
-    assert result.returncode == 0, result.stderr[-3000:]
-    [folder] = (tmp_path / "outputs" / "default" / "evaluation_multiruns").iterdir()
-    comparison = json.loads((folder / "comparison.json").read_text())
+    # `python -m embedding_trainer.runs compare --group` on it (no baseline, no fine-tuned model: no seed
+    # statistics) prints the same table from the registry, and which run each column is.
     db = str(tmp_path / "outputs" / "runs.db")
 
     assert runs_cli(["--db", db, "compare", "--group", str(folder)]) == 0

@@ -22,35 +22,12 @@ import time
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+from side_by_side import compose  # after the environment settings above
+
 LOSSES = ("arcface", "batch_hard_triplet")
-
-
-def compose(overrides: list[str], output_dir: str):
-    """The training config with `overrides`, writing nothing lasting (no registry, logger,
-    checkpoints or saved model)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-    from omegaconf import open_dict
-
-    from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
-
-    register_resolvers()
-    quiet = [
-        f"paths.output_dir={output_dir}",
-        f"paths.log_dir={output_dir}",
-        "registry.path=null",
-        "logger=none",
-        "callbacks=none",
-        "evaluation.show_progress_bar=false",
-        "evaluation.general=null",  # the forgetting guard and health probe: not what is compared here
-        "evaluation.health=null",
-        "save_model=false",
-    ]
-    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = hydra_compose(config_name="train", overrides=quiet + list(overrides))
-    with open_dict(cfg):
-        cfg.pop("hydra", None)
-    return cfg
+# Both sides start from the same baseline, evaluated once per run; the forgetting guard and the health
+# probe are not what is compared here.
+COMPARED = ["evaluation.baseline=true", "evaluation.general=null", "evaluation.health=null"]
 
 
 def run(loss: str, args: argparse.Namespace, output_dir: str) -> dict:
@@ -69,7 +46,7 @@ def run(loss: str, args: argparse.Namespace, output_dir: str) -> dict:
         *args.overrides,
     ]
     start = time.perf_counter()
-    _, objects = train(compose(overrides, output_dir))
+    _, objects = train(compose([*COMPARED, *overrides], output_dir))
     seconds = time.perf_counter() - start
     evaluation = objects["evaluation"]
     return {
