@@ -132,7 +132,7 @@ class _ScoreSequence:
     """An evaluator returning the given spearman_cosine values at dimension 8, one per call."""
 
     name, primary_metric = "similarity", "spearman_cosine"
-    last_per_example = embedding_cache = None
+    last_per_example = None
 
     def __init__(self, *scores: float) -> None:
         self.scores = iter(scores)

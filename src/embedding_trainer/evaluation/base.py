@@ -72,9 +72,12 @@ class DimensionEvaluator(ABC):
 
 @contextmanager
 def using_cache(evaluator: DimensionEvaluator, cache: EmbeddingCache | None) -> Iterator[DimensionEvaluator]:
-    """`evaluator` encoding through `cache` inside the block (None: without a cache), its previous
-    cache restored after it, even when the block raises. Wrap only evaluations of a model that does
+    """`evaluator` encoding through `cache` inside the block, its previous cache restored after it,
+    even when the block raises (None: `evaluator` as it is). Wrap only evaluations of a model that does
     not change (the baseline): each evaluation of a changing model would store a new entry."""
+    if cache is None:
+        yield evaluator
+        return
     previous, evaluator.embedding_cache = evaluator.embedding_cache, cache
     try:
         yield evaluator
