@@ -176,3 +176,9 @@ def test_bad_validation_settings_fail_before_the_model_loads(
     with pytest.raises(error, match=message):
         train(make_cfg(*FAST, *overrides, output_dir=run))
     assert not (run / "model").exists() and not (run / "results.json").exists()
+
+
+def test_the_leakage_check_counts_the_queries_evaluated(make_cfg):
+    datamodule = build_datamodule(make_cfg(*FAST, "data.max_eval_samples=7"))
+    datamodule.load()
+    assert len(datamodule.eval_data.retrieval.queries) == 7 and datamodule.leakage.query_total == 7

@@ -163,9 +163,10 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     health = embedding_health(cfg, datamodule, evaluation)  # after `evaluation` in the list: it follows it
     diagnostics = [callback for callback in (test, general, health) if callback is not None]
     if cfg.evaluation.embedding_cache:  # an unchanged model's embeddings of unchanged texts: encoded once
+        cache = EmbeddingCache(embeddings_folder(cfg))
         for before_training in (evaluation, test, general):
             if before_training is not None:
-                before_training.baseline_cache = EmbeddingCache(embeddings_folder(cfg))
+                before_training.baseline_cache = cache
     if cfg.loss.get("in_batch_negatives"):
         diagnostics.append(InBatchNegativesCallback())
     history = TrainingHistory()

@@ -252,7 +252,9 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.eval_data = self._eval_data(rows, retrieval)
         if validation is not None:
             self.validation_data = self._eval_data(validation, validation_retrieval)
-        self.leakage = find_leakage(self.train_dataset, self.text_columns, self.eval_data.rows, retrieval)
+        self.leakage = find_leakage(
+            self.train_dataset, self.text_columns, self.eval_data.rows, self.eval_data.retrieval
+        )
         check_leakage(self.leakage, self.leakage_mode)
         eval_count = "no" if rows is None else len(self.eval_data.rows)
         validation_count = "" if validation is None else f", {len(self.validation_data.rows)} validation rows"
