@@ -14,6 +14,7 @@ GROUPS = [
     "data",
     "loss",
     "modifier",
+    "regularizer",
     "trainer",
     "callbacks",
     "logger",

@@ -19,6 +19,7 @@ from embedding_trainer import models
 from embedding_trainer.errors import ModelLoadError
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.evaluation import SimilarityEvaluator, TripletEvaluator
+from embedding_trainer.prompts import prompt_text
 from embedding_trainer.train import build_datamodule, train
 
 QUERY, DOCUMENT = "query: ", "passage: "
@@ -114,13 +115,13 @@ def test_training_columns_are_tokenized_with_the_prompt_of_their_role(
 
 
 def spy_encode(evaluator) -> list[tuple[list[str], str | None]]:
-    """A list that records (texts, prompt) of every `evaluator.encode` call."""
+    """A list that records (texts, the prompt they get) of every `evaluator.encode` call."""
     calls = []
     encode = evaluator.encode
 
-    def recording(model, texts, prompt=None):
-        calls.append((texts, prompt))
-        return encode(model, texts, prompt)
+    def recording(model, texts, role="query"):
+        calls.append((texts, prompt_text(model.prompts, role)))
+        return encode(model, texts, role)
 
     evaluator.encode = recording
     return calls

@@ -13,13 +13,14 @@ class InBatchNegativesCallback(pl.Callback):
     embeddings across devices (`gather_across_devices`), else each rank's own; each rank logs its
     own value without syncing (`sync_dist=False`), so rank zero's is what loggers record. Syncing
     would add a collective at epoch end that only rank zero's progress bar triggers early, which
-    deadlocks against the evaluation's broadcast. Batches without `input_ids` features are not counted."""
+    deadlocks against the evaluation's broadcast. Batches without `input_ids` features (a query
+    adapter's batches of embeddings) are not counted."""
 
     def on_train_batch_start(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int
     ) -> None:
         features, _ = batch
-        if any("input_ids" not in column for column in features):
+        if any(not isinstance(column, dict) or "input_ids" not in column for column in features):
             return
         documents = [hash(row) for column in features[1:] for row in _token_rows(column)]
         hashes = torch.tensor(documents, dtype=torch.long, device=pl_module.device)

@@ -29,9 +29,12 @@ def encode(
     show_progress_bar: bool = True,
     prompt_name: str | None = None,
     prompt: str | None = None,
+    task: str | None = None,
 ) -> torch.Tensor:
     """Full-dimension float32 embeddings of `texts` under `model` (one row each, in order, on the
-    CPU), as the evaluators have always encoded: not normalized beyond what the model's own modules do."""
+    CPU), as the evaluators have always encoded: not normalized beyond what the model's own modules do.
+    `task` (`query`, `document` or None) picks the route of a model that routes by task, as
+    `encode_query` and `encode_document` do; other models ignore it."""
     with torch.no_grad():
         embeddings = model.encode(
             texts,
@@ -40,6 +43,7 @@ def encode(
             convert_to_tensor=True,
             prompt_name=prompt_name,
             prompt=prompt,
+            task=task,
         )
     return embeddings.float().cpu()
 
@@ -59,17 +63,24 @@ class EmbeddingCache:
         texts: list[str],
         prompt_name: str | None = None,
         prompt: str | None = None,
+        task: str | None = None,
     ) -> Path:
-        """Where the entry of `texts` (in any order, repeats or not) under `model` and the prompt is stored."""
-        return self._path(model, sorted(set(texts)), prompt_name, prompt)
+        """Where the entry of `texts` (in any order, repeats or not) under `model` (the modules `task`
+        goes through: `encoder_fingerprint`) and the prompt is stored."""
+        return self._path(model, sorted(set(texts)), prompt_name, prompt, task)
 
     def _path(
-        self, model: SentenceTransformer, distinct: list[str], prompt_name: str | None, prompt: str | None
+        self,
+        model: SentenceTransformer,
+        distinct: list[str],
+        prompt_name: str | None,
+        prompt: str | None,
+        task: str | None,
     ) -> Path:
         key = settings_fingerprint(
             {"texts": texts_fingerprint(distinct), "prompt_name": prompt_name, "prompt": prompt}
         )
-        return self.folder / encoder_fingerprint(model) / f"{key}.npy"
+        return self.folder / encoder_fingerprint(model, task) / f"{key}.npy"
 
     def embeddings(
         self,
@@ -79,6 +90,7 @@ class EmbeddingCache:
         show_progress_bar: bool = True,
         prompt_name: str | None = None,
         prompt: str | None = None,
+        task: str | None = None,
     ) -> torch.Tensor:
         """`encode(model, texts, ...)`, read from the cache when these texts were stored under this
         model and prompt before; else encoded (with the model's progress bar) and stored. A miss returns
@@ -86,9 +98,9 @@ class EmbeddingCache:
         (the same numbers when it encoded the texts in the same order; else equal to float rounding).
         A store that fails (disk full, read-only folder) is logged and the embeddings returned."""
         if not texts:
-            return encode(model, texts, batch_size, show_progress_bar, prompt_name, prompt)
+            return encode(model, texts, batch_size, show_progress_bar, prompt_name, prompt, task)
         distinct = sorted(set(texts))
-        path = self._path(model, distinct, prompt_name, prompt)
+        path = self._path(model, distinct, prompt_name, prompt, task)
         stored = _read(path, len(distinct))
         if stored is not None:
             log.info(f"Embedding cache: embeddings of {len(texts)} texts read from the cache ({path})")
@@ -97,7 +109,7 @@ class EmbeddingCache:
         log.info(
             f"Embedding cache: encoding {len(texts)} texts (not in the cache yet; storing them at {path})"
         )
-        embeddings = encode(model, texts, batch_size, show_progress_bar, prompt_name, prompt)
+        embeddings = encode(model, texts, batch_size, show_progress_bar, prompt_name, prompt, task)
         row = {text: index for index, text in enumerate(texts)}
         try:
             _write(path, embeddings[[row[text] for text in distinct]].numpy())

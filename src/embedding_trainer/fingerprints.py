@@ -8,36 +8,70 @@ from pathlib import Path
 import datasets
 import torch
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules import Router
 
 
 def model_fingerprint(model: torch.nn.Module) -> str:
     """16 hex digits from every weight's name, shape, dtype and bytes (all of them: one changed value
     changes it): two models with the same fingerprint have the same weights. Hashes at about
     1.5 GB/s on one CPU core (all-MiniLM-L6-v2: 0.06 s)."""
+    return _state_fingerprint(model.state_dict())
+
+
+def modules_fingerprint(modules: list[torch.nn.Module]) -> str:
+    """`model_fingerprint` of a SentenceTransformer made of `modules` in this order (so of a plain
+    SentenceTransformer's own modules, its `model_fingerprint`)."""
+    return _state_fingerprint(
+        {
+            f"{index}.{name}": tensor
+            for index, module in enumerate(modules)
+            for name, tensor in module.state_dict().items()
+        }
+    )
+
+
+def _state_fingerprint(state: dict[str, torch.Tensor]) -> str:
     digest = hashlib.sha256()
-    for name, tensor in sorted(model.state_dict().items()):
+    for name, tensor in sorted(state.items()):
         digest.update(f"{name}:{tuple(tensor.shape)}:{tensor.dtype}".encode())
         digest.update(tensor.detach().reshape(-1).cpu().contiguous().view(torch.uint8).numpy())
     return digest.hexdigest()[:16]
 
 
-def encoder_fingerprint(model: SentenceTransformer) -> str:
-    """16 hex digits from everything that decides what `model.encode` returns for a text: the
-    weights (`model_fingerprint`), each module's class and configuration (a transformer's with its
-    architecture config), the maximum sequence length, the tokenizer, the prompts, the default prompt
-    name and `truncate_dim`. Equal fingerprints: the same embeddings, up to the device's arithmetic;
-    a copy of a model saved and loaded elsewhere keeps its fingerprint."""
+def encoder_fingerprint(model: SentenceTransformer, task: str | None = None) -> str:
+    """16 hex digits from everything that decides what `model.encode(..., task=task)` returns for a
+    text: the weights, each module's class and configuration (a transformer's with its architecture
+    config), the maximum sequence length, the tokenizer, the prompts, the default prompt name and
+    `truncate_dim`. Equal fingerprints: the same embeddings, up to the device's arithmetic; a copy of
+    a model saved and loaded elsewhere keeps its fingerprint.
+
+    A model that routes by task (a `Router` module, as a query adapter's model has) counts only the
+    modules `task` goes through (`route_modules`): its document route, made of the frozen model's own
+    modules, fingerprints as that model, whose cached document embeddings it can read."""
+    modules = route_modules(model, task)
     return settings_fingerprint(
         {
-            "weights": model_fingerprint(model),
-            "modules": [_module_settings(module) for module in model],
-            "max_seq_length": model.max_seq_length,
-            "tokenizer": _tokenizer_settings(getattr(model, "tokenizer", None)),
+            "weights": modules_fingerprint(modules),
+            "modules": [_module_settings(module) for module in modules],
+            "max_seq_length": getattr(modules[0], "max_seq_length", None),
+            "tokenizer": _tokenizer_settings(getattr(modules[0], "tokenizer", None)),
             "prompts": model.prompts,
             "default_prompt_name": model.default_prompt_name,
             "truncate_dim": model.truncate_dim,
         }
     )
+
+
+def route_modules(model: SentenceTransformer, task: str | None = None) -> list[torch.nn.Module]:
+    """The modules a text encoded with `task` (None: the model's default) goes through, in order: a
+    `Router` replaced by the modules of the route it picks for text of that task."""
+    modules = []
+    for module in model:
+        if isinstance(module, Router):
+            modules.extend(module.sub_modules[module._resolve_route(task=task, modality="text")])
+        else:
+            modules.append(module)
+    return modules
 
 
 def _module_settings(module: torch.nn.Module) -> list:

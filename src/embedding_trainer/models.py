@@ -28,6 +28,7 @@ def load_pretrained(
     max_seq_length: int | None = None,
     gradient_checkpointing: bool = False,
     prompts: Mapping[str, str | None] | None = None,
+    model_kwargs: Mapping | None = None,
 ) -> SentenceTransformer:
     """Load a SentenceTransformer from a local folder or a Hugging Face Hub repository id.
 
@@ -35,11 +36,11 @@ def load_pretrained(
     (with a short timeout) before downloading, so an unreachable hub gives one clear
     `ModelLoadError` instead of minutes of retries. A folder (or snapshot) that holds no loadable
     model raises `ModelLoadError` too. `prompts`: see `set_prompts` (None entries keep the saved
-    model's own prompts).
+    model's own prompts). `model_kwargs` go to the transformer's `from_pretrained` (e.g. a `dtype`).
     """
     source = _local_source(name_or_path)
     try:
-        model = SentenceTransformer(source)
+        model = SentenceTransformer(source, model_kwargs=dict(model_kwargs) if model_kwargs else None)
     except (OSError, ValueError) as error:  # a folder that holds no loadable model
         raise ModelLoadError(
             f"Cannot load model {name_or_path!r} from {source}: {error} Point model.encoder.name_or_path (with "

@@ -15,7 +15,9 @@ class EmbeddingModule(pl.LightningModule):
 
     Args:
         model: the SentenceTransformer being trained (saved at the end as a plain folder).
-        loss: a sentence-transformers loss built around `model`; its own parameters train too.
+        loss: a sentence-transformers loss built around `model`; its own parameters train too. A loss
+            with a `logged_terms` dict (a regularizer) has each term logged as `train/reg/<name>`;
+            `train/loss` is the total.
         optimizer: partial optimizer taking parameter groups (bias and norm weights get no decay).
         scheduler: partial taking (optimizer, total_steps), or None for a constant learning rate.
     """
@@ -49,6 +51,8 @@ class EmbeddingModule(pl.LightningModule):
         loss = self.loss(features, labels)
         # The mean over ranks: each rank holds the loss of its own slice of the global batch.
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels), sync_dist=True)
+        for name, value in getattr(self.loss, "logged_terms", {}).items():  # a regularizer's penalties
+            self.log(f"train/reg/{name}", value, batch_size=len(labels), sync_dist=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(labels))
         return loss
 

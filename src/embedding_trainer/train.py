@@ -1,6 +1,7 @@
 """`train(cfg)`: the whole job (validate, load data, load model, evaluate, train, evaluate, save),
 and `main()`, its Hydra command-line shell (`python train.py ...`)."""
 
+import functools
 import os
 import sys
 import time
@@ -19,10 +20,12 @@ from omegaconf import DictConfig, OmegaConf
 from pytorch_lightning.utilities import rank_zero_only
 from sentence_transformers import SentenceTransformer
 
+from embedding_trainer.adapters.training import adapted_model, adapter_kind, adapter_training
 from embedding_trainer.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.datamodule import EvalData
 from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run
+from embedding_trainer.early_stopping import EarlyStopping
 from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError, DataError, ModelLoadError, ModelPushError
 from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics
@@ -32,6 +35,7 @@ from embedding_trainer.evaluation.callback import EvaluationCallback
 from embedding_trainer.evaluation.general import general_evaluation
 from embedding_trainer.evaluation.health import embedding_health
 from embedding_trainer.evaluation.objective import Objective
+from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
 from embedding_trainer.evaluation.selection import Selection
 from embedding_trainer.evaluation.significance import Significance, record_significance
 from embedding_trainer.log import get_logger
@@ -45,6 +49,7 @@ from embedding_trainer.lora import (
 from embedding_trainer.losses import build_loss
 from embedding_trainer.module import EmbeddingModule
 from embedding_trainer.provenance import record_provenance
+from embedding_trainer.regularizers import regularized
 from embedding_trainer.reporting.guards import guard_sections, guard_warnings
 from embedding_trainer.reporting.history import TrainingHistory
 from embedding_trainer.reporting.hub import push_to_hub
@@ -170,8 +175,13 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     if cfg.loss.get("in_batch_negatives"):
         diagnostics.append(InBatchNegativesCallback())
     history = TrainingHistory()
-    callbacks = [instantiate(c) for c in cfg.callbacks.values()] + [
+    configured = [instantiate(c) for c in cfg.callbacks.values()]
+    # A partial callback config (callbacks=early_stopping) is completed with the evaluation it follows.
+    following = [c(evaluation=evaluation) for c in configured if isinstance(c, functools.partial)]
+    stopping = next((c for c in following if isinstance(c, EarlyStopping)), None)
+    callbacks = [c for c in configured if not isinstance(c, functools.partial)] + [
         evaluation,
+        *following,
         *diagnostics,
         history,
         RegistryProgressCallback(tracker, cfg.registry.progress_every_n_steps),
@@ -188,6 +198,8 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
 
     model = load_model(cfg)
+    if adapter_kind(cfg):  # adapter=linear/two_layer: the model frozen, an adapter on its query route trains
+        model = adapted_model(model, cfg.adapter)
     provenance = (
         record_provenance(output_dir, cfg, model, datamodule, trainer) if trainer.is_global_zero else None
     )
@@ -206,18 +218,30 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         )
         datamodule.train_dataset = mined.rows
     datamodule.write_prepared()
-    module = EmbeddingModule(
-        model,
-        build_loss_with_lora(  # model.lora: adapters added to `model` (null: none)
+    if adapter_kind(cfg):  # trains on the frozen embeddings of the training texts, computed once here
+        loss = adapter_training(
+            model,
+            datamodule,
+            EmbeddingCache(embeddings_folder(cfg)),
+            [scorer.corpus for scorer in (evaluator, test and test.evaluator) if isinstance(scorer, RetrievalEvaluator)],
+            cfg.loss.scale,
+            list(cfg.matryoshka_dims) if cfg.modifier.get("_target_") else None,
+            cfg.evaluation.batch_size,
+            cfg.evaluation.show_progress_bar,
+        )
+    else:
+        loss = build_loss_with_lora(  # model.lora: adapters added to `model` (null: none)
             model,
             cfg.model,
             cfg.loss,
             cfg.seed,
-            lambda: build_loss(cfg.loss, cfg.modifier, model, world_size, len(datamodule.class_names or [])),
-        ),
-        instantiate(cfg.optimizer),
-        instantiate(cfg.scheduler),
-    )
+            lambda: regularized(  # regularizer=variance: a penalty added to the loss (none: the loss)
+                build_loss(cfg.loss, cfg.modifier, model, world_size, len(datamodule.class_names or [])),
+                cfg,
+                model,
+            ),
+        )
+    module = EmbeddingModule(model, loss, instantiate(cfg.optimizer), instantiate(cfg.scheduler))
     parameters = ParameterCount.of(module)  # the optimizer takes the trainable ones
     log.info(f"Trainable parameters (model and loss): {trained_parameters(cfg.model, parameters)}")
     ckpt_path = resume_checkpoint(output_dir, cfg.ckpt_path)
@@ -270,7 +294,11 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             significance,
         )
         results.update(
-            provenance=provenance, general=general_json, health=health_json, selection=selection.to_json()
+            provenance=provenance,
+            general=general_json,
+            health=health_json,
+            selection=selection.to_json(),
+            early_stopping=stopping.to_json(step) if stopping else None,
         )
         model_path = finish_run(cfg, output_dir, model, reported, evaluator, results, significance)
         selection_warning = [f"> **Warning:** {selection.warning()}"] if selection.warning() else []
@@ -281,13 +309,18 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             evaluator.primary_metric,
             reported.baseline,
             reported.finetuned,
-            step,
+            trainer.global_step,
             history.rows,
             time.time() - started,
             data_notes(datamodule, mined, output_dir),
             significance,
             selection_warning + guard_warnings(results["general"], results["health"]),
-            [selection.describe(), "", *guard_sections(results["general"], results["health"])],
+            [
+                selection.describe(),
+                "",
+                *([stopping.describe(step), ""] if stopping else []),
+                *guard_sections(results["general"], results["health"]),
+            ],
             parameters,
         )
         log_results_table(

@@ -9,9 +9,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from transformers import SchedulerType
 
+from embedding_trainer.adapters.training import check_adapter
 from embedding_trainer.data.hard_negatives import hard_negative_settings
+from embedding_trainer.early_stopping import check_early_stopping
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.lora import check_lora
+from embedding_trainer.regularizers import check_regularizer
 from embedding_trainer.resolvers import CONFIG_DIR
 
 
@@ -338,5 +341,8 @@ def validate_config(cfg: DictConfig) -> None:
     check_hard_negatives(cfg)
     check_validation_data(cfg)
     check_lora(cfg)
+    check_adapter(cfg)
+    check_regularizer(cfg)
+    check_early_stopping(cfg)
     if cfg.ckpt_path is not None:
         checkpoint_state_keys(cfg.ckpt_path)

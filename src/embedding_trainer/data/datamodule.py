@@ -182,6 +182,9 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         # The model's named prompts (`model.prompts`), set with `preprocess`: each training column's
         # texts get the one of its role (`embedding_trainer.prompts.column_prompts`).
         self.prompts: dict[str, str | None] = {}
+        # Set instead of `preprocess` to batch rows into something else than tokens (a query adapter's
+        # frozen embeddings): it collates the sampled rows; no tokenizing, no length grouping.
+        self.collator: Callable[[list[dict]], tuple] | None = None
 
     def check_sources(self) -> None:
         """Raise DataError if a configured local path does not exist (cheap: nothing is read)."""
@@ -368,13 +371,14 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         """Batches of `(features, labels)` drawn by the loss's batch sampler, seeded by `seed`. With
         several ranks, every rank draws the same global batches of batch_size x world size and
         takes its own slice (`ShardedBatchSampler`)."""
-        if self.train_dataset is None or self.preprocess is None:
+        if self.train_dataset is None or (self.preprocess is None and self.collator is None):
             raise RuntimeError("Call load() and set `preprocess` (the model's tokenizer) before training.")
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
-        use_token_cache = self.tokenize_once and self.batch_transform is None
-        if (use_token_cache or self.group_by_length) and self.token_cache is None:
+        tokenized = self.collator is None
+        use_token_cache = tokenized and self.tokenize_once and self.batch_transform is None
+        if tokenized and (use_token_cache or self.group_by_length) and self.token_cache is None:
             self.token_cache = self._build_token_cache()
-        if self.group_by_length and self.token_cache is not None:
+        if tokenized and self.group_by_length and self.token_cache is not None:
             sampler = self._length_grouped_sampler(self.batch_size * world_size)
         else:
             sampler = self.batch_sampler(
@@ -392,7 +396,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             inputs = self.inputs or self.text_columns
             label = self.label
         token_cache = self.token_cache if use_token_cache else None
-        collate = LossBatchCollator(
+        collate = self.collator or LossBatchCollator(
             self.preprocess,
             inputs,
             label,

@@ -60,14 +60,17 @@ class DimensionEvaluator(ABC):
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
         """Metrics of `model` at each of `dims` (each at most the model's embedding dimension)."""
 
-    def encode(self, model: SentenceTransformer, texts: list[str], prompt: str | None = None) -> torch.Tensor:
-        """Full-dimension float32 embeddings of `texts` (one row each, on the CPU), each with `prompt`
-        prepended (None: none), through `embedding_cache` when one is set (keyed by the prompt too)."""
+    def encode(self, model: SentenceTransformer, texts: list[str], role: str = QUERY) -> torch.Tensor:
+        """Full-dimension float32 embeddings of `texts` (one row each, on the CPU) encoded as `role`
+        (`query` or `document`), as `encode_query` and `encode_document` do: with the model's prompt of
+        that name prepended and, in a model that routes by task (a query adapter's), through that
+        route. Through `embedding_cache` when one is set (keyed by the prompt and the route too)."""
+        prompt = prompt_text(model.prompts, role)
         if self.embedding_cache is not None:
             return self.embedding_cache.embeddings(
-                model, texts, self.batch_size, self.show_progress_bar, prompt=prompt
+                model, texts, self.batch_size, self.show_progress_bar, prompt=prompt, task=role
             )
-        return encode(model, texts, self.batch_size, self.show_progress_bar, prompt=prompt)
+        return encode(model, texts, self.batch_size, self.show_progress_bar, prompt=prompt, task=role)
 
 
 @contextmanager
@@ -96,21 +99,20 @@ def encode_unique(
     columns: list[list[str]],
     roles: list[str] | None = None,
 ) -> list[torch.Tensor]:
-    """Embeddings for each column of texts, column i with the model's prompt named `roles[i]`
-    (default: `query` for every column, as for symmetric data), encoding every distinct text once
-    per distinct prompt across all columns."""
-    prompts = [prompt_text(model.prompts, role) for role in roles or [QUERY] * len(columns)]
-    texts: dict[str | None, list[str]] = {}
-    for prompt, column in zip(prompts, columns):
-        texts.setdefault(prompt, []).extend(column)
+    """Embeddings for each column of texts, column i encoded as `roles[i]` (default: `query` for
+    every column, as for symmetric data), encoding every distinct text once per role across all columns."""
+    roles = roles or [QUERY] * len(columns)
+    texts: dict[str, list[str]] = {}
+    for role, column in zip(roles, columns):
+        texts.setdefault(role, []).extend(column)
     position, embeddings = {}, {}
-    for prompt, prompted in texts.items():
-        distinct = list(dict.fromkeys(prompted))
-        position[prompt] = {text: index for index, text in enumerate(distinct)}
-        embeddings[prompt] = evaluator.encode(model, distinct, prompt)
+    for role, role_texts in texts.items():
+        distinct = list(dict.fromkeys(role_texts))
+        position[role] = {text: index for index, text in enumerate(distinct)}
+        embeddings[role] = evaluator.encode(model, distinct, role)
     return [
-        embeddings[prompt][torch.tensor([position[prompt][text] for text in column])]
-        for prompt, column in zip(prompts, columns)
+        embeddings[role][torch.tensor([position[role][text] for text in column])]
+        for role, column in zip(roles, columns)
     ]
 
 

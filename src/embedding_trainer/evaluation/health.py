@@ -22,7 +22,7 @@ from embedding_trainer.data.datamodule import EmbeddingDataModule
 from embedding_trainer.evaluation.base import DimensionMetrics, metrics_json, truncate
 from embedding_trainer.evaluation.callback import EvaluationCallback
 from embedding_trainer.log import get_logger
-from embedding_trainer.prompts import QUERY, prompt_text
+from embedding_trainer.prompts import QUERY
 
 log = get_logger(__name__)
 
@@ -129,9 +129,7 @@ class EmbeddingHealthCallback(pl.Callback):
         pl_module.eval()
         try:
             model = pl_module.model  # every probe text as a query (symmetric use: embedding_trainer.prompts)
-            embeddings = self.evaluation.evaluator.encode(
-                model, self.probe.texts, prompt_text(model.prompts, QUERY)
-            )
+            embeddings = self.evaluation.evaluator.encode(model, self.probe.texts, QUERY)
         finally:
             pl_module.train(was_training)
         metrics = health_metrics(embeddings, self.dims, self.probe.pairs)

@@ -13,7 +13,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, truncate
-from embedding_trainer.prompts import DOCUMENT, QUERY, prompt_text
+from embedding_trainer.prompts import DOCUMENT, QUERY
 
 
 class RetrievalEvaluator(DimensionEvaluator):
@@ -94,8 +94,8 @@ class RetrievalEvaluator(DimensionEvaluator):
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
         """Metrics at each of `dims`; their per-query values (in `query_ids` order) go to `last_per_example`.
         Queries are encoded with the model's `query` prompt, the corpus with its `document` prompt."""
-        query_embeddings = self.encode(model, self.queries, prompt_text(model.prompts, QUERY))
-        corpus_embeddings = self.encode(model, self.corpus, prompt_text(model.prompts, DOCUMENT))
+        query_embeddings = self.encode(model, self.queries, QUERY)
+        corpus_embeddings = self.encode(model, self.corpus, DOCUMENT)
         per_query = {
             dim: self.per_query(
                 self.ranked_grades(truncate(query_embeddings, dim), truncate(corpus_embeddings, dim))

@@ -83,7 +83,7 @@ def write_run_report(
     metric: str,
     baseline: DimensionMetrics | None,
     finetuned: DimensionMetrics,
-    step: int,
+    trained_steps: int,
     history: list[tuple[int, float, float]],
     seconds: float,
     data_notes: list[str] | None = None,
@@ -93,7 +93,8 @@ def write_run_report(
     parameters: ParameterCount | None = None,
 ) -> Path:
     """Write `report.md` and its PNG plots (`plots/matryoshka.png`, `plots/training.png`) to
-    `output_dir`; `data_notes` (lines about the data, such as the leakage check) get a section;
+    `output_dir`; `trained_steps`: the optimizer steps run (the kept model may be an earlier step's:
+    `checks` say which); `data_notes` (lines about the data, such as the leakage check) get a section;
     `significance` adds the change's interval and p-value to the results table; `warnings` (lines)
     go below the opening line, `checks` (Markdown sections) after the results; `parameters` (trainable
     of total) is a row of the settings table."""
@@ -103,7 +104,7 @@ def write_run_report(
         f"# Run report: {cfg.name}",
         "",
         (
-            f"Trained {step} optimizer steps in {seconds / 60:.1f} minutes; evaluated with the {evaluator_name} "
+            f"Trained {trained_steps} optimizer steps in {seconds / 60:.1f} minutes; evaluated with the {evaluator_name} "
             "evaluator before and after training at every dimension."
         ),
         "",

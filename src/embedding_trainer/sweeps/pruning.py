@@ -17,7 +17,7 @@ log = get_logger(__name__)
 class OptunaPruningCallback(pl.Callback):
     """After each evaluation that `evaluation` records during training, reports its `val/score` at that
     global step to `trial` and raises `optuna.TrialPruned` if the trial should be pruned (never at the
-    last step of training: a finished run is told as complete).
+    last step of training, nor once early stopping has stopped it: a finished run is told as complete).
 
     Rank zero reports and decides; the decision is broadcast so every rank stops together.
     Must come after `evaluation` in the trainer's callbacks.
@@ -41,7 +41,8 @@ class OptunaPruningCallback(pl.Callback):
             prune = False
             if trainer.is_global_zero:
                 self.trial.report(score, step)
-                prune = step < trainer.estimated_stepping_batches and self.trial.should_prune()
+                finished = step >= trainer.estimated_stepping_batches or trainer.should_stop  # early stopping
+                prune = not finished and self.trial.should_prune()
             if trainer.strategy.broadcast(prune, src=0):
                 message = f"trial {self.trial.number} pruned at step {step} (val/score {score:.4f})"
                 log.info(message)

@@ -1,0 +1,96 @@
+"""A query-adapter run (`adapter=linear` or `adapter=two_layer`): its config checks, and the pieces the
+training run swaps in: the model with the adapter on its query route, batches of frozen embeddings
+instead of tokens, and the adapter's ranking loss."""
+
+from omegaconf import DictConfig
+from sentence_transformers import SentenceTransformer
+
+from embedding_trainer.adapters.loss import QueryAdapterLoss
+from embedding_trainer.adapters.modules import ADAPTER_KINDS, build_adapter
+from embedding_trainer.adapters.router import query_adapter, with_query_adapter
+from embedding_trainer.adapters.vectors import VectorBatchCollator, training_vectors
+from embedding_trainer.data.datamodule import EmbeddingDataModule
+from embedding_trainer.embedding_cache import EmbeddingCache
+from embedding_trainer.errors import ConfigError
+
+ADAPTER_DATASET_TYPES = ("pair", "triplet", "n_tuple")
+RANKING_LOSS = "MultipleNegativesRankingLoss"
+MATRYOSHKA = "MatryoshkaLoss"
+
+
+def adapter_kind(cfg: DictConfig) -> str | None:
+    """The run's adapter kind (`cfg.adapter.kind`); None: no adapter, the model itself trains."""
+    return (cfg.get("adapter") or {}).get("kind")
+
+
+def check_adapter(cfg: DictConfig) -> None:
+    """An adapter run's settings fit, before anything loads: a known kind, retrieval data (anchor and
+    positive columns), MultipleNegativesRankingLoss (whose `scale` it uses) with no modifier or
+    Matryoshka, no LoRA, and a positive hidden size for `two_layer`."""
+    kind = adapter_kind(cfg)
+    if kind is None:
+        return
+    if kind not in ADAPTER_KINDS:
+        raise ConfigError(
+            f"adapter.kind={kind!r} is not an adapter: use adapter=linear or adapter=two_layer."
+        )
+    if cfg.dataset_type.name not in ADAPTER_DATASET_TYPES:
+        raise ConfigError(
+            f"A query adapter trains on queries and their documents; dataset_type={cfg.dataset_type.name} has "
+            f"none. Use dataset_type={', '.join(ADAPTER_DATASET_TYPES)}, or adapter=none to train the model itself."
+        )
+    if _class_name(cfg.loss.get("_target_")) != RANKING_LOSS:
+        raise ConfigError(
+            "A query adapter trains with in-batch ranking (MultipleNegativesRankingLoss, with its scale): "
+            "use loss=mnrl, or adapter=none to train the model itself with this loss."
+        )
+    modifier = _class_name(cfg.modifier.get("_target_"))
+    if modifier not in (None, MATRYOSHKA):
+        raise ConfigError(
+            f"A query adapter trains at the Matryoshka dimensions or at full size; modifier {modifier} works "
+            "on the encoder's layers, which stay frozen. Use modifier=matryoshka or modifier=none."
+        )
+    if cfg.model.get("lora") is not None:
+        raise ConfigError(
+            "adapter and model.lora both choose what trains: set one (adapter=none, or model.lora=null)."
+        )
+    hidden = cfg.adapter.get("hidden_dimension")
+    if hidden is not None and (not isinstance(hidden, int) or hidden < 1):
+        raise ConfigError(
+            f"adapter.hidden_dimension={hidden!r}: set a positive whole number, or null (the model's)."
+        )
+
+
+def adapted_model(model: SentenceTransformer, adapter_cfg: DictConfig) -> SentenceTransformer:
+    """`model`, frozen, with a new adapter of `adapter_cfg` on its query route (`with_query_adapter`)."""
+    adapter = build_adapter(
+        adapter_cfg.kind, model.get_embedding_dimension(), adapter_cfg.get("hidden_dimension")
+    )
+    return with_query_adapter(model, adapter)
+
+
+def adapter_training(
+    model: SentenceTransformer,
+    datamodule: EmbeddingDataModule,
+    cache: EmbeddingCache,
+    corpora: list[list[str]],
+    scale: float,
+    dims: list[int] | None,
+    batch_size: int = 64,
+    show_progress_bar: bool = True,
+) -> QueryAdapterLoss:
+    """Prepare the adapter `model` (from `adapted_model`) to train: the frozen embeddings of the
+    training rows (`training_vectors`: read from `cache`, the eval `corpora` encoded as the baseline
+    evaluation encodes them) batched by `datamodule` from now on (its `collator`), and the loss
+    (`QueryAdapterLoss` with `scale`, at each of `dims`; None: full size)."""
+    inputs = datamodule.inputs or datamodule.text_columns
+    vectors = training_vectors(
+        model, datamodule.train_dataset, inputs, cache, corpora, batch_size, show_progress_bar
+    )
+    datamodule.collator = VectorBatchCollator(vectors, inputs)
+    return QueryAdapterLoss(query_adapter(model), scale, dims)
+
+
+def _class_name(target: str | None) -> str | None:
+    """The class name of a config's `_target_` (None: none)."""
+    return None if target is None else str(target).rsplit(".", 1)[-1]

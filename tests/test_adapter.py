@@ -1,0 +1,126 @@
+"""Query adapters over frozen embeddings (adapter=linear, adapter=two_layer) through the real
+train(cfg) on the tiny model: bad settings stop before any model loads; only the adapter trains, on
+embeddings computed once (no transformer runs with gradients), the eval corpus encoded once for both
+the training vectors and the baseline; the saved folder routes queries through the adapter while
+`encode_document` returns exactly the frozen model's embeddings; evaluate.py scores it as training did."""
+
+import json
+
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+from sentence_transformers.base.modules import Router, Transformer
+from test_evaluate import assert_same_metrics
+
+from conftest import FAST
+from embedding_trainer.adapters.loss import QueryAdapterLoss
+from embedding_trainer.adapters.modules import linear_adapter
+from embedding_trainer.errors import ConfigError
+from embedding_trainer.evaluate import evaluate
+from embedding_trainer.fingerprints import encoder_fingerprint
+from embedding_trainer.models import build_tiny_model
+from embedding_trainer.train import train
+
+TEXTS = ["what is the capital of france", "Paris is the capital of France.", "a cat sat on the mat"]
+# Two epochs of 4 batches, a rate that moves a linear adapter visibly in 8 steps.
+ADAPTER_RUN = [
+    "model=tiny",
+    "logger=none",
+    "evaluation.show_progress_bar=false",
+    "data.max_samples=64",
+    "data.max_eval_samples=32",
+    "data.batch_size=16",
+    "trainer.max_epochs=2",
+    "model.normalize=true",
+    "model.lr=0.05",
+]
+
+
+@pytest.mark.parametrize(
+    ("overrides", "fragment"),
+    [
+        (["adapter.kind=mlp"], "adapter.kind='mlp' is not an adapter"),
+        (["dataset_type=score", "loss=cosent"], "dataset_type=score has none"),
+        (["loss=cached_mnrl"], "use loss=mnrl"),
+        (["modifier=adaptive_layer"], "modifier AdaptiveLayerLoss works on the encoder's layers"),
+        (["model/lora=default"], "adapter and model.lora both choose what trains"),
+        (["adapter=two_layer", "adapter.hidden_dimension=0"], "adapter.hidden_dimension=0"),
+    ],
+    ids=["kind", "dataset_type", "loss", "modifier", "lora", "hidden"],
+)
+def test_bad_adapter_settings_fail_before_any_model_loads(make_cfg, no_model_loading, overrides, fragment):
+    with pytest.raises(ConfigError) as caught:
+        train(make_cfg(*FAST, "adapter=linear", *overrides))
+    assert fragment in str(caught.value)
+
+
+def test_the_loss_is_in_batch_ranking_of_adapted_queries_summed_over_dims():
+    """QueryAdapterLoss equals cross-entropy over cosine x scale of adapted queries against the
+    batch's documents (positives, then negatives), summed over the truncated dimensions."""
+    generator = torch.Generator().manual_seed(0)
+    queries, positives, negatives = (torch.randn(4, 8, generator=generator) for _ in range(3))
+    adapter = linear_adapter(8)
+    with torch.no_grad():
+        adapter.linear.weight.add_(0.3 * torch.randn(8, 8, generator=generator))
+    adapted = queries @ adapter.linear.weight.T + adapter.linear.bias
+    expected = 0.0
+    for dim in (8, 4):
+        q = torch.nn.functional.normalize(adapted[:, :dim], dim=-1)
+        d = torch.nn.functional.normalize(torch.cat([positives, negatives])[:, :dim], dim=-1)
+        expected = expected + torch.nn.functional.cross_entropy(20.0 * q @ d.T, torch.arange(4))
+    found = QueryAdapterLoss(adapter, 20.0, [8, 4])([queries, positives, negatives], torch.zeros(4))
+    torch.testing.assert_close(found, expected)
+
+
+@pytest.mark.parametrize("kind", ["linear", "two_layer"])
+def test_only_the_adapter_trains_on_cached_embeddings_and_the_saved_model_keeps_documents_frozen(
+    make_cfg, tmp_path, monkeypatch, kind
+):
+    base = build_tiny_model(str(tmp_path / "cache"), normalize=True)
+    with_gradients = []
+    transformer_forward = Transformer.forward
+
+    def recording(self, *args, **kwargs):
+        with_gradients.append(torch.is_grad_enabled())
+        return transformer_forward(self, *args, **kwargs)
+
+    monkeypatch.setattr(Transformer, "forward", recording)
+    run = make_cfg(
+        *ADAPTER_RUN, f"adapter={kind}", f"paths.cache_dir={tmp_path / 'cache'}", output_dir=tmp_path / "run"
+    )
+    _, objects = train(run)
+    assert with_gradients and not any(with_gradients), "the transformer ran in a training step"
+
+    module, model = objects["module"], objects["model"]
+    trainable = {name for name, p in module.named_parameters() if p.requires_grad}
+    assert trainable and all(".query.3." in name for name in trainable), sorted(trainable)
+    optimized = {id(p) for group in objects["trainer"].optimizers[0].param_groups for p in group["params"]}
+    assert optimized == {id(p) for p in module.parameters() if p.requires_grad}
+    # The eval corpus was encoded once by the frozen model: for the training vectors, read back by the baseline.
+    assert encoder_fingerprint(model, "document") == encoder_fingerprint(base)  # the encoder never changed
+    frozen_entries = list((tmp_path / "cache" / "embeddings" / encoder_fingerprint(base)).glob("*.npy"))
+    assert len(frozen_entries) == 2  # the training queries and the corpus (holding every training document)
+
+    saved = SentenceTransformer(objects["model_path"], trust_remote_code=kind == "two_layer")
+    assert isinstance(saved[0], Router)
+    torch.testing.assert_close(saved.encode_document(TEXTS), base.encode_document(TEXTS), atol=1e-6, rtol=0)
+    moved = saved.encode_query(TEXTS, convert_to_tensor=True) - base.encode_query(
+        TEXTS, convert_to_tensor=True
+    )
+    assert moved.abs().max() > 1e-3  # the adapter trained and the query route applies it
+    torch.testing.assert_close(
+        saved.encode(TEXTS), base.encode(TEXTS), atol=1e-6, rtol=0
+    )  # default: documents
+    finetuned = json.loads((tmp_path / "run" / "results.json").read_text())["finetuned"]
+    assert finetuned != json.loads((tmp_path / "run" / "results.json").read_text())["baseline"]
+    if kind == "linear":  # plain sentence-transformers loads it, and evaluate.py scores it as training did
+        local = [
+            "model=local",
+            f"model.name_or_path={objects['model_path']}",
+            "model.dimension=32",
+            "evaluation.dims=[32,16,8]",
+        ]
+        cfg = make_cfg(*FAST, *local, output_dir=tmp_path / "saved", config_name="evaluate")
+        evaluate(cfg)
+        evaluated = json.loads((tmp_path / "saved" / "results.json").read_text())["evaluated"]
+        assert_same_metrics(evaluated, finetuned)
