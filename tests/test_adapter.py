@@ -15,7 +15,7 @@ from test_evaluate import assert_same_metrics
 from conftest import FAST
 from embedding_trainer.adapters.loss import QueryAdapterLoss
 from embedding_trainer.adapters.modules import linear_adapter
-from embedding_trainer.errors import ConfigError
+from embedding_trainer.errors import ConfigError, ModelLoadError
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.fingerprints import encoder_fingerprint
 from embedding_trainer.models import build_tiny_model
@@ -96,10 +96,18 @@ def test_only_the_adapter_trains_on_cached_embeddings_and_the_saved_model_keeps_
     assert trainable and all(".query.3." in name for name in trainable), sorted(trainable)
     optimized = {id(p) for group in objects["trainer"].optimizers[0].param_groups for p in group["params"]}
     assert optimized == {id(p) for p in module.parameters() if p.requires_grad}
-    # The eval corpus was encoded once by the frozen model: for the training vectors, read back by the baseline.
+    # The frozen model encoded each text set once, all through one cache: the training queries, the
+    # eval queries and the corpus (which holds every training document: the training vectors read it,
+    # and so did the baseline); every evaluation ran the adapter alone on them (no other entries).
     assert encoder_fingerprint(model, "document") == encoder_fingerprint(base)  # the encoder never changed
-    frozen_entries = list((tmp_path / "cache" / "embeddings" / encoder_fingerprint(base)).glob("*.npy"))
-    assert len(frozen_entries) == 2  # the training queries and the corpus (holding every training document)
+    embeddings = tmp_path / "cache" / "embeddings"
+    assert [folder.name for folder in embeddings.iterdir()] == [encoder_fingerprint(base)]
+    assert len(list((embeddings / encoder_fingerprint(base)).glob("*.npy"))) == 3
+    if kind == "linear":  # the same run again: every text is stored, the transformer never runs
+        with_gradients.clear()
+        again = [*ADAPTER_RUN, "adapter=linear", f"paths.cache_dir={tmp_path / 'cache'}"]
+        train(make_cfg(*again, output_dir=tmp_path / "again"))
+        assert with_gradients == []
 
     saved = SentenceTransformer(objects["model_path"], trust_remote_code=kind == "two_layer")
     assert isinstance(saved[0], Router)
@@ -113,14 +121,18 @@ def test_only_the_adapter_trains_on_cached_embeddings_and_the_saved_model_keeps_
     )  # default: documents
     finetuned = json.loads((tmp_path / "run" / "results.json").read_text())["finetuned"]
     assert finetuned != json.loads((tmp_path / "run" / "results.json").read_text())["baseline"]
-    if kind == "linear":  # plain sentence-transformers loads it, and evaluate.py scores it as training did
-        local = [
-            "model=local",
-            f"model.name_or_path={objects['model_path']}",
-            "model.dimension=32",
-            "evaluation.dims=[32,16,8]",
-        ]
-        cfg = make_cfg(*FAST, *local, output_dir=tmp_path / "saved", config_name="evaluate")
-        evaluate(cfg)
-        evaluated = json.loads((tmp_path / "saved" / "results.json").read_text())["evaluated"]
-        assert_same_metrics(evaluated, finetuned)
+    # evaluate.py scores the saved model as training did; a two-layer adapter is this package's code,
+    # which loads only when trusted (a linear one is sentence-transformers' own Dense: it always loads)
+    local = [
+        "model=local",
+        f"model.name_or_path={objects['model_path']}",
+        "model.dimension=32",
+        "evaluation.dims=[32,16,8]",
+    ]
+    if kind == "two_layer":
+        with pytest.raises(ModelLoadError, match="set model.encoder.trust_remote_code=true"):
+            evaluate(make_cfg(*FAST, *local, output_dir=tmp_path / "refused", config_name="evaluate"))
+        local.append("model.encoder.trust_remote_code=true")
+    evaluate(make_cfg(*FAST, *local, output_dir=tmp_path / "saved", config_name="evaluate"))
+    evaluated = json.loads((tmp_path / "saved" / "results.json").read_text())["evaluated"]
+    assert_same_metrics(evaluated, finetuned)

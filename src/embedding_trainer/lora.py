@@ -123,7 +123,8 @@ def check_lora(cfg: DictConfig) -> None:
 def add_lora(model: SentenceTransformer, model_cfg: DictConfig, seed: int) -> SentenceTransformer:
     """Add the adapters of `model_cfg.lora` to `model` (unchanged when it is null), in place: its
     transformer's own weights are frozen, the adapters start as the identity (B = 0, A drawn from
-    `seed` on a forked random state, so the run's random stream goes on as without LoRA).
+    `seed` on a forked random state, so the run's random stream goes on as without LoRA). The adapters'
+    weights are float32 whatever the base weights' dtype (a decoder's bf16 on GPU), as optimizers need.
 
     Raises:
         ConfigError: the model has no transformer PEFT can adapt, or no module matches `target_modules`.
@@ -140,6 +141,9 @@ def add_lora(model: SentenceTransformer, model_cfg: DictConfig, seed: int) -> Se
             f"model.lora cannot adapt this model: {error} Set model.lora.target_modules to names of its "
             "linear layers (see print(model)), or model.lora=null."
         ) from None
+    for name, parameter in model.named_parameters():
+        if "lora_" in name:  # PEFT gives them the base layer's dtype: bf16 updates would lose small steps
+            parameter.data = parameter.data.float()
     return model
 
 

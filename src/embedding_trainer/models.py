@@ -29,6 +29,7 @@ def load_pretrained(
     gradient_checkpointing: bool = False,
     prompts: Mapping[str, str | None] | None = None,
     model_kwargs: Mapping | None = None,
+    trust_remote_code: bool = False,
 ) -> SentenceTransformer:
     """Load a SentenceTransformer from a local folder or a Hugging Face Hub repository id.
 
@@ -37,16 +38,25 @@ def load_pretrained(
     `ModelLoadError` instead of minutes of retries. A folder (or snapshot) that holds no loadable
     model raises `ModelLoadError` too. `prompts`: see `set_prompts` (None entries keep the saved
     model's own prompts). `model_kwargs` go to the transformer's `from_pretrained` (e.g. a `dtype`).
+    `trust_remote_code`: let modules that are not sentence-transformers' own load (code the model names,
+    such as a two-layer query adapter of this package's); off, such a model fails to load with a
+    `ModelLoadError` that says so.
     """
     source = _local_source(name_or_path)
     try:
-        model = SentenceTransformer(source, model_kwargs=dict(model_kwargs) if model_kwargs else None)
+        model = SentenceTransformer(
+            source,
+            model_kwargs=dict(model_kwargs) if model_kwargs else None,
+            trust_remote_code=trust_remote_code,
+        )
     except (OSError, ValueError) as error:  # a folder that holds no loadable model
-        raise ModelLoadError(
-            f"Cannot load model {name_or_path!r} from {source}: {error} Point model.encoder.name_or_path (with "
-            "model=local: model.name_or_path) at a sentence-transformers model folder, such as a run's "
-            "<run folder>/model, or at a Hugging Face Hub id."
-        ) from None
+        fix = (
+            "If you trust the code it names, set model.encoder.trust_remote_code=true."
+            if "trust_remote_code" in str(error)
+            else "Point model.encoder.name_or_path (with model=local: model.name_or_path) at a "
+            "sentence-transformers model folder, such as a run's <run folder>/model, or at a Hugging Face Hub id."
+        )
+        raise ModelLoadError(f"Cannot load model {name_or_path!r} from {source}: {error} {fix}") from None
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     set_prompts(model, prompts)

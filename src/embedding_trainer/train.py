@@ -219,11 +219,17 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         datamodule.train_dataset = mined.rows
     datamodule.write_prepared()
     if adapter_kind(cfg):  # trains on the frozen embeddings of the training texts, computed once here
+        frozen = EmbeddingCache(embeddings_folder(cfg))
+        scorers = [callback.evaluator for callback in (evaluation, test, general) if callback is not None]
+        for (
+            scorer
+        ) in scorers:  # every evaluation: the frozen model's embeddings stored, only the adapter runs
+            scorer.frozen_cache = frozen
         loss = adapter_training(
             model,
             datamodule,
-            EmbeddingCache(embeddings_folder(cfg)),
-            [scorer.corpus for scorer in (evaluator, test and test.evaluator) if isinstance(scorer, RetrievalEvaluator)],
+            frozen,
+            [scorer.corpus for scorer in scorers if isinstance(scorer, RetrievalEvaluator)],
             cfg.loss.scale,
             list(cfg.matryoshka_dims) if cfg.modifier.get("_target_") else None,
             cfg.evaluation.batch_size,

@@ -1,9 +1,13 @@
 """A frozen SentenceTransformer with an adapter on its query route only."""
 
+import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import Module, Normalize, Router
 
 from embedding_trainer.prompts import DOCUMENT, QUERY
+
+# The route of a model from `with_query_adapter` that is the frozen model alone.
+FROZEN_ROUTE = DOCUMENT
 
 
 def with_query_adapter(model: SentenceTransformer, adapter: Module) -> SentenceTransformer:
@@ -28,11 +32,31 @@ def with_query_adapter(model: SentenceTransformer, adapter: Module) -> SentenceT
 
 
 def query_adapter(model: SentenceTransformer) -> Module | None:
-    """The adapter of a model built by `with_query_adapter` (its query route's first module that is
-    not on the document route); None for a model without one."""
-    router = model[0] if len(model) and isinstance(model[0], Router) else None
-    if router is None or QUERY not in router.sub_modules or DOCUMENT not in router.sub_modules:
+    """The adapter of a model built by `with_query_adapter`; None for a model without one."""
+    after_frozen = modules_after_frozen(model, QUERY)
+    return after_frozen[0] if after_frozen else None
+
+
+def modules_after_frozen(model: SentenceTransformer, task: str) -> list[Module] | None:
+    """For a model built by `with_query_adapter`: the modules a text of `task` goes through after the
+    frozen model (its `FROZEN_ROUTE`): for queries the adapter (and a Normalize when the model
+    normalizes), for documents none. None for a model of another build, whose routes are not the
+    frozen modules followed by modules of their own (which `apply_modules` runs on stored embeddings)."""
+    router = model[0] if len(model) == 1 and isinstance(model[0], Router) else None
+    if router is None or set(router.sub_modules) != {QUERY, DOCUMENT}:
         return None
-    shared = {id(module) for module in router.sub_modules[DOCUMENT]}
-    extra = [module for module in router.sub_modules[QUERY] if id(module) not in shared]
-    return extra[0] if extra else None
+    frozen, query = list(router.sub_modules[FROZEN_ROUTE]), list(router.sub_modules[QUERY])
+    if len(query) <= len(frozen) or any(a is not b for a, b in zip(query, frozen)):
+        return None
+    return query[len(frozen) :] if task == QUERY else []
+
+
+def apply_modules(modules: list[Module], embeddings: torch.Tensor) -> torch.Tensor:
+    """`embeddings` (the frozen model's, on the CPU) passed through `modules` as the model's forward
+    would pass them, on the modules' device; float32 on the CPU, like the embeddings given."""
+    device = next((p.device for module in modules for p in module.parameters()), embeddings.device)
+    features = {"sentence_embedding": embeddings.to(device)}
+    with torch.no_grad():
+        for module in modules:
+            features = module(features)
+    return features["sentence_embedding"].float().cpu()

@@ -7,6 +7,7 @@ import datasets
 import torch
 from sentence_transformers import SentenceTransformer
 
+from embedding_trainer.adapters.router import FROZEN_ROUTE
 from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.log import get_logger
 from embedding_trainer.prompts import DOCUMENT, column_role, prompt_text
@@ -65,7 +66,7 @@ def training_vectors(
             )
         )
         stored = [
-            cache.embeddings(model, part, batch_size, show_progress_bar, prompt=prompt, task=DOCUMENT)
+            cache.embeddings(model, part, batch_size, show_progress_bar, prompt=prompt, task=FROZEN_ROUTE)
             for part in parts
         ]
         row: dict[str, int] = {}

@@ -9,6 +9,7 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 
+from embedding_trainer.adapters.router import FROZEN_ROUTE, apply_modules, modules_after_frozen
 from embedding_trainer.embedding_cache import EmbeddingCache, encode
 from embedding_trainer.prompts import QUERY, prompt_text
 
@@ -37,6 +38,9 @@ class DimensionEvaluator(ABC):
     `embedding_cache`: when set, `encode` reads and fills it (see `using_cache`); only for a model
     that does not change, such as the one the baseline evaluates.
 
+    `frozen_cache`: when set, the frozen part of a query adapter's model (`adapters.router`) encodes
+    through it at every evaluation (it never changes), and only the adapter runs on the stored embeddings.
+
     Prompts: queries are encoded with the model's `query` prompt and documents with its `document`
     prompt (`model.prompts`, as `encode_query` and `encode_document` apply them); the texts of
     symmetric data (both sides of a pair, single sentences) are encoded as queries
@@ -51,6 +55,7 @@ class DimensionEvaluator(ABC):
     example_ids: list[str] | None = None
     example_unit: str = "examples"
     embedding_cache: EmbeddingCache | None = None
+    frozen_cache: EmbeddingCache | None = None
 
     def __init__(self, batch_size: int = 64, show_progress_bar: bool = True) -> None:
         self.batch_size = batch_size
@@ -64,13 +69,30 @@ class DimensionEvaluator(ABC):
         """Full-dimension float32 embeddings of `texts` (one row each, on the CPU) encoded as `role`
         (`query` or `document`), as `encode_query` and `encode_document` do: with the model's prompt of
         that name prepended and, in a model that routes by task (a query adapter's), through that
-        route. Through `embedding_cache` when one is set (keyed by the prompt and the route too)."""
+        route. Through `embedding_cache` when one is set (keyed by the prompt and the route too). A query
+        adapter's model encodes as its frozen model (through `embedding_cache` or `frozen_cache`), then
+        for queries its adapter runs on those embeddings: the same numbers as its routes, up to float
+        rounding, with no transformer run for texts stored before."""
         prompt = prompt_text(model.prompts, role)
-        if self.embedding_cache is not None:
-            return self.embedding_cache.embeddings(
-                model, texts, self.batch_size, self.show_progress_bar, prompt=prompt, task=role
+        after_frozen = modules_after_frozen(model, role)
+        if after_frozen is None:
+            return self._encode(model, texts, prompt, role, self.embedding_cache)
+        frozen = self._encode(model, texts, prompt, FROZEN_ROUTE, self.embedding_cache or self.frozen_cache)
+        return apply_modules(after_frozen, frozen) if after_frozen else frozen
+
+    def _encode(
+        self,
+        model: SentenceTransformer,
+        texts: list[str],
+        prompt: str | None,
+        task: str,
+        cache: EmbeddingCache | None,
+    ) -> torch.Tensor:
+        if cache is not None:
+            return cache.embeddings(
+                model, texts, self.batch_size, self.show_progress_bar, prompt=prompt, task=task
             )
-        return encode(model, texts, self.batch_size, self.show_progress_bar, prompt=prompt, task=role)
+        return encode(model, texts, self.batch_size, self.show_progress_bar, prompt=prompt, task=task)
 
 
 @contextmanager
