@@ -48,7 +48,9 @@ def corpus_spread(model, evaluator: RetrievalEvaluator, dims: list[int]) -> dict
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("runs", nargs="+", help="label=run folder (with results.json and model/)")
     parser.add_argument("--data", type=Path, default=PROJECT_ROOT / "data" / "squad_pairs")
     parser.add_argument("--dims", type=int, nargs="+", default=[384, 256, 128, 64])
@@ -56,7 +58,9 @@ def main() -> None:
     args = parser.parse_args()
 
     runs = dict(run.split("=", 1) for run in args.runs)
-    results = {label: json.loads((Path(folder) / "results.json").read_text()) for label, folder in runs.items()}
+    results = {
+        label: json.loads((Path(folder) / "results.json").read_text()) for label, folder in runs.items()
+    }
     split = read_retrieval_split(args.data, "test")
     evaluator = RetrievalEvaluator(
         split.queries, split.corpus, split.relevant_docs, batch_size=64, show_progress_bar=False
@@ -77,7 +81,11 @@ def main() -> None:
     for dim in args.dims:
         cells = [f"{table[label][dim][column]:.4f}" for column in COLUMNS for label in table]
         print(f"| {dim} | " + " | ".join(cells) + " |")
-    print(json.dumps({label: {str(dim): values for dim, values in rows.items()} for label, rows in table.items()}))
+    print(
+        json.dumps(
+            {label: {str(dim): values for dim, values in rows.items()} for label, rows in table.items()}
+        )
+    )
 
 
 if __name__ == "__main__":
