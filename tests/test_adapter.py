@@ -6,8 +6,10 @@ the training vectors and the baseline; the saved folder routes queries through t
 
 import json
 
+import datasets
 import pytest
 import torch
+import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import Router, Transformer
 from test_evaluate import assert_same_metrics
@@ -15,6 +17,7 @@ from test_evaluate import assert_same_metrics
 from conftest import FAST
 from embedding_trainer.adapters.loss import QueryAdapterLoss
 from embedding_trainer.adapters.modules import linear_adapter
+from embedding_trainer.adapters.vectors import TextVectors, TrainingDocuments
 from embedding_trainer.errors import ConfigError, ModelLoadError
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.fingerprints import encoder_fingerprint
@@ -45,8 +48,10 @@ ADAPTER_RUN = [
         (["modifier=adaptive_layer"], "modifier AdaptiveLayerLoss works on the encoder's layers"),
         (["model/lora=default"], "adapter and model.lora both choose what trains"),
         (["adapter=two_layer", "adapter.hidden_dimension=0"], "adapter.hidden_dimension=0"),
+        (["adapter.negatives=mined"], "adapter.negatives='mined': use batch"),
+        (["regularizer=variance"], "use regularizer=none"),
     ],
-    ids=["kind", "dataset_type", "loss", "modifier", "lora", "hidden"],
+    ids=["kind", "dataset_type", "loss", "modifier", "lora", "hidden", "negatives", "regularizer"],
 )
 def test_bad_adapter_settings_fail_before_any_model_loads(make_cfg, no_model_loading, overrides, fragment):
     with pytest.raises(ConfigError) as caught:
@@ -70,6 +75,33 @@ def test_the_loss_is_in_batch_ranking_of_adapted_queries_summed_over_dims():
         expected = expected + torch.nn.functional.cross_entropy(20.0 * q @ d.T, torch.arange(4))
     found = QueryAdapterLoss(adapter, 20.0, [8, 4])([queries, positives, negatives], torch.zeros(4))
     torch.testing.assert_close(found, expected)
+
+
+def test_ranking_against_every_training_document_leaves_out_other_known_positives():
+    """With the training documents as candidates, each query's cross-entropy picks its positive among
+    all of them except its anchor's other positives (a second positive is not a negative); the
+    collator's labels say which."""
+    rows = [
+        {"anchor": "q1", "positive": "d1"},
+        {"anchor": "q1", "positive": "d2"},
+        {"anchor": "q2", "positive": "d3"},
+    ]
+    table = datasets.Dataset.from_list(rows)
+    generator = torch.Generator().manual_seed(0)
+    vectors = TextVectors(torch.randn(3, 8, generator=generator), {"d1": 0, "d2": 1, "d3": 2})
+    documents = TrainingDocuments.of(table, ["anchor", "positive"], vectors)
+    labels = documents.labels(rows, "anchor", "positive")
+    assert labels.tolist() == [[0, 1], [1, 0], [2, -1]]
+    queries = torch.randn(3, 8, generator=generator)
+    adapter = linear_adapter(8)
+    found = QueryAdapterLoss(adapter, 20.0, None, documents.embeddings)([queries], labels)
+    logits = 20.0 * F.normalize(queries, dim=-1) @ F.normalize(vectors.embeddings, dim=-1).T
+    expected = [
+        F.cross_entropy(logits[0, [0, 2]], torch.tensor(0)),  # d2 left out for q1 -> d1
+        F.cross_entropy(logits[1, [1, 2]], torch.tensor(0)),  # d1 left out for q1 -> d2
+        F.cross_entropy(logits[2], torch.tensor(2)),
+    ]
+    torch.testing.assert_close(found, torch.stack(expected).mean())
 
 
 @pytest.mark.parametrize("kind", ["linear", "two_layer"])

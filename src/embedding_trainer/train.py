@@ -232,6 +232,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             [scorer.corpus for scorer in scorers if isinstance(scorer, RetrievalEvaluator)],
             cfg.loss.scale,
             list(cfg.matryoshka_dims) if cfg.modifier.get("_target_") else None,
+            cfg.adapter.negatives,
             cfg.evaluation.batch_size,
             cfg.evaluation.show_progress_bar,
         )

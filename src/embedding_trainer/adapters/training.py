@@ -8,12 +8,14 @@ from sentence_transformers import SentenceTransformer
 from embedding_trainer.adapters.loss import QueryAdapterLoss
 from embedding_trainer.adapters.modules import ADAPTER_KINDS, build_adapter
 from embedding_trainer.adapters.router import query_adapter, with_query_adapter
-from embedding_trainer.adapters.vectors import VectorBatchCollator, training_vectors
+from embedding_trainer.adapters.vectors import TrainingDocuments, VectorBatchCollator, training_vectors
 from embedding_trainer.data.datamodule import EmbeddingDataModule
 from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError
+from embedding_trainer.prompts import DOCUMENT
 
 ADAPTER_DATASET_TYPES = ("pair", "triplet", "n_tuple")
+ADAPTER_NEGATIVES = ("batch", "corpus")
 RANKING_LOSS = "MultipleNegativesRankingLoss"
 MATRYOSHKA = "MatryoshkaLoss"
 
@@ -54,6 +56,15 @@ def check_adapter(cfg: DictConfig) -> None:
         raise ConfigError(
             "adapter and model.lora both choose what trains: set one (adapter=none, or model.lora=null)."
         )
+    if cfg.adapter.get("negatives", "batch") not in ADAPTER_NEGATIVES:
+        raise ConfigError(
+            f"adapter.negatives={cfg.adapter.negatives!r}: use batch (the batch's documents, as MNRL) or "
+            "corpus (every training document)."
+        )
+    if cfg.get("regularizer", {}).get("_target_") is not None:
+        raise ConfigError(
+            "regularizer penalises the encoder's embeddings, which an adapter run never trains: use regularizer=none."
+        )
     hidden = cfg.adapter.get("hidden_dimension")
     if hidden is not None and (not isinstance(hidden, int) or hidden < 1):
         raise ConfigError(
@@ -76,19 +87,24 @@ def adapter_training(
     corpora: list[list[str]],
     scale: float,
     dims: list[int] | None,
+    negatives: str = "batch",
     batch_size: int = 64,
     show_progress_bar: bool = True,
 ) -> QueryAdapterLoss:
     """Prepare the adapter `model` (from `adapted_model`) to train: the frozen embeddings of the
     training rows (`training_vectors`: read from `cache`, the eval `corpora` encoded as the baseline
     evaluation encodes them) batched by `datamodule` from now on (its `collator`), and the loss
-    (`QueryAdapterLoss` with `scale`, at each of `dims`; None: full size)."""
+    (`QueryAdapterLoss` with `scale`, at each of `dims`; None: full size), ranking each query against
+    the batch's documents (`negatives="batch"`) or every training document (`"corpus"`)."""
     inputs = datamodule.inputs or datamodule.text_columns
     vectors = training_vectors(
         model, datamodule.train_dataset, inputs, cache, corpora, batch_size, show_progress_bar
     )
-    datamodule.collator = VectorBatchCollator(vectors, inputs)
-    return QueryAdapterLoss(query_adapter(model), scale, dims)
+    documents = None
+    if negatives == "corpus":
+        documents = TrainingDocuments.of(datamodule.train_dataset, inputs, vectors[DOCUMENT])
+    datamodule.collator = VectorBatchCollator(vectors, inputs, documents)
+    return QueryAdapterLoss(query_adapter(model), scale, dims, documents.embeddings if documents else None)
 
 
 def _class_name(target: str | None) -> str | None:
