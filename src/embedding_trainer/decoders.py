@@ -15,10 +15,9 @@ from sentence_transformers import SentenceTransformer
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import PreTrainedTokenizerBase, PreTrainedTokenizerFast, Qwen3Config, Qwen3Model
 
-from embedding_trainer.atomic_folder import building
 from embedding_trainer.errors import ModelLoadError
 from embedding_trainer.log import get_logger
-from embedding_trainer.models import from_transformer, load_pretrained
+from embedding_trainer.models import from_transformer, load_pretrained, write_random_model
 
 log = get_logger(__name__)
 
@@ -236,12 +235,7 @@ def tiny_decoder_folder(
             eos_token_id=tokenizer.eos_token_id,
             pad_token_id=tokenizer.pad_token_id,
         )
-        # Seeded on a forked random state, as models.tiny_transformer_folder is: the run's own random
-        # stream goes on as if the model had been loaded from the cache.
-        with torch.random.fork_rng(), building(folder) as partial:
-            torch.manual_seed(seed)
-            Qwen3Model(config).save_pretrained(partial)
-            tokenizer.save_pretrained(partial)
+        write_random_model(folder, lambda: Qwen3Model(config), tokenizer, seed)
     return folder
 
 

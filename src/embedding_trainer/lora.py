@@ -17,6 +17,7 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.log import get_logger
+from embedding_trainer.settings_block import settings_from_block
 
 log = get_logger(__name__)
 
@@ -98,12 +99,7 @@ def lora_settings(model_cfg: DictConfig) -> LoraSettings | None:
             f"model.lora must be a block of LoRA settings or null (off), got {block!r}; turn LoRA on with "
             "model/lora=default (then e.g. model.lora.r=16) or 'model.lora={r:16}'."
         )
-    try:
-        settings = LoraSettings(**OmegaConf.to_container(block, resolve=True))
-    except TypeError as error:
-        known = ", ".join(LoraSettings.__dataclass_fields__)
-        raise ConfigError(f"model.lora: {error}; its keys are {known}.") from None
-    settings.check()
+    settings = settings_from_block(LoraSettings, block, "model.lora")
     try:
         settings.peft_config()  # PEFT's own checks of the combination
     except ImportError:

@@ -2,7 +2,7 @@
 Hugging Face transformers with a chosen pooling, and a tiny offline encoder; each with its query and
 document prompts."""
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import torch
@@ -11,7 +11,7 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-from transformers import BertConfig, BertModel
+from transformers import BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from embedding_trainer.atomic_folder import building
 from embedding_trainer.errors import ModelLoadError
@@ -222,13 +222,18 @@ def tiny_transformer_folder(
             intermediate_size=hidden_size * 4,
             max_position_embeddings=max(512, max_seq_length),
         )
-        # Seeded on a forked random state: the run's own seeded stream (shuffling, dropout) goes on
-        # as if the model had been loaded from the cache, so the first run equals the later ones.
-        with (
-            torch.random.fork_rng(),
-            building(folder) as partial,
-        ):  # two runs building it at once each load a whole one
-            torch.manual_seed(seed)
-            BertModel(config, add_pooling_layer=False).save_pretrained(partial)
-            tokenizer.save_pretrained(partial)
+        write_random_model(folder, lambda: BertModel(config, add_pooling_layer=False), tokenizer, seed)
     return folder
+
+
+def write_random_model(
+    folder: Path, build_model: Callable[[], PreTrainedModel], tokenizer: PreTrainedTokenizerBase, seed: int
+) -> None:
+    """Write the model `build_model()` initialises at random, seeded by `seed`, and `tokenizer` to
+    `folder`, whole or not at all (two runs building it at once each load a whole one). Seeded on a
+    forked random state: the run's own seeded stream (shuffling, dropout) goes on as if the model had
+    been loaded from the cache, so the first run equals the later ones."""
+    with torch.random.fork_rng(), building(folder) as partial:
+        torch.manual_seed(seed)
+        build_model().save_pretrained(partial)
+        tokenizer.save_pretrained(partial)

@@ -35,7 +35,6 @@ from embedding_trainer.evaluation.callback import EvaluationCallback
 from embedding_trainer.evaluation.general import general_evaluation
 from embedding_trainer.evaluation.health import embedding_health
 from embedding_trainer.evaluation.objective import Objective
-from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
 from embedding_trainer.evaluation.selection import Selection
 from embedding_trainer.evaluation.significance import Significance, record_significance
 from embedding_trainer.log import get_logger
@@ -219,17 +218,11 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         datamodule.train_dataset = mined.rows
     datamodule.write_prepared()
     if adapter_kind(cfg):  # trains on the frozen embeddings of the training texts, computed once here
-        frozen = EmbeddingCache(embeddings_folder(cfg))
-        scorers = [callback.evaluator for callback in (evaluation, test, general) if callback is not None]
-        for (
-            scorer
-        ) in scorers:  # every evaluation: the frozen model's embeddings stored, only the adapter runs
-            scorer.frozen_cache = frozen
         loss = adapter_training(
             model,
             datamodule,
-            frozen,
-            [scorer.corpus for scorer in scorers if isinstance(scorer, RetrievalEvaluator)],
+            EmbeddingCache(embeddings_folder(cfg)),
+            [callback.evaluator for callback in (evaluation, test, general) if callback is not None],
             cfg.loss.scale,
             list(cfg.matryoshka_dims) if cfg.modifier.get("_target_") else None,
             cfg.adapter.negatives,

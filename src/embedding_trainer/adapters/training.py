@@ -12,6 +12,8 @@ from embedding_trainer.adapters.vectors import TrainingDocuments, VectorBatchCol
 from embedding_trainer.data.datamodule import EmbeddingDataModule
 from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError
+from embedding_trainer.evaluation.base import DimensionEvaluator
+from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
 from embedding_trainer.prompts import DOCUMENT
 
 ADAPTER_DATASET_TYPES = ("pair", "triplet", "n_tuple")
@@ -84,7 +86,7 @@ def adapter_training(
     model: SentenceTransformer,
     datamodule: EmbeddingDataModule,
     cache: EmbeddingCache,
-    corpora: list[list[str]],
+    evaluators: list[DimensionEvaluator],
     scale: float,
     dims: list[int] | None,
     negatives: str = "batch",
@@ -92,10 +94,15 @@ def adapter_training(
     show_progress_bar: bool = True,
 ) -> QueryAdapterLoss:
     """Prepare the adapter `model` (from `adapted_model`) to train: the frozen embeddings of the
-    training rows (`training_vectors`: read from `cache`, the eval `corpora` encoded as the baseline
-    evaluation encodes them) batched by `datamodule` from now on (its `collator`), and the loss
-    (`QueryAdapterLoss` with `scale`, at each of `dims`; None: full size), ranking each query against
-    the batch's documents (`negatives="batch"`) or every training document (`"corpus"`)."""
+    training rows (`training_vectors`: read from `cache`, the corpora of the retrieval `evaluators`
+    encoded as their baselines encode them) batched by `datamodule` from now on (its `collator`), the
+    run's `evaluators` reading the frozen embeddings from `cache` at every evaluation (`frozen_cache`:
+    only the adapter runs), and the loss (`QueryAdapterLoss` with `scale`, at each of `dims`; None:
+    full size), ranking each query against the batch's documents (`negatives="batch"`) or every
+    training document (`"corpus"`)."""
+    for evaluator in evaluators:
+        evaluator.frozen_cache = cache
+    corpora = [evaluator.corpus for evaluator in evaluators if isinstance(evaluator, RetrievalEvaluator)]
     inputs = datamodule.inputs or datamodule.text_columns
     vectors = training_vectors(
         model, datamodule.train_dataset, inputs, cache, corpora, batch_size, show_progress_bar

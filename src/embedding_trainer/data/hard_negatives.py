@@ -15,7 +15,7 @@ from pathlib import Path
 
 import datasets
 import torch
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 
@@ -25,6 +25,7 @@ from embedding_trainer.errors import ConfigError, DataError
 from embedding_trainer.fingerprints import encoder_fingerprint, settings_fingerprint, texts_fingerprint
 from embedding_trainer.log import get_logger
 from embedding_trainer.models import load_pretrained
+from embedding_trainer.settings_block import settings_from_block
 
 log = get_logger(__name__)
 
@@ -94,12 +95,7 @@ def hard_negative_settings(data_cfg: DictConfig) -> HardNegativeSettings | None:
     block = data_cfg.get("hard_negatives")
     if not block:
         return None
-    try:
-        settings = HardNegativeSettings(**OmegaConf.to_container(block, resolve=True))
-    except TypeError as error:
-        known = ", ".join(HardNegativeSettings.__dataclass_fields__)
-        raise ConfigError(f"data.hard_negatives: {error}; its keys are {known}.") from None
-    settings.check()
+    settings = settings_from_block(HardNegativeSettings, block, "data.hard_negatives")
     return settings if settings.enabled else None
 
 
