@@ -9,12 +9,14 @@ import sys
 import threading
 
 import pytest
+import pytorch_lightning as pl
 import torch
 from hydra.utils import instantiate
 
 from conftest import PREEMPTION_JOB, wait_for_registry_row
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.runtime.preemption import RunPreempted
 from embedding_trainer.runtime.resume import resume_checkpoint
 from embedding_trainer.train import train
 
@@ -131,3 +133,51 @@ def test_an_unfinished_folder_resumes_from_its_newest_checkpoint(tmp_path):
     (folder / "results.json").write_text("{}")  # finished: a new run in this folder starts afresh
     assert resume_checkpoint(folder, None) is None
     assert resume_checkpoint(folder, elsewhere) == elsewhere
+
+
+class SignalAtStep(pl.Callback):
+    """Sends this process `signum` at the end of optimizer step `step` (once), as SLURM would."""
+
+    def __init__(self, step: int, signum: int = signal.SIGUSR1) -> None:
+        self.step, self.signum, self.sent = step, signum, False
+
+    def on_train_batch_end(self, trainer: pl.Trainer, *args) -> None:
+        if trainer.global_step == self.step and not self.sent:
+            self.sent = True
+            os.kill(os.getpid(), self.signum)
+
+
+# A signal at a boundary where an evaluation and a checkpoint are due: the epoch's last batch (the
+# epoch-end evaluation ran in on_train_epoch_end, after the batch), or a step checkpoint (written by
+# ModelCheckpoint after the batch's other callbacks). In both the uninterrupted run's best state is the
+# one at the stop, so a resumed run that lost that evaluation or checkpoint ends on another model.
+@pytest.mark.parametrize(
+    "stop_at, extra",
+    [
+        (6, []),
+        (2, ["evaluation.every_n_steps=2", "+callbacks.model_checkpoint.every_n_train_steps=2"]),
+    ],
+    ids=["epoch_end", "step_checkpoint"],
+)
+def test_a_stop_where_an_evaluation_is_due_resumes_with_that_evaluation_and_checkpoint(
+    tmp_path, make_cfg, stop_at, extra
+):
+    job = [*JOB, "model/lora=default", *extra]  # LoRA: its best states are the ones at these stops
+    reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
+    train(make_cfg(*job, output_dir=reference_dir))
+    reference = json.loads((reference_dir / "results.json").read_text())
+    assert reference["step"] == stop_at  # the uninterrupted run selects the state at the stop
+
+    signalling = [
+        *job,
+        f"+callbacks.signal._target_={__name__}.SignalAtStep",
+        f"+callbacks.signal.step={stop_at}",
+    ]
+    with pytest.raises(RunPreempted, match=f"Stopped on SIGUSR1 at step {stop_at}:"):
+        train(make_cfg(*signalling, output_dir=run_dir))
+    assert (run_dir / "checkpoints" / f"step{stop_at}.ckpt").exists()
+    train(make_cfg(*job, output_dir=run_dir))
+    resumed = json.loads((run_dir / "results.json").read_text())
+    assert resumed["step"] == stop_at
+    for dim, metrics in reference["finetuned"].items():
+        assert resumed["finetuned"][dim] == pytest.approx(metrics, rel=1e-5, abs=1e-6), dim

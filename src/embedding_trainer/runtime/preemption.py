@@ -16,6 +16,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytorch_lightning as pl
+from pytorch_lightning.callbacks import Checkpoint
 from pytorch_lightning.utilities import rank_zero_only
 
 from embedding_trainer.log import get_logger
@@ -109,17 +110,25 @@ def stopping_on_signals() -> Iterator[None]:
             signal.signal(signum, handler)
 
 
-class PreemptionCallback(pl.Callback):
+class PreemptionCallback(Checkpoint):
     """While training, SIGUSR1, SIGUSR2 and SIGTERM only set a flag (replacing Lightning's own handlers,
     which are restored afterwards). At the next optimizer-step boundary every rank agrees on the
     flag; then the run saves `<output_dir>/checkpoints/preempted.ckpt` (model, optimizer,
     scheduler, loops, sampler position, random state, evaluation history) and `RunPreempted` is
-    raised (naming the SLURM job to requeue when the signal was a warning, `REQUEUE_SIGNALS`)."""
+    raised (naming the SLURM job to requeue when the signal was a warning, `REQUEUE_SIGNALS`).
+
+    At an epoch's last step (its last batch, or `max_steps`) the stop waits for the epoch's end, after
+    its evaluation and checkpoint: Lightning resumes a checkpoint taken there in the next epoch (or as
+    finished), so the epoch-end hooks would never run. A `Checkpoint` subclass, so Lightning runs it after the model checkpoint
+    callbacks at every hook (their step and epoch-end checkpoints are written before the stop)."""
 
     def __init__(self, output_dir: str | Path) -> None:
         self.output_dir = Path(output_dir)
         self.path = self.output_dir / PREEMPTED_CHECKPOINT
         self.signum: int | None = None
+        self._stop_at_epoch_end: int | None = (
+            None  # the agreed signal, once the stop waits for the epoch's end
+        )
         self._previous: dict[int, object] = {}
 
     def _flag(self, signum: int, frame) -> None:
@@ -145,11 +154,25 @@ class PreemptionCallback(pl.Callback):
     def on_train_batch_end(
         self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, batch, batch_idx: int
     ) -> None:
-        if (batch_idx + 1) % trainer.accumulate_grad_batches:
+        if (batch_idx + 1) % trainer.accumulate_grad_batches or self._stop_at_epoch_end is not None:
             return  # mid-accumulation: the accumulated gradients are not in checkpoints
         if not trainer.strategy.reduce_boolean_decision(self.signum is not None, all=False):
             return
         signum = self.signum or signal.SIGTERM  # a rank that got no signal stops with the others
+        if (
+            trainer.fit_loop.epoch_loop.batch_progress.is_last_batch
+            or trainer.global_step == trainer.max_steps
+        ):
+            self._stop_at_epoch_end = signum
+            return
+        self._stop(trainer, signum)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if self._stop_at_epoch_end is not None:
+            self._stop(trainer, self._stop_at_epoch_end)
+
+    def _stop(self, trainer: pl.Trainer, signum: int) -> None:
+        """Save the checkpoint and raise `RunPreempted`."""
         trainer.save_checkpoint(self.path)
         job_id = job_to_requeue(trainer.is_global_zero, signum)
         resume = f"to resume, run the same command with hydra.run.dir={self.output_dir}"
