@@ -17,11 +17,12 @@ from test_evaluate import assert_same_metrics
 from conftest import FAST
 from embedding_trainer.adapters.loss import QueryAdapterLoss
 from embedding_trainer.adapters.modules import linear_adapter
-from embedding_trainer.adapters.vectors import TextVectors, TrainingDocuments
+from embedding_trainer.adapters.vectors import TrainingDocuments
 from embedding_trainer.errors import ConfigError, ModelLoadError
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.fingerprints import encoder_fingerprint
 from embedding_trainer.models import build_tiny_model
+from embedding_trainer.text_vectors import TextVectors
 from embedding_trainer.train import train
 
 TEXTS = ["what is the capital of france", "Paris is the capital of France.", "a cat sat on the mat"]

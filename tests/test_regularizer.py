@@ -10,6 +10,7 @@ from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, Mu
 
 from conftest import FAST
 from embedding_trainer.errors import ConfigError
+from embedding_trainer.models import load_model
 from embedding_trainer.regularizers import (
     VarianceRegularizer,
     at_dimension,
@@ -17,7 +18,7 @@ from embedding_trainer.regularizers import (
     penalized_dims,
     variance_penalty,
 )
-from embedding_trainer.train import load_model, train
+from embedding_trainer.train import train
 
 # Three rows, two dimensions: column 0 is 0, 1, 2 (std 1), column 1 is 0, 0.5, 1 (std 0.5).
 BATCH = [[0.0, 0.0], [1.0, 0.5], [2.0, 1.0]]
@@ -65,7 +66,7 @@ def _features(model, texts: list[str]) -> dict[str, torch.Tensor]:
 
 def test_inside_matryoshka_the_penalty_sees_each_column_once_at_full_dimension_summed_over_dims(make_cfg):
     cfg = make_cfg("model=tiny", "regularizer=variance", "regularizer.covariance_weight=0.5")
-    model = load_model(cfg).eval()  # no dropout: the reference below encodes the same embeddings
+    model = load_model(cfg.model).eval()  # no dropout: the reference below encodes the same embeddings
     dims = penalized_dims(cfg)
     assert dims == list(cfg.matryoshka_dims) == [32, 16, 8]
     inner = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), dims)

@@ -14,6 +14,7 @@ from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation.base import metrics_json, using_cache
 from embedding_trainer.evaluation.significance import PER_EXAMPLE_DIR, save_per_example
 from embedding_trainer.log import get_logger
+from embedding_trainer.models import load_model
 from embedding_trainer.provenance import record_provenance
 from embedding_trainer.reporting.results import write_evaluation_results
 from embedding_trainer.reporting.run_report import base_model_name, write_evaluation_report
@@ -27,7 +28,6 @@ from embedding_trainer.train import (
     build_trainer,
     data_notes,
     embeddings_folder,
-    load_model,
     log_config,
     run_command,
     tracked_run,
@@ -74,7 +74,7 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
         )
     loggers = [instantiate(c) for c in cfg.logger.values()]  # not the trainer's: fast_dev_run swaps those out
     trainer = build_trainer(cfg, [], loggers)  # what provenance records the devices of
-    model = load_model(cfg).to(trainer.strategy.root_device).eval()
+    model = load_model(cfg.model).to(trainer.strategy.root_device).eval()
     store_run_id(output_dir, tracker.run_id)  # after the model loads: a rejected run writes nothing
     provenance = record_provenance(output_dir, cfg, model, datamodule, trainer)
 

@@ -23,6 +23,7 @@ HARNESS_KEYS = (
     "batch_transform",
     "wraps_gradient_cache",
     "truncates_embeddings",
+    "teacher_targets",
 )
 GATHER_ARGUMENT = "gather_across_devices"
 

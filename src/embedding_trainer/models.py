@@ -2,25 +2,46 @@
 Hugging Face transformers with a chosen pooling, and a tiny offline encoder; each with its query and
 document prompts."""
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
 from huggingface_hub import HfApi, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
 from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 from transformers import BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from embedding_trainer.atomic_folder import building
-from embedding_trainer.errors import ModelLoadError
+from embedding_trainer.errors import ConfigError, ModelLoadError
+from embedding_trainer.layer_reduction import keep_layers as reduce_layers
 from embedding_trainer.log import get_logger
 from embedding_trainer.resolvers import package_model_path
 
 log = get_logger(__name__)
 
 HUB_TIMEOUT_S = 10
+
+
+def load_model(model_cfg: DictConfig, key: str = "model") -> SentenceTransformer:
+    """The model a `model` config (`model_cfg`, found at `key` of the run's config: `model`, `teacher`)
+    builds with its `encoder`; ModelLoadError when it cannot load, ConfigError when it does not embed in
+    its `dimension` dims."""
+    try:
+        model = instantiate(model_cfg.encoder)
+    except InstantiationException as error:
+        if isinstance(error.__cause__, (ModelLoadError, ConfigError)):
+            raise error.__cause__ from None  # the user's mistake, not Hydra's: exit status 2 with its message
+        raise
+    if model.get_embedding_dimension() != model_cfg.dimension:
+        raise ConfigError(
+            f"{key}.dimension={model_cfg.dimension} but the loaded model embeds in "
+            f"{model.get_embedding_dimension()} dimensions; set {key}.dimension={model.get_embedding_dimension()}."
+        )
+    return model
 
 
 def load_pretrained(
@@ -30,6 +51,7 @@ def load_pretrained(
     prompts: Mapping[str, str | None] | None = None,
     model_kwargs: Mapping | None = None,
     trust_remote_code: bool = False,
+    keep_layers: Sequence[int] | None = None,
 ) -> SentenceTransformer:
     """Load a SentenceTransformer from a local folder or a Hugging Face Hub repository id.
 
@@ -40,7 +62,8 @@ def load_pretrained(
     model's own prompts). `model_kwargs` go to the transformer's `from_pretrained` (e.g. a `dtype`).
     `trust_remote_code`: let modules that are not sentence-transformers' own load (code the model names,
     such as a two-layer query adapter of this package's); off, such a model fails to load with a
-    `ModelLoadError` that says so.
+    `ModelLoadError` that says so. `keep_layers`: keep only these transformer blocks (a layer-reduced
+    student, `embedding_trainer.layer_reduction.keep_layers`); None keeps them all.
     """
     source = _local_source(name_or_path)
     try:
@@ -57,13 +80,16 @@ def load_pretrained(
             "sentence-transformers model folder, such as a run's <run folder>/model, or at a Hugging Face Hub id."
         )
         raise ModelLoadError(f"Cannot load model {name_or_path!r} from {source}: {error} {fix}") from None
+    if keep_layers is not None:
+        reduce_layers(model, keep_layers)
     if max_seq_length is not None:
         model.max_seq_length = max_seq_length
     set_prompts(model, prompts)
     if gradient_checkpointing:
         model.gradient_checkpointing_enable()
     log.info(
-        f"Loaded {name_or_path} ({model.get_embedding_dimension()} dims, max length {model.max_seq_length})"
+        f"Loaded {name_or_path} ({model.get_embedding_dimension()} dims, max length {model.max_seq_length}"
+        + (f", only layers {list(keep_layers)} kept)" if keep_layers is not None else ")")
     )
     return model
 

@@ -25,6 +25,7 @@ from embedding_trainer.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.datamodule import EvalData
 from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run
+from embedding_trainer.distillation import target_kind, teacher_targets
 from embedding_trainer.early_stopping import EarlyStopping
 from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError, DataError, ModelLoadError, ModelPushError
@@ -46,6 +47,7 @@ from embedding_trainer.lora import (
     trained_parameters,
 )
 from embedding_trainer.losses import build_loss
+from embedding_trainer.models import load_model
 from embedding_trainer.module import EmbeddingModule
 from embedding_trainer.provenance import record_provenance
 from embedding_trainer.regularizers import regularized
@@ -196,7 +198,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     check_in_batch_negatives(plan, cfg.loss, datamodule.inputs or datamodule.text_columns)
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
 
-    model = load_model(cfg)
+    model = load_model(cfg.model)
     if adapter_kind(cfg):  # adapter=linear/two_layer: the model frozen, an adapter on its query route trains
         model = adapted_model(model, cfg.adapter)
     provenance = (
@@ -217,6 +219,16 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         )
         datamodule.train_dataset = mined.rows
     datamodule.write_prepared()
+    if cfg.teacher is not None:  # a distillation loss: the teacher's outputs, computed once, are the labels
+        datamodule.targets = teacher_targets(
+            cfg.teacher,
+            target_kind(cfg),
+            datamodule.train_dataset,
+            datamodule.inputs or datamodule.text_columns,
+            EmbeddingCache(embeddings_folder(cfg)),
+            cfg.evaluation.batch_size,
+            cfg.evaluation.show_progress_bar,
+        )
     if adapter_kind(cfg):  # trains on the frozen embeddings of the training texts, computed once here
         loss = adapter_training(
             model,
@@ -421,23 +433,6 @@ def log_final_metrics(loggers: list, metrics: dict[str, float], step: int) -> No
 def embeddings_folder(cfg: DictConfig) -> Path:
     """Where the embedding cache of the run's unchanged models lives."""
     return Path(cfg.paths.cache_dir) / "embeddings"
-
-
-def load_model(cfg: DictConfig) -> SentenceTransformer:
-    """The model `cfg.model.encoder` builds; ModelLoadError when it cannot load, ConfigError when it
-    does not embed in `model.dimension` dims."""
-    try:
-        model = instantiate(cfg.model.encoder)
-    except InstantiationException as error:
-        if isinstance(error.__cause__, ModelLoadError):
-            raise error.__cause__ from None  # the user's mistake, not Hydra's: exit status 2 with its message
-        raise
-    if model.get_embedding_dimension() != cfg.model.dimension:
-        raise ConfigError(
-            f"model.dimension={cfg.model.dimension} but the loaded model embeds in "
-            f"{model.get_embedding_dimension()} dimensions; set model.dimension={model.get_embedding_dimension()}."
-        )
-    return model
 
 
 def log_config(loggers: list, cfg: DictConfig, provenance: dict | None) -> None:

@@ -11,6 +11,7 @@ from transformers import SchedulerType
 
 from embedding_trainer.adapters.training import check_adapter
 from embedding_trainer.data.hard_negatives import hard_negative_settings
+from embedding_trainer.distillation import check_distillation
 from embedding_trainer.early_stopping import check_early_stopping
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.lora import check_lora
@@ -342,6 +343,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_validation_data(cfg)
     check_lora(cfg)
     check_adapter(cfg)
+    check_distillation(cfg)
     check_regularizer(cfg)
     check_early_stopping(cfg)
     if cfg.ckpt_path is not None:

@@ -7,14 +7,15 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.adapters.loss import QueryAdapterLoss
 from embedding_trainer.adapters.modules import ADAPTER_KINDS, build_adapter
-from embedding_trainer.adapters.router import query_adapter, with_query_adapter
-from embedding_trainer.adapters.vectors import TrainingDocuments, VectorBatchCollator, training_vectors
+from embedding_trainer.adapters.router import FROZEN_ROUTE, query_adapter, with_query_adapter
+from embedding_trainer.adapters.vectors import TrainingDocuments, VectorBatchCollator
 from embedding_trainer.data.datamodule import EmbeddingDataModule
 from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation.base import DimensionEvaluator
 from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
 from embedding_trainer.prompts import DOCUMENT
+from embedding_trainer.text_vectors import training_vectors
 
 ADAPTER_DATASET_TYPES = ("pair", "triplet", "n_tuple")
 ADAPTER_NEGATIVES = ("batch", "corpus")
@@ -105,7 +106,15 @@ def adapter_training(
     corpora = [evaluator.corpus for evaluator in evaluators if isinstance(evaluator, RetrievalEvaluator)]
     inputs = datamodule.inputs or datamodule.text_columns
     vectors = training_vectors(
-        model, datamodule.train_dataset, inputs, cache, corpora, batch_size, show_progress_bar
+        model,
+        datamodule.train_dataset,
+        inputs,
+        cache,
+        corpora,
+        batch_size,
+        show_progress_bar,
+        route=FROZEN_ROUTE,
+        purpose="Adapter training",
     )
     documents = None
     if negatives == "corpus":

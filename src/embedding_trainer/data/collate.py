@@ -18,7 +18,8 @@ class LossBatchCollator:
     no prompt; see `embedding_trainer.prompts`), tokenized with them as `preprocess(texts, prompt=...)`
     does. `token_cache`, when given (and there is no transform), supplies the tokenized texts instead
     of `preprocess`: the same features, without tokenizing again each epoch; it must hold every
-    column's texts under that column's prompt."""
+    column's texts under that column's prompt. `targets`, when given, makes the label tensor of the
+    rows instead (a teacher's outputs: `embedding_trainer.distillation.TeacherTargets`)."""
 
     preprocess: Callable[..., dict[str, torch.Tensor]]
     inputs: list[str]
@@ -27,6 +28,7 @@ class LossBatchCollator:
     transform: Callable[[list[dict]], list[dict]] | None = None
     token_cache: TokenCache | None = None
     prompts: dict[str, str | None] = field(default_factory=dict)
+    targets: Callable[[list[dict]], torch.Tensor] | None = None
 
     def __call__(self, rows: list[dict]) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         if self.transform is not None:
@@ -34,7 +36,9 @@ class LossBatchCollator:
         features = [
             self._features([row[column] for row in rows], self.prompts.get(column)) for column in self.inputs
         ]
-        if self.label_column is None:
+        if self.targets is not None:
+            labels = self.targets(rows)
+        elif self.label_column is None:
             labels = torch.zeros(len(rows))
         else:
             labels = torch.tensor([row[self.label_column] for row in rows])

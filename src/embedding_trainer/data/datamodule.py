@@ -185,6 +185,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         # Set instead of `preprocess` to batch rows into something else than tokens (a query adapter's
         # frozen embeddings): it collates the sampled rows; no tokenizing, no length grouping.
         self.collator: Callable[[list[dict]], tuple] | None = None
+        # Set to make each batch's labels from its rows (a teacher's outputs, for distillation losses).
+        self.targets: Callable[[list[dict]], torch.Tensor] | None = None
 
     def check_sources(self) -> None:
         """Raise DataError if a configured local path does not exist (cheap: nothing is read)."""
@@ -404,6 +406,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             self.batch_transform,
             token_cache,
             column_prompts(self.prompts, inputs),
+            self.targets,
         )
         loader = ResumableDataLoader(
             self.train_dataset,

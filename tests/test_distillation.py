@@ -1,0 +1,163 @@
+"""Knowledge distillation: the teacher's outputs computed once (cached) and fed as labels, the three
+distillation losses training a real student, layer reduction, and the config errors."""
+
+import json
+
+import pytest
+import torch
+from sentence_transformers import SentenceTransformer
+
+from conftest import FAST
+from embedding_trainer import embedding_cache
+from embedding_trainer.distillation import TeacherTargets
+from embedding_trainer.errors import ConfigError
+from embedding_trainer.fingerprints import encoder_fingerprint
+from embedding_trainer.layer_reduction import keep_layers
+from embedding_trainer.models import load_model
+from embedding_trainer.text_vectors import TextVectors
+from embedding_trainer.train import train
+
+TEACHER = ["teacher=tiny", "teacher.encoder.seed=1"]  # the tiny model, other random weights
+# Distillation trains from the first step: no fast_dev_run, a few batches of the shipped SQuAD pairs.
+DISTIL = [
+    "model=tiny",
+    "logger=none",
+    "callbacks=none",
+    "evaluation.show_progress_bar=false",
+    "evaluation.general=null",
+    "evaluation.health=null",
+    "data.max_samples=64",
+    "data.max_eval_samples=16",
+    "data.batch_size=16",
+    *TEACHER,
+]
+
+
+def _vectors(rows: dict[str, list[float]]) -> TextVectors:
+    texts = list(rows)
+    return TextVectors(torch.tensor([rows[text] for text in texts]), {t: i for i, t in enumerate(texts)})
+
+
+def test_teacher_targets_are_each_columns_embedding_or_the_anchors_dot_products():
+    vectors = {
+        "query": _vectors({"q1": [1.0, 0.0], "q2": [0.0, 2.0]}),
+        "document": _vectors({"p1": [3.0, 1.0], "p2": [1.0, 1.0], "n1": [-1.0, 5.0]}),
+    }
+    rows = [
+        {"anchor": "q1", "positive": "p1", "negative": "n1"},
+        {"anchor": "q2", "positive": "p2", "negative": "p1"},
+    ]
+    one = TeacherTargets(vectors, ["anchor"], "embeddings")(rows)
+    assert torch.equal(one, torch.tensor([[1.0, 0.0], [0.0, 2.0]]))
+    several = TeacherTargets(vectors, ["anchor", "positive"], "embeddings")(rows)
+    assert several.shape == (2, 2, 2) and torch.equal(several[:, 1], torch.tensor([[3.0, 1.0], [1.0, 1.0]]))
+    scores = TeacherTargets(vectors, ["anchor", "positive", "negative"], "scores")(rows)
+    # q1.p1 = 3, q1.n1 = -1; q2.p2 = 2, q2.p1 = 2.
+    assert torch.equal(scores, torch.tensor([[3.0, -1.0], [2.0, 2.0]]))
+
+
+def _texts(run_dir) -> list[str]:
+    rows = [json.loads(line) for line in (run_dir / "data" / "train.jsonl").read_text().splitlines()]
+    return sorted({row[column] for row in rows for column in ("anchor", "positive")})
+
+
+def test_mse_distillation_moves_the_student_towards_the_teacher_whose_outputs_are_computed_once(
+    make_cfg, tmp_path, monkeypatch
+):
+    job = [*DISTIL, "loss=mse", "modifier=none", "model.lr=3e-3", "trainer.max_epochs=3"]
+    first = make_cfg(*job, f"paths.cache_dir={tmp_path / 'cache'}", output_dir=tmp_path / "first")
+    teacher = load_model(first.teacher, "teacher").eval()
+    student = load_model(first.model).eval()
+    teacher_print = encoder_fingerprint(teacher)
+    encoded_by: list[str] = []
+    real_encode = embedding_cache.encode
+
+    def spying_encode(model, texts, *args, **kwargs):
+        encoded_by.append(encoder_fingerprint(model))
+        return real_encode(model, texts, *args, **kwargs)
+
+    monkeypatch.setattr(embedding_cache, "encode", spying_encode)
+    train(first)
+    # Two encodings by the teacher (the questions, the paragraphs), both before training, stored.
+    assert encoded_by.count(teacher_print) == 2
+    texts = _texts(tmp_path / "first")
+    with torch.no_grad():
+        target = teacher.encode(texts, convert_to_tensor=True)
+        before = torch.nn.functional.mse_loss(student.encode(texts, convert_to_tensor=True), target)
+        trained = SentenceTransformer(str(tmp_path / "first" / "model"))
+        after = torch.nn.functional.mse_loss(trained.encode(texts, convert_to_tensor=True), target)
+    assert after < 0.5 * before, (before, after)
+
+    encoded_by.clear()
+    second = [*job, "trainer.max_steps=1", f"paths.cache_dir={tmp_path / 'cache'}"]
+    train(make_cfg(*second, output_dir=tmp_path / "second"))
+    assert teacher_print not in encoded_by  # the second run reads the teacher's outputs from the cache
+
+
+@pytest.mark.parametrize("loss", ["margin_mse", "distill_kl"])
+def test_score_distillation_losses_train_on_triplets_with_the_teachers_scores(make_cfg, tmp_path, loss):
+    run_dir = tmp_path / "run"
+    cfg = make_cfg(*DISTIL, f"loss={loss}", "dataset_type=triplet", "trainer.max_steps=2", output_dir=run_dir)
+    train(cfg)
+    results = json.loads((run_dir / "results.json").read_text())
+    assert results["step"] == 2 and set(results["finetuned"]) == {"32", "16", "8"}
+
+
+def test_a_student_of_another_dimension_trains_through_the_losss_projection(make_cfg, tmp_path):
+    # The teacher embeds in 48 dims, the student in 32: MSELoss's projection maps the student's into 48.
+    teacher = ["teacher.encoder.hidden_size=48", "teacher.dimension=48", "teacher.encoder.num_heads=2"]
+    job = [*DISTIL, *teacher, "loss=mse", "modifier=none", "trainer.max_steps=2"]
+    with pytest.raises(ConfigError, match=r"set loss.projection_dim=48"):
+        train(make_cfg(*job, output_dir=tmp_path / "refused"))
+    assert not (tmp_path / "refused").exists()
+    train(make_cfg(*job, "loss.projection_dim=48", output_dir=tmp_path / "run"))
+    assert SentenceTransformer(str(tmp_path / "run" / "model")).get_embedding_dimension() == 32
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (
+            ["loss=mse", "modifier=none"],
+            r"learns from a teacher's outputs, and the run has none: add teacher=",
+        ),
+        ([*TEACHER], r"teacher is set but MultipleNegativesRankingLoss does not learn from one"),
+        ([*TEACHER, "loss=margin_mse"], r"cannot train on dataset_type=pair"),
+        ([*TEACHER, "loss=mse", "modifier=matryoshka"], r"Use modifier="),
+    ],
+    ids=["no_teacher", "no_distillation_loss", "margin_needs_negatives", "matryoshka"],
+)
+def test_distillation_configs_that_cannot_work_stop_before_anything_loads(
+    make_cfg, tmp_path, overrides, message
+):
+    with pytest.raises(ConfigError, match=message):
+        train(make_cfg(*FAST, *overrides, output_dir=tmp_path / "run"))
+    assert not (tmp_path / "run").exists()
+
+
+def test_minilm_l3_keeps_layers_0_2_4_of_minilm_and_saves_as_a_three_layer_model(make_cfg, tmp_path):
+    full = load_model(make_cfg("model=minilm").model)
+    student = load_model(make_cfg("model=minilm_l3").model)
+    layers = student[0].auto_model.encoder.layer
+    assert len(layers) == 3 and student[0].auto_model.config.num_hidden_layers == 3
+    for kept, original in zip(layers, [0, 2, 4]):
+        for (name, weight), (_, source) in zip(
+            kept.named_parameters(), full[0].auto_model.encoder.layer[original].named_parameters()
+        ):
+            assert torch.equal(weight, source), name
+    student.save(str(tmp_path / "student"))
+    reloaded = SentenceTransformer(str(tmp_path / "student"))
+    texts = ["A student of three layers.", "It encodes as it did before saving."]
+    assert len(reloaded[0].auto_model.encoder.layer) == 3
+    assert torch.allclose(
+        reloaded.encode(texts, convert_to_tensor=True),
+        student.encode(texts, convert_to_tensor=True),
+        atol=1e-6,
+    )
+
+
+@pytest.mark.parametrize("layers", [[], [0, 0], [2]], ids=["none", "repeated", "missing"])
+def test_keep_layers_refuses_layers_the_model_does_not_have(make_cfg, layers):
+    model = load_model(make_cfg("model=tiny").model)  # two layers
+    with pytest.raises(ConfigError, match=r"must name distinct blocks of the model's 2 \(0 to 1\)"):
+        keep_layers(model, layers)
