@@ -78,8 +78,13 @@ def test_mse_distillation_moves_the_student_towards_the_teacher_whose_outputs_ar
 
     monkeypatch.setattr(embedding_cache, "encode", spying_encode)
     train(first)
-    # Two encodings by the teacher (the questions, the paragraphs), both before training, stored.
-    assert encoded_by.count(teacher_print) == 2
+    # The teacher encoded each set of texts (training questions, the corpus holding the training paragraphs,
+    # the eval questions) once, each stored in the cache; the report compares the student with it.
+    stored = list((tmp_path / "cache" / "embeddings" / teacher_print).glob("*.npy"))
+    assert encoded_by.count(teacher_print) == len(stored) == 3
+    compared = json.loads((tmp_path / "first" / "results.json").read_text())["teacher"]["retrieval"]
+    assert compared["metric"] == "ndcg@10" and set(compared["by_dimension"]) == {"32", "16", "8"}
+    assert "## Student and teacher" in (tmp_path / "first" / "report.md").read_text()
     texts = _texts(tmp_path / "first")
     with torch.no_grad():
         target = teacher.encode(texts, convert_to_tensor=True)

@@ -15,6 +15,9 @@ from omegaconf import DictConfig
 
 from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError
+from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, using_cache
+from embedding_trainer.evaluation.general import GeneralEvaluation
+from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
 from embedding_trainer.log import get_logger
 from embedding_trainer.models import load_model
 from embedding_trainer.prompts import column_role
@@ -81,28 +84,93 @@ def check_distillation(cfg: DictConfig) -> None:
             )
 
 
-def teacher_targets(
+@dataclass
+class Teacher:
+    """What a run learns from: the batches' `targets`, and the teacher's own `scores` on the run's
+    evaluations ({evaluation label: metrics by dimension}), the quality the student is measured against."""
+
+    targets: TeacherTargets
+    scores: dict[str, DimensionMetrics]
+    metrics: dict[str, str]  # {evaluation label: its primary metric}
+
+    def to_json(self, student: dict[str, DimensionMetrics]) -> dict:
+        """{label: the teacher's and the fine-tuned `student`'s primary metric by dimension, and the
+        student's share of the teacher's}."""
+        compared = {}
+        for label, scores in self.scores.items():
+            metric = self.metrics[label]
+            rows = {}
+            for dim, values in scores.items():
+                teacher, learned = values[metric], student[label][dim][metric]
+                rows[str(dim)] = {
+                    "teacher": teacher,
+                    "student": learned,
+                    "share": learned / teacher if teacher else None,
+                }
+            compared[label] = {"metric": metric, "by_dimension": rows}
+        return compared
+
+
+def load_teacher(
     teacher_cfg: DictConfig,
     kind: str,
     rows: datasets.Dataset,
     inputs: list[str],
     cache: EmbeddingCache,
+    evaluators: dict[str, DimensionEvaluator],
+    dims: list[int],
     batch_size: int = 64,
     show_progress_bar: bool = True,
-) -> TeacherTargets:
-    """The `kind` targets of training `rows` for the loss's `inputs` columns: the teacher (`teacher_cfg`,
-    a `model` config) is loaded, embeds every distinct text of those columns in its column's role (read
-    from `cache` when this teacher embedded these texts before, else encoded with a progress bar and
-    stored), and is released before training starts.
+) -> Teacher:
+    """The teacher (`teacher_cfg`, a `model` config), loaded, turned into the `kind` targets of training
+    `rows` for the loss's `inputs` columns, scored by `evaluators` ({label: evaluator}) at each of `dims`
+    it has, and released before training starts. Every text it embeds (each training text in its column's
+    role; the evaluations' texts) is read from `cache` when this teacher embedded it before, else encoded
+    with a progress bar and stored; training documents that are an evaluation's corpus are encoded once.
 
     Raises:
         ModelLoadError: the teacher cannot load.
         ConfigError: it does not embed in `teacher.dimension` dims.
     """
     teacher = load_model(teacher_cfg, "teacher").eval()
+    corpora = [
+        evaluator.corpus for evaluator in evaluators.values() if isinstance(evaluator, RetrievalEvaluator)
+    ]
     vectors = training_vectors(
-        teacher, rows, inputs, cache, [], batch_size, show_progress_bar, purpose="Teacher outputs"
+        teacher, rows, inputs, cache, corpora, batch_size, show_progress_bar, purpose="Teacher outputs"
     )
+    scores = {}
+    for label, evaluator in evaluators.items():
+        with using_cache(evaluator, cache):
+            scores[label] = evaluator(teacher, [dim for dim in dims if dim <= teacher_cfg.dimension])
+        log.info(
+            f"Teacher on {label}: {evaluator.primary_metric} {_shown(scores[label], evaluator.primary_metric)}"
+        )
     del teacher
     gc.collect()
-    return TeacherTargets(vectors, list(inputs), kind)
+    metrics = {label: evaluator.primary_metric for label, evaluator in evaluators.items()}
+    return Teacher(TeacherTargets(vectors, list(inputs), kind), scores, metrics)
+
+
+def reported_evaluators(report, general: GeneralEvaluation | None) -> dict[str, DimensionEvaluator]:
+    """{label: evaluator} of a run's reported evaluations: the results table's (`report`: the evaluation
+    callback, or the held-out test) and the general one."""
+    evaluators = {report.evaluator.name: report.evaluator}
+    if general is not None:
+        evaluators[general.label] = general.evaluator
+    return evaluators
+
+
+def reported_scores(
+    evaluator: DimensionEvaluator, reported, general: GeneralEvaluation | None
+) -> dict[str, DimensionMetrics]:
+    """{label: the fine-tuned model's metrics} on the evaluations of `reported_evaluators`: the results
+    table's (`reported.finetuned`, by `evaluator`) and the general one's."""
+    scores = {evaluator.name: reported.finetuned}
+    if general is not None:
+        scores[general.label] = general.finetuned
+    return scores
+
+
+def _shown(scores: DimensionMetrics, metric: str) -> str:
+    return ", ".join(f"dim {dim}: {values[metric]:.4f}" for dim, values in scores.items())

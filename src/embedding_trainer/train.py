@@ -25,7 +25,7 @@ from embedding_trainer.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.datamodule import EvalData
 from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run
-from embedding_trainer.distillation import target_kind, teacher_targets
+from embedding_trainer.distillation import load_teacher, reported_evaluators, reported_scores, target_kind
 from embedding_trainer.early_stopping import EarlyStopping
 from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError, DataError, ModelLoadError, ModelPushError
@@ -58,6 +58,7 @@ from embedding_trainer.reporting.model_card import write_model_card
 from embedding_trainer.reporting.plots import plot_mined_scores
 from embedding_trainer.reporting.results import results_payload, write_results
 from embedding_trainer.reporting.run_report import evaluation_source, validation_source, write_run_report
+from embedding_trainer.reporting.teacher import teacher_section
 from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
@@ -219,16 +220,20 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         )
         datamodule.train_dataset = mined.rows
     datamodule.write_prepared()
+    teacher = None
     if cfg.teacher is not None:  # a distillation loss: the teacher's outputs, computed once, are the labels
-        datamodule.targets = teacher_targets(
+        teacher = load_teacher(
             cfg.teacher,
             target_kind(cfg),
             datamodule.train_dataset,
             datamodule.inputs or datamodule.text_columns,
             EmbeddingCache(embeddings_folder(cfg)),
+            reported_evaluators(test or evaluation, general) if trainer.is_global_zero else {},
+            list(cfg.evaluation.dims),
             cfg.evaluation.batch_size,
             cfg.evaluation.show_progress_bar,
         )
+        datamodule.targets = teacher.targets
     if adapter_kind(cfg):  # trains on the frozen embeddings of the training texts, computed once here
         loss = adapter_training(
             model,
@@ -311,6 +316,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             health=health_json,
             selection=selection.to_json(),
             early_stopping=stopping.to_json(step) if stopping else None,
+            teacher=teacher.to_json(reported_scores(evaluator, reported, general)) if teacher else None,
         )
         model_path = finish_run(cfg, output_dir, model, reported, evaluator, results, significance)
         selection_warning = [f"> **Warning:** {selection.warning()}"] if selection.warning() else []
@@ -332,6 +338,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
                 "",
                 *([stopping.describe(step), ""] if stopping else []),
                 *guard_sections(results["general"], results["health"]),
+                *teacher_section(results["teacher"]),
             ],
             parameters,
         )
