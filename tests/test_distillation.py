@@ -99,10 +99,26 @@ def test_mse_distillation_moves_the_student_towards_the_teacher_whose_outputs_ar
     assert teacher_print not in encoded_by  # the second run reads the teacher's outputs from the cache
 
 
-@pytest.mark.parametrize("loss", ["margin_mse", "distill_kl"])
-def test_score_distillation_losses_train_on_triplets_with_the_teachers_scores(make_cfg, tmp_path, loss):
+MINED = [
+    "data.hard_negatives.num_negatives=2",
+    "data.hard_negatives.range_min=0",
+    "data.hard_negatives.range_max=16",
+    "data.hard_negatives.relative_margin=null",
+]
+
+
+@pytest.mark.parametrize(
+    "loss, data",
+    [
+        ("margin_mse", ["dataset_type=triplet"]),
+        ("distill_kl", ["dataset_type=triplet"]),
+        ("margin_mse", MINED),
+    ],
+    ids=["margin_mse", "distill_kl", "margin_mse_on_mined_negatives"],
+)
+def test_score_distillation_losses_train_with_the_teachers_scores(make_cfg, tmp_path, loss, data):
     run_dir = tmp_path / "run"
-    cfg = make_cfg(*DISTIL, f"loss={loss}", "dataset_type=triplet", "trainer.max_steps=2", output_dir=run_dir)
+    cfg = make_cfg(*DISTIL, f"loss={loss}", *data, "trainer.max_steps=2", output_dir=run_dir)
     train(cfg)
     results = json.loads((run_dir / "results.json").read_text())
     assert results["step"] == 2 and set(results["finetuned"]) == {"32", "16", "8"}

@@ -43,8 +43,12 @@ def _missing_keys(node, prefix: str):
 
 
 def check_loss_accepts_dataset_type(cfg: DictConfig) -> None:
-    """The loss declares the dataset type in `accepts`; else list the losses that do."""
+    """The loss declares the dataset type in `accepts`; else list the losses that do. Pairs with mined
+    negatives are n-tuples by the time the loss sees them (`check_hard_negatives` checks that the loss
+    takes those)."""
     dataset_type = cfg.dataset_type.name
+    if dataset_type == "pair" and hard_negative_settings(cfg.data) is not None:
+        return
     if dataset_type not in cfg.loss.accepts:
         fitting = option_names("loss", lambda loss: dataset_type in loss.get("accepts", []))
         raise ConfigError(
