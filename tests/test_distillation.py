@@ -14,6 +14,7 @@ from embedding_trainer.errors import ConfigError
 from embedding_trainer.fingerprints import encoder_fingerprint
 from embedding_trainer.layer_reduction import keep_layers
 from embedding_trainer.models import load_model
+from embedding_trainer.resolvers import CONFIG_DIR
 from embedding_trainer.text_vectors import TextVectors
 from embedding_trainer.train import train
 
@@ -182,3 +183,10 @@ def test_keep_layers_refuses_layers_the_model_does_not_have(make_cfg, layers):
     model = load_model(make_cfg("model=tiny").model)  # two layers
     with pytest.raises(ConfigError, match=r"must name distinct blocks of the model's 2 \(0 to 1\)"):
         keep_layers(model, layers)
+
+
+def test_every_model_option_is_a_teacher_option_of_the_same_config():
+    models = {path.stem for path in (CONFIG_DIR / "model").glob("*.yaml")}
+    assert models == {path.stem for path in (CONFIG_DIR / "teacher").glob("*.yaml")}
+    for name in models:
+        assert f"/model/{name}@_here_" in (CONFIG_DIR / "teacher" / f"{name}.yaml").read_text()
