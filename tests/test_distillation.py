@@ -190,3 +190,19 @@ def test_every_model_option_is_a_teacher_option_of_the_same_config():
     assert models == {path.stem for path in (CONFIG_DIR / "teacher").glob("*.yaml")}
     for name in models:
         assert f"/model/{name}@_here_" in (CONFIG_DIR / "teacher" / f"{name}.yaml").read_text()
+
+
+def test_a_decoder_keeps_its_chosen_layers_and_their_types_and_saves_as_the_smaller_model(make_cfg, tmp_path):
+    model = load_model(make_cfg("model=tiny_decoder").model)
+    decoder = model[0].auto_model
+    second = decoder.layers[1]
+    keep_layers(model, [1])
+    assert list(decoder.layers) == [second] and decoder.config.num_hidden_layers == 1
+    assert len(decoder.config.layer_types) == 1
+    model.save(str(tmp_path / "student"))
+    reloaded = SentenceTransformer(str(tmp_path / "student"))
+    texts = ["one layer left", "of two"]
+    assert len(reloaded[0].auto_model.layers) == 1
+    assert torch.allclose(
+        reloaded.encode(texts, convert_to_tensor=True), model.encode(texts, convert_to_tensor=True), atol=1e-5
+    )
