@@ -27,6 +27,7 @@ def _supported_combinations() -> list[tuple[str, str, str]]:
 
 
 COMBINATIONS = _supported_combinations()
+TEACHER = ["teacher=tiny", "teacher.encoder.seed=1"]  # the tiny model with other weights
 
 # The compatibility table users expect (GIST in sentence-transformers takes 2 or 3 columns, so no n_tuple).
 EXPECTED_TABLE = {
@@ -45,6 +46,13 @@ EXPECTED_TABLE = {
     ),
     *(("triplet", loss) for loss in ["mnrl", "cached_mnrl", "triplet", "gist", "cached_gist", "infonce"]),
     *(("n_tuple", loss) for loss in ["mnrl", "cached_mnrl", "infonce"]),
+    # Distillation: learn from a teacher's outputs (a teacher option is added to these runs).
+    *(("single", "mse"), ("pair", "mse")),
+    *(
+        (dataset_type, loss)
+        for dataset_type in ["triplet", "n_tuple"]
+        for loss in ["mse", "margin_mse", "distill_kl"]
+    ),
     *(("score", loss) for loss in ["cosent", "angle", "cosine_similarity"]),
     ("pair_class", "softmax"),
     ("pair_binary", "contrastive"),
@@ -75,7 +83,8 @@ def test_the_table_covers_this_issues_losses():
     ("dataset_type", "loss", "modifier"), COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS]
 )
 def test_combination_trains_and_evaluates(make_cfg, dataset_type, loss, modifier):
-    cfg = make_cfg(*FAST, f"dataset_type={dataset_type}", f"loss={loss}", f"modifier={modifier}")
+    teacher = TEACHER if OmegaConf.load(CONFIG_DIR / "loss" / f"{loss}.yaml").get("teacher_targets") else []
+    cfg = make_cfg(*FAST, f"dataset_type={dataset_type}", f"loss={loss}", f"modifier={modifier}", *teacher)
     metrics, objects = train(cfg)
     assert objects["trainer"].global_step == 1
     assert math.isfinite(metrics["val/score"])

@@ -29,7 +29,7 @@ def _load(make_cfg, *overrides):
     [
         (
             ["dataset_type=n_tuple", "loss=gist"],
-            "Losses for dataset_type=n_tuple: cached_mnrl, infonce, mnrl",
+            "Losses for dataset_type=n_tuple: cached_mnrl, distill_kl, infonce, margin_mse, mnrl, mse",
         ),
         (
             ["dataset_type=pair_class", "loss=softmax", "modifier=matryoshka"],
