@@ -19,6 +19,7 @@ from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetri
 from embedding_trainer.evaluation.general import GeneralEvaluation
 from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
 from embedding_trainer.log import get_logger
+from embedding_trainer.losses import class_name
 from embedding_trainer.models import load_model
 from embedding_trainer.prompts import column_role
 from embedding_trainer.text_vectors import TextVectors, training_vectors
@@ -61,7 +62,7 @@ def check_distillation(cfg: DictConfig) -> None:
     without a distillation loss, or an MSE student that embeds in another dimension than the teacher's
     without a projection to it (`loss.projection_dim`)."""
     kind, teacher = target_kind(cfg), cfg.get("teacher")
-    loss = str(cfg.loss._target_).rsplit(".", 1)[-1]
+    loss = class_name(cfg.loss._target_)
     if kind is not None and kind not in TARGET_KINDS:
         raise ConfigError(f"loss.{TARGETS_KEY}={kind!r} is not one of {', '.join(TARGET_KINDS)}.")
     if kind is not None and teacher is None:

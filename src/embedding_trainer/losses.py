@@ -28,6 +28,12 @@ HARNESS_KEYS = (
 GATHER_ARGUMENT = "gather_across_devices"
 
 
+def class_name(target: str | None) -> str | None:
+    """The class name of a config's `_target_` (`MultipleNegativesRankingLoss` for
+    `sentence_transformers...losses.MultipleNegativesRankingLoss`; None: none)."""
+    return None if target is None else str(target).rsplit(".", 1)[-1]
+
+
 def constructor_config(cfg: DictConfig) -> DictConfig:
     """`cfg` without the harness's own keys: what goes to the class's constructor."""
     values = OmegaConf.to_container(cfg, resolve=True)

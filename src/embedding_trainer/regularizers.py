@@ -17,7 +17,7 @@ from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.errors import ConfigError
-from embedding_trainer.losses import constructor_config
+from embedding_trainer.losses import class_name, constructor_config
 
 
 def variance_penalty(embeddings: torch.Tensor, target: float, eps: float) -> torch.Tensor:
@@ -156,6 +156,6 @@ def check_regularizer(cfg: DictConfig) -> None:
     if cfg.loss.get("gradient_cache"):
         raise ConfigError(
             "The regularizer needs the embeddings the loss computes with gradients, but the cached loss "
-            f"{cfg.loss._target_.rsplit('.', 1)[-1]} embeds without them and re-embeds during the backward "
+            f"{class_name(cfg.loss._target_)} embeds without them and re-embeds during the backward "
             "pass: use the loss's non-cached form (e.g. loss=mnrl for loss=cached_mnrl), or regularizer=none."
         )

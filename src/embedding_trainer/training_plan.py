@@ -10,6 +10,7 @@ from omegaconf import DictConfig
 
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.log import get_logger
+from embedding_trainer.losses import class_name
 
 log = get_logger(__name__)
 
@@ -92,7 +93,7 @@ def check_in_batch_negatives(plan: TrainingPlan, loss_cfg: DictConfig, input_col
     input columns): refuse that; warn when batches hold fewer rows than asked for."""
     if not loss_cfg.get("in_batch_negatives"):
         return
-    loss = loss_cfg._target_.rsplit(".", 1)[-1]
+    loss = class_name(loss_cfg._target_)
     rows_per_batch = min(plan.rows, plan.global_batch)
     if rows_per_batch < 2 and len(input_columns) <= 2:
         raise ConfigError(

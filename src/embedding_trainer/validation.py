@@ -15,6 +15,7 @@ from embedding_trainer.distillation import check_distillation
 from embedding_trainer.early_stopping import check_early_stopping
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.lora import check_lora
+from embedding_trainer.losses import class_name
 from embedding_trainer.regularizers import check_regularizer
 from embedding_trainer.resolvers import CONFIG_DIR
 
@@ -52,7 +53,7 @@ def check_loss_accepts_dataset_type(cfg: DictConfig) -> None:
     if dataset_type not in cfg.loss.accepts:
         fitting = option_names("loss", lambda loss: dataset_type in loss.get("accepts", []))
         raise ConfigError(
-            f"loss {cfg.loss._target_.rsplit('.', 1)[-1]} cannot train on dataset_type={dataset_type}: it "
+            f"loss {class_name(cfg.loss._target_)} cannot train on dataset_type={dataset_type}: it "
             f"accepts {list(cfg.loss.accepts)}. Losses for dataset_type={dataset_type}: {', '.join(fitting)} "
             f"(choose with loss=<name>)."
         )
@@ -61,13 +62,13 @@ def check_loss_accepts_dataset_type(cfg: DictConfig) -> None:
 def check_modifier_wraps_loss(cfg: DictConfig) -> None:
     """Modifiers that change the forward pass per layer cannot wrap a gradient-cache loss."""
     if cfg.loss.gradient_cache and not cfg.modifier.wraps_gradient_cache:
-        modifier = cfg.modifier._target_.rsplit(".", 1)[-1]
+        modifier = class_name(cfg.modifier._target_)
         working = option_names(
             "modifier", lambda modifier_cfg: modifier_cfg.get("wraps_gradient_cache", False)
         )
         raise ConfigError(
             f"{modifier} cannot wrap a cached (GradCache) loss such as "
-            f"{cfg.loss._target_.rsplit('.', 1)[-1]}: sentence-transformers runs its per-layer passes outside "
+            f"{class_name(cfg.loss._target_)}: sentence-transformers runs its per-layer passes outside "
             f"the cache. Use modifier={' or modifier='.join(working)}, or the loss's non-cached form."
         )
 
@@ -75,12 +76,12 @@ def check_modifier_wraps_loss(cfg: DictConfig) -> None:
 def check_modifier_keeps_dimension(cfg: DictConfig) -> None:
     """Losses with a head over the full embedding cannot be trained on truncated embeddings."""
     if cfg.loss.get("fixed_dimension") and cfg.modifier.get("truncates_embeddings"):
-        loss = cfg.loss._target_.rsplit(".", 1)[-1]
+        loss = class_name(cfg.loss._target_)
         working = option_names(
             "modifier", lambda modifier_cfg: not modifier_cfg.get("truncates_embeddings", False)
         )
         raise ConfigError(
-            f"{cfg.modifier._target_.rsplit('.', 1)[-1]} truncates embeddings, but {loss} reads full-dimension "
+            f"{class_name(cfg.modifier._target_)} truncates embeddings, but {loss} reads full-dimension "
             f"embeddings (a classifier or decoder over all {cfg.model.dimension} dims). "
             f"Use modifier={' or modifier='.join(working)}."
         )
@@ -91,7 +92,7 @@ def check_class_names(cfg: DictConfig) -> None:
     sized_by_config = OmegaConf.to_container(cfg.loss, resolve=False).get("num_labels") is not None
     if sized_by_config and not OmegaConf.select(cfg, "data.class_names"):
         raise ConfigError(
-            f"loss {cfg.loss._target_.rsplit('.', 1)[-1]} trains a classifier over data.class_names, which is "
+            f"loss {class_name(cfg.loss._target_)} trains a classifier over data.class_names, which is "
             "not set: list the classes in label order, for example 'data.class_names=[negative,positive]'."
         )
 
@@ -305,7 +306,7 @@ def check_hard_negatives(cfg: DictConfig) -> None:
         fitting = option_names("loss", lambda loss: "n_tuple" in loss.get("accepts", []))
         raise ConfigError(
             f"With data.hard_negatives the rows become (anchor, positive, negative_1..n), which loss "
-            f"{cfg.loss._target_.rsplit('.', 1)[-1]} cannot train on; losses that can: {', '.join(fitting)}."
+            f"{class_name(cfg.loss._target_)} cannot train on; losses that can: {', '.join(fitting)}."
         )
     if cfg.data.negatives_per_anchor:
         raise ConfigError(

@@ -14,6 +14,7 @@ from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation.base import DimensionEvaluator
 from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
+from embedding_trainer.losses import class_name
 from embedding_trainer.prompts import DOCUMENT
 from embedding_trainer.text_vectors import training_vectors
 
@@ -44,12 +45,12 @@ def check_adapter(cfg: DictConfig) -> None:
             f"A query adapter trains on queries and their documents; dataset_type={cfg.dataset_type.name} has "
             f"none. Use dataset_type={', '.join(ADAPTER_DATASET_TYPES)}, or adapter=none to train the model itself."
         )
-    if _class_name(cfg.loss.get("_target_")) != RANKING_LOSS:
+    if class_name(cfg.loss.get("_target_")) != RANKING_LOSS:
         raise ConfigError(
             "A query adapter trains with in-batch ranking (MultipleNegativesRankingLoss, with its scale): "
             "use loss=mnrl, or adapter=none to train the model itself with this loss."
         )
-    modifier = _class_name(cfg.modifier.get("_target_"))
+    modifier = class_name(cfg.modifier.get("_target_"))
     if modifier not in (None, MATRYOSHKA):
         raise ConfigError(
             f"A query adapter trains at the Matryoshka dimensions or at full size; modifier {modifier} works "
@@ -121,8 +122,3 @@ def adapter_training(
         documents = TrainingDocuments.of(datamodule.train_dataset, inputs, vectors[DOCUMENT])
     datamodule.collator = VectorBatchCollator(vectors, inputs, documents)
     return QueryAdapterLoss(query_adapter(model), scale, dims, documents.embeddings if documents else None)
-
-
-def _class_name(target: str | None) -> str | None:
-    """The class name of a config's `_target_` (None: none)."""
-    return None if target is None else str(target).rsplit(".", 1)[-1]

@@ -7,6 +7,7 @@ from omegaconf import DictConfig
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
 from embedding_trainer.lora import ParameterCount, trained_parameters
+from embedding_trainer.losses import class_name
 from embedding_trainer.models import hub_id
 from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
 from embedding_trainer.reporting.results import evaluated_table, primary_table
@@ -21,8 +22,8 @@ def describe_run(cfg: DictConfig, parameters: ParameterCount | None = None) -> l
     """Rows of (setting, value) naming what a run trained: model (by its hub id when it has one),
     data, loss, modifier, knobs, and the trained parameters (`parameters`: trainable of total; the
     LoRA settings)."""
-    loss = cfg.loss._target_.rsplit(".", 1)[-1]
-    modifier = cfg.modifier.get("_target_")
+    loss = class_name(cfg.loss._target_)
+    modifier = class_name(cfg.modifier.get("_target_"))
     rows = [
         ["base model", hub_id(cfg.model) or base_model_name(cfg)],
         ["dataset type", cfg.dataset_type.name],
@@ -32,7 +33,7 @@ def describe_run(cfg: DictConfig, parameters: ParameterCount | None = None) -> l
         ],
         ["evaluation data", str(cfg.data.eval_path)],
         ["loss", loss],
-        ["modifier", modifier.rsplit(".", 1)[-1] if modifier else "none"],
+        ["modifier", modifier or "none"],
         ["matryoshka dims", str(list(cfg.matryoshka_dims))],
         ["learning rate", str(cfg.optimizer.lr)],
         ["batch size", str(cfg.data.batch_size)],
