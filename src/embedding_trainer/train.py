@@ -169,8 +169,10 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     general = general_evaluation(cfg, evaluator, datamodule.eval_data)  # the forgetting guard (None: off)
     health = embedding_health(cfg, datamodule, evaluation)  # after `evaluation` in the list: it follows it
     diagnostics = [callback for callback in (test, general, health) if callback is not None]
-    if cfg.evaluation.embedding_cache:  # an unchanged model's embeddings of unchanged texts: encoded once
-        cache = EmbeddingCache(embeddings_folder(cfg))
+    # An unchanged model's embeddings of unchanged texts, encoded once: the baselines' (unless
+    # evaluation.embedding_cache=false), a teacher's and a query adapter's frozen model's.
+    cache = EmbeddingCache(embeddings_folder(cfg))
+    if cfg.evaluation.embedding_cache:
         for before_training in (evaluation, test, general):
             if before_training is not None:
                 before_training.baseline_cache = cache
@@ -227,7 +229,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             target_kind(cfg),
             datamodule.train_dataset,
             datamodule.inputs or datamodule.text_columns,
-            EmbeddingCache(embeddings_folder(cfg)),
+            cache,
             reported_evaluators(test or evaluation, general) if trainer.is_global_zero else {},
             list(cfg.evaluation.dims),
             cfg.evaluation.batch_size,
@@ -238,7 +240,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         loss = adapter_training(
             model,
             datamodule,
-            EmbeddingCache(embeddings_folder(cfg)),
+            cache,
             [callback.evaluator for callback in (evaluation, test, general) if callback is not None],
             cfg.loss.scale,
             list(cfg.matryoshka_dims) if cfg.modifier.get("_target_") else None,
