@@ -1,5 +1,6 @@
 """Shared fixtures: compose the real conf/ tree with Hydra's compose API, offline, in temp folders."""
 
+import csv
 import os
 
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -92,6 +93,12 @@ def no_model_loading(monkeypatch):
     monkeypatch.setattr(models, "build_tiny_model", refuse)
     monkeypatch.setattr(models, "load_pretrained", refuse)
     monkeypatch.setattr(models, "from_transformer", refuse)
+
+
+def logged_rows(run_dir: Path) -> list[dict[str, str]]:
+    """The rows of a run's CSV log (`logger=csv`: <run_dir>/csv/metrics.csv), each {column: value, "" when unset}."""
+    with (run_dir / "csv" / "metrics.csv").open() as handle:
+        return list(csv.DictReader(handle))
 
 
 def files_of(folder: Path) -> dict[str, bytes]:

@@ -2,7 +2,6 @@
 after training, the embedding health metrics (checked against direct formulas), the effective
 in-batch negatives, and their configuration."""
 
-import csv
 import json
 import logging
 import math
@@ -13,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import FAST
+from conftest import FAST, logged_rows
 from embedding_trainer.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation import SimilarityEvaluator
@@ -256,8 +255,7 @@ def test_pair_run_reports_general_evaluation_health_and_negatives(make_cfg, tmp_
     assert set(health["history"]) == {"3", "6"} and health["final"] == health["history"]["6"]
     assert "| 8 | effective_rank |" in report.split("## Embedding health")[1]
 
-    with (run / "csv" / "metrics.csv").open() as handle:
-        rows = list(csv.DictReader(handle))
+    rows = logged_rows(run)
     measured = {int(row["step"]): row for row in rows if row.get("health/uniformity_dim8")}
     assert sorted(measured) == [0, 3, 6]  # before training and wherever val/ was evaluated
     evaluated = sorted(int(row["step"]) for row in rows if row.get("val/score"))

@@ -1,14 +1,13 @@
 """The variance penalty (regularizer=variance): its value and gradient against hand-computed ones, the
 embeddings it sees inside MatryoshkaLoss, a real run logging its terms, and bad settings refused."""
 
-import csv
 import math
 
 import pytest
 import torch
 from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
-from conftest import FAST
+from conftest import FAST, logged_rows
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.models import load_model
 from embedding_trainer.regularizers import (
@@ -120,8 +119,7 @@ def test_a_run_with_the_variance_penalty_logs_its_terms_beside_the_total_loss(ma
         output_dir=run,
     )
     train(cfg)
-    with (run / "csv" / "metrics.csv").open() as handle:
-        rows = [row for row in csv.DictReader(handle) if row.get("train/loss")]
+    rows = [row for row in logged_rows(run) if row.get("train/loss")]
     assert len(rows) == 3
     for row in rows:
         variance, covariance = float(row["train/reg/variance"]), float(row["train/reg/covariance"])

@@ -1,12 +1,12 @@
 """Training really trains: weights move, the loss falls, dropout is on, the model saves and reloads,
 and a resumed run continues from its checkpoint."""
 
-import csv
 import json
 
 import torch
 from sentence_transformers import SentenceTransformer
 
+from conftest import logged_rows
 from embedding_trainer import models
 from embedding_trainer.train import train
 
@@ -56,8 +56,7 @@ def test_loss_falls_over_a_few_dozen_steps(make_cfg, tmp_path):
         output_dir=run,
     )
     train(cfg)
-    with (run / "csv" / "metrics.csv").open() as handle:
-        losses = [float(row["train/loss"]) for row in csv.DictReader(handle) if row.get("train/loss")]
+    losses = [float(row["train/loss"]) for row in logged_rows(run) if row.get("train/loss")]
     assert len(losses) == 48
     first, last = sum(losses[:8]) / 8, sum(losses[-8:]) / 8
     assert last < first * 0.9, (first, last)
