@@ -25,6 +25,7 @@ from embedding_trainer.runtime.resume import store_run_id
 from embedding_trainer.train import (
     build_datamodule,
     build_evaluation,
+    build_evaluator,
     build_trainer,
     data_notes,
     embeddings_folder,
@@ -64,7 +65,7 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     output_dir = Path(cfg.paths.output_dir)
     datamodule = build_datamodule(cfg)
     datamodule.load()  # the training rows too: k-NN support, class names, a held-out split
-    evaluation = build_evaluation(cfg, datamodule.eval_data)
+    evaluation = build_evaluation(cfg, build_evaluator(cfg, datamodule.eval_data))
     evaluator = evaluation.evaluator
     if evaluator.scores_with_loss:
         raise ConfigError(

@@ -146,16 +146,16 @@ def add_lora(model: SentenceTransformer, model_cfg: DictConfig, seed: int) -> Se
 def build_loss_with_lora(
     model: SentenceTransformer,
     model_cfg: DictConfig,
-    loss_cfg: DictConfig,
+    ties_encoder: bool,
     seed: int,
     build_loss: Callable[[], torch.nn.Module],
 ) -> torch.nn.Module:
     """The loss `build_loss()` builds around `model`, with the adapters of `model_cfg.lora` added to
     `model` (`add_lora`; none when it is null). They are added first, so that a loss that trains a
     copy of the model (contrastive tension) copies them too; but after the loss for one that ties
-    weights of its own to the encoder's (`loss.tie_encoder_decoder`: TSDAE's decoder then shares the
-    encoder's frozen base weights, and its own cross-attention trains)."""
-    if loss_cfg.get("tie_encoder_decoder"):
+    weights of its own to the encoder's (`ties_encoder`, a loss config's `tie_encoder_decoder`: TSDAE's
+    decoder then shares the encoder's frozen base weights, and its own cross-attention trains)."""
+    if ties_encoder:
         loss = build_loss()
         add_lora(model, model_cfg, seed)
         return loss

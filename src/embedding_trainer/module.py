@@ -11,13 +11,15 @@ NO_DECAY_MARKERS = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weigh
 
 class EmbeddingModule(pl.LightningModule):
     """Holds the model and its (possibly modified) loss; each training step feeds one batch of
-    `(features, labels)` from `LossBatchCollator` to the loss.
+    `(features, labels)` from `LossBatchCollator` to the loss, or with several objectives one batch of
+    `(features, labels, objective)` to a `WeightedObjectiveLoss`.
 
     Args:
         model: the SentenceTransformer being trained (saved at the end as a plain folder).
         loss: a sentence-transformers loss built around `model`; its own parameters train too. A loss
             with a `logged_terms` dict (a regularizer) has each term logged as `train/reg/<name>`;
-            `train/loss` is the total.
+            `train/loss` is the total. One with an `objective_losses` dict (several objectives) has
+            each logged as `train/loss/<objective>` (unweighted; `train/loss` is weighted).
         optimizer: partial optimizer taking parameter groups (bias and norm weights get no decay).
         scheduler: partial taking (optimizer, total_steps), or None for a constant learning rate.
     """
@@ -44,13 +46,13 @@ class EmbeddingModule(pl.LightningModule):
         # A run resumed mid-epoch does not call on_train_epoch_start for that epoch.
         self.train()
 
-    def training_step(
-        self, batch: tuple[list[dict[str, torch.Tensor]], torch.Tensor], batch_idx: int
-    ) -> torch.Tensor:
-        features, labels = batch
-        loss = self.loss(features, labels)
+    def training_step(self, batch: tuple, batch_idx: int) -> torch.Tensor:
+        features, labels, *objective = batch  # several objectives: the name of the batch's, last
+        loss = self.loss(features, labels, *objective)
         # The mean over ranks: each rank holds the loss of its own slice of the global batch.
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels), sync_dist=True)
+        for name, value in getattr(self.loss, "objective_losses", {}).items():  # several objectives' losses
+            self.log(f"train/loss/{name}", value, batch_size=len(labels), sync_dist=True)
         for name, value in getattr(self.loss, "logged_terms", {}).items():  # a regularizer's penalties
             self.log(f"train/reg/{name}", value, batch_size=len(labels), sync_dist=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(labels))

@@ -18,6 +18,8 @@ from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.data import EmbeddingDataModule
+from embedding_trainer.data.objectives import ObjectivesDataModule
+from embedding_trainer.objectives import objective_names
 from embedding_trainer.fingerprints import (
     file_fingerprint,
     model_fingerprint,
@@ -57,7 +59,7 @@ def record_provenance(
     `datamodule` loaded, written to `output_dir/provenance.json` and returned (JSON-able):
     `git` (`git_state` of `root`, default: the project's folder), `versions`, `devices`,
     `base_model` (hub id, the folder or id it loaded from or the factory that built it, and a
-    fingerprint of its weights) and `data` (`data_fingerprints`)."""
+    fingerprint of its weights) and `data` (`run_data_fingerprints`)."""
     provenance = {
         "git": git_state(root or PROJECT_ROOT, output_dir),
         "versions": package_versions(),
@@ -69,7 +71,7 @@ def record_provenance(
             ),  # or its factory
             "fingerprint": model_fingerprint(model),
         },
-        "data": data_fingerprints(datamodule, cfg.dataset_type.evaluator.get("path")),
+        "data": run_data_fingerprints(cfg, datamodule),
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
@@ -180,6 +182,20 @@ def _cpu_model() -> str:
             if line.startswith("model name"):
                 return line.split(":", 1)[1].strip()
     return platform.processor() or platform.machine()
+
+
+def run_data_fingerprints(cfg: DictConfig, datamodule: EmbeddingDataModule | ObjectivesDataModule) -> dict:
+    """`data_fingerprints` of the run's data; with several objectives, each one's under
+    `objectives.<name>`."""
+    names = objective_names(cfg)
+    if not names:
+        return data_fingerprints(datamodule, cfg.dataset_type.evaluator.get("path"))
+    return {
+        "objectives": {
+            name: data_fingerprints(datamodule.datamodules[name], cfg.objectives[name].dataset_type.evaluator.get("path"))
+            for name in names
+        }
+    }
 
 
 def data_fingerprints(datamodule: EmbeddingDataModule, evaluator_file: str | None = None) -> dict:

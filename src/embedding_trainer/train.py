@@ -24,6 +24,7 @@ from embedding_trainer.adapters.training import adapted_model, adapter_kind, ada
 from embedding_trainer.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.datamodule import EvalData
+from embedding_trainer.data.objectives import ObjectivesDataModule
 from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run
 from embedding_trainer.distillation import load_teacher, reported_evaluators, reported_scores, target_kind
 from embedding_trainer.early_stopping import EarlyStopping
@@ -47,14 +48,17 @@ from embedding_trainer.lora import (
     trained_parameters,
 )
 from embedding_trainer.losses import build_loss
+from embedding_trainer.evaluation.objectives import ObjectivesEvaluator
 from embedding_trainer.models import load_model
 from embedding_trainer.module import EmbeddingModule
+from embedding_trainer.objectives import WeightedObjectiveLoss, objective_names, objective_view, objective_weights
 from embedding_trainer.provenance import record_provenance
 from embedding_trainer.regularizers import regularized
 from embedding_trainer.reporting.guards import guard_sections, guard_warnings
 from embedding_trainer.reporting.history import TrainingHistory
 from embedding_trainer.reporting.hub import push_to_hub
 from embedding_trainer.reporting.model_card import write_model_card
+from embedding_trainer.reporting.objectives import objective_results, objective_sections
 from embedding_trainer.reporting.plots import plot_mined_scores
 from embedding_trainer.reporting.results import results_payload, write_results
 from embedding_trainer.reporting.run_report import evaluation_source, validation_source, write_run_report
@@ -87,8 +91,22 @@ register_resolvers()
 silence_unactionable()
 
 
-def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
-    """The data module of the composed dataset type, data source and loss batch sampler."""
+def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule | ObjectivesDataModule:
+    """The data module of the composed dataset type, data source and loss batch sampler; with
+    several objectives, theirs (each of its objective's view) in one `ObjectivesDataModule`."""
+    names = objective_names(cfg)
+    if names:
+        return ObjectivesDataModule(
+            {name: objective_datamodule(objective_view(cfg, name)) for name in names},
+            cfg.objective_sampling,
+            cfg.seed,
+            cfg.paths.output_dir,
+        )
+    return objective_datamodule(cfg)
+
+
+def objective_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
+    """The data module of one objective: `cfg`'s dataset type, data source and loss batch sampler."""
     schema = OmegaConf.to_container(cfg.dataset_type, resolve=True)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data.pop("hard_negatives", None)  # a stage run once the model is loaded (see `_train`)
@@ -163,11 +181,11 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
 
     datamodule = build_datamodule(cfg)
     datamodule.load()
-    evaluation = build_evaluation(cfg, datamodule.selection_data)  # val/score: picks the checkpoint
+    evaluation = build_evaluation(cfg, run_evaluator(cfg, datamodule, "selection_data"))  # val/score: picks the checkpoint
     evaluator = evaluation.evaluator
     test = held_out_test(cfg, datamodule)  # scores the reported table when validation data chose (None: same)
-    general = general_evaluation(cfg, evaluator, datamodule.eval_data)  # the forgetting guard (None: off)
-    health = embedding_health(cfg, datamodule, evaluation)  # after `evaluation` in the list: it follows it
+    general = general_evaluation(cfg, evaluator, datamodule.primary.eval_data)  # the forgetting guard (None: off)
+    health = embedding_health(cfg, datamodule.primary, evaluation)  # after `evaluation` in the list: it follows it
     diagnostics = [callback for callback in (test, general, health) if callback is not None]
     # An unchanged model's embeddings of unchanged texts, encoded once: the baselines' (unless
     # evaluation.embedding_cache=false), a teacher's and a query adapter's frozen model's.
@@ -176,7 +194,8 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         for before_training in (evaluation, test, general):
             if before_training is not None:
                 before_training.baseline_cache = cache
-    if cfg.loss.get("in_batch_negatives"):
+    parts = objective_parts(cfg, datamodule)
+    if len(parts) == 1 and cfg.loss.get("in_batch_negatives"):
         diagnostics.append(InBatchNegativesCallback())
     history = TrainingHistory()
     configured = [instantiate(c) for c in cfg.callbacks.values()]
@@ -196,9 +215,10 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     loggers = [instantiate(c) for c in cfg.logger.values()]
     trainer = build_trainer(cfg, callbacks, loggers)
     world_size = trainer.num_nodes * trainer.num_devices  # known before the processes start
-    plan = TrainingPlan.of(trainer, len(datamodule.train_dataset), cfg.data.batch_size, world_size)
-    check_steps(plan)
-    check_in_batch_negatives(plan, cfg.loss, datamodule.inputs or datamodule.text_columns)
+    for part_cfg, part in parts:
+        plan = TrainingPlan.of(trainer, len(part.train_dataset), part_cfg.data.batch_size, world_size)
+        check_steps(plan)
+        check_in_batch_negatives(plan, part_cfg.loss, part.inputs or part.text_columns)
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
 
     model = load_model(cfg.model)
@@ -207,9 +227,9 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     provenance = (
         record_provenance(output_dir, cfg, model, datamodule, trainer) if trainer.is_global_zero else None
     )
-    datamodule.preprocess, datamodule.prompts = model.preprocess, dict(model.prompts)
+    datamodule.use_model(model)
     mined = None
-    settings = hard_negative_settings(cfg.data)
+    settings = hard_negative_settings(cfg.data) if len(parts) == 1 else None
     if settings is not None:
         mined = mine_for_run(
             datamodule.train_dataset,
@@ -252,13 +272,9 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         loss = build_loss_with_lora(  # model.lora: adapters added to `model` (null: none)
             model,
             cfg.model,
-            cfg.loss,
+            any(part_cfg.loss.get("tie_encoder_decoder") for part_cfg, _ in parts),
             cfg.seed,
-            lambda: regularized(  # regularizer=variance: a penalty added to the loss (none: the loss)
-                build_loss(cfg.loss, cfg.modifier, model, world_size, len(datamodule.class_names or [])),
-                cfg,
-                model,
-            ),
+            lambda: run_loss(cfg, parts, model, world_size),
         )
     module = EmbeddingModule(model, loss, instantiate(cfg.optimizer), instantiate(cfg.scheduler))
     parameters = ParameterCount.of(module)  # the optimizer takes the trainable ones
@@ -296,14 +312,27 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             health_json = health.to_json(step)
         log_final_metrics(trainer.loggers, final_metrics, step)
         metrics.update(final_metrics)
-        significance = record_significance(
-            output_dir,
-            evaluator,
-            reported.baseline_examples,
-            reported.finetuned_examples,
-            step,
-            **cfg.evaluation.bootstrap,
-        )
+        significance = objectives = None
+        if isinstance(evaluator, ObjectivesEvaluator):  # one table per objective; `score` mixes units
+            objectives = objective_results(
+                output_dir,
+                evaluator,
+                reported.baseline,
+                reported.finetuned,
+                reported.baseline_examples,
+                reported.finetuned_examples,
+                step,
+                cfg.evaluation.bootstrap,
+            )
+        else:
+            significance = record_significance(
+                output_dir,
+                evaluator,
+                reported.baseline_examples,
+                reported.finetuned_examples,
+                step,
+                **cfg.evaluation.bootstrap,
+            )
         results = results_payload(
             evaluator.name,
             evaluator.primary_metric,
@@ -319,6 +348,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             selection=selection.to_json(),
             early_stopping=stopping.to_json(step) if stopping else None,
             teacher=teacher.to_json(reported_scores(evaluator, reported, general)) if teacher else None,
+            objectives={result.name: result.to_json() for result in objectives} if objectives else None,
         )
         model_path = finish_run(cfg, output_dir, model, reported, evaluator, results, significance)
         selection_warning = [f"> **Warning:** {selection.warning()}"] if selection.warning() else []
@@ -341,6 +371,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
                 *([stopping.describe(step), ""] if stopping else []),
                 *guard_sections(results["general"], results["health"]),
                 *teacher_section(results["teacher"]),
+                *objective_sections(objectives or []),
             ],
             parameters,
         )
@@ -363,6 +394,49 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     }
 
 
+def objective_parts(
+    cfg: DictConfig, datamodule: EmbeddingDataModule | ObjectivesDataModule
+) -> list[tuple[DictConfig, EmbeddingDataModule]]:
+    """Each objective's config view and data module (one objective: `cfg` and `datamodule`)."""
+    names = objective_names(cfg)
+    if not names:
+        return [(cfg, datamodule)]
+    return [(objective_view(cfg, name), datamodule.datamodules[name]) for name in names]
+
+
+def run_loss(
+    cfg: DictConfig, parts: list[tuple[DictConfig, EmbeddingDataModule]], model: SentenceTransformer, world_size: int
+) -> torch.nn.Module:
+    """The loss of each objective's config (`parts`, from `objective_parts`) around `model`, with its
+    modifier and regularizer (regularizer=variance: a penalty added; none: the loss itself); with
+    several objectives, a `WeightedObjectiveLoss` of them."""
+    losses = [
+        regularized(
+            build_loss(part_cfg.loss, part_cfg.modifier, model, world_size, len(part.class_names or [])),
+            part_cfg,
+            model,
+        )
+        for part_cfg, part in parts
+    ]
+    names = objective_names(cfg)
+    if not names:
+        return losses[0]
+    return WeightedObjectiveLoss(dict(zip(names, losses)), objective_weights(cfg, "weight"))
+
+
+def run_evaluator(
+    cfg: DictConfig, datamodule: EmbeddingDataModule | ObjectivesDataModule, data: str
+) -> DimensionEvaluator:
+    """The run's evaluator of its loaded data module's `data` (`selection_data` or `eval_data`): the one
+    `cfg.dataset_type` names, or with several objectives an `ObjectivesEvaluator` of each one's."""
+    parts = objective_parts(cfg, datamodule)
+    evaluators = [build_evaluator(part_cfg, getattr(part, data)) for part_cfg, part in parts]
+    names = objective_names(cfg)
+    if not names:
+        return evaluators[0]
+    return ObjectivesEvaluator(dict(zip(names, evaluators)), objective_weights(cfg, "score_weight"))
+
+
 def build_evaluator(cfg: DictConfig, eval_data: EvalData) -> DimensionEvaluator:
     """The evaluator `cfg.dataset_type` names, on `eval_data`."""
     return instantiate(cfg.dataset_type.evaluator)(
@@ -370,10 +444,8 @@ def build_evaluator(cfg: DictConfig, eval_data: EvalData) -> DimensionEvaluator:
     )
 
 
-def build_evaluation(cfg: DictConfig, eval_data: EvalData) -> EvaluationCallback:
-    """The evaluation callback of `cfg.evaluation` around the evaluator `cfg.dataset_type` names,
-    built on `eval_data` (a loaded data module's)."""
-    evaluator = build_evaluator(cfg, eval_data)
+def build_evaluation(cfg: DictConfig, evaluator: DimensionEvaluator) -> EvaluationCallback:
+    """The evaluation callback of `cfg.evaluation` around `evaluator` (see `run_evaluator`)."""
     objective = cfg.evaluation.objective
     return EvaluationCallback(
         evaluator,
@@ -386,13 +458,15 @@ def build_evaluation(cfg: DictConfig, eval_data: EvalData) -> EvaluationCallback
     )
 
 
-def held_out_test(cfg: DictConfig, datamodule: EmbeddingDataModule) -> BeforeAfterEvaluation | None:
+def held_out_test(
+    cfg: DictConfig, datamodule: EmbeddingDataModule | ObjectivesDataModule
+) -> BeforeAfterEvaluation | None:
     """When validation data chooses the checkpoint, the evaluation of the eval data (logged as
     `test/...`) before and after training that scores the reported table; None otherwise."""
     if datamodule.validation_data is None:
         return None
     return BeforeAfterEvaluation(
-        build_evaluator(cfg, datamodule.eval_data),
+        run_evaluator(cfg, datamodule, "eval_data"),
         list(cfg.evaluation.dims),
         f"the test data ({evaluation_source(cfg)})",
         "test",

@@ -15,6 +15,7 @@ from embedding_trainer.distillation import check_distillation
 from embedding_trainer.early_stopping import check_early_stopping
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.lora import check_lora
+from embedding_trainer.objectives import check_objectives, objective_names
 from embedding_trainer.losses import class_name
 from embedding_trainer.regularizers import check_regularizer
 from embedding_trainer.resolvers import CONFIG_DIR
@@ -331,6 +332,9 @@ def check_validation_data(cfg: DictConfig) -> None:
 
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError for a config that cannot work, before anything expensive happens."""
+    if objective_names(cfg):  # several objectives: these checks on each objective's own view
+        check_objectives(cfg, validate_config)
+        return
     check_required(cfg)
     check_loss_accepts_dataset_type(cfg)
     check_modifier_wraps_loss(cfg)

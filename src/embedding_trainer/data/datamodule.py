@@ -12,7 +12,7 @@ import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
 from sentence_transformers.base.sampler import GroupByLabelBatchSampler, NoDuplicatesBatchSampler
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, Sampler
 
 from embedding_trainer.data.collate import LossBatchCollator
 from embedding_trainer.data.distributed import ShardedBatchSampler
@@ -97,7 +97,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             the loss sampler's no-duplicates guarantee; not with label-grouped samplers.
         leakage: `error`, `warn` or `off`: what to do when evaluation queries or (query, relevant
             text) pairs are also training data (see `embedding_trainer.data.leakage`).
-        output_dir: where the prepared train/eval rows are written (`data/train.jsonl`, ...).
+        output_dir: the run folder: the prepared train/eval rows are written to its `data/train.jsonl`, ...
+            (`prepared_folder`).
     """
 
     def __init__(
@@ -174,7 +175,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.leakage_mode = leakage
         self.leakage: Leakage | None = None
         self.seed = seed
-        self.output_dir = Path(output_dir) if output_dir else None
+        # Where `write_prepared` writes the rows trained and evaluated on (None: nowhere).
+        self.prepared_folder = Path(output_dir) / "data" if output_dir else None
         self.train_dataset: datasets.Dataset | None = None
         self.eval_data: EvalData | None = None
         self.validation_data: EvalData | None = None
@@ -269,6 +271,12 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         )
 
     @property
+    def primary(self) -> "EmbeddingDataModule":
+        """The data module whose rows stand for the run's (health probes): itself (with several
+        objectives, the first objective's; see `ObjectivesDataModule`)."""
+        return self
+
+    @property
     def selection_data(self) -> EvalData:
         """The data that picks the checkpoint: the validation data, or the eval data when there is none."""
         return self.validation_data or self.eval_data
@@ -350,11 +358,11 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         return rows
 
     def write_prepared(self) -> None:
-        """Write the exact rows trained and evaluated on, with an `id` column, to <output_dir>/data/
-        (on global rank zero only)."""
-        if self.output_dir is None or rank_zero_only.rank != 0:
+        """Write the exact rows trained and evaluated on, with an `id` column, to `prepared_folder`
+        (<output_dir>/data/; on global rank zero only)."""
+        if self.prepared_folder is None or rank_zero_only.rank != 0:
             return
-        folder = self.output_dir / "data"
+        folder = self.prepared_folder
         folder.mkdir(parents=True, exist_ok=True)
         validation = self.validation_data.rows if self.validation_data else None
         for name, rows in (
@@ -369,13 +377,25 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         if self.class_names:
             (folder / "classes.json").write_text(json.dumps(self.class_names) + "\n", encoding="utf-8")
 
+    def use_model(self, model) -> None:
+        """Tokenize training batches with `model`'s tokenizer and its named prompts (`model.prompts`)."""
+        self.preprocess, self.prompts = model.preprocess, dict(model.prompts)
+
     def train_dataloader(self) -> DataLoader:
         """Batches of `(features, labels)` drawn by the loss's batch sampler, seeded by `seed`. With
         several ranks, every rank draws the same global batches of batch_size x world size and
         takes its own slice (`ShardedBatchSampler`)."""
+        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        sampler, collate = self.global_batches(world_size)
+        return self.resumable(  # its position in the epoch is saved in checkpoints
+            train_loader(self.train_dataset, ShardedBatchSampler(sampler, rank, world_size), collate, self.num_workers)
+        )
+
+    def global_batches(self, world_size: int) -> tuple[Sampler, Callable[[list[dict]], tuple]]:
+        """The batch sampler of global batches (batch_size x `world_size` rows, before any rank takes its
+        slice) over the training rows, and the collate function that makes a batch's `(features, labels)`."""
         if self.train_dataset is None or (self.preprocess is None and self.collator is None):
             raise RuntimeError("Call load() and set `preprocess` (the model's tokenizer) before training.")
-        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         tokenized = self.collator is None
         use_token_cache = tokenized and self.tokenize_once and self.batch_transform is None
         if tokenized and (use_token_cache or self.group_by_length) and self.token_cache is None:
@@ -391,7 +411,6 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
                 generator=torch.Generator(),
                 seed=self.seed,
             )
-        sampler = ShardedBatchSampler(sampler, rank, world_size)
         if self.batch_transform is not None:
             inputs, label = self.batch_transform.columns, self.batch_transform.label
         else:
@@ -408,15 +427,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             column_prompts(self.prompts, inputs),
             self.targets,
         )
-        loader = ResumableDataLoader(
-            self.train_dataset,
-            batch_sampler=sampler,
-            collate_fn=collate,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
-        return self.resumable(loader)  # its position in the epoch is saved in checkpoints
+        return sampler, collate
 
     def _sampler_is(self, sampler_class: type) -> bool:
         target = getattr(self.batch_sampler, "func", self.batch_sampler)
@@ -459,6 +470,18 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         return LengthGroupedBatchSampler(
             self.row_token_counts(), batch_size, False, row_values, seed=self.seed
         )
+
+
+def train_loader(dataset, batch_sampler: Sampler, collate: Callable, num_workers: int) -> ResumableDataLoader:
+    """The resumable training loader of `dataset`'s rows in the batches of `batch_sampler`."""
+    return ResumableDataLoader(
+        dataset,
+        batch_sampler=batch_sampler,
+        collate_fn=collate,
+        num_workers=num_workers,
+        persistent_workers=num_workers > 0,
+        pin_memory=torch.cuda.is_available(),
+    )
 
 
 def _keep_queries(split: RetrievalSplit, query_texts: list[str]) -> RetrievalSplit:

@@ -14,13 +14,18 @@ from torch.utils.data import DataLoader, Sampler
 
 
 def _generators(sampler) -> list[torch.Generator]:
-    """The distinct torch generators along `sampler`'s chain of `.sampler` attributes."""
+    """The distinct torch generators of `sampler` and the samplers it draws from (its chain of
+    `.sampler` attributes, and the `batch_samplers` of a multi-dataset sampler), in a fixed order."""
     found: list[torch.Generator] = []
-    while sampler is not None:
-        generator = getattr(sampler, "generator", None)
+    pending = [sampler]
+    while pending:
+        current = pending.pop(0)
+        if current is None:
+            continue
+        generator = getattr(current, "generator", None)
         if isinstance(generator, torch.Generator) and all(generator is not g for g in found):
             found.append(generator)
-        sampler = getattr(sampler, "sampler", None)
+        pending += [getattr(current, "sampler", None), *getattr(current, "batch_samplers", [])]
     return found
 
 

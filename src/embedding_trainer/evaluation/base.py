@@ -61,6 +61,10 @@ class DimensionEvaluator(ABC):
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
 
+    def parts(self) -> list["DimensionEvaluator"]:
+        """The evaluators whose metrics this one reports: itself (several objectives': theirs)."""
+        return [self]
+
     @abstractmethod
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
         """Metrics of `model` at each of `dims` (each at most the model's embedding dimension)."""

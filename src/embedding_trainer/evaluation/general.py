@@ -85,11 +85,13 @@ def general_evaluation(
 
 
 def already_evaluated(run_evaluator: DimensionEvaluator, general: DimensionEvaluator) -> bool:
-    """Whether both are similarity evaluations and every scored pair of `run_evaluator` is one of
-    `general`'s (the same set, or a sample of it)."""
-    if not (isinstance(run_evaluator, SimilarityEvaluator) and isinstance(general, SimilarityEvaluator)):
+    """Whether `general` is a similarity evaluation and every scored pair of a similarity evaluation of
+    the run (`run_evaluator`, or one of its objectives') is one of its pairs (the same set, or a sample of it)."""
+    if not isinstance(general, SimilarityEvaluator):
         return False
     general_pairs = set(zip(general.sentences_a, general.sentences_b, general.scores))
-    return (
-        set(zip(run_evaluator.sentences_a, run_evaluator.sentences_b, run_evaluator.scores)) <= general_pairs
+    return any(
+        isinstance(part, SimilarityEvaluator)
+        and set(zip(part.sentences_a, part.sentences_b, part.scores)) <= general_pairs
+        for part in run_evaluator.parts()
     )

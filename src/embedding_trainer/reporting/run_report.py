@@ -9,6 +9,7 @@ from embedding_trainer.evaluation.significance import Significance
 from embedding_trainer.lora import ParameterCount, trained_parameters
 from embedding_trainer.losses import class_name
 from embedding_trainer.models import hub_id
+from embedding_trainer.objectives import objective_names, objective_view
 from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
 from embedding_trainer.reporting.results import evaluated_table, primary_table
 
@@ -20,23 +21,29 @@ def base_model_name(cfg: DictConfig) -> str:
 
 def describe_run(cfg: DictConfig, parameters: ParameterCount | None = None) -> list[list[str]]:
     """Rows of (setting, value) naming what a run trained: model (by its hub id when it has one),
-    data, loss, modifier, knobs, and the trained parameters (`parameters`: trainable of total; the
-    LoRA settings)."""
-    loss = class_name(cfg.loss._target_)
-    modifier = class_name(cfg.modifier.get("_target_"))
+    data, loss, modifier (a row per objective when there are several), knobs, and the trained
+    parameters (`parameters`: trainable of total; the LoRA settings)."""
+    names = objective_names(cfg)
+    if names:
+        trained_on = [
+            [f"objective {name}", describe_objective(objective_view(cfg, name), cfg.objectives[name])]
+            for name in names
+        ]
+        trained_on.append(["objective sampling", cfg.objective_sampling])
+    else:
+        trained_on = [
+            ["dataset type", cfg.dataset_type.name],
+            ["training data", training_source(cfg)],
+            ["evaluation data", str(cfg.data.eval_path)],
+            ["loss", class_name(cfg.loss._target_)],
+            ["modifier", class_name(cfg.modifier.get("_target_")) or "none"],
+            ["matryoshka dims", str(list(cfg.matryoshka_dims))],
+            ["batch size", str(cfg.data.batch_size)],
+        ]
     rows = [
         ["base model", hub_id(cfg.model) or base_model_name(cfg)],
-        ["dataset type", cfg.dataset_type.name],
-        [
-            "training data",
-            f"{cfg.data.train_path}" + (f" (split {cfg.data.train_split})" if cfg.data.train_split else ""),
-        ],
-        ["evaluation data", str(cfg.data.eval_path)],
-        ["loss", loss],
-        ["modifier", modifier or "none"],
-        ["matryoshka dims", str(list(cfg.matryoshka_dims))],
+        *trained_on,
         ["learning rate", str(cfg.optimizer.lr)],
-        ["batch size", str(cfg.data.batch_size)],
         ["epochs / max steps", f"{cfg.trainer.max_epochs} / {cfg.trainer.max_steps}"],
         ["warmup ratio, schedule", f"{cfg.scheduler.warmup_ratio}, {cfg.scheduler.name}"],
         ["weight decay", str(cfg.optimizer.weight_decay)],
@@ -47,6 +54,21 @@ def describe_run(cfg: DictConfig, parameters: ParameterCount | None = None) -> l
     if trained:
         rows.append(["trained parameters", trained])
     return rows
+
+
+def training_source(cfg: DictConfig) -> str:
+    """Where the training rows come from (with their split)."""
+    return f"{cfg.data.train_path}" + (f" (split {cfg.data.train_split})" if cfg.data.train_split else "")
+
+
+def describe_objective(view: DictConfig, spec: DictConfig) -> str:
+    """One objective in a line: dataset type, training data, loss in its modifier, batch size, weights."""
+    modifier = class_name(view.modifier.get("_target_"))
+    loss = class_name(view.loss._target_) + (f" in {modifier} {list(view.matryoshka_dims)}" if modifier else "")
+    return (
+        f"{view.dataset_type.name} from {training_source(view)}; {loss}; batch size {view.data.batch_size}; "
+        f"loss weight {spec.weight}, score weight {spec.score_weight}"
+    )
 
 
 def settings_table(rows: list[list[str]]) -> str:
@@ -131,7 +153,10 @@ def write_run_report(
 
 def evaluation_source(cfg: DictConfig) -> str:
     """Where the evaluated rows came from: the evaluator's own file, the eval data, or the part of
-    the training data held out for evaluation."""
+    the training data held out for evaluation (each objective's, when there are several)."""
+    names = objective_names(cfg)
+    if names:
+        return "; ".join(f"{name}: {evaluation_source(objective_view(cfg, name))}" for name in names)
     if cfg.dataset_type.evaluator.get("path"):
         return str(cfg.dataset_type.evaluator.path)
     data = cfg.data
@@ -142,7 +167,10 @@ def evaluation_source(cfg: DictConfig) -> str:
 
 def validation_source(cfg: DictConfig) -> str:
     """Where the rows that chose the checkpoint came from: the validation data, the training
-    queries held out for it, or (with neither) the evaluation data."""
+    queries held out for it, or (with neither) the evaluation data (each objective's, when there are several)."""
+    names = objective_names(cfg)
+    if names:
+        return "; ".join(f"{name}: {validation_source(objective_view(cfg, name))}" for name in names)
     data = cfg.data
     if data.validation_size is not None:
         return f"{data.train_path} (data.validation_size={data.validation_size} training queries held out)"

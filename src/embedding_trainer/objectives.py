@@ -1,0 +1,114 @@
+"""Several objectives in one run: `objectives.<name>` composes a dataset type, data, loss and modifier
+of its own (conf/objectives/), with its loss's `weight` in the total and its primary metric's
+`score_weight` in `val/score`. Without `objectives` a run is the one objective of the top-level groups.
+
+Each objective is handled as the one-objective run it would be alone (`objective_view`): the same
+checks, data module, evaluator and loss, built from that view."""
+
+import copy
+import re
+from collections.abc import Callable
+
+import torch
+from omegaconf import DictConfig, open_dict
+
+from embedding_trainer.adapters.training import adapter_kind
+from embedding_trainer.data.hard_negatives import hard_negative_settings
+from embedding_trainer.data.objectives import OBJECTIVE_SAMPLERS
+from embedding_trainer.errors import ConfigError
+
+OBJECTIVE_GROUPS = ("dataset_type", "data", "loss", "modifier")
+SAMPLINGS = tuple(OBJECTIVE_SAMPLERS)
+# Not (yet) combined with several objectives: what each would need is said in the message.
+SINGLE_OBJECTIVE_ONLY = {
+    "teacher": "knowledge distillation (teacher=...)",
+    "adapter": "a query adapter (adapter=...)",
+}
+
+
+def objective_names(cfg: DictConfig) -> list[str]:
+    """The run's objectives in config order (empty: a one-objective run of the top-level groups)."""
+    return list(cfg.get("objectives") or {})
+
+
+def objective_view(cfg: DictConfig, name: str) -> DictConfig:
+    """`cfg` as the one-objective run of objective `name`: its dataset_type, data, loss and modifier
+    in place of the top-level ones (interpolations such as `${model.matryoshka_dims}` resolve as there)."""
+    view = copy.deepcopy(cfg)
+    with open_dict(view):
+        for group in OBJECTIVE_GROUPS:
+            view[group] = cfg.objectives[name][group]
+        view.objectives = None
+    return view
+
+
+def objective_weights(cfg: DictConfig, key: str) -> dict[str, float]:
+    """Each objective's `key` (`weight` or `score_weight`)."""
+    return {name: float(cfg.objectives[name][key]) for name in objective_names(cfg)}
+
+
+def check_objectives(cfg: DictConfig, validate: Callable[[DictConfig], None]) -> None:
+    """Check the objectives' own settings, then run `validate` (the one-objective checks) on each
+    objective's view; every ConfigError names the objective and where its keys live."""
+    names = objective_names(cfg)
+    if cfg.objective_sampling not in SAMPLINGS:
+        raise ConfigError(
+            f"objective_sampling must be one of {', '.join(SAMPLINGS)}, got {cfg.objective_sampling!r}."
+        )
+    single_only = {"teacher": cfg.get("teacher") is not None, "adapter": adapter_kind(cfg) is not None}
+    for key, used in single_only.items():
+        if used:
+            raise ConfigError(
+                f"{SINGLE_OBJECTIVE_ONLY[key]} trains one objective: with objectives={names} leave {key} at its "
+                "default, or train that objective alone."
+            )
+    for name in names:
+        spec = cfg.objectives[name]
+        where = f"objectives.{name}"
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            raise ConfigError(f"{where}: an objective's name is a word of letters, digits and _; rename it.")
+        missing = [group for group in OBJECTIVE_GROUPS if spec.get(group) is None]
+        if missing:
+            raise ConfigError(
+                f"{where} lacks {', '.join(missing)}: an objective composes all of {', '.join(OBJECTIVE_GROUPS)} "
+                "(see conf/objectives/retrieval.yaml)."
+            )
+        for key, least in (("weight", "above 0"), ("score_weight", "0 or more")):
+            value = spec.get(key, 1.0)
+            if not isinstance(value, (int, float)) or value < 0 or (key == "weight" and value == 0):
+                raise ConfigError(f"{where}.{key} must be a number {least}, got {value!r}.")
+        if hard_negative_settings(spec.data) is not None:
+            raise ConfigError(
+                f"{where}.data.hard_negatives: mined negatives are for one-objective runs; set "
+                f"{where}.data.hard_negatives=null, or give that objective n-tuples (dataset_type n_tuple)."
+            )
+        try:
+            validate(objective_view(cfg, name))
+        except ConfigError as error:
+            raise ConfigError(
+                f"In objective {name!r} (its settings are {where}.<key>, e.g. {where}.data.batch_size): {error}"
+            ) from None
+    if sum(objective_weights(cfg, "score_weight").values()) == 0:
+        raise ConfigError("Every objective's score_weight is 0: give at least one a weight above 0 (val/score).")
+
+
+class WeightedObjectiveLoss(torch.nn.Module):
+    """The losses of several objectives. Every batch comes from one objective: its value is that
+    objective's loss times its weight. `objective_losses` holds the last batch's unweighted loss by
+    objective (logged as `train/loss/<objective>`); `logged_terms` its loss's own (a regularizer's)."""
+
+    def __init__(self, losses: dict[str, torch.nn.Module], weights: dict[str, float]) -> None:
+        super().__init__()
+        self.losses = torch.nn.ModuleDict(losses)
+        self.weights = dict(weights)
+        self.objective_losses: dict[str, torch.Tensor] = {}
+        self.logged_terms: dict[str, torch.Tensor] = {}
+
+    def forward(
+        self, features: list[dict[str, torch.Tensor]], labels: torch.Tensor, objective: str
+    ) -> torch.Tensor:
+        loss_fn = self.losses[objective]
+        loss = loss_fn(features, labels)
+        self.objective_losses = {objective: loss.detach()}
+        self.logged_terms = dict(getattr(loss_fn, "logged_terms", {}))
+        return self.weights[objective] * loss
