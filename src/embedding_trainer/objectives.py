@@ -6,6 +6,7 @@ Each objective is handled as the one-objective run it would be alone (`objective
 checks, data module, evaluator and loss, built from that view."""
 
 import copy
+import math
 import re
 from collections.abc import Callable
 
@@ -89,13 +90,17 @@ def check_objectives(cfg: DictConfig, validate: Callable[[DictConfig], None]) ->
                 f"In objective {name!r} (its settings are {where}.<key>, e.g. {where}.data.batch_size): {error}"
             ) from None
     if sum(objective_weights(cfg, "score_weight").values()) == 0:
-        raise ConfigError("Every objective's score_weight is 0: give at least one a weight above 0 (val/score).")
+        raise ConfigError(
+            "Every objective's score_weight is 0: give at least one a weight above 0 (val/score)."
+        )
 
 
 class WeightedObjectiveLoss(torch.nn.Module):
     """The losses of several objectives. Every batch comes from one objective: its value is that
-    objective's loss times its weight. `objective_losses` holds the last batch's unweighted loss by
-    objective (logged as `train/loss/<objective>`); `logged_terms` its loss's own (a regularizer's)."""
+    objective's loss times its weight. `objective_losses` holds the last batch's unweighted loss under
+    its objective's name and NaN under the others' (logged as `train/loss/<objective>` at every step: a
+    logger would otherwise repeat a key's last value at steps that did not log it); `logged_terms`
+    the batch's loss's own terms (a regularizer's)."""
 
     def __init__(self, losses: dict[str, torch.nn.Module], weights: dict[str, float]) -> None:
         super().__init__()
@@ -109,6 +114,7 @@ class WeightedObjectiveLoss(torch.nn.Module):
     ) -> torch.Tensor:
         loss_fn = self.losses[objective]
         loss = loss_fn(features, labels)
-        self.objective_losses = {objective: loss.detach()}
+        nan = torch.full_like(loss.detach(), math.nan)
+        self.objective_losses = {name: loss.detach() if name == objective else nan for name in self.losses}
         self.logged_terms = dict(getattr(loss_fn, "logged_terms", {}))
         return self.weights[objective] * loss

@@ -192,7 +192,9 @@ def run_data_fingerprints(cfg: DictConfig, datamodule: EmbeddingDataModule | Obj
         return data_fingerprints(datamodule, cfg.dataset_type.evaluator.get("path"))
     return {
         "objectives": {
-            name: data_fingerprints(datamodule.datamodules[name], cfg.objectives[name].dataset_type.evaluator.get("path"))
+            name: data_fingerprints(
+                datamodule.datamodules[name], cfg.objectives[name].dataset_type.evaluator.get("path")
+            )
             for name in names
         }
     }

@@ -51,7 +51,12 @@ from embedding_trainer.losses import build_loss
 from embedding_trainer.evaluation.objectives import ObjectivesEvaluator
 from embedding_trainer.models import load_model
 from embedding_trainer.module import EmbeddingModule
-from embedding_trainer.objectives import WeightedObjectiveLoss, objective_names, objective_view, objective_weights
+from embedding_trainer.objectives import (
+    WeightedObjectiveLoss,
+    objective_names,
+    objective_view,
+    objective_weights,
+)
 from embedding_trainer.provenance import record_provenance
 from embedding_trainer.regularizers import regularized
 from embedding_trainer.reporting.guards import guard_sections, guard_warnings
@@ -181,11 +186,17 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
 
     datamodule = build_datamodule(cfg)
     datamodule.load()
-    evaluation = build_evaluation(cfg, run_evaluator(cfg, datamodule, "selection_data"))  # val/score: picks the checkpoint
+    evaluation = build_evaluation(
+        cfg, run_evaluator(cfg, datamodule, "selection_data")
+    )  # val/score: picks the checkpoint
     evaluator = evaluation.evaluator
     test = held_out_test(cfg, datamodule)  # scores the reported table when validation data chose (None: same)
-    general = general_evaluation(cfg, evaluator, datamodule.primary.eval_data)  # the forgetting guard (None: off)
-    health = embedding_health(cfg, datamodule.primary, evaluation)  # after `evaluation` in the list: it follows it
+    general = general_evaluation(
+        cfg, evaluator, datamodule.primary.eval_data
+    )  # the forgetting guard (None: off)
+    health = embedding_health(
+        cfg, datamodule.primary, evaluation
+    )  # after `evaluation` in the list: it follows it
     diagnostics = [callback for callback in (test, general, health) if callback is not None]
     # An unchanged model's embeddings of unchanged texts, encoded once: the baselines' (unless
     # evaluation.embedding_cache=false), a teacher's and a query adapter's frozen model's.
@@ -405,7 +416,10 @@ def objective_parts(
 
 
 def run_loss(
-    cfg: DictConfig, parts: list[tuple[DictConfig, EmbeddingDataModule]], model: SentenceTransformer, world_size: int
+    cfg: DictConfig,
+    parts: list[tuple[DictConfig, EmbeddingDataModule]],
+    model: SentenceTransformer,
+    world_size: int,
 ) -> torch.nn.Module:
     """The loss of each objective's config (`parts`, from `objective_parts`) around `model`, with its
     modifier and regularizer (regularizer=variance: a penalty added; none: the loss itself); with

@@ -388,7 +388,9 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
         sampler, collate = self.global_batches(world_size)
         return self.resumable(  # its position in the epoch is saved in checkpoints
-            train_loader(self.train_dataset, ShardedBatchSampler(sampler, rank, world_size), collate, self.num_workers)
+            train_loader(
+                self.train_dataset, ShardedBatchSampler(sampler, rank, world_size), collate, self.num_workers
+            )
         )
 
     def global_batches(self, world_size: int) -> tuple[Sampler, Callable[[list[dict]], tuple]]:

@@ -42,7 +42,9 @@ class ObjectiveBatchCollator:
     def __call__(self, items: list[tuple[int, dict]]) -> tuple:
         indices = {index for index, _ in items}
         if len(indices) != 1:
-            raise RuntimeError(f"A training batch mixes objectives {sorted(indices)}; each must come from one.")
+            raise RuntimeError(
+                f"A training batch mixes objectives {sorted(indices)}; each must come from one."
+            )
         index = indices.pop()
         features, labels = self.collators[index]([row for _, row in items])
         return features, labels, self.names[index]

@@ -50,7 +50,9 @@ class ObjectivesEvaluator(DimensionEvaluator):
             with using_cache(evaluator, self.embedding_cache):
                 theirs = evaluator(model, dims)
             for dim in dims:
-                metrics[dim].update({f"{name}{SEPARATOR}{metric}": value for metric, value in theirs[dim].items()})
+                metrics[dim].update(
+                    {f"{name}{SEPARATOR}{metric}": value for metric, value in theirs[dim].items()}
+                )
                 primaries[dim] += self.score_weights[name] * theirs[dim][evaluator.primary_metric]
                 for metric, values in (evaluator.last_per_example or {}).get(dim, {}).items():
                     per_example[dim][f"{name}{SEPARATOR}{metric}"] = values
@@ -59,7 +61,9 @@ class ObjectivesEvaluator(DimensionEvaluator):
         return {dim: {"score": primaries[dim] / total, **metrics[dim]} for dim in dims}
 
 
-def objective_part(metrics: DimensionMetrics | PerExample | None, name: str) -> DimensionMetrics | PerExample | None:
+def objective_part(
+    metrics: DimensionMetrics | PerExample | None, name: str
+) -> DimensionMetrics | PerExample | None:
     """Objective `name`'s own metrics (or per-example scores) of an `ObjectivesEvaluator`'s, under
     their own names (None: None, or nothing of that objective's)."""
     if metrics is None:

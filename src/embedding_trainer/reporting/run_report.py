@@ -64,7 +64,9 @@ def training_source(cfg: DictConfig) -> str:
 def describe_objective(view: DictConfig, spec: DictConfig) -> str:
     """One objective in a line: dataset type, training data, loss in its modifier, batch size, weights."""
     modifier = class_name(view.modifier.get("_target_"))
-    loss = class_name(view.loss._target_) + (f" in {modifier} {list(view.matryoshka_dims)}" if modifier else "")
+    loss = class_name(view.loss._target_) + (
+        f" in {modifier} {list(view.matryoshka_dims)}" if modifier else ""
+    )
     return (
         f"{view.dataset_type.name} from {training_source(view)}; {loss}; batch size {view.data.batch_size}; "
         f"loss weight {spec.weight}, score weight {spec.score_weight}"
