@@ -19,7 +19,6 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.objectives import ObjectivesDataModule
-from embedding_trainer.objectives import objective_names
 from embedding_trainer.fingerprints import (
     file_fingerprint,
     model_fingerprint,
@@ -27,6 +26,7 @@ from embedding_trainer.fingerprints import (
     texts_fingerprint,
 )
 from embedding_trainer.models import hub_id
+from embedding_trainer.objectives import objective_names
 from embedding_trainer.resolvers import PROJECT_ROOT
 
 DISTRIBUTIONS = (

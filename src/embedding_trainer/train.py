@@ -24,8 +24,8 @@ from embedding_trainer.adapters.training import adapted_model, adapter_kind, ada
 from embedding_trainer.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.datamodule import EvalData
-from embedding_trainer.data.objectives import ObjectivesDataModule
 from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run
+from embedding_trainer.data.objectives import ObjectivesDataModule
 from embedding_trainer.distillation import load_teacher, reported_evaluators, reported_scores, target_kind
 from embedding_trainer.early_stopping import EarlyStopping
 from embedding_trainer.embedding_cache import EmbeddingCache
@@ -37,6 +37,7 @@ from embedding_trainer.evaluation.callback import EvaluationCallback
 from embedding_trainer.evaluation.general import general_evaluation
 from embedding_trainer.evaluation.health import embedding_health
 from embedding_trainer.evaluation.objective import Objective
+from embedding_trainer.evaluation.objectives import ObjectivesEvaluator
 from embedding_trainer.evaluation.selection import Selection
 from embedding_trainer.evaluation.significance import Significance, record_significance
 from embedding_trainer.log import get_logger
@@ -48,7 +49,6 @@ from embedding_trainer.lora import (
     trained_parameters,
 )
 from embedding_trainer.losses import build_loss
-from embedding_trainer.evaluation.objectives import ObjectivesEvaluator
 from embedding_trainer.models import load_model
 from embedding_trainer.module import EmbeddingModule
 from embedding_trainer.objectives import (

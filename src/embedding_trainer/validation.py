@@ -15,8 +15,8 @@ from embedding_trainer.distillation import check_distillation
 from embedding_trainer.early_stopping import check_early_stopping
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.lora import check_lora
-from embedding_trainer.objectives import check_objectives, objective_names
 from embedding_trainer.losses import class_name
+from embedding_trainer.objectives import check_objectives, objective_names
 from embedding_trainer.regularizers import check_regularizer
 from embedding_trainer.resolvers import CONFIG_DIR
 

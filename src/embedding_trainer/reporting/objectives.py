@@ -85,8 +85,10 @@ def objective_sections(results: list[ObjectiveResult]) -> list[str]:
         "",
         "## Objectives",
         "",
-        "`score` above is the score-weighted mean of these primary metrics; each objective's every metric "
-        "is in `results.md` as `<objective>/<metric>`.",
+        (
+            "`score` above is the score-weighted mean of these primary metrics; each objective's every metric "
+            "is in `results.md` as `<objective>/<metric>`."
+        ),
         "",
     ]
     for result in results:
