@@ -4,6 +4,9 @@ checks that name the objective, and the shipped experiments."""
 
 import json
 import math
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -14,6 +17,7 @@ from embedding_trainer.errors import ConfigError
 from embedding_trainer.losses import build_loss
 from embedding_trainer.models import load_model
 from embedding_trainer.objectives import WeightedObjectiveLoss, objective_view
+from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.train import build_datamodule, train
 from embedding_trainer.validation import validate_config
 
@@ -227,3 +231,47 @@ def test_the_seed_example_trains_with_early_stopping(make_cfg):
     assert stopped["stopped_step"] == 2 and objects["trainer"].global_step == 2
     assert objects["results"]["objectives"]["contrastive"]["primary_metric"] == "accuracy_cosine"  # triplets
     assert math.isfinite(objects["results"]["objectives"]["sts"]["finetuned"]["8"]["spearman_cosine"])
+
+
+def test_an_objectives_validation_data_chooses_and_its_eval_data_reports(make_cfg):
+    cfg = make_cfg(*TWO_OBJECTIVES, "objectives.retrieval.data.validation_size=8", "debug=fdr", "logger=none")
+    metrics, objects = train(cfg)
+    selection = objects["results"]["selection"]
+    assert "retrieval: " in selection["selected_on"] and "validation_size=8" in selection["selected_on"]
+    assert "sts: " in selection["scored_on"] and not selection["same_data"]
+    # the reported tables are the held-out test's: every objective scored on its eval data
+    assert any(key.startswith("test/objectives_retrieval/ndcg@10_dim") for key in metrics)
+    test = objects["test"].finetuned
+    reported = objects["results"]["objectives"]["retrieval"]["finetuned"]
+    assert reported["32"]["ndcg@10"] == test[32]["retrieval/ndcg@10"]
+
+
+def test_two_objectives_train_under_ddp_with_one_val_score(tmp_path):
+    outputs, probe = tmp_path / "outputs", tmp_path / "probe"
+    command = [
+        sys.executable, "train.py", "trainer=ddp_sim", "model=tiny", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
+        "objectives=[retrieval,sts]", "objectives.retrieval.data.max_samples=32", "objectives.retrieval.data.batch_size=8",
+        "objectives.retrieval.data.max_eval_samples=16", "objectives.sts.data.max_samples=32",
+        "objectives.sts.data.batch_size=8", "objectives.sts.data.max_eval_samples=40",
+        "evaluation.show_progress_bar=false", "evaluation.general=null", "evaluation.health=null",
+        f"paths.log_dir={outputs}", "+callbacks.probe._target_=ddp_probe.ValScoreProbe", f"+callbacks.probe.folder={probe}",
+    ]  # fmt: skip
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
+    }
+    done = subprocess.run(command, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "Starting with 2 processes" in done.stdout + done.stderr
+    (run,) = (outputs / "default" / "runs").iterdir()
+    seen = [json.loads((probe / f"val_score_rank{rank}.json").read_text()) for rank in range(2)]
+    assert seen[0] == seen[1]
+    results = json.loads((run / "results.json").read_text())
+    assert results["step"] == 4 and set(results["objectives"]) == {"retrieval", "sts"}
+    rows = logged_rows(run)
+    order = [
+        [n for n in ("retrieval", "sts") if row[f"train/loss/{n}"] != "nan"]
+        for row in rows
+        if row.get("train/loss")
+    ]
+    assert order == [["retrieval"], ["sts"], ["retrieval"], ["sts"]]
