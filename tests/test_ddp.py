@@ -5,14 +5,13 @@ multi-run jobs that relaunch their ranks as themselves."""
 
 import json
 import os
-import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from ddp_probe import run_ddp_sim
 from hydra import compose, initialize_config_dir
 from hydra.core.hydra_config import HydraConfig
 from hydra.types import RunMode
@@ -160,22 +159,16 @@ def test_two_processes_with_batch_b_match_one_process_with_batch_2b(make_cfg, mo
 @pytest.mark.parametrize("extra", [[], ["model/lora=default"]], ids=["full", "lora"])
 def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path, extra):
     outputs, probe = tmp_path / "outputs", tmp_path / "probe"
-    command = [
-        sys.executable, "train.py", "trainer=ddp_sim", "model=tiny", "debug=limit",
-        "trainer.max_steps=2", "data.max_samples=40", "data.max_eval_samples=24", "data.batch_size=8",
-        "evaluation.show_progress_bar=false",  # the progress bar on: only rank zero's reads the metrics
-        f"paths.log_dir={outputs}", "+callbacks.probe._target_=ddp_probe.ValScoreProbe", f"+callbacks.probe.folder={probe}",
-        *extra,
-    ]  # fmt: skip
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
-    }
-    done = subprocess.run(
-        command, check=False, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Starting with 2 processes" in done.stdout + done.stderr
+    run_ddp_sim(
+        [
+            "model=tiny", "debug=limit", "trainer.max_steps=2", "data.max_samples=40", "data.max_eval_samples=24",
+            "data.batch_size=8",
+            "evaluation.show_progress_bar=false",  # the progress bar on: only rank zero's reads the metrics
+            *extra,
+        ],
+        outputs,
+        probe,
+    )  # fmt: skip
 
     run_dirs = list((outputs / "default" / "runs").iterdir())
     assert len(run_dirs) == 1, run_dirs

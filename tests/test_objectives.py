@@ -4,20 +4,17 @@ checks that name the objective, and the shipped experiments."""
 
 import json
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import torch
+from ddp_probe import run_ddp_sim
 
 from conftest import logged_rows
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.losses import build_loss
 from embedding_trainer.models import load_model
 from embedding_trainer.objectives import WeightedObjectiveLoss, objective_view
-from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.train import build_datamodule, train
 from embedding_trainer.validation import validate_config
 
@@ -248,23 +245,17 @@ def test_an_objectives_validation_data_chooses_and_its_eval_data_reports(make_cf
 
 def test_two_objectives_train_under_ddp_with_one_val_score(tmp_path):
     outputs, probe = tmp_path / "outputs", tmp_path / "probe"
-    command = [
-        sys.executable, "train.py", "trainer=ddp_sim", "model=tiny", "trainer.max_steps=4", "trainer.log_every_n_steps=1",
-        "objectives=[retrieval,sts]", "objectives.retrieval.data.max_samples=32", "objectives.retrieval.data.batch_size=8",
-        "objectives.retrieval.data.max_eval_samples=16", "objectives.sts.data.max_samples=32",
-        "objectives.sts.data.batch_size=8", "objectives.sts.data.max_eval_samples=40",
-        "evaluation.show_progress_bar=false", "evaluation.general=null", "evaluation.health=null",
-        f"paths.log_dir={outputs}", "+callbacks.probe._target_=ddp_probe.ValScoreProbe", f"+callbacks.probe.folder={probe}",
-    ]  # fmt: skip
-    env = {
-        **os.environ,
-        "PYTHONPATH": os.pathsep.join([str(Path(__file__).parent), os.environ.get("PYTHONPATH", "")]),
-    }
-    done = subprocess.run(
-        command, check=False, cwd=PROJECT_ROOT, env=env, capture_output=True, text=True, timeout=300
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "Starting with 2 processes" in done.stdout + done.stderr
+    run_ddp_sim(
+        [
+            "model=tiny", "trainer.max_steps=4", "trainer.log_every_n_steps=1", "objectives=[retrieval,sts]",
+            "objectives.retrieval.data.max_samples=32", "objectives.retrieval.data.batch_size=8",
+            "objectives.retrieval.data.max_eval_samples=16", "objectives.sts.data.max_samples=32",
+            "objectives.sts.data.batch_size=8", "objectives.sts.data.max_eval_samples=40",
+            "evaluation.show_progress_bar=false", "evaluation.general=null", "evaluation.health=null",
+        ],
+        outputs,
+        probe,
+    )  # fmt: skip
     (run,) = (outputs / "default" / "runs").iterdir()
     seen = [json.loads((probe / f"val_score_rank{rank}.json").read_text()) for rank in range(2)]
     assert seen[0] == seen[1]
