@@ -20,7 +20,7 @@ from embedding_trainer.errors import ConfigError
 
 OBJECTIVE_GROUPS = ("dataset_type", "data", "loss", "modifier")
 SAMPLINGS = tuple(OBJECTIVE_SAMPLERS)
-# Not (yet) combined with several objectives: what each would need is said in the message.
+# Features built for one objective, refused (with this name in the message) when there are several.
 SINGLE_OBJECTIVE_ONLY = {
     "teacher": "knowledge distillation (teacher=...)",
     "adapter": "a query adapter (adapter=...)",
@@ -44,8 +44,8 @@ def objective_view(cfg: DictConfig, name: str) -> DictConfig:
 
 
 def objective_weights(cfg: DictConfig, key: str) -> dict[str, float]:
-    """Each objective's `key` (`weight` or `score_weight`)."""
-    return {name: float(cfg.objectives[name][key]) for name in objective_names(cfg)}
+    """Each objective's `key` (`weight` or `score_weight`; 1 when the objective does not set it)."""
+    return {name: float(cfg.objectives[name].get(key, 1.0)) for name in objective_names(cfg)}
 
 
 def check_objectives(cfg: DictConfig, validate: Callable[[DictConfig], None]) -> None:

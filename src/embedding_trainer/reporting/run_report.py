@@ -9,7 +9,7 @@ from embedding_trainer.evaluation.significance import Significance
 from embedding_trainer.lora import ParameterCount, trained_parameters
 from embedding_trainer.losses import class_name
 from embedding_trainer.models import hub_id
-from embedding_trainer.objectives import objective_names, objective_view
+from embedding_trainer.objectives import objective_names, objective_view, objective_weights
 from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
 from embedding_trainer.reporting.results import evaluated_table, primary_table
 
@@ -25,8 +25,12 @@ def describe_run(cfg: DictConfig, parameters: ParameterCount | None = None) -> l
     parameters (`parameters`: trainable of total; the LoRA settings)."""
     names = objective_names(cfg)
     if names:
+        weights, score_weights = objective_weights(cfg, "weight"), objective_weights(cfg, "score_weight")
         trained_on = [
-            [f"objective {name}", describe_objective(objective_view(cfg, name), cfg.objectives[name])]
+            [
+                f"objective {name}",
+                describe_objective(objective_view(cfg, name), weights[name], score_weights[name]),
+            ]
             for name in names
         ]
         trained_on.append(["objective sampling", cfg.objective_sampling])
@@ -61,7 +65,7 @@ def training_source(cfg: DictConfig) -> str:
     return f"{cfg.data.train_path}" + (f" (split {cfg.data.train_split})" if cfg.data.train_split else "")
 
 
-def describe_objective(view: DictConfig, spec: DictConfig) -> str:
+def describe_objective(view: DictConfig, weight: float, score_weight: float) -> str:
     """One objective in a line: dataset type, training data, loss in its modifier, batch size, weights."""
     modifier = class_name(view.modifier.get("_target_"))
     loss = class_name(view.loss._target_) + (
@@ -69,7 +73,7 @@ def describe_objective(view: DictConfig, spec: DictConfig) -> str:
     )
     return (
         f"{view.dataset_type.name} from {training_source(view)}; {loss}; batch size {view.data.batch_size}; "
-        f"loss weight {spec.weight}, score weight {spec.score_weight}"
+        f"loss weight {weight}, score weight {score_weight}"
     )
 
 
