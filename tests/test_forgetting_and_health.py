@@ -18,6 +18,7 @@ from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation import SimilarityEvaluator
 from embedding_trainer.evaluation.general import GeneralEvaluation, already_evaluated
 from embedding_trainer.evaluation.health import EmbeddingHealthCallback, Probe, health_metrics
+from embedding_trainer.evaluation.objectives import ObjectivesEvaluator
 from embedding_trainer.train import train
 
 STS = ["a", "b", "c"], ["d", "e", "f"], [0.1, 0.5, 0.9]
@@ -180,9 +181,16 @@ def test_a_run_evaluated_on_the_general_set_or_a_sample_of_it_needs_no_general_e
     assert already_evaluated(SimilarityEvaluator(*STS), general)
     assert already_evaluated(SimilarityEvaluator(["b"], ["e"], [0.5]), general)
     assert not already_evaluated(SimilarityEvaluator(["b"], ["e"], [0.4]), general)
-    assert not already_evaluated(
-        SimpleNamespace(sentences_a=STS[0], sentences_b=STS[1], scores=STS[2]), general
+    not_similarity = SimpleNamespace(sentences_a=STS[0], sentences_b=STS[1], scores=STS[2])
+    not_similarity.parts = lambda: [not_similarity]
+    assert not already_evaluated(not_similarity, general)
+    # several objectives: one of them evaluates on the general set, or none does
+    other = SimilarityEvaluator(["b"], ["e"], [0.4])
+    weights = {"other": 1.0, "sts": 1.0}
+    assert already_evaluated(
+        ObjectivesEvaluator({"other": other, "sts": SimilarityEvaluator(*STS)}, weights), general
     )
+    assert not already_evaluated(ObjectivesEvaluator({"other": other}, weights), general)
 
 
 def test_in_batch_negatives_count_distinct_documents_as_tokenized():
