@@ -95,7 +95,7 @@ def _run(cfg) -> Path:
     return Path(cfg.paths.output_dir)
 
 
-def test_loss_and_score_weights(make_cfg):
+def test_loss_and_score_weights(make_cfg, caplog):
     cfg = make_cfg(
         *TWO_OBJECTIVES,
         "objectives.retrieval.score_weight=3",
@@ -114,6 +114,8 @@ def test_loss_and_score_weights(make_cfg):
             (3 * values["retrieval/ndcg@10"] + values["sts/spearman_cosine"]) / 4
         )
     assert objects["module"].loss.weights == {"retrieval": 1.0, "sts": 0.25}
+    # gradient clipping (trainer.gradient_clip_val, 1.0 by default) would undo the weights: said
+    assert "undoes an objective's weight" in caplog.text
 
 
 def test_weighted_loss_is_the_objectives_loss_times_its_weight(make_cfg):

@@ -17,6 +17,9 @@ from embedding_trainer.adapters.training import adapter_kind
 from embedding_trainer.data.hard_negatives import hard_negative_settings
 from embedding_trainer.data.objectives import OBJECTIVE_SAMPLERS
 from embedding_trainer.errors import ConfigError
+from embedding_trainer.log import get_logger
+
+log = get_logger(__name__)
 
 OBJECTIVE_GROUPS = ("dataset_type", "data", "loss", "modifier")
 SAMPLINGS = tuple(OBJECTIVE_SAMPLERS)
@@ -92,6 +95,14 @@ def check_objectives(cfg: DictConfig, validate: Callable[[DictConfig], None]) ->
     if sum(objective_weights(cfg, "score_weight").values()) == 0:
         raise ConfigError(
             "Every objective's score_weight is 0: give at least one a weight above 0 (val/score)."
+        )
+    weights = objective_weights(cfg, "weight")
+    clip = cfg.trainer.get("gradient_clip_val")
+    if clip and len(set(weights.values())) > 1:
+        log.warning(
+            f"Loss weights {weights} with trainer.gradient_clip_val={clip}: clipping scales each step's gradient "
+            f"to a norm of at most {clip}, which undoes an objective's weight whenever its gradient is larger "
+            "(every batch is one objective's). Set trainer.gradient_clip_val=null for the weights to act fully."
         )
 
 
