@@ -186,17 +186,14 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
 
     datamodule = build_datamodule(cfg)
     datamodule.load()
-    evaluation = build_evaluation(
-        cfg, run_evaluator(cfg, datamodule, "selection_data")
-    )  # val/score: picks the checkpoint
+    # Its val/score picks the checkpoint.
+    evaluation = build_evaluation(cfg, run_evaluator(cfg, datamodule, "selection_data"))
     evaluator = evaluation.evaluator
     test = held_out_test(cfg, datamodule)  # scores the reported table when validation data chose (None: same)
-    general = general_evaluation(
-        cfg, evaluator, datamodule.primary.eval_data
-    )  # the forgetting guard (None: off)
-    health = embedding_health(
-        cfg, datamodule.primary, evaluation
-    )  # after `evaluation` in the list: it follows it
+    # The forgetting guard (None: off).
+    general = general_evaluation(cfg, evaluator, datamodule.primary.eval_data)
+    # Probes the (first objective's) data; after `evaluation` in the callback list: it follows it.
+    health = embedding_health(cfg, datamodule.primary, evaluation)
     diagnostics = [callback for callback in (test, general, health) if callback is not None]
     # An unchanged model's embeddings of unchanged texts, encoded once: the baselines' (unless
     # evaluation.embedding_cache=false), a teacher's and a query adapter's frozen model's.
