@@ -7,6 +7,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 
 import pytest
 
@@ -160,3 +161,34 @@ def test_ctrl_c_leaves_failed_not_running(tmp_path):
     (run,) = RunRegistry(db).list()
     assert run["status"] == "failed", stderr[-2000:]
     assert run["error_type"] == "KeyboardInterrupt" and run["error_message"] == "interrupted"
+
+
+def test_an_interrupt_after_a_write_committed_stays_an_interrupt(tmp_path):
+    """Ctrl-C landing just after a registry write's COMMIT: the interrupt is raised, not a failed rollback."""
+
+    class InterruptAfterCommit(RunRegistry):
+        @contextmanager
+        def _connect(self):
+            with super()._connect() as connection:
+                yield _InterruptingConnection(connection)
+
+    RunRegistry(tmp_path / "runs.db").start("run-1", "task", [], "{}", str(tmp_path))
+    with pytest.raises(KeyboardInterrupt):
+        InterruptAfterCommit(tmp_path / "runs.db").progress("run-1", 3, 10)
+    assert RunRegistry(tmp_path / "runs.db").get("run-1")["step"] == 3  # the write itself was kept
+
+
+class _InterruptingConnection:
+    """A connection that raises KeyboardInterrupt right after executing a COMMIT."""
+
+    def __init__(self, connection) -> None:
+        self.connection = connection
+
+    def __getattr__(self, name):
+        return getattr(self.connection, name)
+
+    def execute(self, sql, *args):
+        cursor = self.connection.execute(sql, *args)
+        if sql == "COMMIT":
+            raise KeyboardInterrupt
+        return cursor

@@ -76,7 +76,9 @@ class RunRegistry:
                     raise KeyError(f"no run {parameters[-1]!r} in {self.path}")
                 connection.execute("COMMIT")
             except BaseException:
-                connection.execute("ROLLBACK")
+                # A Ctrl-C can land after COMMIT: a ROLLBACK then would fail and hide the interrupt.
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
                 raise
 
     def start(
