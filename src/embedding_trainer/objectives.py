@@ -23,11 +23,6 @@ log = get_logger(__name__)
 
 OBJECTIVE_GROUPS = ("dataset_type", "data", "loss", "modifier")
 SAMPLINGS = tuple(OBJECTIVE_SAMPLERS)
-# Features built for one objective, refused (with this name in the message) when there are several.
-SINGLE_OBJECTIVE_ONLY = {
-    "teacher": "knowledge distillation (teacher=...)",
-    "adapter": "a query adapter (adapter=...)",
-}
 
 
 def objective_names(cfg: DictConfig) -> list[str]:
@@ -59,11 +54,14 @@ def check_objectives(cfg: DictConfig, validate: Callable[[DictConfig], None]) ->
         raise ConfigError(
             f"objective_sampling must be one of {', '.join(SAMPLINGS)}, got {cfg.objective_sampling!r}."
         )
-    single_only = {"teacher": cfg.get("teacher") is not None, "adapter": adapter_kind(cfg) is not None}
-    for key, used in single_only.items():
+    single_objective_features = {  # key: (what it is, whether the run sets it)
+        "teacher": ("knowledge distillation (teacher=...)", cfg.get("teacher") is not None),
+        "adapter": ("a query adapter (adapter=...)", adapter_kind(cfg) is not None),
+    }
+    for key, (feature, used) in single_objective_features.items():
         if used:
             raise ConfigError(
-                f"{SINGLE_OBJECTIVE_ONLY[key]} trains one objective: with objectives={names} leave {key} at its "
+                f"{feature} trains one objective: with objectives={names} leave {key} at its "
                 "default, or train that objective alone."
             )
     for name in names:

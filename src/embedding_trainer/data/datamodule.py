@@ -385,12 +385,11 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         """Batches of `(features, labels)` drawn by the loss's batch sampler, seeded by `seed`. With
         several ranks, every rank draws the same global batches of batch_size x world size and
         takes its own slice (`ShardedBatchSampler`)."""
-        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        world_size, rank = world_and_rank(self.trainer)
         sampler, collate = self.global_batches(world_size)
-        return self.resumable(  # its position in the epoch is saved in checkpoints
-            train_loader(
-                self.train_dataset, ShardedBatchSampler(sampler, rank, world_size), collate, self.num_workers
-            )
+        # its position in the epoch is saved in checkpoints
+        return self.resumable(
+            train_loader(self.train_dataset, sampler, collate, self.num_workers, rank, world_size)
         )
 
     def global_batches(self, world_size: int) -> tuple[Sampler, Callable[[list[dict]], tuple]]:
@@ -474,11 +473,19 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         )
 
 
-def train_loader(dataset, batch_sampler: Sampler, collate: Callable, num_workers: int) -> ResumableDataLoader:
-    """The resumable training loader of `dataset`'s rows in the batches of `batch_sampler`."""
+def world_and_rank(trainer: pl.Trainer | None) -> tuple[int, int]:
+    """The trainer's world size and global rank ((1, 0) before a trainer is attached)."""
+    return (trainer.world_size, trainer.global_rank) if trainer else (1, 0)
+
+
+def train_loader(
+    dataset, global_sampler: Sampler, collate: Callable, num_workers: int, rank: int, world_size: int
+) -> ResumableDataLoader:
+    """The resumable training loader of `dataset`'s rows: rank `rank`'s slice of each global batch of
+    `global_sampler` (`ShardedBatchSampler`), collated by `collate`."""
     return ResumableDataLoader(
         dataset,
-        batch_sampler=batch_sampler,
+        batch_sampler=ShardedBatchSampler(global_sampler, rank, world_size),
         collate_fn=collate,
         num_workers=num_workers,
         persistent_workers=num_workers > 0,

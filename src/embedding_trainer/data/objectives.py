@@ -10,8 +10,7 @@ import torch
 from sentence_transformers.base.sampler import ProportionalBatchSampler, RoundRobinBatchSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from embedding_trainer.data.datamodule import EmbeddingDataModule, EvalData, train_loader
-from embedding_trainer.data.distributed import ShardedBatchSampler
+from embedding_trainer.data.datamodule import EmbeddingDataModule, EvalData, train_loader, world_and_rank
 from embedding_trainer.data.resumable import ResumableTrainData
 
 OBJECTIVE_SAMPLERS = {"round_robin": RoundRobinBatchSampler, "proportional": ProportionalBatchSampler}
@@ -109,7 +108,7 @@ class ObjectivesDataModule(ResumableTrainData, pl.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         """Batches `(features, labels, objective)`: every rank draws the same sequence of global
         batches (each objective's, in the order `sampling` picks) and takes its own slice."""
-        world_size, rank = (self.trainer.world_size, self.trainer.global_rank) if self.trainer else (1, 0)
+        world_size, rank = world_and_rank(self.trainer)
         names = list(self.datamodules)
         samplers, collators = zip(*(dm.global_batches(world_size) for dm in self.datamodules.values()))
         dataset = ConcatDataset(
@@ -121,8 +120,10 @@ class ObjectivesDataModule(ResumableTrainData, pl.LightningDataModule):
         return self.resumable(
             train_loader(
                 dataset,
-                ShardedBatchSampler(sampler, rank, world_size),
+                sampler,
                 ObjectiveBatchCollator(names, list(collators)),
                 self.primary.num_workers,
+                rank,
+                world_size,
             )
         )

@@ -26,6 +26,7 @@ class ObjectivesEvaluator(DimensionEvaluator):
         self.evaluators = dict(evaluators)
         self.score_weights = {name: float(score_weights[name]) for name in self.evaluators}
         self.scores_with_loss = any(evaluator.scores_with_loss for evaluator in self.evaluators.values())
+        self._loss: torch.nn.Module | None = None
 
     @property
     def loss(self) -> torch.nn.Module | None:
@@ -36,8 +37,6 @@ class ObjectivesEvaluator(DimensionEvaluator):
         self._loss = loss
         for name, evaluator in self.evaluators.items():
             evaluator.loss = None if loss is None else loss.losses[name]
-
-    _loss: torch.nn.Module | None = None
 
     def parts(self) -> list[DimensionEvaluator]:
         return list(self.evaluators.values())
