@@ -26,6 +26,7 @@ from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.datamodule import EvalData
 from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run
 from embedding_trainer.data.objectives import ObjectivesDataModule
+from embedding_trainer.data.synthetic_queries import synthetic_queries
 from embedding_trainer.distillation import load_teacher, reported_evaluators, reported_scores, target_kind
 from embedding_trainer.early_stopping import EarlyStopping
 from embedding_trainer.embedding_cache import EmbeddingCache
@@ -96,25 +97,32 @@ register_resolvers()
 silence_unactionable()
 
 
-def build_datamodule(cfg: DictConfig) -> EmbeddingDataModule | ObjectivesDataModule:
+def build_datamodule(
+    cfg: DictConfig, tokenizer: Callable[[], object] | None = None
+) -> EmbeddingDataModule | ObjectivesDataModule:
     """The data module of the composed dataset type, data source and loss batch sampler; with
-    several objectives, theirs (each of its objective's view) in one `ObjectivesDataModule`."""
+    several objectives, theirs (each of its objective's view) in one `ObjectivesDataModule`.
+    `tokenizer()`: the model's tokenizer, for chunking documents (see `EmbeddingDataModule`)."""
     names = objective_names(cfg)
     if names:
         return ObjectivesDataModule(
-            {name: objective_datamodule(objective_view(cfg, name)) for name in names},
+            {name: objective_datamodule(objective_view(cfg, name), tokenizer) for name in names},
             cfg.objective_sampling,
             cfg.seed,
             cfg.paths.output_dir,
         )
-    return objective_datamodule(cfg)
+    return objective_datamodule(cfg, tokenizer)
 
 
-def objective_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
+def objective_datamodule(
+    cfg: DictConfig, tokenizer: Callable[[], object] | None = None
+) -> EmbeddingDataModule:
     """The data module of one objective: `cfg`'s dataset type, data source and loss batch sampler."""
     schema = OmegaConf.to_container(cfg.dataset_type, resolve=True)
     data = OmegaConf.to_container(cfg.data, resolve=True)
     data.pop("hard_negatives", None)  # a stage run once the model is loaded (see `_train`)
+    for stage in ("synthetic_queries", "chunking"):  # read into `synthetic`
+        data.pop(stage, None)
     return EmbeddingDataModule(
         dataset_type=schema["name"],
         columns=schema["columns"],
@@ -126,6 +134,8 @@ def objective_datamodule(cfg: DictConfig) -> EmbeddingDataModule:
         batch_transform=instantiate((cfg.loss.get("batch_transform") or {}).get(schema["name"])),
         seed=cfg.seed,
         output_dir=cfg.paths.output_dir,
+        synthetic=synthetic_queries(cfg.data, cfg.paths.cache_dir),
+        tokenizer=tokenizer,
         **data,
     )
 
@@ -184,7 +194,8 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     output_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
-    datamodule = build_datamodule(cfg)
+    run_model = functools.cache(lambda: load_model(cfg.model))  # loaded once, by chunking or below
+    datamodule = build_datamodule(cfg, lambda: run_model().tokenizer)
     datamodule.load()
     # Its val/score picks the checkpoint.
     evaluation = build_evaluation(cfg, run_evaluator(cfg, datamodule, "selection_data"))
@@ -229,7 +240,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         check_in_batch_negatives(plan, part_cfg.loss, part.inputs or part.text_columns)
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
 
-    model = load_model(cfg.model)
+    model = run_model()
     if adapter_kind(cfg):  # adapter=linear/two_layer: the model frozen, an adapter on its query route trains
         model = adapted_model(model, cfg.adapter)
     provenance = (

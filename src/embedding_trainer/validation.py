@@ -11,6 +11,7 @@ from transformers import SchedulerType
 
 from embedding_trainer.adapters.training import check_adapter
 from embedding_trainer.data.hard_negatives import hard_negative_settings
+from embedding_trainer.data.synthetic_queries import synthetic_queries
 from embedding_trainer.distillation import check_distillation
 from embedding_trainer.early_stopping import check_early_stopping
 from embedding_trainer.errors import ConfigError
@@ -315,6 +316,18 @@ def check_hard_negatives(cfg: DictConfig) -> None:
         )
 
 
+def check_synthetic_queries(cfg: DictConfig) -> None:
+    """Generated queries come as (query, passage) pairs: the data must be pairs; the settings are
+    checked by reading them (`synthetic_queries`)."""
+    if synthetic_queries(cfg.data, cfg.paths.cache_dir) is None:
+        return
+    if cfg.dataset_type.name != "pair":
+        raise ConfigError(
+            f"data.synthetic_queries makes (query, passage) pairs, but dataset_type={cfg.dataset_type.name}; use "
+            "dataset_type=pair (with data=pair's settings), or data.synthetic_queries.generator=null."
+        )
+
+
 def check_validation_data(cfg: DictConfig) -> None:
     """Validation data is only asked for where the dataset type's evaluator reads the run's data
     (not a fixed set of its own, such as the STS benchmark for unlabelled sentences)."""
@@ -349,6 +362,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_learning_rate(cfg)
     check_scheduler(cfg)
     check_hard_negatives(cfg)
+    check_synthetic_queries(cfg)
     check_validation_data(cfg)
     check_lora(cfg)
     check_adapter(cfg)

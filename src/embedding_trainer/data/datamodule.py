@@ -35,10 +35,12 @@ from embedding_trainer.data.sources import (
     is_hub_id,
     is_retrieval_folder,
     misread_hint,
+    read_documents,
     read_hub,
     read_retrieval_split,
     read_table,
 )
+from embedding_trainer.data.synthetic_queries import SyntheticQueries
 from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.errors import DataError
 from embedding_trainer.log import get_logger
@@ -48,6 +50,8 @@ log = get_logger(__name__)
 
 # The split read when a source names none: BEIR folders call their validation qrels `dev`.
 DEFAULT_SPLITS = {"train": "train", "eval": "test", "validation": "dev"}
+# Generated pairs carry the passage they came from until the splits are made (by passage).
+CHUNK_COLUMNS = ("chunk_id", "document_id")
 
 
 @dataclass
@@ -99,6 +103,9 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             text) pairs are also training data (see `embedding_trainer.data.leakage`).
         output_dir: the run folder: the prepared train/eval rows are written to its `data/train.jsonl`, ...
             (`prepared_folder`).
+        synthetic: generate the training pairs from the documents of train_path (`data.synthetic_queries`,
+            `data.chunking`); test_size and validation_size then split by passage, never by pair.
+        tokenizer: returns the model's tokenizer (called only when chunking needs it).
     """
 
     def __init__(
@@ -138,6 +145,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         leakage: str = "warn",
         seed: int = 0,
         output_dir: str | None = None,
+        synthetic: SyntheticQueries | None = None,
+        tokenizer: Callable[[], object] | None = None,
     ) -> None:
         super().__init__()
         self.dataset_type = dataset_type
@@ -175,6 +184,10 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.leakage_mode = leakage
         self.leakage: Leakage | None = None
         self.seed = seed
+        self.synthetic = synthetic
+        self.tokenizer = tokenizer
+        # The generated pairs with their passages and the split each went to (written by `write_prepared`).
+        self.synthetic_pairs: dict[str, datasets.Dataset] = {}
         # Where `write_prepared` writes the rows trained and evaluated on (None: nowhere).
         self.prepared_folder = Path(output_dir) / "data" if output_dir else None
         self.train_dataset: datasets.Dataset | None = None
@@ -202,6 +215,12 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
                 raise DataError(
                     f"data.{key}={path} does not exist. Point it at a data file, a retrieval folder or a hub dataset id."
                 )
+        train_path = self.train_source[0]
+        if self.synthetic is not None and not Path(train_path).exists():
+            raise DataError(
+                f"data.synthetic_queries generates queries for local documents, but data.train_path={train_path} is "
+                "no local path: point it at a folder of .txt/.md files, a JSONL file of {text} rows or a retrieval folder."
+            )
         if self.leakage_mode not in LEAKAGE_MODES:
             raise DataError(
                 f"data.leakage must be one of {', '.join(LEAKAGE_MODES)}, got {self.leakage_mode!r}."
@@ -236,10 +255,17 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         """Read, normalize and check the train and eval rows (writing nothing: see `write_prepared`).
         Runs before any model loads."""
         self.check_sources()
-        train_rows, train_retrieval = self._read(*self.train_source, "train")
+        if self.synthetic is not None:
+            train_rows, train_retrieval = self._synthetic_rows(self.train_source[0]), None
+        else:
+            train_rows, train_retrieval = self._read(*self.train_source, "train")
         eval_path, eval_split = self.eval_source
         rows, retrieval = (None, None) if eval_path is None else self._read(eval_path, eval_split, "eval")
-        if eval_path is None and self.test_size:
+        if eval_path is None and self.test_size and self.synthetic is not None:
+            train_rows, rows = hold_out(
+                train_rows, self.test_size, self.seed, train_rows["chunk_id"], "data.test_size"
+            )
+        elif eval_path is None and self.test_size:
             split = train_rows.train_test_split(test_size=self.test_size, seed=self.seed)
             train_rows, rows = split["train"], split["test"]
         validation_path, validation_split = self.validation_source
@@ -247,8 +273,11 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         if validation_path is not None:
             validation, validation_retrieval = self._read(validation_path, validation_split, "validation")
         elif self.validation_size is not None:
-            train_rows, validation = hold_out(train_rows, self.validation_size, self.seed)
+            by_passage = train_rows["chunk_id"] if self.synthetic is not None else None
+            train_rows, validation = hold_out(train_rows, self.validation_size, self.seed, by_passage)
             validation_retrieval = train_retrieval
+        if self.synthetic is not None:
+            train_rows, rows, validation = self._set_aside_passages(train_rows, rows, validation)
         if self.label_type == "class":
             self.class_names = self.class_names or sorted({str(value) for value in train_rows[self.label]})
             train_rows = class_labels(train_rows, self.label, "train data", self.class_names)
@@ -315,6 +344,38 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         except DataError as error:
             raise DataError(f"{error} {misread_hint(table, fmt, self.read_options, self.encoding)}") from None
 
+    def _synthetic_rows(self, path: str) -> datasets.Dataset:
+        """The rows generated from the documents at `path` (see `SyntheticQueries`), fitted to the schema,
+        with each pair's `chunk_id` and `document_id`."""
+        pairs = self.synthetic.pairs(
+            read_documents(Path(path), self.encoding, self.document_title), self.tokenizer, self.seed
+        )
+        if not pairs:
+            raise DataError(
+                f"data.synthetic_queries made no pair from {path}: its passages are too short for "
+                "data.synthetic_queries.cropping (lower its min_words, or use longer documents)."
+            )
+        table = datasets.Dataset.from_dict(
+            {"anchor": [pair.query for pair in pairs], "positive": [pair.passage for pair in pairs]}
+        )
+        rows = self._fit(table, f"synthetic pairs from {path}")
+        rows = rows.add_column("chunk_id", [pair.chunk_id for pair in pairs])
+        return rows.add_column("document_id", [pair.document_id for pair in pairs])
+
+    def _set_aside_passages(self, *splits: datasets.Dataset | None) -> list[datasets.Dataset | None]:
+        """Keep the (train, eval, validation) rows that are generated with their passages for `write_prepared`,
+        and return the splits without those columns."""
+        generated = {
+            name: rows
+            for name, rows in zip(("train", "eval", "validation"), splits)
+            if rows is not None and CHUNK_COLUMNS[0] in rows.column_names
+        }
+        self.synthetic_pairs = generated
+        return [
+            rows.remove_columns(list(CHUNK_COLUMNS)) if rows in generated.values() else rows
+            for rows in splits
+        ]
+
     def _fit(self, table: datasets.Dataset, source: str) -> datasets.Dataset:
         """`table` as rows of the schema (columns renamed and ordered, negatives sampled, labels
         checked and converted); DataError naming `source` when it does not fit."""
@@ -376,6 +437,11 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
                         handle.write(json.dumps({"id": index, **row}, ensure_ascii=False) + "\n")
         if self.class_names:
             (folder / "classes.json").write_text(json.dumps(self.class_names) + "\n", encoding="utf-8")
+        if self.synthetic_pairs:
+            with (folder / "synthetic_pairs.jsonl").open("w", encoding="utf-8") as handle:
+                for split, rows in self.synthetic_pairs.items():
+                    for row in rows:
+                        handle.write(json.dumps({"split": split, **row}, ensure_ascii=False) + "\n")
 
     def use_model(self, model) -> None:
         """Tokenize training batches with `model`'s tokenizer and its named prompts (`model.prompts`)."""

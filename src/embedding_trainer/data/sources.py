@@ -232,18 +232,57 @@ def read_retrieval_split(
     return RetrievalSplit(queries=queries, corpus=corpus, relevant_docs=relevant_docs)
 
 
-def read_corpus(path: Path, encoding: str = "utf-8", document_title: str = "prepend") -> list[str]:
-    """The document texts of a retrieval folder's corpus (titles as `document_title` says), or the
-    `text` field of a JSONL file's rows."""
+@dataclass
+class Document:
+    """One document of a corpus: its id (a retrieval folder's `_id`, a JSONL row's `_id`/`id` or line
+    number, a text file's path inside its folder) and its text."""
+
+    id: str
+    text: str
+
+
+TEXT_FILE_SUFFIXES = (".txt", ".md")
+
+
+def read_documents(path: Path, encoding: str = "utf-8", document_title: str = "prepend") -> list[Document]:
+    """The documents of a corpus: a retrieval folder's `corpus.jsonl` (titles as `document_title` says),
+    a folder of `.txt`/`.md` files (read recursively, in path order; one document each), or a JSONL
+    file of `{"text": ...}` rows (ids from `_id` or `id`, else the row number). Blank documents are
+    left out; DataError when there is no document, or the path is none of those."""
     if is_retrieval_folder(path):
         check_document_title(document_title)
-        return [_document_text(doc, document_title) for doc in _read_jsonl(path / "corpus.jsonl", encoding)]
-    rows = _read_jsonl(path, encoding)
-    if not rows or any("text" not in row for row in rows):
+        rows = _read_jsonl(path / "corpus.jsonl", encoding)
+        documents = [Document(str(doc["_id"]), _document_text(doc, document_title)) for doc in rows]
+    elif path.is_dir():
+        files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_FILE_SUFFIXES)
+        documents = []
+        for file in files:
+            with decoded_with(file, encoding):
+                documents.append(
+                    Document(file.relative_to(path).as_posix(), file.read_text(encoding=encoding))
+                )
+    else:
+        rows = _read_jsonl(path, encoding) if path.is_file() else []
+        if not rows or any(not isinstance(row, dict) or not isinstance(row.get("text"), str) for row in rows):
+            raise DataError(
+                f"{path} must be a retrieval folder, a folder of .txt/.md files, or a JSONL file of "
+                '{"text": ...} rows (one document each).'
+            )
+        documents = [
+            Document(str(row.get("_id", row.get("id", number))), row["text"])
+            for number, row in enumerate(rows)
+        ]
+    documents = [doc for doc in documents if doc.text.strip()]
+    if not documents:
         raise DataError(
-            f'{path} must be a retrieval folder or a JSONL file of {{"text": ...}} rows, one document each.'
+            f"{path} holds no documents with text (.txt/.md files, or rows with a non-empty text)."
         )
-    return [row["text"] for row in rows]
+    return documents
+
+
+def read_corpus(path: Path, encoding: str = "utf-8", document_title: str = "prepend") -> list[str]:
+    """The texts of `read_documents(path, ...)`."""
+    return [doc.text for doc in read_documents(path, encoding, document_title)]
 
 
 def _document_text(doc: dict, document_title: str) -> str:
