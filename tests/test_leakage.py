@@ -48,6 +48,20 @@ def test_retrieval_splits_compare_their_queries_and_relevance_sets():
     assert (leakage.queries, leakage.query_total, leakage.pairs, leakage.pair_total) == (1, 2, 1, 3)
 
 
+def test_an_evaluation_answer_used_as_a_training_negative_is_leakage():
+    train_rows = _rows(
+        [{**row, "negative_1": f"item {(i + 1) % 40} is a thing."} for i, row in enumerate(TRAIN)]
+    )
+    split = RetrievalSplit(
+        queries={"q": "what is item 7?"}, corpus={"d": "item 8 is a thing."}, relevant_docs={"q": {"d"}}
+    )
+    columns = ["anchor", "positive", "negative_1"]
+    assert (
+        find_leakage(train_rows, columns, None, split).pairs,
+        find_leakage(_rows(TRAIN), columns[:2], None, split).pairs,
+    ) == (1, 0)
+
+
 def test_single_sentences_compare_the_sentences():
     train_rows = _rows([{"sentence": "a b", "class": 0}, {"sentence": "c d", "class": 1}])
     evaluation = _rows([{"sentence": "A  B", "class": 0}, {"sentence": "e f", "class": 1}])

@@ -259,7 +259,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             cfg.seed,
             cfg.data.document_title,
         )
-        datamodule.train_dataset = mined.rows
+        datamodule.replace_training_rows(mined.rows)
     datamodule.write_prepared()
     teacher = None
     if cfg.teacher is not None:  # a distillation loss: the teacher's outputs, computed once, are the labels

@@ -288,16 +288,26 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.eval_data = self._eval_data(rows, retrieval)
         if validation is not None:
             self.validation_data = self._eval_data(validation, validation_retrieval)
-        self.leakage = find_leakage(
-            self.train_dataset, self.text_columns, self.eval_data.rows, self.eval_data.retrieval
-        )
-        check_leakage(self.leakage, self.leakage_mode)
+        self._check_leakage()
         eval_count = "no" if rows is None else len(self.eval_data.rows)
         validation_count = "" if validation is None else f", {len(self.validation_data.rows)} validation rows"
         log.info(
             f"Data: {len(self.train_dataset)} training rows, {eval_count} eval rows{validation_count} "
             f"({self.dataset_type})"
         )
+
+    def replace_training_rows(self, rows: datasets.Dataset) -> None:
+        """Train on `rows` instead (a data stage's output, such as rows with mined negatives), checked
+        for leakage again."""
+        self.train_dataset = rows
+        self._check_leakage()
+
+    def _check_leakage(self) -> None:
+        """Find (and by `leakage_mode`, report or refuse) evaluation data among the training rows."""
+        self.leakage = find_leakage(
+            self.train_dataset, self.text_columns, self.eval_data.rows, self.eval_data.retrieval
+        )
+        check_leakage(self.leakage, self.leakage_mode)
 
     @property
     def primary(self) -> "EmbeddingDataModule":

@@ -1,6 +1,7 @@
 """Leakage between training and evaluation data: evaluation queries the model trains on, and
-evaluation (query, relevant text) pairs that are training pairs. Texts are compared after
-collapsing whitespace and case; pairs in either order. Queries are the first column where it is
+evaluation (query, relevant text) pairs that are training pairs, whether the training row has the
+text as its positive or as a negative (sampled or mined: the loss then pushes the evaluation's answer
+away). Texts are compared after collapsing whitespace and case; pairs in either order. Queries are the first column where it is
 one (`anchor`, `sentence`); in sentence_A/sentence_B formats only whole pairs count (a sentence
 may be in many pairs, and a pair is what is scored)."""
 
@@ -54,7 +55,7 @@ class Leakage:
             )
         if self.pair_total:
             found.append(
-                f"{self.pairs} of {self.pair_total} evaluation (query, relevant text) pairs among the training pairs"
+                f"{self.pairs} of {self.pair_total} evaluation (query, relevant text) pairs among the training pairs (as positive or negative)"
             )
         shown = "; ".join(repr(text[:EXAMPLE_CHARS]) for text in self.examples)
         return f"Leakage check: {', and '.join(found)}" + (f" (for example {shown})." if shown else ".")
@@ -63,8 +64,9 @@ class Leakage:
 def find_leakage(
     train_rows: datasets.Dataset, text_columns: list[str], eval_rows: datasets.Dataset | None, retrieval=None
 ) -> Leakage:
-    """Compare the training rows' first two text columns (query, relevant text) with the evaluation
-    data: a retrieval split's queries and relevance sets when given, else the eval rows' same columns."""
+    """Compare the training rows' queries (first text column) and their (query, other text) pairs, one
+    per further text column, with the evaluation data: a retrieval split's queries and relevance sets
+    when given, else the eval rows' first two columns."""
     if retrieval is not None:
         queries = list(retrieval.queries.values())
         pairs = [
@@ -80,11 +82,8 @@ def find_leakage(
     if text_columns[0] not in QUERY_COLUMNS:
         queries = []
     train_queries = {normalised(text) for text in train_rows[text_columns[0]]}
-    train_pairs = (
-        {_pair(*row) for row in zip(train_rows[text_columns[0]], train_rows[text_columns[1]])}
-        if len(text_columns) > 1
-        else set()
-    )
+    anchors = train_rows[text_columns[0]]
+    train_pairs = {_pair(*row) for column in text_columns[1:] for row in zip(anchors, train_rows[column])}
     leaked = [query for query in queries if normalised(query) in train_queries]
     leaked_pairs = [first for first, second in pairs if _pair(first, second) in train_pairs]
     return Leakage(
