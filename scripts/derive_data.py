@@ -9,10 +9,17 @@ plain JSONL with exactly the dataset type's columns, so no reader settings are n
 - stsb_train.jsonl, stsb_test.jsonl: {sentence_A, sentence_B, score}, the 0-5 score divided by 5.
 - quora_dev.jsonl, quora_test.jsonl: {sentence_A, sentence_B, label}, label 1 = duplicate.
 - sick_train.jsonl, sick_test.jsonl: {sentence_A, sentence_B, class}, the entailment judgment.
+- quora_retrieval/: duplicate-question retrieval (as BEIR's Quora task) in the retrieval layout. The
+  duplicate pairs of dev and test join questions into clusters; clusters are split 80/20 into train and
+  test (seeded). Train: every question of a train cluster is a query, the others in its cluster relevant.
+  Test: one question per test cluster (seeded) is the query, the others relevant, and it is left out of
+  the corpus (else it would find itself). The corpus is every other distinct question, non-duplicates
+  included as distractors.
 """
 
 import csv
 import json
+import random
 from pathlib import Path
 
 from embedding_trainer.data.transforms import DeleteWordsNoise
@@ -60,6 +67,53 @@ def quora(path: Path) -> list[dict]:
     return [{"sentence_A": f[0], "sentence_B": f[1], "label": int(f[2])} for f in read_tsv(path)]
 
 
+def question_clusters(pairs: list[tuple[str, str]]) -> list[list[str]]:
+    """The groups of questions joined by duplicate pairs (each sorted; in order of their first question)."""
+    parent: dict[str, str] = {}
+
+    def root(question: str) -> str:
+        parent.setdefault(question, question)
+        while parent[question] != question:
+            parent[question] = parent[parent[question]]
+            question = parent[question]
+        return question
+
+    for first, second in pairs:
+        parent[root(first)] = root(second)
+    clusters: dict[str, list[str]] = {}
+    for question in sorted(parent):
+        clusters.setdefault(root(question), []).append(question)
+    return sorted(clusters.values())
+
+
+def quora_retrieval(folder: Path, paths: list[Path], test_share: float = 0.2, seed: int = 0) -> None:
+    """Write the duplicate-question retrieval folder described in the module docstring."""
+    rows = [fields for path in paths for fields in read_tsv(path)]
+    questions = sorted({question for fields in rows for question in fields[:2]})
+    clusters = question_clusters([(fields[0], fields[1]) for fields in rows if fields[2] == "1"])
+    rng = random.Random(seed)
+    rng.shuffle(clusters)
+    test_count = round(test_share * len(clusters))
+    test_queries = {rng.choice(cluster): cluster for cluster in clusters[:test_count]}
+    doc_ids = {question: f"d{n}" for n, question in enumerate(q for q in questions if q not in test_queries)}
+    queries, qrels = [], {"train": [], "test": []}
+    for split, members_of in (
+        ("train", {q: c for c in clusters[test_count:] for q in c}),
+        ("test", test_queries),
+    ):
+        for question, cluster in members_of.items():
+            query_id = f"q{len(queries)}"
+            queries.append({"_id": query_id, "text": question})
+            qrels[split] += [(query_id, doc_ids[other]) for other in cluster if other != question]
+    (folder / "qrels").mkdir(parents=True, exist_ok=True)
+    write_jsonl(folder / "corpus.jsonl", [{"_id": i, "title": "", "text": q} for q, i in doc_ids.items()])
+    write_jsonl(folder / "queries.jsonl", queries)
+    for split, judged in qrels.items():
+        lines = ["query-id\tcorpus-id\tscore"] + [f"{query}\t{doc}\t1" for query, doc in judged]
+        (folder / "qrels" / f"{split}.tsv").write_text("\n".join(lines) + "\n", encoding="utf-8")
+        print(f"{(folder / 'qrels' / f'{split}.tsv').relative_to(DATA.parent)}: {len(judged)} judgments")
+
+
 def sick(path: Path) -> list[dict]:
     """SICK lines (with a header row) as pairs with the entailment judgment as their class."""
     header, *lines = read_tsv(path)
@@ -83,6 +137,9 @@ def main() -> None:
         write_jsonl(OUT / f"quora_{split}.jsonl", quora(DATA / "quora_duplicates" / f"{split}.tsv"))
     write_jsonl(OUT / "sick_train.jsonl", sick(DATA / "sick" / "SICK_train.txt"))
     write_jsonl(OUT / "sick_test.jsonl", sick(DATA / "sick" / "SICK_test_annotated.txt"))
+    quora_retrieval(
+        OUT / "quora_retrieval", [DATA / "quora_duplicates" / f"{split}.tsv" for split in ("dev", "test")]
+    )
 
 
 if __name__ == "__main__":
