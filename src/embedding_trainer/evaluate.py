@@ -2,6 +2,7 @@
 data config at every evaluation dimension, without training; and `main()`, its Hydra command-line
 shell (`python evaluate.py ...`, `-m model=a,b` for models side by side)."""
 
+import functools
 import time
 from pathlib import Path
 
@@ -63,7 +64,8 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     check_evaluation_dims(cfg)
     check_counts(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    datamodule = build_datamodule(cfg)
+    run_model = functools.cache(lambda: load_model(cfg.model))  # loaded once, by chunking or below
+    datamodule = build_datamodule(cfg, lambda: run_model().tokenizer)
     datamodule.load()  # the training rows too: k-NN support, class names, a held-out split
     evaluation = build_evaluation(cfg, build_evaluator(cfg, datamodule.eval_data))
     evaluator = evaluation.evaluator
@@ -75,7 +77,7 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
         )
     loggers = [instantiate(c) for c in cfg.logger.values()]  # not the trainer's: fast_dev_run swaps those out
     trainer = build_trainer(cfg, [], loggers)  # what provenance records the devices of
-    model = load_model(cfg.model).to(trainer.strategy.root_device).eval()
+    model = run_model().to(trainer.strategy.root_device).eval()
     store_run_id(output_dir, tracker.run_id)  # after the model loads: a rejected run writes nothing
     provenance = record_provenance(output_dir, cfg, model, datamodule, trainer)
 

@@ -88,7 +88,12 @@ from embedding_trainer.runtime.resume import (
 )
 from embedding_trainer.runtime.run_folder import claim_run_folder
 from embedding_trainer.sweeps.pruning import pruning_callbacks
-from embedding_trainer.training_plan import TrainingPlan, check_in_batch_negatives, check_steps
+from embedding_trainer.training_plan import (
+    TrainingPlan,
+    check_in_batch_negatives,
+    check_steps,
+    train_min_steps,
+)
 from embedding_trainer.validation import check_checkpoint_fits, validate_config
 from embedding_trainer.warnings_filter import silence_unactionable
 
@@ -123,6 +128,7 @@ def objective_datamodule(
     data.pop("hard_negatives", None)  # a stage run once the model is loaded (see `_train`)
     for stage in ("synthetic_queries", "chunking"):  # read into `synthetic`
         data.pop(stage, None)
+    data.pop("min_steps", None)  # the trainer's (see `train_min_steps`)
     return EmbeddingDataModule(
         dataset_type=schema["name"],
         columns=schema["columns"],
@@ -238,6 +244,8 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         plan = TrainingPlan.of(trainer, len(part.train_dataset), part_cfg.data.batch_size, world_size)
         check_steps(plan)
         check_in_batch_negatives(plan, part_cfg.loss, part.inputs or part.text_columns)
+    if len(parts) == 1:  # several objectives train their epochs of the combined batches
+        train_min_steps(trainer, plan, cfg.data.get("min_steps"))
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
 
     model = run_model()

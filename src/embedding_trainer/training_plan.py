@@ -59,10 +59,13 @@ class TrainingPlan:
         return batches if self.batch_limit is None else min(batches, int(self.batch_limit))
 
     @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(self.batches_per_epoch / self.accumulate)
+
+    @property
     def steps(self) -> float:
         """Optimizer steps in the whole run (inf when neither epochs nor steps are limited)."""
-        per_epoch = math.ceil(self.batches_per_epoch / self.accumulate)
-        by_epochs = math.inf if self.max_epochs is None else per_epoch * self.max_epochs
+        by_epochs = math.inf if self.max_epochs is None else self.steps_per_epoch * self.max_epochs
         return min(by_epochs, math.inf if self.max_steps is None else self.max_steps)
 
     def describe(self) -> str:
@@ -84,6 +87,33 @@ def check_steps(plan: TrainingPlan) -> None:
         f"This run would train 0 optimizer steps: {plan.describe()}. Train at least one: set "
         "trainer.max_epochs to 1 or more and trainer.max_steps to -1 (no limit) or a positive number, "
         "and give at least as many training rows as devices."
+    )
+
+
+def epochs_for_min_steps(plan: TrainingPlan, min_steps: int | None) -> int | None:
+    """The epochs that train at least `min_steps` optimizer steps (`data.min_steps`), when the plan's
+    epochs train fewer; None when there is nothing to raise (no minimum, a trainer.max_steps limit, no
+    epoch limit, enough steps already, or no step per epoch)."""
+    if (
+        not min_steps
+        or plan.max_steps is not None
+        or plan.max_epochs is None
+        or not 0 < plan.steps < min_steps
+    ):
+        return None
+    return math.ceil(min_steps / plan.steps_per_epoch)
+
+
+def train_min_steps(trainer: pl.Trainer, plan: TrainingPlan, min_steps: int | None) -> None:
+    """Raise the trainer's epochs to `epochs_for_min_steps` (before `fit`), and log why."""
+    epochs = epochs_for_min_steps(plan, min_steps)
+    if epochs is None:
+        return
+    trainer.fit_loop.max_epochs = epochs
+    log.info(
+        f"Training {epochs} epochs, not {plan.max_epochs}: {plan.steps_per_epoch} optimizer steps per epoch and "
+        f"data.min_steps={min_steps} ({plan.rows} training rows in batches of {plan.global_batch}). "
+        "data.min_steps=null trains trainer.max_epochs."
     )
 
 

@@ -148,6 +148,7 @@ COUNTS = (
     ("data.max_eval_samples", 1, True),
     ("data.max_length", 1, True),
     ("data.negatives_per_anchor", 1, True),
+    ("data.min_steps", 1, True),
     ("data.num_workers", 0, False),
     ("evaluation.batch_size", 1, False),
     ("evaluation.every_n_steps", 1, True),
