@@ -382,3 +382,23 @@ def test_bad_synthetic_settings_are_refused_before_any_model_loads(
     cfg = make_cfg(*TINY, "data.synthetic_queries.generator=cropping", *overrides)
     with pytest.raises(error, match=message):
         train(cfg)
+
+
+def test_generated_pairs_take_mined_negatives(make_cfg, tmp_path):
+    _write_corpus(tmp_path / "docs.jsonl", 40)
+    run = tmp_path / "run"
+    train(
+        make_cfg(
+            *TINY,
+            "data.synthetic_queries.generator=cropping",
+            f"data.train_path={tmp_path / 'docs.jsonl'}",
+            "data.max_eval_samples=20",
+            "data.hard_negatives.num_negatives=1",
+            "data.hard_negatives.range_min=0",
+            "data.hard_negatives.relative_margin=null",
+            output_dir=run,
+        )
+    )
+    rows = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
+    assert rows and set(rows[0]) == {"id", "anchor", "positive", "negative_1"}
+    assert all(row["negative_1"] != row["positive"] for row in rows)
