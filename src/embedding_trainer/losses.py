@@ -24,6 +24,7 @@ HARNESS_KEYS = (
     "wraps_gradient_cache",
     "truncates_embeddings",
     "teacher_targets",
+    "mask_known_relevance",
 )
 GATHER_ARGUMENT = "gather_across_devices"
 

@@ -60,6 +60,7 @@ from embedding_trainer.objectives import (
 )
 from embedding_trainer.provenance import record_provenance
 from embedding_trainer.regularizers import regularized
+from embedding_trainer.relevance_mask import with_relevance_mask
 from embedding_trainer.reporting.guards import guard_sections, guard_warnings
 from embedding_trainer.reporting.history import TrainingHistory
 from embedding_trainer.reporting.hub import push_to_hub
@@ -442,7 +443,11 @@ def run_loss(
     several objectives, a `WeightedObjectiveLoss` of them."""
     losses = [
         regularized(
-            build_loss(part_cfg.loss, part_cfg.modifier, model, world_size, len(part.class_names or [])),
+            with_relevance_mask(  # known relevance is never an in-batch negative (loss.mask_known_relevance)
+                build_loss(part_cfg.loss, part_cfg.modifier, model, world_size, len(part.class_names or [])),
+                part_cfg,
+                part,
+            ),
             part_cfg,
             model,
         )

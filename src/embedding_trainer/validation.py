@@ -19,6 +19,7 @@ from embedding_trainer.lora import check_lora
 from embedding_trainer.losses import class_name
 from embedding_trainer.objectives import check_objectives, objective_names
 from embedding_trainer.regularizers import check_regularizer
+from embedding_trainer.relevance_mask import check_relevance_mask
 from embedding_trainer.resolvers import CONFIG_DIR
 
 
@@ -369,6 +370,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_adapter(cfg)
     check_distillation(cfg)
     check_regularizer(cfg)
+    check_relevance_mask(cfg)
     check_early_stopping(cfg)
     if cfg.ckpt_path is not None:
         checkpoint_state_keys(cfg.ckpt_path)

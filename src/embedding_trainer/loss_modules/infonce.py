@@ -14,7 +14,7 @@ hardness_strength). `InfoNCELoss` adds it; with `label_smoothing=0` it is MNRL w
 `scale=1/temperature` (tested to 1e-6).
 """
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import torch
@@ -31,6 +31,7 @@ def info_nce_loss(
     targets: Tensor,
     temperature: float = 0.05,
     label_smoothing: float = 0.0,
+    similarity_fct: Callable[[Tensor, Tensor], Tensor] = cos_sim,
 ) -> Tensor:
     """Mean cross-entropy of each anchor's softmax over all documents, at `temperature`, against
     its own document smoothed by `label_smoothing`.
@@ -42,13 +43,22 @@ def info_nce_loss(
         temperature: logits are cosine similarity / temperature (> 0).
         label_smoothing: in [0, 1): the target puts 1 - label_smoothing + label_smoothing / M on
             the positive and label_smoothing / M on each other document (PyTorch's
-            `cross_entropy(label_smoothing=...)`).
+            `cross_entropy(label_smoothing=...)`); documents scored -inf get none (M counts the others).
+        similarity_fct: (B, d) x (M, d) -> (B, M) similarities (cosine; a masking wrapper may set scores
+            to -inf to leave those documents out).
 
     Returns:
         The scalar loss.
     """
-    logits = cos_sim(anchors, documents) * (1.0 / temperature)
-    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    logits = similarity_fct(anchors, documents) * (1.0 / temperature)
+    if label_smoothing == 0 or torch.isfinite(logits).all():
+        return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)
+    # Documents scored -inf are left out: the smoothing mass goes to each row's other documents only.
+    log_probs = torch.log_softmax(logits, dim=1)
+    kept = torch.isfinite(logits)
+    smooth = -log_probs.masked_fill(~kept, 0.0).sum(dim=1) / kept.sum(dim=1)
+    nll = -log_probs.gather(1, targets[:, None]).squeeze(1)
+    return ((1 - label_smoothing) * nll + label_smoothing * smooth).mean()
 
 
 class InfoNCELoss(nn.Module):
@@ -91,6 +101,7 @@ class InfoNCELoss(nn.Module):
         self.temperature = float(temperature)
         self.label_smoothing = float(label_smoothing)
         self.gather_across_devices = gather_across_devices
+        self.similarity_fct = cos_sim
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
@@ -109,7 +120,14 @@ class InfoNCELoss(nn.Module):
             candidates = [all_gather_with_grad(column) for column in candidates]
             offset = get_rank() * anchors.size(0)
         targets = torch.arange(offset, offset + anchors.size(0), device=anchors.device)
-        return info_nce_loss(anchors, torch.cat(candidates), targets, self.temperature, self.label_smoothing)
+        return info_nce_loss(
+            anchors,
+            torch.cat(candidates),
+            targets,
+            self.temperature,
+            self.label_smoothing,
+            self.similarity_fct,
+        )
 
     def get_config_dict(self) -> dict[str, Any]:
         return {
