@@ -2,7 +2,6 @@
 data config at every evaluation dimension, without training; and `main()`, its Hydra command-line
 shell (`python evaluate.py ...`, `-m model=a,b` for models side by side)."""
 
-import functools
 import time
 from pathlib import Path
 
@@ -15,7 +14,7 @@ from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation.base import metrics_json, using_cache
 from embedding_trainer.evaluation.significance import PER_EXAMPLE_DIR, save_per_example
 from embedding_trainer.log import get_logger
-from embedding_trainer.models import load_model
+from embedding_trainer.models import model_loader
 from embedding_trainer.provenance import record_provenance
 from embedding_trainer.reporting.results import write_evaluation_results
 from embedding_trainer.reporting.run_report import base_model_name, write_evaluation_report
@@ -64,7 +63,7 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     check_evaluation_dims(cfg)
     check_counts(cfg)
     output_dir = Path(cfg.paths.output_dir)
-    run_model = functools.cache(lambda: load_model(cfg.model))  # loaded once, by chunking or below
+    run_model = model_loader(cfg.model)  # loaded once, by chunking or below
     datamodule = build_datamodule(cfg, lambda: run_model().tokenizer)
     datamodule.load()  # the training rows too: k-NN support, class names, a held-out split
     evaluation = build_evaluation(cfg, build_evaluator(cfg, datamodule.eval_data))

@@ -2,6 +2,7 @@
 Hugging Face transformers with a chosen pooling, and a tiny offline encoder; each with its query and
 document prompts."""
 
+import functools
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -42,6 +43,11 @@ def load_model(model_cfg: DictConfig, key: str = "model") -> SentenceTransformer
             f"{model.get_embedding_dimension()} dimensions; set {key}.dimension={model.get_embedding_dimension()}."
         )
     return model
+
+
+def model_loader(model_cfg: DictConfig) -> Callable[[], SentenceTransformer]:
+    """`load_model(model_cfg)` on the first call; the same model on every later one."""
+    return functools.cache(lambda: load_model(model_cfg))
 
 
 def load_pretrained(

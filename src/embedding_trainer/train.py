@@ -50,7 +50,7 @@ from embedding_trainer.lora import (
     trained_parameters,
 )
 from embedding_trainer.losses import build_loss
-from embedding_trainer.models import load_model
+from embedding_trainer.models import model_loader
 from embedding_trainer.module import EmbeddingModule
 from embedding_trainer.objectives import (
     WeightedObjectiveLoss,
@@ -103,6 +103,11 @@ register_resolvers()
 silence_unactionable()
 
 
+# Data keys read elsewhere: hard_negatives (a stage run once the model is loaded, see `_train`),
+# synthetic_queries and chunking (read into `synthetic`), min_steps (the trainer's, `train_min_steps`).
+NOT_DATAMODULE_KEYS = ("hard_negatives", "synthetic_queries", "chunking", "min_steps")
+
+
 def build_datamodule(
     cfg: DictConfig, tokenizer: Callable[[], object] | None = None
 ) -> EmbeddingDataModule | ObjectivesDataModule:
@@ -126,10 +131,8 @@ def objective_datamodule(
     """The data module of one objective: `cfg`'s dataset type, data source and loss batch sampler."""
     schema = OmegaConf.to_container(cfg.dataset_type, resolve=True)
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    data.pop("hard_negatives", None)  # a stage run once the model is loaded (see `_train`)
-    for stage in ("synthetic_queries", "chunking"):  # read into `synthetic`
-        data.pop(stage, None)
-    data.pop("min_steps", None)  # the trainer's (see `train_min_steps`)
+    for key in NOT_DATAMODULE_KEYS:
+        data.pop(key, None)
     return EmbeddingDataModule(
         dataset_type=schema["name"],
         columns=schema["columns"],
@@ -201,7 +204,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     output_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
-    run_model = functools.cache(lambda: load_model(cfg.model))  # loaded once, by chunking or below
+    run_model = model_loader(cfg.model)  # loaded once, by chunking or below
     datamodule = build_datamodule(cfg, lambda: run_model().tokenizer)
     datamodule.load()
     # Its val/score picks the checkpoint.

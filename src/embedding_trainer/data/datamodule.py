@@ -261,13 +261,14 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             train_rows, train_retrieval = self._read(*self.train_source, "train")
         eval_path, eval_split = self.eval_source
         rows, retrieval = (None, None) if eval_path is None else self._read(eval_path, eval_split, "eval")
-        if eval_path is None and self.test_size and self.synthetic is not None:
-            train_rows, rows = hold_out(
-                train_rows, self.test_size, self.seed, train_rows["chunk_id"], "data.test_size"
-            )
-        elif eval_path is None and self.test_size:
-            split = train_rows.train_test_split(test_size=self.test_size, seed=self.seed)
-            train_rows, rows = split["train"], split["test"]
+        if eval_path is None and self.test_size:
+            if self.synthetic is not None:  # by passage
+                train_rows, rows = hold_out(
+                    train_rows, self.test_size, self.seed, train_rows["chunk_id"], "data.test_size"
+                )
+            else:
+                split = train_rows.train_test_split(test_size=self.test_size, seed=self.seed)
+                train_rows, rows = split["train"], split["test"]
         validation_path, validation_split = self.validation_source
         validation, validation_retrieval = None, None
         if validation_path is not None:
@@ -375,15 +376,12 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
     def _set_aside_passages(self, *splits: datasets.Dataset | None) -> list[datasets.Dataset | None]:
         """Keep the (train, eval, validation) rows that are generated with their passages for `write_prepared`,
         and return the splits without those columns."""
-        generated = {
-            name: rows
-            for name, rows in zip(("train", "eval", "validation"), splits)
-            if rows is not None and CHUNK_COLUMNS[0] in rows.column_names
-        }
-        self.synthetic_pairs = generated
+        generated = [rows is not None and CHUNK_COLUMNS[0] in rows.column_names for rows in splits]
+        names = ("train", "eval", "validation")
+        self.synthetic_pairs = {name: rows for name, rows, kept in zip(names, splits, generated) if kept}
         return [
-            rows.remove_columns(list(CHUNK_COLUMNS)) if rows in generated.values() else rows
-            for rows in splits
+            rows.remove_columns(list(CHUNK_COLUMNS)) if kept else rows
+            for rows, kept in zip(splits, generated)
         ]
 
     def _fit(self, table: datasets.Dataset, source: str) -> datasets.Dataset:

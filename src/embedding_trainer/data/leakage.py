@@ -1,9 +1,9 @@
 """Leakage between training and evaluation data: evaluation queries the model trains on, and
 evaluation (query, relevant text) pairs that are training pairs, whether the training row has the
 text as its positive or as a negative (sampled or mined: the loss then pushes the evaluation's answer
-away). Texts are compared after collapsing whitespace and case; pairs in either order. Queries are the first column where it is
-one (`anchor`, `sentence`); in sentence_A/sentence_B formats only whole pairs count (a sentence
-may be in many pairs, and a pair is what is scored)."""
+away). Texts are compared after collapsing whitespace and case; pairs in either order. Queries are
+the first column where it is one (`anchor`, `sentence`); in sentence_A/sentence_B formats only whole
+pairs count (a sentence may be in many pairs, and a pair is what is scored)."""
 
 from dataclasses import dataclass, field
 

@@ -51,9 +51,7 @@ class SyntheticQueries:
         only when chunking needs it), in passage order."""
         chunks = self._passages(documents, tokenizer)
         if self.generator == "cropping":
-            generated = [
-                (chunk, first, second) for chunk, first, second in cropped_pairs(chunks, self.settings, seed)
-            ]
+            generated = cropped_pairs(chunks, self.settings, seed)
             log.info(f"Synthetic queries (cropping): {len(generated)} span pairs from {len(chunks)} passages")
         else:
             generated = [
