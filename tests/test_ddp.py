@@ -183,6 +183,12 @@ def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path, extra):
     if extra:  # only the adapters trained (the same on both ranks: one val/score, below)
         assert "LoRA r=8, alpha=16" in (run / "train.log").read_text()
     assert "val/score" not in (run / "train_ddp_process_1.log").read_text()  # rank 1 logs nothing of its own
+    # The evaluations in training (baseline, step 2) share their encoding out: 24 queries, 2,067 paragraphs;
+    # so does the forgetting guard's baseline (STS-b's 2,552 sentences).
+    log = (run / "train.log").read_text()
+    assert log.count("Encoding 24 texts across 2 processes (12 here)") == 2
+    assert log.count("Encoding 2067 texts across 2 processes (1034 here)") == 2
+    assert log.count("Encoding 2552 texts across 2 processes (1276 here)") == 1
 
     seen = [json.loads((probe / f"val_score_rank{rank}.json").read_text()) for rank in range(WORLD_SIZE)]
     assert seen[0] == seen[1]

@@ -108,7 +108,7 @@ def test_health_warns_when_spread_or_rank_collapses(caplog):
     )
     probe = Probe([f"t{i}" for i in range(64)], None, "eval data")
     health = EmbeddingHealthCallback(probe, [16, 8], evaluation, min_fraction=0.5)
-    trainer = SimpleNamespace(global_step=0, is_global_zero=True, loggers=[])
+    trainer = _one_process_trainer(0)
     health.on_fit_start(trainer, _Module())
     trainer.global_step = 5
     health.on_train_epoch_end(trainer, _Module())
@@ -121,6 +121,16 @@ def test_health_warns_when_spread_or_rank_collapses(caplog):
     assert (
         health.to_json(5)["warnings"] == health.warnings
         and health.to_json(5)["final"]["8"]["effective_rank"] < 2
+    )
+
+
+def _one_process_trainer(global_step: int) -> SimpleNamespace:
+    """What the callbacks read of a one-process Lightning trainer at `global_step`."""
+    return SimpleNamespace(
+        global_step=global_step,
+        is_global_zero=True,
+        loggers=[],
+        strategy=SimpleNamespace(root_device=torch.device("cpu")),
     )
 
 
@@ -148,9 +158,7 @@ class _ScoreSequence:
 )
 def test_general_evaluation_warns_on_drops_beyond_the_limit(after, max_drop, warns):
     general = GeneralEvaluation(_ScoreSequence(0.5, after), [8], max_drop, "sts")
-    general.on_fit_start(
-        SimpleNamespace(global_step=0, is_global_zero=True, loggers=[]), SimpleNamespace(model=_Encoder())
-    )
+    general.on_fit_start(_one_process_trainer(0), SimpleNamespace(model=_Encoder()))
     general.finish(_Encoder(), torch.device("cpu"))
     assert (general.warning is not None) is warns
     assert general.to_json()["finetuned"] == {"8": {"spearman_cosine": after}}
@@ -158,10 +166,8 @@ def test_general_evaluation_warns_on_drops_beyond_the_limit(after, max_drop, war
 
 def test_a_resumed_run_keeps_the_general_baseline_and_never_takes_a_trained_model_for_it():
     first = GeneralEvaluation(_ScoreSequence(0.5), [8], 0.02, "sts")
-    first.on_fit_start(
-        SimpleNamespace(global_step=0, is_global_zero=True, loggers=[]), SimpleNamespace(model=_Encoder())
-    )
-    resumed_at = SimpleNamespace(global_step=3, is_global_zero=True, loggers=[])
+    first.on_fit_start(_one_process_trainer(0), SimpleNamespace(model=_Encoder()))
+    resumed_at = _one_process_trainer(3)
     resumed = GeneralEvaluation(_ScoreSequence(0.4), [8], 0.02, "sts")  # 0.4: the trained model's score
     resumed.load_state_dict(first.state_dict())
     resumed.on_fit_start(resumed_at, SimpleNamespace(model=_Encoder()))

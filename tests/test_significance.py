@@ -230,7 +230,7 @@ def test_callback_keeps_baseline_best_and_latest_and_checkpoints_them(tmp_path):
         is_global_zero=True,
         loggers=[],
         callback_metrics={},
-        strategy=SimpleNamespace(broadcast=lambda value, src: value),
+        strategy=SimpleNamespace(broadcast=lambda value, src: value, root_device=torch.device("cpu")),
     )
     module = SimpleNamespace(training=True, model=None, eval=lambda: None, train=lambda mode: None)
     evaluation.on_fit_start(trainer, module)

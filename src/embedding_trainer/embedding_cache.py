@@ -18,6 +18,7 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.fingerprints import encoder_fingerprint, settings_fingerprint, texts_fingerprint
 from embedding_trainer.log import get_logger
+from embedding_trainer.sharded_encoding import current_shard
 
 log = get_logger(__name__)
 
@@ -34,7 +35,38 @@ def encode(
     """Full-dimension float32 embeddings of `texts` under `model` (one row each, in order, on the
     CPU), as the evaluators have always encoded: not normalized beyond what the model's own modules do.
     `task` (`query`, `document` or None) picks the route of a model that routes by task, as
-    `encode_query` and `encode_document` do; other models ignore it."""
+    `encode_query` and `encode_document` do; other models ignore it.
+
+    Inside `sharded_encoding` (and for at least one text per process) this process encodes its share
+    of `texts` alone and gathers the rest from the others (its progress bar on the first process only)."""
+    shard = current_shard()
+    if shard is not None and len(texts) >= shard.world_size:
+        log.info(
+            f"Encoding {len(texts)} texts across {shard.world_size} processes ({len(shard.take(texts))} here)"
+        )
+        mine = _encode_in_this_process(
+            model,
+            shard.take(texts),
+            batch_size,
+            show_progress_bar and shard.rank == 0,
+            prompt_name,
+            prompt,
+            task,
+        )
+        return shard.gather(mine, len(texts))
+    return _encode_in_this_process(model, texts, batch_size, show_progress_bar, prompt_name, prompt, task)
+
+
+def _encode_in_this_process(
+    model: SentenceTransformer,
+    texts: list[str],
+    batch_size: int,
+    show_progress_bar: bool,
+    prompt_name: str | None,
+    prompt: str | None,
+    task: str | None,
+) -> torch.Tensor:
+    """`encode` in this process alone, whatever the sharding."""
     with torch.no_grad():
         embeddings = model.encode(
             texts,
@@ -102,6 +134,9 @@ class EmbeddingCache:
         distinct = sorted(set(texts))
         path = self._path(model, distinct, prompt_name, prompt, task)
         stored = _read(path, len(distinct))
+        shard = current_shard()
+        if shard is not None and not shard.all_agree(stored is not None):
+            stored = None  # encoded by all processes together: each must take the same branch
         if stored is not None:
             log.info(f"Embedding cache: embeddings of {len(texts)} texts read from the cache ({path})")
             row = {text: index for index, text in enumerate(distinct)}
@@ -110,6 +145,8 @@ class EmbeddingCache:
             f"Embedding cache: encoding {len(texts)} texts (not in the cache yet; storing them at {path})"
         )
         embeddings = encode(model, texts, batch_size, show_progress_bar, prompt_name, prompt, task)
+        if shard is not None and shard.rank != 0:
+            return embeddings  # every process holds the same rows: the first stores them
         row = {text: index for index, text in enumerate(texts)}
         try:
             _write(path, embeddings[[row[text] for text in distinct]].numpy())

@@ -16,15 +16,17 @@ from embedding_trainer.evaluation.base import (
     using_cache,
 )
 from embedding_trainer.log import get_logger
+from embedding_trainer.sharded_encoding import sharded_encoding
 
 log = get_logger(__name__)
 
 
 class BeforeAfterEvaluation(pl.Callback):
-    """Runs `evaluator` (named `label` in messages) at `dims` on global rank zero: on the untrained
-    model when training starts (`baseline`, unless `run_baseline` is off; logged at step 0 as
-    `<prefix>/<evaluator>_<metric>_dim<d>`; checkpointed, so a resumed run keeps it and never takes a
-    trained model for it) and, through `finish`, on the final model (`finetuned`). The evaluator's
+    """Runs `evaluator` (named `label` in messages) at `dims`: on the untrained model when training
+    starts (`baseline`, unless `run_baseline` is off; every process encodes its share of the texts and
+    gets the metrics; logged at step 0 as `<prefix>/<evaluator>_<metric>_dim<d>`; checkpointed, so a
+    resumed run keeps it and never takes a trained model for it) and, through `finish`, on the final
+    model (`finetuned`; on global rank zero alone, after training). The evaluator's
     per-example scores of both are kept (`baseline_examples`, `finetuned_examples`; None when it has
     none). `baseline_cache`: as `EvaluationCallback.baseline_cache`."""
 
@@ -49,14 +51,12 @@ class BeforeAfterEvaluation(pl.Callback):
         self.finetuned_examples: PerExample | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if (
-            self.run_baseline
-            and self.baseline is None
-            and trainer.global_step == 0
-            and trainer.is_global_zero
-        ):
+        if self.run_baseline and self.baseline is None and trainer.global_step == 0:
             log.info(f"Evaluating {self.label} before training")
-            with using_cache(self.evaluator, self.baseline_cache):
+            with (
+                sharded_encoding(trainer.strategy.root_device),
+                using_cache(self.evaluator, self.baseline_cache),
+            ):
                 self.baseline = self._evaluate(pl_module.model)
             self.baseline_examples = self.evaluator.last_per_example
             for logger in trainer.loggers:

@@ -15,6 +15,7 @@ from embedding_trainer.evaluation.base import (
 )
 from embedding_trainer.evaluation.objective import Objective
 from embedding_trainer.log import get_logger
+from embedding_trainer.sharded_encoding import sharded_encoding
 
 log = get_logger(__name__)
 
@@ -68,9 +69,11 @@ class EvaluationCallback(pl.Callback):
 
     def evaluate(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> DimensionMetrics:
         """Evaluate the module's SentenceTransformer now and log the result at the current step.
-        With several processes, global rank zero evaluates and sends its metrics to every rank, so
-        all ranks log, checkpoint and stop on the same `val/score`."""
-        metrics = self._run_evaluator(pl_module) if trainer.is_global_zero else None
+        With several processes, every process encodes its share of the evaluation texts
+        (`sharded_encoding`) and global rank zero sends its metrics to every rank, so all ranks log,
+        checkpoint and stop on the same `val/score`."""
+        with sharded_encoding(trainer.strategy.root_device):
+            metrics = self._run_evaluator(pl_module)
         metrics = trainer.strategy.broadcast(metrics, src=0)
         flat = self.flatten(metrics)
         for logger in trainer.loggers:
