@@ -122,7 +122,7 @@ def test_a_run_trains_on_mined_rows_and_reports_them(make_cfg, tmp_path):
         (["dataset_type=score", "loss=cosent"], "use dataset_type=pair"),
         (["loss=gist"], "losses that can: cached_mnrl, distill_kl, infonce, margin_mse, mnrl, mse"),
         (["data.negatives_per_anchor=2"], "set one of them to null"),
-        (["data.hard_negatives.range_max=11"], "raise range_max"),
+        (["data.hard_negatives.range_min=10", "data.hard_negatives.range_max=11"], "raise range_max"),
         (["data.hard_negatives.sampling=best"], "one of top, random"),
         (["+data.hard_negatives.window=5"], "its keys are num_negatives"),
         (["data.hard_negatives.corpus=/no/such/corpus.jsonl"], "does not exist"),

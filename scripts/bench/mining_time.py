@@ -3,7 +3,7 @@ and settings, in one process.
 
 Run from the repository root:  .venv/bin/python scripts/bench/mining_time.py [--max-rows N]
 Defaults: every shipped SQuAD training pair (5,078 questions), all-MiniLM-L6-v2, the `data.hard_negatives`
-defaults with 3 negatives (ranks 10..100, top, relative margin 0.05), corpus = the training positives
+defaults with 3 negatives (ranks 0..20, top, relative margin 0.05), corpus = the training positives
 or, with --corpus-folder, the whole retrieval corpus (2,067 paragraphs). Prints both times, how many
 rows kept all negatives, and their ratio; the last line is one JSON object with all of them.
 """

@@ -43,8 +43,8 @@ class HardNegativeSettings:
 
     num_negatives: int = 0
     model: str = "base"
-    range_min: int = 10
-    range_max: int | None = 100
+    range_min: int = 0
+    range_max: int | None = 20
     sampling: str = "top"
     max_score: float | None = None
     relative_margin: float | None = 0.05
