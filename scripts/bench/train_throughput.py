@@ -9,7 +9,7 @@ Defaults reproduce the targets: all-MiniLM-L6-v2, fp32, one epoch, lr/warmup/wei
   squad: MNRL in MatryoshkaLoss [384,256,128,64] on --squad-samples shuffled SQuAD (question,
          paragraph) pairs, batch 32, max length 256, batches without duplicates.
 Ours runs as configured plus `data.group_by_length=true` (off with --no-grouping); tokenize-once is
-on by default. Each side runs in its own child process; about 25 minutes on 2 CPU cores.
+on by default. Each side's precision: fp32 unless --ours-precision / --reference-precision bf16-mixed. Each side runs in its own child process; about 25 minutes on 2 CPU cores.
 Prints samples/s of each side and the ratio ours / reference per case; the last line is JSON whose
 "ratio" is the smallest ratio over the cases run.
 """
@@ -24,6 +24,7 @@ CASES = ("sts", "squad")
 
 def case_overrides(case: str, args, ours: bool) -> list[str]:
     overrides = [f"data.group_by_length={str(ours and not args.no_grouping).lower()}"]
+    overrides += [f"trainer.precision={args.ours_precision if ours else args.reference_precision}"]
     overrides += [f"model.encoder.name_or_path={args.model}"] if args.model else []
     if case == "sts":
         overrides += ["experiment=stsb_cosent", "modifier=none", "data.batch_size=16"]
@@ -62,6 +63,13 @@ def main() -> None:
     parser.add_argument("--squad-samples", type=int, default=1024, help="SQuAD training pairs (of 5,078)")
     parser.add_argument("--max-length", type=int, default=256, help="SQuAD truncation in tokens, both sides")
     parser.add_argument("--no-grouping", action="store_true", help="ours without length-grouped batches")
+    for side in ("ours", "reference"):
+        parser.add_argument(
+            f"--{side}-precision",
+            default="32",
+            choices=["32", "bf16-mixed"],
+            help=f"{side}: fp32, or bf16 autocast (on a CPU with bf16 instructions: AVX512-BF16 or AMX)",
+        )
     args = parser.parse_args()
     if args.child:
         print(json.dumps(run_side(*args.child, args)))
@@ -72,6 +80,7 @@ def main() -> None:
         ["--model", args.model] if args.model else []
     )
     argv += ["--no-grouping"] if args.no_grouping else []
+    argv += ["--ours-precision", args.ours_precision, "--reference-precision", args.reference_precision]
     results = {}
     for case in CASES if args.case == "both" else (args.case,):
         ours, reference = (
