@@ -146,9 +146,16 @@ def test_ctrl_c_leaves_failed_not_running(tmp_path):
         f"paths.cache_dir={tmp_path / 'cache'}",
         f"registry.path={db}",
     ]
-    process = subprocess.Popen(
-        command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
-    )
+    # As from a shell: the run starts with Ctrl-C at its default, whatever an earlier test left this
+    # process doing with SIGINT (an ignored SIGINT is inherited, and Python then never raises
+    # KeyboardInterrupt; a handler is reset to the default by exec).
+    inherited = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        process = subprocess.Popen(
+            command, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True
+        )
+    finally:
+        signal.signal(signal.SIGINT, inherited)
     deadline = time.time() + 240
     while time.time() < deadline:
         runs = RunRegistry(db).list() if db.exists() else []
@@ -162,7 +169,11 @@ def test_ctrl_c_leaves_failed_not_running(tmp_path):
     except subprocess.TimeoutExpired:  # seen once in a full CI run: say where it was stuck
         process.send_signal(signal.SIGABRT)
         _, stderr = process.communicate(timeout=60)
-        pytest.fail(f"the run did not stop within 120 s of Ctrl-C; its threads then:\n{stderr[-8000:]}")
+        stack = stderr[stderr.rfind("Fatal Python error") :]
+        pytest.fail(
+            f"the run did not stop within 120 s of Ctrl-C (SIGINT in the test process: {inherited}); "
+            f"its threads then:\n{stack[:8000]}"
+        )
     assert process.returncode != 0
     (run,) = RunRegistry(db).list()
     assert run["status"] == "failed", stderr[-2000:]
