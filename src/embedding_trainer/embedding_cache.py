@@ -41,12 +41,11 @@ def encode(
     of `texts` alone and gathers the rest from the others (its progress bar on the first process only)."""
     shard = current_shard()
     if shard is not None and len(texts) >= shard.world_size:
-        log.info(
-            f"Encoding {len(texts)} texts across {shard.world_size} processes ({len(shard.take(texts))} here)"
-        )
+        share = shard.take(texts)
+        log.info(f"Encoding {len(texts)} texts across {shard.world_size} processes ({len(share)} here)")
         mine = _encode_in_this_process(
             model,
-            shard.take(texts),
+            share,
             batch_size,
             show_progress_bar and shard.rank == 0,
             prompt_name,

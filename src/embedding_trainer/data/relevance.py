@@ -31,7 +31,7 @@ class RelevanceSets:
         for anchor, positive in pairs:
             related.add((self._number(anchor), self._number(positive)))
         self.pairs = len(related)
-        size = max(len(self.ids), 1)
+        size = self.size
         keys = [a * size + b for a, b in related] + [b * size + a for a, b in related]
         # Both orders: relevance is tested symmetrically (a document may also be an anchor).
         self.pair_keys = torch.tensor(sorted(set(keys)), dtype=torch.long)
