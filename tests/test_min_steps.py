@@ -4,8 +4,10 @@ the data size, stated in the log), and nothing changes where a step limit or eno
 import logging
 
 import pytest
+from hydra import compose, initialize_config_dir
 
 from embedding_trainer.errors import ConfigError
+from embedding_trainer.resolvers import CONFIG_DIR
 from embedding_trainer.train import train
 from embedding_trainer.training_plan import TrainingPlan, epochs_for_min_steps
 
@@ -57,3 +59,31 @@ def test_a_run_trains_the_raised_epochs_and_says_so(make_cfg, caplog):
 def test_a_minimum_that_is_no_whole_number_is_refused(make_cfg, no_model_loading):
     with pytest.raises(ConfigError, match="data.min_steps must be a whole number of at least 1 or null"):
         train(make_cfg(*TINY, "data.min_steps=0.5"))
+
+
+def _composed_data(*overrides: str):
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        return compose(config_name="train", overrides=list(overrides)).data
+
+
+@pytest.mark.parametrize(
+    "overrides, min_steps, grouped",
+    [
+        ([], 100, True),  # the default job: pair data
+        (["dataset_type=n_tuple"], 100, True),
+        (["experiment=quora_retrieval"], 100, True),
+        (["dataset_type=score", "loss=cosent"], None, False),  # not a retrieval fine-tune
+        (["experiment=squad_cropping"], None, False),  # measured with one ungrouped epoch
+    ],
+)
+def test_retrieval_data_trains_at_least_100_steps_in_grouped_batches_by_default(
+    overrides, min_steps, grouped
+):
+    data = _composed_data(*overrides)
+    assert (data.min_steps, data.group_by_length) == (min_steps, grouped)
+
+
+def test_measured_objectives_keep_their_ungrouped_batches():
+    with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=["experiment=retrieval_and_sts"])
+    assert cfg.objectives.retrieval.data.group_by_length is False

@@ -90,6 +90,7 @@ def compose(overrides: list[str], output_dir: str):
         "evaluation.baseline=false",
         "evaluation.show_progress_bar=false",
         "save_model=false",
+        "data.min_steps=null",  # the epochs the config says, on both sides
     ]
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = hydra_compose(config_name="train", overrides=quiet + list(overrides))
