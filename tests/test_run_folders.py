@@ -159,3 +159,28 @@ def test_the_run_folder_cannot_be_a_file(make_cfg, tmp_path):
     with pytest.raises(RunFolderError, match="is a file"):
         train(make_cfg(*FAST, output_dir=path))
     assert path.read_text() == "kept"
+
+
+def test_a_claim_never_shows_half_written(tmp_path, monkeypatch):
+    # Another process reading the claim file while it is written would find no claimant and take the
+    # folder over as stale: the claim must appear only once its content is complete.
+    from embedding_trainer.runtime import run_folder
+
+    seen_while_writing = []
+    dumps = run_folder.json.dumps
+
+    def spying_dumps(value):
+        claim = tmp_path / "run" / CLAIM_FILE
+        seen_while_writing.append(claim.exists() and run_folder._read_claim(claim) is None)
+        return dumps(value)
+
+    monkeypatch.setattr(run_folder.json, "dumps", spying_dumps)
+    claim = claim_run_folder(tmp_path / "run", run_id="default-mine")
+    try:
+        assert seen_while_writing == [False]
+        assert run_folder._read_claim(tmp_path / "run" / CLAIM_FILE).run_id == "default-mine"
+        assert sorted(path.name for path in (tmp_path / "run").iterdir()) == [
+            CLAIM_FILE
+        ]  # nothing staged left
+    finally:
+        claim.release()

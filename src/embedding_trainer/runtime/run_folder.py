@@ -199,9 +199,16 @@ def _retire_claim(path: Path) -> bool:
 
 
 def _write_claim(path: Path, claimant: Claimant, exclusive: bool) -> None:
-    flags = os.O_WRONLY | os.O_CREAT | (os.O_EXCL if exclusive else os.O_TRUNC)
+    """Write the claim to a file of this process's own, then put it in place whole: hard-linked when
+    `exclusive` (FileExistsError when a claim is there), else replacing the claim. So no process ever
+    reads a claim half written (an empty claim reads as a stale one, and would be taken over)."""
+    staged = path.with_name(f"{CLAIM_FILE}.new-{os.getpid()}")
     try:
-        descriptor = os.open(path, flags, 0o644)
+        staged.write_text(json.dumps(asdict(claimant)) + "\n", encoding="utf-8")
+        if exclusive:
+            os.link(staged, path)
+        else:
+            os.replace(staged, path)
     except FileExistsError:
         raise  # the caller's to handle: the folder is claimed
     except OSError as error:
@@ -209,8 +216,8 @@ def _write_claim(path: Path, claimant: Claimant, exclusive: bool) -> None:
             f"Cannot write in the run folder {path.parent}: {error.strerror}. Choose a writable place with "
             "hydra.run.dir=... (or paths.log_dir=...)."
         ) from None
-    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
-        handle.write(json.dumps(asdict(claimant)) + "\n")
+    finally:
+        staged.unlink(missing_ok=True)
 
 
 def _read_claim(path: Path) -> Claimant | None:
