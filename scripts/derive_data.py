@@ -9,6 +9,11 @@ plain JSONL with exactly the dataset type's columns, so no reader settings are n
 - stsb_train.jsonl, stsb_test.jsonl: {sentence_A, sentence_B, score}, the 0-5 score divided by 5.
 - quora_dev.jsonl, quora_test.jsonl: {sentence_A, sentence_B, label}, label 1 = duplicate.
 - sick_train.jsonl, sick_test.jsonl: {sentence_A, sentence_B, class}, the entailment judgment.
+- distillation_sentences.jsonl: {sentence}, the distinct texts of the training parts of the shipped sets,
+  for distillation (loss=mse with dataset_type=single): the SQuAD train questions, their paragraphs whole
+  and cut into sentences, the questions of the Quora dev pairs, the sentences of the SNLI dev triplets,
+  the TREC train questions, and the sentences of the STS benchmark and SICK train splits; none of the
+  SQuAD test questions or their paragraphs, nor any STS benchmark test sentence.
 - quora_retrieval/: duplicate-question retrieval (as BEIR's Quora task) in the retrieval layout. The
   duplicate pairs of dev and test join questions into clusters; clusters are split 80/20 into train and
   test (seeded). Train: every question of a train cluster is a query, the others in its cluster relevant.
@@ -22,6 +27,8 @@ import json
 import random
 from pathlib import Path
 
+from embedding_trainer.data.chunking import SENTENCE_END
+from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.data.transforms import DeleteWordsNoise
 
 DATA = Path(__file__).resolve().parents[1] / "data"
@@ -124,6 +131,43 @@ def sick(path: Path) -> list[dict]:
     ]
 
 
+def squad_train_texts(folder: Path) -> list[str]:
+    """The train split's questions, then each of their paragraphs (as evaluation reads it: title first)
+    followed by its sentences."""
+    split = read_retrieval_split(folder, "train")
+    paragraphs = dict.fromkeys(doc for docs in split.relevant_docs.values() for doc in docs)
+    texts = list(split.queries.values())
+    for doc in paragraphs:
+        body = split.corpus[doc]
+        texts += [body, *SENTENCE_END.split(body)]
+    return texts
+
+
+def distillation_sentences() -> list[dict]:
+    """The distinct non-blank texts of the training parts of the shipped sets (module docstring), less the
+    SQuAD test questions and their paragraphs, and the STS benchmark test sentences (257 of its train
+    sentences recur there)."""
+    texts = squad_train_texts(DATA / "squad_pairs")
+    texts += [
+        question for fields in read_tsv(DATA / "quora_duplicates" / "dev.tsv") for question in fields[:2]
+    ]
+    triplets = read_tsv(DATA / "nli_triplets" / "triplets_dev.tsv")[1:]
+    texts += [sentence for fields in triplets for sentence in fields[:3]]
+    texts += [row["sentence"] for row in trec(DATA / "trec_questions" / "train_5500.label")]
+    texts += [row["sentence"] for row in stsb_sentences(DATA / "stsb" / "sts-train.csv")]
+    texts += [
+        row[column]
+        for row in sick(DATA / "sick" / "SICK_train.txt")
+        for column in ("sentence_A", "sentence_B")
+    ]
+    squad_test = read_retrieval_split(DATA / "squad_pairs", "test")
+    test_paragraphs = {doc for docs in squad_test.relevant_docs.values() for doc in docs}
+    scored = {*squad_test.queries.values(), *(squad_test.corpus[doc] for doc in test_paragraphs)}
+    scored |= {row["sentence"] for row in stsb_sentences(DATA / "stsb" / "sts-test.csv")}
+    distinct = dict.fromkeys(text.strip() for text in texts)
+    return [{"sentence": text} for text in distinct if text and text not in scored]
+
+
 def main() -> None:
     OUT.mkdir(exist_ok=True)
     write_jsonl(OUT / "trec_train.jsonl", trec(DATA / "trec_questions" / "train_5500.label"))
@@ -137,6 +181,7 @@ def main() -> None:
         write_jsonl(OUT / f"quora_{split}.jsonl", quora(DATA / "quora_duplicates" / f"{split}.tsv"))
     write_jsonl(OUT / "sick_train.jsonl", sick(DATA / "sick" / "SICK_train.txt"))
     write_jsonl(OUT / "sick_test.jsonl", sick(DATA / "sick" / "SICK_test_annotated.txt"))
+    write_jsonl(OUT / "distillation_sentences.jsonl", distillation_sentences())
     quora_retrieval(
         OUT / "quora_retrieval", [DATA / "quora_duplicates" / f"{split}.tsv" for split in ("dev", "test")]
     )

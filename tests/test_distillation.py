@@ -3,18 +3,20 @@ distillation losses training a real student, layer reduction, and the config err
 
 import json
 
+import numpy
 import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
 from conftest import FAST
 from embedding_trainer import embedding_cache
+from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.distillation import TeacherTargets
 from embedding_trainer.errors import ConfigError
-from embedding_trainer.fingerprints import encoder_fingerprint
+from embedding_trainer.fingerprints import encoder_fingerprint, file_fingerprint
 from embedding_trainer.layer_reduction import keep_layers
 from embedding_trainer.models import load_model
-from embedding_trainer.resolvers import CONFIG_DIR
+from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT
 from embedding_trainer.text_vectors import TextVectors
 from embedding_trainer.train import train
 
@@ -206,3 +208,56 @@ def test_a_decoder_keeps_its_chosen_layers_and_their_types_and_saves_as_the_smal
     assert torch.allclose(
         reloaded.encode(texts, convert_to_tensor=True), model.encode(texts, convert_to_tensor=True), atol=1e-5
     )
+
+
+def _small_retrieval_folder(folder, queries: int = 12, distractors: int = 20):
+    """The first `queries` SQuAD test questions, their paragraphs and `distractors` other paragraphs, in
+    the retrieval layout (only a `test` split)."""
+    split = read_retrieval_split(PROJECT_ROOT / "data" / "squad_pairs", "test")
+    kept = dict(list(split.relevant_docs.items())[:queries])
+    relevant = {doc for docs in kept.values() for doc in docs}
+    docs = sorted(relevant) + sorted(set(split.corpus) - relevant)[:distractors]
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text(
+        "".join(json.dumps({"_id": doc, "text": split.corpus[doc]}) + "\n" for doc in docs)
+    )
+    (folder / "queries.jsonl").write_text(
+        "".join(json.dumps({"_id": q, "text": split.queries[q]}) + "\n" for q in kept)
+    )
+    rows = "".join(f"{q}\t{doc}\t1\n" for q, docs in kept.items() for doc in docs)
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n" + rows)
+    return folder
+
+
+def test_the_distillation_experiment_trains_on_single_sentences_and_scores_retrieval_and_sts(
+    make_cfg, tmp_path
+):
+    folder = _small_retrieval_folder(tmp_path / "squad_small")
+    cfg = make_cfg(
+        "experiment=distill_minilm_l3",
+        "model=tiny",
+        "~model.encoder.keep_layers",  # the experiment keeps layers of MiniLM-L6; the tiny model has 2
+        *TEACHER,
+        "logger=none",
+        "callbacks=none",
+        "evaluation.show_progress_bar=false",
+        "evaluation.health=null",
+        "evaluation.general_max_drop=0.02",  # keeps the STS benchmark evaluation on (conftest.GUARDS_OFF)
+        "data.max_samples=64",
+        "data.batch_size=16",
+        "trainer.max_epochs=1",
+        f"dataset_type.evaluator.path={folder}",
+    )
+    train(cfg)
+    run = tmp_path / "run"
+    results = json.loads((run / "results.json").read_text())
+    # Scored on the folder's 12 test questions, with the STS benchmark beside it, student against teacher.
+    assert results["evaluator"] == "retrieval" and results["primary_metric"] == "ndcg@10"
+    assert len(numpy.load(run / "per_example" / "finetuned.npz")["example_ids"]) == 12
+    assert results["general"]["data"].endswith("stsb_test.jsonl")
+    assert set(results["teacher"]) == {"retrieval", results["general"]["data"]}
+    assert results["provenance"]["data"]["train"]["columns"] == ["sentence"]
+    assert results["provenance"]["data"]["eval"] == {
+        "source": str(folder),
+        "file_fingerprint": file_fingerprint(folder),
+    }

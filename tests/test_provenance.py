@@ -3,6 +3,7 @@ results.json, provenance.json, the registry row and the logged config; git state
 temporary repositories; the model card names the base model by its hub id."""
 
 import json
+import shutil
 import subprocess
 
 import pytest
@@ -10,6 +11,7 @@ import yaml
 from hydra.utils import instantiate
 
 from conftest import FAST
+from embedding_trainer.fingerprints import file_fingerprint
 from embedding_trainer.models import hub_id
 from embedding_trainer.provenance import git_state, record_provenance
 from embedding_trainer.reporting.model_card import write_model_card
@@ -234,3 +236,20 @@ def test_a_model_without_hub_id_is_called_local(make_cfg, tmp_path):
         f"from a local model (`{tmp_path}`)" in body
         and "- git commit: `abc` with uncommitted changes" in body
     )
+
+
+def test_a_folders_fingerprint_covers_every_files_name_and_bytes(tmp_path):
+    folder = tmp_path / "folder"
+    (folder / "qrels").mkdir(parents=True)
+    (folder / "corpus.jsonl").write_text('{"_id": "d1", "text": "a"}\n')
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    first = file_fingerprint(folder)
+    copy = tmp_path / "copy"
+    shutil.copytree(folder, copy)
+    assert file_fingerprint(copy) == first
+    (copy / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t2\n")
+    assert file_fingerprint(copy) != first
+    shutil.rmtree(copy)
+    shutil.copytree(folder, copy)
+    (copy / "qrels" / "test.tsv").rename(copy / "qrels" / "dev.tsv")
+    assert file_fingerprint(copy) != first

@@ -2,8 +2,9 @@
 texts, the same batch size, `SentenceTransformer.encode` (tokenizing included), rounds alternating
 teacher and student so both see the same machine load.
 
-Run from the repository root:  .venv/bin/python scripts/bench/student_speed.py [--student minilm_l3]
-Defaults: teacher model=minilm (all-MiniLM-L6-v2), student model=minilm_l3 (its layers 0, 2, 4), the
+Run from the repository root:  .venv/bin/python scripts/bench/student_speed.py [--student "model=minilm_l3"]
+Defaults: teacher `model=minilm` (all-MiniLM-L6-v2), student `experiment=distill_minilm_l3`'s model (its
+layers 0, 4, 5; each side is Hydra overrides of the training config, space-separated), the
 2,067 SQuAD paragraphs and 5,492 test questions of data/squad_pairs, batch 64, best of 3 rounds each.
 Prints texts/s of each, the student's speed-up, and a last line of JSON. About 3 minutes on 2 CPU cores.
 """
@@ -35,10 +36,10 @@ def squad_texts() -> list[str]:
     ]
 
 
-def model_of(option: str):
-    """The model that `model=<option>` loads, in eval mode."""
+def model_of(overrides: str):
+    """The model of the training config composed with `overrides` (space-separated), in eval mode."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=[f"model={option}"])
+        cfg = compose(config_name="train", overrides=overrides.split())
     return load_model(cfg.model).eval()
 
 
@@ -53,8 +54,10 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--teacher", default="minilm", help="model option of the teacher")
-    parser.add_argument("--student", default="minilm_l3", help="model option of the student")
+    parser.add_argument("--teacher", default="model=minilm", help="overrides that choose the teacher")
+    parser.add_argument(
+        "--student", default="experiment=distill_minilm_l3", help="overrides that choose the student"
+    )
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--rounds", type=int, default=3, help="timed rounds of each (the best counts)")
     parser.add_argument("--limit", type=int, default=None, help="encode only the first N texts")

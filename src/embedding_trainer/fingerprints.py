@@ -113,8 +113,16 @@ def rows_fingerprint(rows: datasets.Dataset) -> str:
 
 
 def file_fingerprint(path: str | Path) -> str:
-    """16 hex digits from the bytes of the file at `path`."""
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+    """16 hex digits from the bytes of the file at `path`, or of a folder's files (a retrieval folder):
+    each file's path inside it and its bytes, in path order."""
+    path = Path(path)
+    if not path.is_dir():
+        return hashlib.sha256(path.read_bytes()).hexdigest()[:16]
+    digest = hashlib.sha256()
+    for file in sorted(f for f in path.rglob("*") if f.is_file()):
+        digest.update(file.relative_to(path).as_posix().encode("utf-8") + b"\0")
+        digest.update(hashlib.sha256(file.read_bytes()).digest())
+    return digest.hexdigest()[:16]
 
 
 def settings_fingerprint(settings: dict) -> str:

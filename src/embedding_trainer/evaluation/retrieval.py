@@ -8,10 +8,12 @@ other metrics count any grade >= 1 as relevant.
 """
 
 from collections.abc import Mapping
+from pathlib import Path
 
 import torch
 from sentence_transformers import SentenceTransformer
 
+from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, truncate
 from embedding_trainer.prompts import DOCUMENT, QUERY
 
@@ -90,6 +92,21 @@ class RetrievalEvaluator(DimensionEvaluator):
             relevant,
             **kwargs,
         )
+
+    @classmethod
+    def from_folder(
+        cls,
+        eval_data,
+        path: str,
+        split: str = "test",
+        encoding: str = "utf-8",
+        document_title: str = "prepend",
+        **kwargs,
+    ) -> "RetrievalEvaluator":
+        """From split `split` of a retrieval-layout folder of its own (for formats without labels, such as
+        the single sentences of a distillation run), independent of the run's eval data, which is ignored."""
+        split_data = read_retrieval_split(Path(path), split, encoding, document_title)
+        return cls(split_data.queries, split_data.corpus, split_data.relevant_docs, **kwargs)
 
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
         """Metrics at each of `dims`; their per-query values (in `query_ids` order) go to `last_per_example`.
