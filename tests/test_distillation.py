@@ -257,6 +257,7 @@ def test_the_distillation_experiment_trains_on_single_sentences_and_scores_retri
     assert results["general"]["data"].endswith("stsb_test.jsonl")
     assert set(results["teacher"]) == {"retrieval", results["general"]["data"]}
     assert results["provenance"]["data"]["train"]["columns"] == ["sentence"]
+    assert f"| evaluation data | {folder} (split test) |" in (run / "report.md").read_text()
     assert results["provenance"]["data"]["eval"] == {
         "source": str(folder),
         "file_fingerprint": file_fingerprint(folder),

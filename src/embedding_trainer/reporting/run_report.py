@@ -38,7 +38,7 @@ def describe_run(cfg: DictConfig, parameters: ParameterCount | None = None) -> l
         trained_on = [
             ["dataset type", cfg.dataset_type.name],
             ["training data", training_source(cfg)],
-            ["evaluation data", str(cfg.data.eval_path)],
+            ["evaluation data", evaluation_source(cfg)],
             ["loss", class_name(cfg.loss._target_)],
             ["modifier", class_name(cfg.modifier.get("_target_")) or "none"],
             ["matryoshka dims", str(list(cfg.matryoshka_dims))],
@@ -158,16 +158,21 @@ def write_run_report(
 
 
 def evaluation_source(cfg: DictConfig) -> str:
-    """Where the evaluated rows came from: the evaluator's own file, the eval data, or the part of
-    the training data held out for evaluation (each objective's, when there are several)."""
+    """Where the evaluated rows came from: the evaluator's own file or folder, the eval data, the part of
+    the training data held out for evaluation, or none (each objective's, when there are several)."""
     names = objective_names(cfg)
     if names:
         return "; ".join(f"{name}: {evaluation_source(objective_view(cfg, name))}" for name in names)
-    if cfg.dataset_type.evaluator.get("path"):
-        return str(cfg.dataset_type.evaluator.path)
+    evaluator = cfg.dataset_type.evaluator
+    if evaluator.get("path"):
+        return str(evaluator.path) + (f" (split {evaluator.split})" if evaluator.get("split") else "")
     data = cfg.data
     if data.eval_path is None:
-        return f"{data.train_path} (data.test_size={data.test_size} held out)"
+        return (
+            "none"
+            if data.test_size is None
+            else f"{data.train_path} (data.test_size={data.test_size} held out)"
+        )
     return str(data.eval_path) + (f" (split {data.eval_split})" if data.eval_split else "")
 
 
