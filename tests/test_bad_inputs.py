@@ -41,6 +41,9 @@ def _torch_file(tmp_path: Path, name: str, content: dict) -> str:
     return str(tmp_path / name)
 
 
+# The distillation experiment on the tiny model (two layers: the experiment's layer choice dropped).
+DISTIL_TINY = ["~model.encoder.keep_layers", "teacher=tiny", "data.max_samples=64"]
+
 BROKEN_JSONL = '{"anchor": "question", "positive": "passage"}\n{"anchor": "cut off here\n'
 
 # (case, overrides given the test's tmp_path, error type, fragments the message must hold)
@@ -188,6 +191,18 @@ BEFORE_THE_MODEL = [
         lambda t: [f"data.eval_path={t}"],
         DataError,
         ["not in the retrieval layout"],
+    ),
+    (
+        "distillation evaluator folder without the retrieval layout",
+        lambda t: ["experiment=distill_minilm_l3", *DISTIL_TINY, f"dataset_type.evaluator.path={t}"],
+        DataError,
+        ["dataset_type.evaluator.path=", "is not a retrieval folder"],
+    ),
+    (
+        "distillation evaluator split the folder does not have",
+        lambda t: ["experiment=distill_minilm_l3", *DISTIL_TINY, "dataset_type.evaluator.split=dev"],
+        DataError,
+        ["has no qrels/dev.tsv", "['test', 'train']", "Set dataset_type.evaluator.split"],
     ),
     (
         "more negatives than distinct positives",

@@ -197,18 +197,21 @@ def check_document_title(document_title: str) -> None:
 
 
 def read_retrieval_split(
-    folder: Path, split: str, encoding: str = "utf-8", document_title: str = "prepend"
+    folder: Path,
+    split: str,
+    encoding: str = "utf-8",
+    document_title: str = "prepend",
+    split_setting: str = "data.train_split/eval_split",
 ) -> RetrievalSplit:
     """The queries of `split` that have relevant documents, the full corpus (titles as
     `document_title` says), and each query's relevant documents with their grades: qrels rows
-    scored 0 or below are judged not relevant and left out (every file decoded with `encoding`)."""
+    scored 0 or below are judged not relevant and left out (every file decoded with `encoding`).
+    DataError for a missing split names `split_setting`, the setting that chose it."""
     check_document_title(document_title)
     qrels_file = folder / "qrels" / f"{split}.tsv"
     if not qrels_file.is_file():
         found = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
-        raise DataError(
-            f"{folder} has no qrels/{split}.tsv; its splits are {found}. Set data.train_split/eval_split."
-        )
+        raise DataError(f"{folder} has no qrels/{split}.tsv; its splits are {found}. Set {split_setting}.")
     relevant_docs: dict[str, dict[str, int]] = {}
     with decoded_with(qrels_file, encoding), qrels_file.open(encoding=encoding) as handle:
         for row in csv.DictReader(handle, delimiter="\t"):

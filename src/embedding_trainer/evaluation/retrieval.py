@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from sentence_transformers import SentenceTransformer
 
-from embedding_trainer.data.sources import read_retrieval_split
+from embedding_trainer.data.sources import is_retrieval_folder, read_retrieval_split
+from embedding_trainer.errors import DataError
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, truncate
 from embedding_trainer.prompts import DOCUMENT, QUERY
 
@@ -104,8 +105,17 @@ class RetrievalEvaluator(DimensionEvaluator):
         **kwargs,
     ) -> "RetrievalEvaluator":
         """From split `split` of a retrieval-layout folder of its own (for formats without labels, such as
-        the single sentences of a distillation run), independent of the run's eval data, which is ignored."""
-        split_data = read_retrieval_split(Path(path), split, encoding, document_title)
+        the single sentences of a distillation run), independent of the run's eval data, which is ignored.
+        DataError when `path` is no retrieval folder or has no such split."""
+        folder = Path(path)
+        if not is_retrieval_folder(folder):
+            raise DataError(
+                f"dataset_type.evaluator.path={path} is not a retrieval folder (corpus.jsonl, queries.jsonl "
+                "and qrels/<split>.tsv): point it at one."
+            )
+        split_data = read_retrieval_split(
+            folder, split, encoding, document_title, "dataset_type.evaluator.split"
+        )
         return cls(split_data.queries, split_data.corpus, split_data.relevant_docs, **kwargs)
 
     def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
