@@ -125,6 +125,7 @@ def test_a_resumed_run_goes_on_counting_where_the_interrupted_one_was(make_cfg, 
         *NEVER_IMPROVES,
         "callbacks.early_stopping.patience=3",
         "callbacks.model_checkpoint.save_top_k=-1",
+        "checkpoints.keep=last",
     ]
     _, objects = train(make_cfg(*common, "trainer.max_steps=4", output_dir=first))
     assert objects["trainer"].global_step == 4  # two evaluations without improvement: not yet stopped

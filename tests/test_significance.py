@@ -335,7 +335,7 @@ def test_a_resumed_run_tests_against_the_checkpointed_baseline(make_cfg, tmp_pat
         "logger=none",
         "evaluation.bootstrap.resamples=500",
     ]
-    train(make_cfg(*common, "trainer.max_epochs=1", output_dir=first))
+    train(make_cfg(*common, "trainer.max_epochs=1", "checkpoints.keep=last", output_dir=first))
     checkpoint = first / "checkpoints" / "last.ckpt"
     train(make_cfg(*common, "trainer.max_epochs=2", f"ckpt_path={checkpoint}", output_dir=second))
     ids, baseline, _ = sig.load_per_example(first / "per_example" / "baseline.npz")

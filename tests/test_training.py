@@ -98,7 +98,7 @@ def test_saved_model_reloads_and_encodes_to_the_configured_dimension(make_cfg, t
 def test_resume_continues_from_the_saved_step(make_cfg, tmp_path):
     first_run, second_run = tmp_path / "first", tmp_path / "second"
     common = [*TINY, "data.max_samples=32", "data.batch_size=8", "logger=none"]
-    train(make_cfg(*common, "trainer.max_epochs=1", output_dir=first_run))
+    train(make_cfg(*common, "trainer.max_epochs=1", "checkpoints.keep=last", output_dir=first_run))
     checkpoint = first_run / "checkpoints" / "last.ckpt"
     assert torch.load(checkpoint, weights_only=False)["global_step"] == 4
 

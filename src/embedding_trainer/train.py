@@ -73,6 +73,7 @@ from embedding_trainer.reporting.teacher import teacher_section
 from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table
 from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
+from embedding_trainer.runtime.checkpoints import keep_checkpoints
 from embedding_trainer.runtime.hydra_job import in_multirun
 from embedding_trainer.runtime.preemption import (
     PreemptionCallback,
@@ -322,6 +323,8 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     step, selected = select_final_model(trainer, module, evaluation)
+    # No rank reads a checkpoint after this: rank zero may remove them once the model is saved.
+    trainer.strategy.barrier("final_model_selected")
     metrics = evaluation.flatten(selected)
     results = model_path = reported = None
     if trainer.is_global_zero:  # per-example scores, the held-out test and the guards live on rank zero only
@@ -412,6 +415,8 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         if cfg.hub.push and model_path:
             url = push_to_hub(model, model_path, cfg.hub.repo_id, cfg.hub.private)
             log.info(f"Pushed the model to {url}")
+        # Last: a run that failed before this point keeps every checkpoint, to resume from.
+        keep_checkpoints(output_dir, cfg.checkpoints.keep, model_path)
     return metrics, {
         "model": model,
         "module": module,

@@ -21,6 +21,7 @@ from embedding_trainer.objectives import check_objectives, objective_names
 from embedding_trainer.regularizers import check_regularizer
 from embedding_trainer.relevance_mask import check_relevance_mask
 from embedding_trainer.resolvers import CONFIG_DIR
+from embedding_trainer.runtime.checkpoints import check_keep
 
 
 def option_names(group: str, where: Callable[[DictConfig], bool]) -> list[str]:
@@ -259,7 +260,8 @@ def checkpoint_state_keys(ckpt_path: str) -> set[str]:
     path = Path(ckpt_path)
     if not path.is_file():
         raise ConfigError(
-            f"ckpt_path={ckpt_path} does not exist; give the path of a .ckpt file or ckpt_path=null."
+            f"ckpt_path={ckpt_path} does not exist; give the path of a .ckpt file or ckpt_path=null. (A "
+            "finished run keeps checkpoints/last.ckpt only when it ran with checkpoints.keep=last or all.)"
         )
     try:
         state = torch.load(path, map_location="cpu", mmap=True, weights_only=False)
@@ -372,5 +374,6 @@ def validate_config(cfg: DictConfig) -> None:
     check_regularizer(cfg)
     check_relevance_mask(cfg)
     check_early_stopping(cfg)
+    check_keep(cfg.checkpoints.keep)
     if cfg.ckpt_path is not None:
         checkpoint_state_keys(cfg.ckpt_path)
