@@ -1,6 +1,6 @@
-"""Evaluate a model without training: `python evaluate.py [group=option ...] [key=value ...]` (see README.md)."""
+"""Evaluate a model without training: `python evaluate.py [group=option ...] [key=value ...]` (`--help`: the groups and options)."""
 
-from embedding_trainer.evaluate import main
+from embedding_trainer.cli import evaluate_main
 
 if __name__ == "__main__":
-    main()
+    evaluate_main()

@@ -1,6 +1,6 @@
-"""Train an embedding model: `python train.py [group=option ...] [key=value ...]` (see README.md)."""
+"""Train an embedding model: `python train.py [group=option ...] [key=value ...]` (`--help`: the groups and options)."""
 
-from embedding_trainer.train import main
+from embedding_trainer.cli import train_main
 
 if __name__ == "__main__":
-    main()
+    train_main()

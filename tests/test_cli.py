@@ -2,12 +2,14 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 
 import pytest
 from omegaconf import OmegaConf
 
+from embedding_trainer.cli import config_groups, option_description
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
 
@@ -77,5 +79,104 @@ def test_numbers_that_cannot_work_end_in_a_message(tmp_path, case):
     output = result.stdout + result.stderr
     assert result.returncode == 2, output[-3000:]
     assert message in output and "Traceback" not in output
-    (folder,) = (tmp_path / "default" / "runs").iterdir()
-    assert sorted(path.name for path in folder.iterdir()) == [".hydra", "train.log"]  # Hydra's own files only
+    assert not (tmp_path / "default").exists()  # refused at its start: the folder it began is removed
+
+
+HEAVY_MODULES = [
+    "torch",
+    "pytorch_lightning",
+    "lightning_fabric",
+    "sentence_transformers",
+    "transformers",
+    "optuna",
+]
+HELP_EXAMPLES = {
+    "train.py": [
+        "python train.py  ",
+        "loss=cosent dataset_type=score",
+        "-m modifier=matryoshka,adaptive_layer",
+        "-m hparams_search=mnrl_matryoshka",
+        "data.train_path=",
+        "trainer=ddp",
+        "--cfg job",
+    ],
+    "evaluate.py": [
+        "python evaluate.py  ",
+        "model=local model.name_or_path=",
+        "-m model=tiny,minilm",
+        "--cfg job",
+    ],
+}
+
+
+def _command(script: str, *args: str) -> subprocess.CompletedProcess:
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    command = [sys.executable, str(PROJECT_ROOT / script), *args]
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300, check=False)
+
+
+@pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
+def test_help_describes_the_program_with_examples_and_every_option(script):
+    result = _command(script, "--help", "loss=cosent", "dataset_type=score")
+    assert result.returncode == 0, result.stderr[-3000:]
+    text = result.stdout
+    assert text.startswith(f"{script}: ") and f"Usage: python {script} " in text and "Examples:" in text
+    for example in HELP_EXAMPLES[script]:
+        assert example in text
+    lines = text.splitlines()
+    for group, options in config_groups().items():
+        assert group in lines
+        for option in options:
+            assert any(re.match(rf"  [ *] {option.stem} +\S", line) for line in lines), (group, option)
+    assert "_common" not in text and "powered by Hydra" not in text
+    assert "lora: null" not in text  # the config itself is --cfg job's
+    assert {line.split()[1] for line in lines if line.startswith("  * ")} >= {"cosent", "score", "minilm"}
+
+
+def test_every_option_describes_itself_in_its_first_comment():
+    undescribed = [
+        f"{group}/{path.name}"
+        for group, options in config_groups().items()
+        for path in options
+        if not option_description(path)
+    ]
+    assert not undescribed, f"add a first comment line (train.py --help shows it) to conf/{undescribed}"
+
+
+def test_option_description_is_the_first_sentence_of_the_header(tmp_path):
+    option = tmp_path / "x.yaml"
+    option.write_text(
+        "# @package _global_\n# Pairs, e.g. (q, p); scored\n# as retrieval. Then more.\nkey: 1  # no\n"
+    )
+    assert option_description(option) == "Pairs, e.g. (q, p); scored as retrieval."
+    option.write_text("key: 1\n# a later comment\n")
+    assert option_description(option) == ""
+
+
+@pytest.mark.parametrize(
+    ("entry", "args", "expected"),
+    [
+        ("train_main", ["--cfg", "job"], "matryoshka_dims:"),
+        ("train_main", ["--help"], "Examples:"),
+        ("train_main", ["--info"], "Defaults List"),
+        ("evaluate_main", ["--cfg", "hydra", "--package", "hydra.job.name"], "evaluate"),
+    ],
+)
+def test_commands_that_run_no_job_import_no_training_library(entry, args, expected):
+    program = (
+        "import json, sys\n"
+        f"sys.argv = ['prog', *{args!r}]\n"
+        f"from embedding_trainer.cli import {entry}\n"
+        "try:\n"
+        f"    {entry}()\n"
+        "except SystemExit as end:\n"
+        "    assert not end.code, end.code\n"
+        f"print(json.dumps([name for name in {HEAVY_MODULES!r} if name in sys.modules]))\n"
+    )
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    result = subprocess.run(
+        [sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert expected in result.stdout
+    assert json.loads(result.stdout.splitlines()[-1]) == []

@@ -1,11 +1,10 @@
 """`evaluate(cfg)`: score a model (a hub id, a folder, an earlier run's `model/`) on the eval data of a
-data config at every evaluation dimension, without training; and `main()`, its Hydra command-line
-shell (`python evaluate.py ...`, `-m model=a,b` for models side by side)."""
+data config at every evaluation dimension, without training (its command line, `python evaluate.py ...`:
+`embedding_trainer.cli.evaluate_main`)."""
 
 import time
 from pathlib import Path
 
-import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,7 +18,6 @@ from embedding_trainer.provenance import record_provenance
 from embedding_trainer.reporting.results import write_evaluation_results
 from embedding_trainer.reporting.run_report import base_model_name, write_evaluation_report
 from embedding_trainer.reporting.wandb_run import log_evaluated_table
-from embedding_trainer.resolvers import CONFIG_DIR
 from embedding_trainer.runs.tracking import RunTracker
 from embedding_trainer.runtime.resume import store_run_id
 from embedding_trainer.train import (
@@ -30,7 +28,6 @@ from embedding_trainer.train import (
     data_notes,
     embeddings_folder,
     log_config,
-    run_command,
     tracked_run,
 )
 from embedding_trainer.validation import check_counts, check_evaluation_dims, check_required
@@ -127,10 +124,3 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
         "results": results,
         "model_path": None,
     }
-
-
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
-def main(cfg: DictConfig) -> float:
-    """Command-line entry point; returns `val/score`. Mistakes in the config, the data or the model
-    end the run as `train.py`'s do (`train.run_command`: the message, exit status 2)."""
-    return run_command(evaluate, cfg)["val/score"]

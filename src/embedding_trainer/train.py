@@ -1,5 +1,5 @@
 """`train(cfg)`: the whole job (validate, load data, load model, evaluate, train, evaluate, save),
-and `main()`, its Hydra command-line shell (`python train.py ...`)."""
+and `run_command`, which runs a job for a command line (the entry points: `embedding_trainer.cli`)."""
 
 import functools
 import os
@@ -11,7 +11,6 @@ from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-import hydra
 import pytorch_lightning as pl
 import torch
 from hydra.errors import InstantiationException
@@ -71,7 +70,7 @@ from embedding_trainer.reporting.results import results_payload, write_results
 from embedding_trainer.reporting.run_report import evaluation_source, validation_source, write_run_report
 from embedding_trainer.reporting.teacher import teacher_section
 from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table
-from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
+from embedding_trainer.resolvers import register_resolvers
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
 from embedding_trainer.runtime.checkpoints import keep_checkpoints
 from embedding_trainer.runtime.hydra_job import in_multirun
@@ -656,15 +655,6 @@ def finish_run(
         f"{evaluator.name} {evaluator.primary_metric} by dimension:\n{table}\nReport: {output_dir / 'report.md'}"
     )
     return model_path
-
-
-@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="train")
-def main(cfg: DictConfig) -> float:
-    """Command-line entry point; returns `val/score` for sweepers. A mistake in the config, the data
-    or the model name ends the run with its message and exit status 2, without a traceback (in a
-    multi-run or sweep it is raised: Hydra records that job as failed and runs the others); a
-    preempted run (SIGUSR1/SIGTERM) saves a checkpoint and exits with 128 + the signal number."""
-    return run_command(train, cfg)["val/score"]
 
 
 def run_command(

@@ -1,5 +1,8 @@
 """Hydra callbacks: claim a single run's folder before Hydra writes into it; summarise a multi-run
-across seeds when it ends (an evaluation multi-run: the models side by side)."""
+across seeds when it ends (an evaluation multi-run: the models side by side).
+
+Hydra instantiates these before every run, so this module imports only Hydra and OmegaConf; each hook
+imports what it uses (Lightning's rank, the run folder, the reports) when it runs."""
 
 import sys
 from pathlib import Path
@@ -7,12 +10,8 @@ from typing import Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
-from pytorch_lightning.utilities import rank_zero_only
 
 from embedding_trainer.log import get_logger
-from embedding_trainer.reporting.comparison import write_comparison
-from embedding_trainer.reporting.seeds import runs_in_folder, write_summary
-from embedding_trainer.runtime.run_folder import RunFolderError, claim_run_folder
 
 log = get_logger(__name__)
 
@@ -24,6 +23,10 @@ class ClaimRunFolder(Callback):
     the same claim over and releases it. Ranks other than zero (DDP relaunches) claim nothing."""
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from pytorch_lightning.utilities import rank_zero_only
+
+        from embedding_trainer.runtime.run_folder import RunFolderError, claim_run_folder
+
         if rank_zero_only.rank != 0:
             return
         try:
@@ -39,6 +42,8 @@ class SummarizeMultirun(Callback):
     (`hydra.sweep.dir`) from the runs there that finished."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from embedding_trainer.reporting.seeds import runs_in_folder, write_summary
+
         folder = Path(config.hydra.sweep.dir)
         runs = runs_in_folder(folder)
         if runs:
@@ -52,6 +57,9 @@ class CompareEvaluations(Callback):
     the table."""
 
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from embedding_trainer.reporting.comparison import write_comparison
+        from embedding_trainer.reporting.seeds import runs_in_folder
+
         folder = Path(config.hydra.sweep.dir)
         runs = [run for run in runs_in_folder(folder) if run.results.get("evaluated")]
         if runs:
