@@ -1,7 +1,9 @@
 """Runs never share or overwrite a folder: real processes started together, a named folder in use,
-a finished run's folder (refused, or moved aside with overwrite=true), stale and foreign claims."""
+a finished run's folder (refused, or moved aside with overwrite=true), stale and foreign claims; a
+configuration refused at its start leaves no folder, and never touches one that was there before."""
 
 import json
+import logging
 import os
 import socket
 import subprocess
@@ -12,9 +14,15 @@ import psutil
 import pytest
 
 from conftest import FAST, files_of
+from embedding_trainer.errors import ConfigError
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
-from embedding_trainer.runtime.run_folder import CLAIM_FILE, RunFolderError, claim_run_folder
+from embedding_trainer.runtime.run_folder import (
+    CLAIM_FILE,
+    RunFolderError,
+    claim_run_folder,
+    note_multirun_start,
+)
 from embedding_trainer.train import train
 
 CLI = [sys.executable, str(PROJECT_ROOT / "train.py"), *FAST]
@@ -184,3 +192,71 @@ def test_a_claim_never_shows_half_written(tmp_path, monkeypatch):
         ]  # nothing staged left
     finally:
         claim.release()
+
+
+def test_a_refused_configuration_leaves_no_folder(tmp_path):
+    outputs = tmp_path / "outputs"
+    code, output = _finish(_start(outputs, "loss=cosent"))  # cosent needs score data, the default is pairs
+    assert code == 2, output[-2000:]
+    assert "ConfigError: loss CoSENTLoss cannot train on dataset_type=pair" in output
+    assert "Traceback" not in output and "Logging error" not in output
+    assert [path.name for path in outputs.iterdir()] == ["runs.db"]  # no run folder, no empty parents
+    (row,) = RunRegistry(outputs / "runs.db").list()
+    assert row["status"] == "failed" and row["error_type"] == "ConfigError" and row["output_dir"] is None
+
+
+def _start_files(folder: Path, run_id: str) -> logging.FileHandler:
+    """What Hydra and the run write at a start: `.hydra/`, the run id, and the log, left open."""
+    (folder / ".hydra").mkdir()
+    (folder / ".hydra" / "config.yaml").write_text("seed: 1\n")
+    (folder / ".run_id").write_text(run_id + "\n")
+    handler = logging.FileHandler(folder / "train.log")
+    logging.getLogger().addHandler(handler)
+    logging.getLogger(__name__).warning("refused")
+    return handler
+
+
+def test_a_refused_start_removes_what_it_wrote_and_the_folders_it_created(tmp_path):
+    folder = tmp_path / "outputs" / "default" / "runs" / "2026-01-01_00-00-00_abcdef"
+    claim = claim_run_folder(folder, run_id="2026-01-01_00-00-00_abcdef")
+    handler = _start_files(folder, "2026-01-01_00-00-00_abcdef")
+    assert claim.discard_start()
+    assert not (tmp_path / "outputs").exists()
+    assert handler not in logging.getLogger().handlers and handler.stream is None  # closed, detached
+
+
+def test_a_refused_start_keeps_a_folder_with_anything_else(tmp_path):
+    folder = tmp_path / "run"
+    claim = claim_run_folder(folder, run_id="mine")
+    handler = _start_files(folder, "an-earlier-run")  # a run id that is not this run's
+    try:
+        assert not claim.discard_start()
+        assert sorted(path.name for path in folder.iterdir()) == [".hydra", ".run_id", "train.log"]
+    finally:
+        logging.getLogger().removeHandler(handler)
+        handler.close()
+
+
+def test_a_refused_start_in_an_existing_folder_leaves_it_as_it_was(make_cfg, tmp_path):
+    folder = tmp_path / "run"  # an unfinished run's folder: a resumed run starts in it
+    (folder / "checkpoints").mkdir(parents=True)
+    (folder / "checkpoints" / "last.ckpt").write_bytes(b"weights")
+    (folder / ".run_id").write_text("2026-01-01_00-00-00_abcdef\n")
+    before = files_of(folder)
+    with pytest.raises(ConfigError, match="CoSENTLoss cannot train"):
+        train(make_cfg(*FAST, "loss=cosent", output_dir=folder))
+    assert files_of(folder) == before
+    row = RunRegistry(tmp_path / "outputs" / "runs.db").get("2026-01-01_00-00-00_abcdef")  # its stored id
+    assert row["status"] == "failed" and row["output_dir"] == str(folder)
+
+
+def test_a_multirun_member_folder_there_before_it_started_is_kept(tmp_path):
+    sweep = tmp_path / "sweeps" / "study"
+    (sweep / "0_lr=0.1").mkdir(parents=True)  # an earlier start of this trial
+    note_multirun_start(sweep)
+    earlier, new = sweep / "0_lr=0.1", sweep / "1_lr=0.2"
+    new.mkdir()  # as Hydra does before the job runs
+    for folder, removed in ((earlier, False), (new, True)):
+        claim = claim_run_folder(folder, run_id=folder.name)
+        (folder / ".hydra").mkdir()
+        assert claim.discard_start() is removed and folder.exists() is not removed

@@ -46,7 +46,7 @@ def test_only_rank_zero_writes(monkeypatch, tmp_path):
     from pytorch_lightning.utilities import rank_zero_only
 
     monkeypatch.setattr(rank_zero_only, "rank", 1)
-    tracker = RunTracker(str(tmp_path / "runs.db"), "task")
+    tracker = RunTracker(str(tmp_path / "runs.db"), "task", tmp_path)
     tracker.start(config_stub(), str(tmp_path))
     assert tracker.registry is None and not (tmp_path / "runs.db").exists()
 
@@ -113,7 +113,9 @@ def test_cli_lists_shows_and_compares(make_cfg, tmp_path, capsys):
 
     assert runs_cli(["--db", db, "show", run_a["run_id"]]) == 0
     shown = capsys.readouterr().out
-    assert "status" in shown and "success" in shown and "ndcg@10" in shown and "config:" in shown
+    assert shown.startswith("ndcg@10 by dimension") and "success" in shown and "config:" not in shown
+    assert runs_cli(["--db", db, "show", run_a["run_id"], "--config"]) == 0
+    assert "config:\n" in capsys.readouterr().out
 
     assert runs_cli(["--db", db, "compare", run_a["run_id"], run_b["run_id"]]) == 0
     compared = capsys.readouterr().out.splitlines()
@@ -121,8 +123,8 @@ def test_cli_lists_shows_and_compares(make_cfg, tmp_path, capsys):
     ndcg_32 = next(line for line in compared if line.startswith("32") and "ndcg@10" in line)
     assert ndcg_32.count("->") == 2
 
-    assert runs_cli(["--db", db, "show", "no-such-run"]) == 1
-    assert "no run 'no-such-run'" in capsys.readouterr().err
+    assert runs_cli(["--db", db, "show", "no-such-run"]) == 2
+    assert "No run 'no-such-run'" in capsys.readouterr().err
 
 
 def test_ctrl_c_leaves_failed_not_running(tmp_path):
@@ -209,3 +211,98 @@ class _InterruptingConnection:
         if sql == "COMMIT":
             raise KeyboardInterrupt
         return cursor
+
+
+# The run registry from a shell: one single run and one multi-run whose first job is refused (cosent
+# needs score data, the default data is pairs) and whose second trains, then `python -m
+# embedding_trainer.runs` in the folder they were started from.
+TRAIN = [sys.executable, str(PROJECT_ROOT / "train.py")]
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+
+
+@pytest.fixture(scope="module")
+def shell_runs(tmp_path_factory, model_cache) -> dict:
+    """The folder the commands ran in (`cwd`), the single run's folder (`single`), the multi-run's
+    folder (`multirun`) and its outputs' registry (`registry`)."""
+    cwd = tmp_path_factory.mktemp("shell")
+    for extra in ([], ["-m", "loss=cosent,mnrl"]):  # -m first: Hydra's flags precede the overrides
+        command = [
+            *TRAIN,
+            *extra,
+            *FAST,
+            f"paths.log_dir={cwd / 'outputs'}",
+            f"paths.cache_dir={model_cache}",
+        ]
+        result = subprocess.run(
+            command, cwd=cwd, env=ENV, capture_output=True, text=True, timeout=600, check=False
+        )
+        assert result.returncode == (1 if extra else 0), result.stderr[-3000:]  # -m: one job failed
+    (single,) = (cwd / "outputs" / "default" / "runs").iterdir()
+    (multirun,) = (cwd / "outputs" / "default" / "multiruns").iterdir()
+    (member,) = [path for path in multirun.iterdir() if path.is_dir()]  # the refused job's folder is gone
+    return {
+        "cwd": cwd,
+        "single": single,
+        "multirun": multirun,
+        "member": member,
+        "registry": RunRegistry(cwd / "outputs" / "runs.db"),
+    }
+
+
+def _runs(shell_runs: dict, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "embedding_trainer.runs", "--db", "outputs/runs.db", *args]
+    return subprocess.run(
+        command, cwd=shell_runs["cwd"], env=ENV, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_a_run_folder_is_named_by_its_registry_id(shell_runs):
+    single, multirun, registry = shell_runs["single"], shell_runs["multirun"], shell_runs["registry"]
+    row = registry.get(single.name)
+    assert row["status"] == "success" and row["output_dir"] == str(single)
+    # Members: `<multi-run folder>_<job number>`; the refused job 0 left no folder, its row says why.
+    member = shell_runs["member"]
+    assert member.name.startswith("1_") and "loss=mnrl" in member.name
+    trained, refused = registry.get(f"{multirun.name}_1"), registry.get(f"{multirun.name}_0")
+    assert trained["status"] == "success" and trained["output_dir"] == str(member)
+    assert refused["status"] == "failed" and refused["error_type"] == "ConfigError"
+    assert refused["output_dir"] is None and "loss=cosent" in refused["overrides"]
+
+
+def test_list_shows_each_run_folder_relative_to_where_it_is_typed(shell_runs):
+    result = _runs(shell_runs, "list")
+    assert result.returncode == 0, result.stderr
+    lines = {line.split()[0]: line for line in result.stdout.splitlines()[2:]}
+    single, multirun, member = shell_runs["single"], shell_runs["multirun"], shell_runs["member"]
+    assert lines[single.name].endswith(f"  outputs/default/runs/{single.name}")
+    assert lines[f"{multirun.name}_1"].endswith(f"  outputs/default/multiruns/{multirun.name}/{member.name}")
+    assert lines[f"{multirun.name}_0"].split()[-2:] == ["ConfigError", "-"]  # refused: no folder
+
+
+def test_show_finds_a_run_by_id_start_or_folder_and_leads_with_its_results(shell_runs):
+    single = shell_runs["single"]
+    relative = str(single.relative_to(shell_runs["cwd"]))
+    shown = {
+        reference: _runs(shell_runs, "show", reference)
+        for reference in (single.name, single.name[:-2], relative + "/", str(single))
+    }
+    assert {result.returncode for result in shown.values()} == {0}
+    assert len({result.stdout for result in shown.values()}) == 1
+    lines = shown[single.name].stdout.splitlines()
+    assert lines[0] == "ndcg@10 by dimension (retrieval, step 1)"
+    assert lines[1].split() == ["dimension", "baseline", "fine-tuned", "change", "95%", "interval"]
+    assert [line.split()[0] for line in lines[3:6]] == ["32", "16", "8"]
+    assert f"folder     {relative}" in lines and "status     success" in lines
+    assert "config:" not in shown[single.name].stdout
+    assert "\nconfig:\n" in _runs(shell_runs, "show", single.name, "--config").stdout
+
+
+def test_show_says_in_one_line_when_a_run_is_ambiguous_or_unknown(shell_runs):
+    multirun = shell_runs["multirun"].name
+    ambiguous = _runs(shell_runs, "show", multirun)  # the start of both of its members' ids
+    assert ambiguous.returncode == 2 and ambiguous.stdout == ""
+    assert ambiguous.stderr.count("\n") == 1 and f"{multirun}_0" in ambiguous.stderr
+    assert f"{multirun}_1 (" in ambiguous.stderr and "matches 2 runs" in ambiguous.stderr
+    unknown = _runs(shell_runs, "show", "1999-01-01")
+    assert unknown.returncode == 2 and unknown.stderr.count("\n") == 1
+    assert unknown.stderr.startswith("No run '1999-01-01' in ")

@@ -85,7 +85,6 @@ from embedding_trainer.runtime.resume import (
     RandomStateCallback,
     resume_checkpoint,
     store_run_id,
-    stored_run_id,
 )
 from embedding_trainer.runtime.run_folder import claim_run_folder
 from embedding_trainer.sweeps.pruning import pruning_callbacks
@@ -160,22 +159,23 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             `results` (their JSON form, with the run's `provenance`, None on ranks but zero, as in
             results.json and the registry row) and `run_id` (the registry row).
     """
-    return tracked_run(cfg, cfg.name, _train, stored_run_id(str(cfg.paths.output_dir)))
+    return tracked_run(cfg, cfg.name, _train)
 
 
 def tracked_run(
     cfg: DictConfig,
     task: str,
     job: Callable[[DictConfig, RunTracker], tuple[dict[str, float], dict]],
-    run_id: str | None = None,
 ) -> tuple[dict[str, float], dict]:
     """Run `job(cfg, tracker)` in its own output folder (`paths.output_dir`), claimed for this run
     (refused when another run holds it, or a finished run is there and `overwrite` is off), and
-    recorded in the run registry as `task` (row `run_id`, default a new one): `running`, then
-    `success` with the job's `objects["results"]` and `objects["model_path"]`, or `failed` with the
-    error, which is raised again. Returns the job's (metrics, objects), objects with `run_id` added."""
+    recorded in the run registry as `task` (its id: `runs.tracking.run_id_for`, the folder's name):
+    `running`, then `success` with the job's `objects["results"]` and `objects["model_path"]`, or
+    `failed` with the error, which is raised again. A ConfigError or DataError that leaves the folder
+    as the start made it removes the folder, if this start created it (its row keeps no folder).
+    Returns the job's (metrics, objects), objects with `run_id` added."""
     output_dir = str(cfg.paths.output_dir)
-    tracker = RunTracker(cfg.registry.path, task, run_id)
+    tracker = RunTracker(cfg.registry.path, task, output_dir)
     claim = None
     if rank_zero_only.rank == 0:  # DDP ranks 1.. run in rank zero's claimed folder
         claim = claim_run_folder(output_dir, bool(cfg.get("overwrite", False)), tracker.run_id)
@@ -189,6 +189,8 @@ def tracked_run(
         except BaseException as error:
             tracker.fail(error)
             finish_wandb(failed=True)
+            if claim is not None and isinstance(error, (ConfigError, DataError)) and claim.discard_start():
+                tracker.folder_removed()
             raise
         tracker.succeed(objects["results"], objects["model_path"])
         finish_wandb(failed=False)

@@ -1,12 +1,13 @@
 """`python -m embedding_trainer.runs list|show|compare`: the run registry as tables.
 
-  list [--status S] [--task T] [--since 2026-11-01|3d|12h]   one line per run, newest first
-  show RUN_ID                                                 every field of one run
-  compare RUN_ID RUN_ID ...                                   per-dimension metrics side by side
+  list [--status S] [--task T] [--since 2026-11-01|3d|12h]   one line per run, newest first, with its folder
+  show RUN [--config]        one run: its results table, status and times, other metrics (the config)
+  compare RUN RUN ...                                         per-dimension metrics side by side
   compare --group FOLDER|NAME                                 a multi-run's or sweep's runs across seeds:
       mean, std and 95% t interval of the primary metric and its change, per configuration and dimension;
       an evaluate.py multi-run's models side by side (each one's primary metric per dimension)
       (the group: the runs in the multi-run or sweep folder, given by path or by folder name)
+A RUN is a run id, the start of one (unique), or a run folder (a path, or the folder's name).
 The registry is outputs/runs.db unless --db says otherwise.
 """
 
@@ -18,10 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from embedding_trainer.reporting.comparison import side_by_side
-from embedding_trainer.reporting.seeds import HEADERS, SeedRun, group_runs
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import STATUSES, RunRegistry
+from embedding_trainer.runs.run_ids import find_run
+from embedding_trainer.runs.views import final_metrics, folder_text, show_run, table, took, when
 
 DEFAULT_DB = PROJECT_ROOT / "outputs" / "runs.db"
 
@@ -39,27 +40,8 @@ def parse_since(text: str) -> float:
         )
 
 
-def table(headers: list[str], rows: list[list]) -> str:
-    """A plain-text table with aligned columns."""
-    cells = [[str(h) for h in headers]] + [["-" if v is None else str(v) for v in row] for row in rows]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
-    lines = ["  ".join(value.ljust(width) for value, width in zip(row, widths)).rstrip() for row in cells]
-    lines.insert(1, "  ".join("-" * width for width in widths))
-    return "\n".join(lines)
-
-
-def _when(seconds: float | None) -> str | None:
-    return None if seconds is None else datetime.fromtimestamp(seconds).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _final(run: dict) -> dict:
-    """The run's final metrics {dimension: {metric: value}}: the fine-tuned model's, or an evaluation's."""
-    metrics = run["metrics"] or {}
-    return metrics.get("finetuned") or metrics.get("evaluated") or {}
-
-
 def _score(run: dict) -> str | None:
-    finetuned = _final(run)
+    finetuned = final_metrics(run)
     primary = (run["metrics"] or {}).get("primary_metric")
     if not finetuned or not primary:
         return None
@@ -69,52 +51,26 @@ def _score(run: dict) -> str | None:
 
 def command_list(registry: RunRegistry, args) -> str:
     runs = registry.list(status=args.status, task=args.task, since=args.since)
+    cwd = Path.cwd()
     rows = [
         [
             r["run_id"],
             r["task"],
             r["status"],
-            _when(r["started_at"]),
-            _when(r["ended_at"]),
+            when(r["started_at"]),
+            took(r),
             f"{r['step']}/{r['total_steps'] or '?'} ({r['percent']:.0f}%)",
             _score(r) or r["error_type"],
+            folder_text(r["output_dir"], cwd),
         ]
         for r in runs
     ]
-    return (
-        table(["run", "task", "status", "started", "ended", "progress", "result"], rows)
-        if rows
-        else "no runs"
-    )
+    headers = ["run", "task", "status", "started", "took", "progress", "result", "folder"]
+    return table(headers, rows) if rows else "no runs"
 
 
 def command_show(registry: RunRegistry, args) -> str:
-    run = registry.get(args.run_id)
-    fields = [
-        [key, _when(run[key]) if key.endswith("_at") else run[key]]
-        for key in (
-            "run_id",
-            "task",
-            "status",
-            "started_at",
-            "ended_at",
-            "updated_at",
-            "step",
-            "total_steps",
-            "percent",
-            "output_dir",
-            "model_path",
-            "error_type",
-            "error_message",
-        )
-    ]
-    fields.append(["overrides", " ".join(run["overrides"]) or None])
-    text = table(["field", "value"], fields)
-    if run["metrics"]:
-        text += "\n\n" + command_compare(registry, argparse.Namespace(run_ids=[run["run_id"]], group=None))
-    if run["config"]:
-        text += "\n\nconfig:\n" + run["config"]
-    return text
+    return show_run(registry.get(find_run(registry, args.run)), Path.cwd(), args.config)
 
 
 def in_group(output_dir: str | None, group: str) -> bool:
@@ -130,6 +86,10 @@ def command_compare_group(registry: RunRegistry, group: str) -> str:
     """The group's successful runs, oldest first: statistics across seeds (`reporting.seeds`) of its
     training runs, and its evaluations without training (an `evaluate.py -m` multi-run, whose results
     have `evaluated` instead of a baseline and a fine-tuned model) side by side (`reporting.comparison`)."""
+    # Imported here, as in evaluations_side_by_side: reporting imports sentence-transformers, which
+    # would make every `list` and `show` take seconds.
+    from embedding_trainer.reporting.seeds import HEADERS, SeedRun, group_runs
+
     runs = [run for run in reversed(registry.list(status="success")) if in_group(run["output_dir"], group)]
     trained = [run for run in runs if (run["metrics"] or {}).get("finetuned")]
     evaluations = [run for run in runs if (run["metrics"] or {}).get("evaluated")]
@@ -156,6 +116,9 @@ def evaluations_side_by_side(runs: list[dict]) -> str:
     """Registry rows of evaluations as `comparison.md`'s table (`reporting.comparison.side_by_side`):
     each model's primary metric per dimension, one column per run (named by its run folder, as there),
     then which run each column is."""
+    from embedding_trainer.reporting.comparison import side_by_side
+    from embedding_trainer.reporting.seeds import SeedRun
+
     evaluations = [
         SeedRun(Path(run["output_dir"]).name, tuple(run["overrides"]), None, run["metrics"]) for run in runs
     ]
@@ -178,9 +141,9 @@ def evaluations_side_by_side(runs: list[dict]) -> str:
 def command_compare(registry: RunRegistry, args) -> str:
     if args.group:
         return command_compare_group(registry, args.group)
-    runs = [registry.get(run_id) for run_id in args.run_ids]
-    metric_names = sorted({name for run in runs for values in _final(run).values() for name in values})
-    dims = sorted({int(d) for run in runs for d in _final(run)}, reverse=True)
+    runs = [registry.get(find_run(registry, reference)) for reference in args.run_ids]
+    metric_names = sorted({name for run in runs for values in final_metrics(run).values() for name in values})
+    dims = sorted({int(d) for run in runs for d in final_metrics(run)}, reverse=True)
     headers = ["dimension", "metric"] + [f"{run['run_id']} (baseline -> fine-tuned)" for run in runs]
     rows = []
     for dim in dims:
@@ -188,7 +151,7 @@ def command_compare(registry: RunRegistry, args) -> str:
             row = [dim, name]
             for run in runs:
                 metrics = run["metrics"] or {}
-                after = (_final(run).get(str(dim)) or {}).get(name)
+                after = (final_metrics(run).get(str(dim)) or {}).get(name)
                 before = ((metrics.get("baseline") or {}).get(str(dim)) or {}).get(name)
                 row.append(
                     "-"
@@ -211,11 +174,13 @@ def main(argv: list[str] | None = None) -> int:
     listing.add_argument("--status", choices=STATUSES)
     listing.add_argument("--task")
     listing.add_argument("--since", type=parse_since)
-    commands.add_parser("show", help="one run").add_argument("run_id")
+    show = commands.add_parser("show", help="one run: results table, status and times, other metrics")
+    show.add_argument("run", help="a run id, its start, or a run folder (path or name)")
+    show.add_argument("--config", action="store_true", help="also print the run's resolved config")
     compare = commands.add_parser(
         "compare", help="per-dimension metrics side by side, or across seeds (--group)"
     )
-    compare.add_argument("run_ids", nargs="*")
+    compare.add_argument("run_ids", nargs="*", help="runs: ids, their starts, or run folders")
     compare.add_argument(
         "--group",
         help="a multi-run or sweep folder (path or name): statistics across seeds (evaluations: side by side)",
@@ -232,9 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     handler = {"list": command_list, "show": command_show, "compare": command_compare}[args.command]
     try:
         print(handler(registry, args))
-    except KeyError as error:
+    except KeyError as error:  # no such run (or group), or several: the message says which
         print(error.args[0], file=sys.stderr)
-        return 1
+        return 2
     return 0
 
 

@@ -7,7 +7,7 @@ from omegaconf import DictConfig, open_dict
 
 from embedding_trainer.log import get_logger
 from embedding_trainer.runs.tracking import RunTracker, config_text
-from embedding_trainer.runtime.resume import store_run_id, stored_run_id
+from embedding_trainer.runtime.resume import store_run_id
 
 log = get_logger(__name__)
 
@@ -23,7 +23,7 @@ def register_queued(
     with open_dict(cfg):
         cfg.hydra.job.num = job_num
     output_dir = Path(cfg.hydra.sweep.dir) / str(cfg.hydra.sweep.subdir)
-    tracker = RunTracker(cfg.registry.path, cfg.name, stored_run_id(output_dir))
+    tracker = RunTracker(cfg.registry.path, cfg.name, output_dir)
     if tracker.registry is None:
         return None
     with open_dict(cfg):

@@ -136,6 +136,17 @@ class RunRegistry:
                 (new_dir, old_dir, new_dir, old_dir),
             )
 
+    def folder_removed(self, run_id: str) -> None:
+        """Record that the run's folder is gone (removed when its configuration was refused): no
+        output_dir, no model path."""
+        self._write("UPDATE runs SET output_dir=NULL, model_path=NULL WHERE run_id=?", (run_id,))
+
+    def references(self) -> dict[str, str | None]:
+        """Every run's id and its folder (None when it has none), without the heavier columns."""
+        with self._connect() as connection:
+            rows = connection.execute("SELECT run_id, output_dir FROM runs").fetchall()
+        return {row["run_id"]: row["output_dir"] for row in rows}
+
     def get(self, run_id: str) -> dict:
         """One run as a dict with JSON columns decoded; KeyError if there is none."""
         with self._connect() as connection:

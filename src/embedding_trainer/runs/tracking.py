@@ -1,7 +1,6 @@
 """Recording one training run in the registry: start, progress while training, and how it ended."""
 
-import secrets
-import time
+from pathlib import Path
 
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
@@ -10,6 +9,8 @@ from optuna import TrialPruned
 from pytorch_lightning.utilities import rank_zero_only
 
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.runs.run_ids import folder_run_id, new_run_id
+from embedding_trainer.runtime.resume import stored_run_id, unfinished
 
 
 def command_line_overrides() -> list[str]:
@@ -28,14 +29,37 @@ def config_text(cfg: DictConfig) -> str:
         return OmegaConf.to_yaml(cfg)
 
 
-class RunTracker:
-    """The registry row of one run (`run_id`: continue an earlier row, e.g. of a resumed run). On
-    every rank but zero, and with `path` None, it records nothing."""
+def run_id_for(output_dir: str | Path, registry: RunRegistry | None) -> str:
+    """The registry id of the run writing `output_dir`: the id an earlier start of the same unfinished
+    run stored there (a resume, a requeue, a queued job); else the id the folder's path carries
+    (`run_ids.folder_run_id`, so DDP ranks and restarts in one folder agree on it) unless the registry
+    holds it for another run (a finished run there, moved aside by `overwrite`); else a new one."""
+    stored = stored_run_id(output_dir)
+    if stored:
+        return stored
+    carried = folder_run_id(output_dir)
+    if carried is None or (registry is not None and _taken(registry, carried, Path(output_dir))):
+        return new_run_id()
+    return carried
 
-    def __init__(self, path: str | None, task: str, run_id: str | None = None) -> None:
+
+def _taken(registry: RunRegistry, run_id: str, output_dir: Path) -> bool:
+    """Whether `run_id` is the row of another run than the unfinished one in `output_dir`."""
+    try:
+        folder = registry.get(run_id)["output_dir"]
+    except KeyError:
+        return False
+    return folder is None or Path(folder) != output_dir or not unfinished(output_dir)
+
+
+class RunTracker:
+    """The registry row of the run writing `output_dir` (its id: `run_id_for`). On every rank but
+    zero, and with `path` None, it records nothing."""
+
+    def __init__(self, path: str | None, task: str, output_dir: str | Path) -> None:
         self.registry = RunRegistry(path) if path and rank_zero_only.rank == 0 else None
         self.task = task
-        self.run_id = run_id or f"{task}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(3)}"
+        self.run_id = run_id_for(output_dir, self.registry)
         self.ended = False
 
     def start(self, cfg: DictConfig, output_dir: str) -> None:
@@ -48,6 +72,11 @@ class RunTracker:
         """Record that the runs of `old_dir` now live in `new_dir` (a finished run moved aside)."""
         if self.registry:
             self.registry.moved(old_dir, new_dir)
+
+    def folder_removed(self) -> None:
+        """Record that the run's folder was removed (its configuration was refused at the start)."""
+        if self.registry:
+            self.registry.folder_removed(self.run_id)
 
     def progress(self, step: int, total_steps: int | None) -> None:
         if self.registry:

@@ -20,7 +20,14 @@ class ClaimRunFolder(Callback):
     """`hydra.callbacks.run_folder`: before a single run starts, claim `hydra.run.dir` (or refuse,
     exit status 2, when another run holds it or a finished run is there and `overwrite` is off), so
     that Hydra's own files (`.hydra/`, the log) never land in another run's folder. `train()` takes
-    the same claim over and releases it. Ranks other than zero (DDP relaunches) claim nothing."""
+    the same claim over and releases it. Ranks other than zero (DDP relaunches) claim nothing. As a
+    multi-run or sweep starts, it notes what its folder holds, so that a job refused at its start
+    removes only a member folder this multi-run created (`run_folder.note_multirun_start`)."""
+
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        from embedding_trainer.runtime.run_folder import note_multirun_start
+
+        note_multirun_start(config.hydra.sweep.dir)
 
     def on_run_start(self, config: DictConfig, **kwargs: Any) -> None:
         from pytorch_lightning.utilities import rank_zero_only

@@ -10,11 +10,17 @@ The claim is released (the file removed) when the run ends, failed or not, and a
 A folder whose run finished (it holds `results.json`) is refused too, unless `overwrite` is set:
 then its contents move aside to a sibling folder `<name>.previous-<timestamp>`, never deleted.
 An unfinished run's folder is taken as it is: the run resumes there (see `resume`).
+
+A run whose configuration is refused at its start leaves no folder: when this start created the
+folder and it holds nothing but what a start writes (Hydra's `.hydra/`, the log, the claim, the
+run id), it is removed (`RunFolderClaim.discard_start`). A folder that was there before is kept.
 """
 
 import atexit
 import json
+import logging
 import os
+import shutil
 import socket
 import time
 from dataclasses import asdict, dataclass
@@ -30,6 +36,7 @@ from embedding_trainer.runtime.resume import RUN_ID_FILE, unfinished
 log = get_logger(__name__)
 
 CLAIM_FILE = ".claim"
+HYDRA_FOLDER = ".hydra"
 
 
 class RunFolderError(ConfigError):
@@ -77,14 +84,16 @@ class Claimant:
 
 
 class RunFolderClaim:
-    """This process's claim on `folder`; `previous` is where an overwritten run's files went."""
+    """This process's claim on `folder`; `created` is the outermost folder this start created for it
+    (`folder` or a parent; None when `folder` was there before); `previous` is where an overwritten
+    run's files went."""
 
     def __init__(
-        self, folder: Path, claimant: Claimant, created_folder: bool, previous: Path | None = None
+        self, folder: Path, claimant: Claimant, created: Path | None, previous: Path | None = None
     ) -> None:
         self.folder = folder
         self.claimant = claimant
-        self.created_folder = created_folder
+        self.created = created
         self.previous = previous
 
     @property
@@ -101,11 +110,60 @@ class RunFolderClaim:
         if _HELD.pop(self.folder, None) is None:
             return
         self.path.unlink(missing_ok=True)
-        if self.created_folder and self.folder.is_dir() and not any(self.folder.iterdir()):
+        if self.created is not None and self.folder.is_dir() and not any(self.folder.iterdir()):
             self.folder.rmdir()
+
+    def discard_start(self) -> bool:
+        """After the run's configuration was refused: release the claim and, when this start created
+        the folder and it holds only what a start writes (`_start_files`), remove it, with the parents
+        this start created that are left empty, having closed this process's log files in it. True
+        when the folder was removed; anything else (a folder that was there before) is left as it is."""
+        start_files = self._start_files()
+        if self.created is None or any(entry not in start_files for entry in self.folder.iterdir()):
+            self.release()
+            return False
+        _close_log_files(self.folder)
+        for entry in start_files - {self.path}:
+            if entry.is_dir():
+                shutil.rmtree(entry)
+            else:
+                entry.unlink(missing_ok=True)
+        self.release()
+        for folder in (self.folder, *self.folder.parents):  # release() may have removed the folder
+            if not folder.is_relative_to(self.created) or (folder.exists() and any(folder.iterdir())):
+                break
+            if folder.exists():
+                folder.rmdir()
+        return not self.folder.exists()
+
+    def _start_files(self) -> set[Path]:
+        """What a start writes in the folder: Hydra's `.hydra/`, this process's open log files, the
+        claim, and the run id file when it names this run."""
+        files = {self.folder / HYDRA_FOLDER, self.path, *_log_files(self.folder)}
+        run_id_file = self.folder / RUN_ID_FILE
+        if run_id_file.is_file() and run_id_file.read_text(encoding="utf-8").strip() == self.claimant.run_id:
+            files.add(run_id_file)
+        return files
 
 
 _HELD: dict[Path, RunFolderClaim] = {}
+# Multi-run folder -> the names in it when the multi-run started: a member folder not among them is
+# this multi-run's own (Hydra creates it before the job runs, so `_make_folder` cannot tell).
+_MULTIRUNS: dict[Path, set[str]] = {}
+
+
+def note_multirun_start(sweep_dir: str | Path) -> None:
+    """Remember what `sweep_dir` holds as a multi-run or sweep starts there, so that a job's claim
+    knows whether this multi-run created its member folder (see `RunFolderClaim.discard_start`).
+    Jobs run in other processes (submitit) do not see it: their folders count as existing before."""
+    folder = Path(sweep_dir).resolve()
+    _MULTIRUNS[folder] = {entry.name for entry in folder.iterdir()} if folder.is_dir() else set()
+
+
+def _new_member(folder: Path) -> bool:
+    """Whether `folder` is a member folder that its multi-run created (see `note_multirun_start`)."""
+    before = _MULTIRUNS.get(folder.parent)
+    return before is not None and folder.name not in before
 
 
 def claim_run_folder(
@@ -124,6 +182,8 @@ def claim_run_folder(
             claim.name_run(run_id)
         return claim
     created = _make_folder(folder)
+    if created is None and _new_member(folder):
+        created = folder
     claimant = Claimant.this_process(run_id)
     _take_claim(folder / CLAIM_FILE, claimant)
     claim = RunFolderClaim(folder, claimant, created)
@@ -137,13 +197,17 @@ def claim_run_folder(
     return claim
 
 
-def _make_folder(folder: Path) -> bool:
-    """Create `folder` (with parents); True when it did not exist before."""
+def _make_folder(folder: Path) -> Path | None:
+    """Create `folder` (with parents); the outermost folder created, None when `folder` existed."""
     if folder.exists() and not folder.is_dir():
         raise RunFolderError(
             f"The run folder {folder} is a file; choose another hydra.run.dir (or paths.output_dir)."
         )
-    existed = folder.is_dir()
+    if folder.is_dir():
+        return None
+    outermost = folder
+    while not outermost.parent.exists():
+        outermost = outermost.parent
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as error:
@@ -151,7 +215,7 @@ def _make_folder(folder: Path) -> bool:
             f"Cannot create the run folder {folder}: {error.strerror}. Choose a writable place with "
             "hydra.run.dir=... (or paths.log_dir=...)."
         ) from None
-    return not existed
+    return outermost
 
 
 def _take_claim(path: Path, claimant: Claimant) -> None:
@@ -251,6 +315,29 @@ def _move_finished_run_aside(folder: Path, overwrite: bool) -> Path:
             entry.rename(previous / entry.name)
     log.warning(f"overwrite=true: moved the finished run in {folder} ({finished_run}) to {previous}")
     return previous
+
+
+def _log_files(folder: Path) -> list[Path]:
+    """The files in `folder` that this process's logging handlers write (Hydra's `<job>.log`)."""
+    return [Path(handler.baseFilename) for _, handler in _file_handlers(folder)]
+
+
+def _close_log_files(folder: Path) -> None:
+    """Detach and close this process's logging handlers that write into `folder`."""
+    for logger, handler in _file_handlers(folder):
+        logger.removeHandler(handler)
+        handler.close()
+
+
+def _file_handlers(folder: Path) -> list[tuple[logging.Logger, logging.FileHandler]]:
+    loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
+    return [
+        (logger, handler)
+        for logger in loggers
+        if isinstance(logger, logging.Logger)
+        for handler in logger.handlers
+        if isinstance(handler, logging.FileHandler) and Path(handler.baseFilename).parent == folder
+    ]
 
 
 @atexit.register
