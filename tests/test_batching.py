@@ -1,17 +1,20 @@
-"""Tokenize-once batches equal per-batch tokenization; length-grouped batches keep every row once,
-without repeated texts, and with less padding than shuffled batches."""
+"""Tokenize-once batches equal per-batch tokenization; no-duplicates batches of the default data
+(length-grouped or not) train every row once in full batches without repeated texts, and
+length-grouped ones with less padding than shuffled batches."""
 
+import datasets
 import numpy as np
 import pytest
 import torch
 
 from embedding_trainer import models
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
+from embedding_trainer.data.samplers import NoDuplicatesBatchSampler, row_values
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.errors import DataError
 from embedding_trainer.resolvers import PROJECT_ROOT
-from embedding_trainer.train import train
+from embedding_trainer.train import build_datamodule, train
 
 SQUAD = PROJECT_ROOT / "data" / "squad_pairs"
 
@@ -65,21 +68,26 @@ def test_token_cache_refuses_features_it_cannot_pad():
         TokenCache(preprocess, {None: ["a", "b"]}, max_length=None)
 
 
-def _row_values(pairs):
-    return [frozenset(row) for row in zip(pairs["anchor"], pairs["positive"])]
-
-
-def test_length_grouping_keeps_every_row_once_without_repeated_texts(squad_pairs):
-    # Many questions share a paragraph: plain length sorting would put them in one batch.
-    lengths = [len(a) + len(p) for a, p in zip(squad_pairs["anchor"], squad_pairs["positive"])]
-    values = _row_values(squad_pairs)
-    sampler = LengthGroupedBatchSampler(lengths, batch_size=16, row_values=values, megabatch_factor=8, seed=3)
-    batches = list(sampler)
-    assert sorted(i for batch in batches for i in batch) == list(range(len(lengths)))
-    assert sum(len(batch) < 16 for batch in batches) <= 2  # as sentence-transformers' sampler (0 to 2 here)
-    for batch in batches:
-        texts = [text for i in batch for text in values[i]]
-        assert len(texts) == len(set(texts))
+@pytest.mark.parametrize("grouped", [True, False])
+def test_no_duplicates_batches_of_the_default_data_train_every_row_once(squad_pairs, grouped):
+    # Issue 27: 2,048 SQuAD pairs in batches of 32, many questions sharing a paragraph. Length-grouped
+    # batches yielded 66 and 65 batches for a len() of 64, some of 1 row (a loss of exactly 0).
+    rows = datasets.Dataset.from_dict(squad_pairs)
+    values = row_values(rows, ["anchor", "positive"])
+    if grouped:
+        lengths = [len(a) + len(p) for a, p in zip(squad_pairs["anchor"], squad_pairs["positive"])]
+        sampler = LengthGroupedBatchSampler(lengths, batch_size=32, row_values=values, seed=3)
+    else:
+        sampler = NoDuplicatesBatchSampler(rows, batch_size=32, drop_last=False, seed=3)
+    for epoch in range(3):
+        sampler.set_epoch(epoch)
+        batches = list(sampler)
+        assert len(batches) == len(sampler) == 64
+        assert {len(batch) for batch in batches} == {32}
+        assert sorted(i for batch in batches for i in batch) == list(range(len(rows)))
+        for batch in batches:
+            texts = [text for i in batch for text in values[i]]
+            assert len(texts) == len(set(texts))
 
 
 def test_length_grouping_is_seeded_per_epoch_and_cuts_padding(squad_pairs):
@@ -123,3 +131,27 @@ def test_training_with_length_grouped_cached_batches(make_cfg):
     assert objects["trainer"].global_step == 4
     assert objects["datamodule"].token_cache is not None
     assert 0.0 <= metrics["val/score"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    "overrides, sampler_class, no_duplicates",
+    [
+        (["data.group_by_length=true"], LengthGroupedBatchSampler, True),
+        (["data.group_by_length=false"], NoDuplicatesBatchSampler, True),
+        (
+            ["data.group_by_length=true", "loss=cosent", "dataset_type=score"],
+            LengthGroupedBatchSampler,
+            False,
+        ),
+    ],
+)
+def test_the_data_module_batches_with_the_loss_sampler_promise(
+    make_cfg, overrides, sampler_class, no_duplicates
+):
+    cfg = make_cfg("model=tiny", "data.max_samples=64", *overrides)
+    datamodule = build_datamodule(cfg)
+    datamodule.load()
+    datamodule.use_model(models.load_model(cfg.model))
+    sampler, _ = datamodule.global_batches(world_size=2)
+    assert type(sampler) is sampler_class and sampler.batch_size == 2 * cfg.data.batch_size
+    assert (sampler.row_values is not None) == no_duplicates

@@ -3,12 +3,11 @@
 import datasets
 import pytest
 import torch
-from sentence_transformers.base.sampler import NoDuplicatesBatchSampler
 
 from embedding_trainer.data.distributed import ShardedBatchSampler
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.resumable import ResumableDataLoader
-from embedding_trainer.data.samplers import shuffled_batch_sampler
+from embedding_trainer.data.samplers import NoDuplicatesBatchSampler, ShuffledBatchSampler
 
 ROWS = datasets.Dataset.from_dict(
     {"anchor": [f"a{i}" for i in range(22)], "positive": [f"p{i}" for i in range(22)]}
@@ -35,7 +34,7 @@ def _length_grouped(dataset, batch_size, drop_last, generator, seed):
     )
 
 
-SAMPLERS = [shuffled_batch_sampler, NoDuplicatesBatchSampler, _length_grouped]
+SAMPLERS = [ShuffledBatchSampler, NoDuplicatesBatchSampler, _length_grouped]
 
 
 @pytest.mark.parametrize("make_sampler", SAMPLERS)

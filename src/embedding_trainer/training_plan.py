@@ -51,7 +51,9 @@ class TrainingPlan:
 
     @property
     def batches_per_epoch(self) -> int:
-        """Batches each device trains per epoch: a last global batch with fewer rows than devices is skipped."""
+        """Batches each device trains per epoch: a last global batch with fewer rows than devices is
+        skipped. The train loader's len() is this number unless its batch sampler leaves rows out
+        (it then says how many and why: `embedding_trainer.data.samplers`)."""
         full, rest = divmod(self.rows, self.global_batch)
         batches = full + (rest >= self.world_size)
         if isinstance(self.batch_limit, float):
@@ -120,7 +122,12 @@ def train_min_steps(trainer: pl.Trainer, plan: TrainingPlan, min_steps: int | No
 def check_in_batch_negatives(plan: TrainingPlan, loss_cfg: DictConfig, input_columns: list[str]) -> None:
     """A loss that scores each anchor against the other rows of its batch (`in_batch_negatives`)
     learns nothing from one-row batches unless the rows carry negatives of their own (more than two
-    input columns): refuse that; warn when batches hold fewer rows than asked for."""
+    input columns): refuse that; warn when batches hold fewer rows than asked for.
+
+    This judges the configuration and the number of rows; the data's own shape is the batch
+    sampler's part: the harness's samplers put at least half a batch in every batch (bar a lone
+    one) and report the rows they cannot place so, such as rows repeating a text that a
+    no-duplicates batch holds once (`embedding_trainer.data.samplers`)."""
     if not loss_cfg.get("in_batch_negatives"):
         return
     loss = class_name(loss_cfg._target_)

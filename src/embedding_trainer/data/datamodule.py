@@ -11,7 +11,6 @@ import numpy as np
 import pytorch_lightning as pl
 import torch
 from pytorch_lightning.utilities import rank_zero_only
-from sentence_transformers.base.sampler import GroupByLabelBatchSampler, NoDuplicatesBatchSampler
 from torch.utils.data import DataLoader, Sampler
 
 from embedding_trainer.data.collate import LossBatchCollator
@@ -20,6 +19,7 @@ from embedding_trainer.data.holdout import hold_out
 from embedding_trainer.data.leakage import LEAKAGE_MODES, Leakage, check_leakage, find_leakage
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.resumable import ResumableDataLoader, ResumableTrainData
+from embedding_trainer.data.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, row_values
 from embedding_trainer.data.schema import (
     binary_labels,
     check_complete_rows,
@@ -537,14 +537,10 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
     def _length_grouped_sampler(self, batch_size: int) -> LengthGroupedBatchSampler:
         """Length-grouped batches by the rows' token counts, without repeated texts in a batch when
         the loss's sampler promises that."""
-        row_values = None
+        values = None
         if self._sampler_is(NoDuplicatesBatchSampler):
-            row_values = [
-                frozenset(row) for row in zip(*(self.train_dataset[column] for column in self.text_columns))
-            ]
-        return LengthGroupedBatchSampler(
-            self.row_token_counts(), batch_size, False, row_values, seed=self.seed
-        )
+            values = row_values(self.train_dataset, self.text_columns)
+        return LengthGroupedBatchSampler(self.row_token_counts(), batch_size, False, values, seed=self.seed)
 
 
 def world_and_rank(trainer: pl.Trainer | None) -> tuple[int, int]:
