@@ -15,9 +15,22 @@ from embedding_trainer.fingerprints import file_fingerprint
 from embedding_trainer.models import hub_id
 from embedding_trainer.provenance import git_state, record_provenance
 from embedding_trainer.reporting.model_card import write_model_card
+from embedding_trainer.reporting.trained import TrainedLength
 from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.train import train
+
+# What a card's run trained: two epochs raised from one by data.min_steps, 20 steps, the last kept.
+TRAINED = TrainedLength(
+    epochs=2,
+    steps=20,
+    kept_step=20,
+    max_epochs=2,
+    configured_epochs=1,
+    max_steps=None,
+    min_steps=20,
+    smoke_run=False,
+)
 
 # One logged training step (Lightning turns loggers off under fast_dev_run).
 LOGGED = [
@@ -189,7 +202,7 @@ def test_the_model_card_names_the_base_model_by_its_hub_id(make_cfg, tmp_path, c
     (tmp_path / "model").mkdir()
 
     card = write_model_card(
-        tmp_path / "model", cfg, model, "retrieval", "ndcg@10", baseline, finetuned, provenance
+        tmp_path / "model", cfg, model, "retrieval", "ndcg@10", baseline, finetuned, provenance, TRAINED
     ).read_text()
 
     assert not [record for record in caplog.records if "Error" in record.getMessage()]
@@ -200,12 +213,14 @@ def test_the_model_card_names_the_base_model_by_its_hub_id(make_cfg, tmp_path, c
     assert metadata["library_name"] == "sentence-transformers" and "embedding-trainer" in metadata["tags"]
     [index] = metadata["model-index"]
     assert index["name"] == "my-embedder"
-    results = {
-        result["dataset"]["type"]: {m["type"]: m["value"] for m in result["metrics"]}
-        for result in index["results"]
+    # Evaluated on the default pair data (by its name, not `dim 384`), a metric per metric and dimension.
+    [result] = index["results"]
+    assert result["dataset"] == {"name": "squad pairs test", "type": "squad_pairs-test"}
+    assert {m["type"]: m["value"] for m in result["metrics"]} == {
+        f"{name}_dim{dim}": value for dim, values in finetuned.items() for name, value in values.items()
     }
-    assert results == {"dim_384": finetuned[384], "dim_64": finetuned[64]}
     assert index["results"][0]["task"]["type"] == "information-retrieval"
+    assert "| epochs trained | 2 |" in body and "(raised from 1 by data.min_steps=20)" in body
     assert (
         "from [`sentence-transformers/all-MiniLM-L6-v2`](https://huggingface.co/sentence-transformers/all-MiniLM-L6-v2)"
         in body
@@ -229,13 +244,15 @@ def test_a_model_without_hub_id_is_called_local(make_cfg, tmp_path):
         None,
         {32: {"spearman_cosine": 0.5}},
         provenance,
+        TRAINED,
     ).read_text()
     _, front, body = card.split("---\n", 2)
     assert "base_model" not in yaml.safe_load(front)
     assert (
-        f"from a local model (`{tmp_path}`)" in body
+        f"from a local model (`{tmp_path.name}`)" in body
         and "- git commit: `abc` with uncommitted changes" in body
     )
+    assert str(tmp_path) not in card  # the hub has no local folders
 
 
 def test_a_folders_fingerprint_covers_every_files_name_and_bytes(tmp_path):

@@ -1,13 +1,27 @@
-"""Each run leaves report.md with valid PNG plots, and a model card in the saved model folder;
-pushing to the hub fails clearly here and leaves the local model intact."""
+"""Each run leaves report.md with valid PNG plots, and a model card in the saved model folder that
+states what ran (epochs, steps, the data that chose and the data that scored) without local paths;
+the smoke run (debug=fdr) moves the weights and skips the slow guards; pushing to the hub fails
+clearly here and leaves the local model intact."""
 
 import json
+import os
+import subprocess
+import sys
 
 import matplotlib.image
+import numpy as np
 import pytest
+import torch
+import yaml
+from hydra.utils import instantiate
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.errors import ModelPushError
+from embedding_trainer.evaluation.significance import ChangeTest, Significance
+from embedding_trainer.reporting.history import validation_scores
+from embedding_trainer.reporting.plots import plot_matryoshka_curve
+from embedding_trainer.reporting.run_report import data_name, smoke_run_note
+from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.train import train
 
@@ -21,19 +35,59 @@ RUN = [
     "trainer.max_steps=6",
     "callbacks=none",
 ]
+SQUAD_PAIRS = PROJECT_ROOT / "data" / "squad_pairs"
 
 
 def test_report_and_plots(make_cfg, tmp_path):
     run = tmp_path / "run"
-    train(make_cfg(*RUN, output_dir=run))
+    metrics, objects = train(make_cfg(*RUN, "evaluation.every_n_steps=3", output_dir=run))
     report = (run / "report.md").read_text()
     assert "![Matryoshka curve](plots/matryoshka.png)" in report
-    assert "![Training loss and learning rate](plots/training.png)" in report
+    assert "Bottom: the change (fine-tuned minus baseline), with its 95% paired bootstrap interval" in report
+    assert "![Training loss, learning rate and validation score (val/score)" in report
     assert "| 32 |" in report and "| 8 |" in report and "MultipleNegativesRankingLoss" in report
+    assert "\nTrained 6 optimizer steps over 1 epoch in " in report
+    assert "| optimizer steps trained | 6 (model kept: step 6) |" in report
+    assert "| epoch and step limits | trainer.max_epochs=1, trainer.max_steps=6 |" in report
+    # The local report names the data that chose and the data that scored by their full paths.
+    assert f"| checkpoint chosen on | {SQUAD_PAIRS} (" in report
+    assert f"| evaluation data | {SQUAD_PAIRS} (split test) |" in report
     for name in ("matryoshka.png", "training.png"):
         image = matplotlib.image.imread(run / "plots" / name)
         assert image.shape[:2] == (500, 800), name
         assert image.std() > 0.01, f"{name} is blank"
+    # The validation-score panel: the baseline's and each evaluation's val/score, the last one kept.
+    scores = validation_scores(objects["evaluation"])
+    assert [step for step, _ in scores] == [0, 3, 6]
+    assert scores[-1][1] == pytest.approx(metrics["val/score"])
+    assert scores[0][1] == pytest.approx(objects["evaluation"].score(objects["evaluation"].baseline))
+
+
+def test_the_matryoshka_plot_draws_the_interval_of_the_change(tmp_path):
+    baseline = {32: {"ndcg@10": 0.5}, 16: {"ndcg@10": 0.4}, 8: {"ndcg@10": 0.3}}
+    finetuned = {32: {"ndcg@10": 0.6}, 16: {"ndcg@10": 0.45}, 8: {"ndcg@10": 0.3}}
+    tests = Significance(
+        1000,
+        0.95,
+        0,
+        100,
+        changes={
+            32: {"ndcg@10": ChangeTest(0.1, 0.02, 0.18, 0.01)},
+            16: {"ndcg@10": ChangeTest(0.05, -0.03, 0.13, 0.2)},
+        },
+    )
+    plain = plot_matryoshka_curve(baseline, finetuned, "ndcg@10", tmp_path / "plain.png")
+    bars = plot_matryoshka_curve(baseline, finetuned, "ndcg@10", tmp_path / "bars.png", significance=tests)
+    plain, bars = matplotlib.image.imread(plain), matplotlib.image.imread(bars)
+    assert plain.shape == bars.shape and plain.shape[:2] == (500, 800)
+    assert not np.array_equal(plain, bars)  # the error bars (and their legend entry) are drawn
+
+
+def test_data_is_named_by_its_hub_id_or_its_own_name(tmp_path):
+    (tmp_path / "pairs.jsonl").write_text("{}\n")
+    assert data_name(str(tmp_path / "pairs.jsonl")) == "pairs.jsonl"
+    assert data_name(str(SQUAD_PAIRS)) == "squad_pairs"
+    assert data_name("sentence-transformers/stsb") == "sentence-transformers/stsb"
 
 
 def test_model_card(make_cfg, tmp_path):
@@ -44,16 +98,30 @@ def test_model_card(make_cfg, tmp_path):
     for expected in (
         "MultipleNegativesRankingLoss",
         "MatryoshkaLoss",
-        "squad_pairs",
+        "| training data | squad_pairs (split train) |",
+        "| evaluation data | squad_pairs (split test) |",
+        "| checkpoint chosen on | squad_pairs (",
         "| dimension | baseline | fine-tuned | change | 95% CI low | 95% CI high | p-value |",
         "learning rate",
-        f'SentenceTransformer("{run / "model"}")',
+        'SentenceTransformer("path/to/model")  # this folder, or its hub id once uploaded',
         "truncate_dim=8",
     ):
         assert expected in card, expected
+    assert str(tmp_path) not in card and str(PROJECT_ROOT) not in card
+    # The hub's evaluation results: on the evaluated data, one metric per metric and dimension.
+    results = json.loads((run / "results.json").read_text())
+    [index] = yaml.safe_load(card.split("---\n", 2)[1])["model-index"]
+    [result] = index["results"]
+    assert result["dataset"] == {"name": "squad pairs test", "type": "squad_pairs-test"}
+    assert result["task"]["type"] == "information-retrieval"
+    logged = {metric["type"]: metric["value"] for metric in result["metrics"]}
+    assert logged == {
+        f"{name}_dim{dim}": value
+        for dim, values in results["finetuned"].items()
+        for name, value in values.items()
+    }
     # The change's interval, p-value and mark per dimension, as the run tested them (results.json)
     # and as results.md shows them, legend included.
-    results = json.loads((run / "results.json").read_text())
     metric, tests = results["primary_metric"], results["significance"]
     assert tests["skipped"] is None and set(tests["by_dimension"]) == {"32", "16", "8"}
     for dim, by_metric in tests["by_dimension"].items():
@@ -76,6 +144,89 @@ def test_model_card(make_cfg, tmp_path):
     )
     assert in_results.strip() in card
     assert SentenceTransformer(str(run / "model")).encode(["x"]).shape == (1, 32)
+
+
+def test_the_card_and_report_state_the_epochs_data_min_steps_trained(make_cfg, tmp_path):
+    # 64 rows in batches of 16: 4 steps an epoch; data.min_steps=10 raises 1 epoch to 3 (12 steps).
+    run = tmp_path / "run"
+    _, objects = train(
+        make_cfg(
+            *[o for o in RUN if not o.startswith(("trainer.max_steps", "data.batch_size"))],
+            "data.batch_size=16",
+            "data.min_steps=10",
+            "hub.repo_id=someone/my-embedder",
+            output_dir=run,
+        )
+    )
+    trainer = objects["trainer"]
+    assert (trainer.current_epoch, trainer.global_step) == (3, 12)
+    training = json.loads((run / "results.json").read_text())["training"]
+    assert training["epochs"] == 3 and training["steps"] == 12 and training["configured_epochs"] == 1
+    card = (run / "model" / "README.md").read_text()
+    report = (run / "report.md").read_text()
+    for text in (card, report):
+        assert (
+            "| epochs trained | 3 |" in text
+            and "| optimizer steps trained | 12 (model kept: step 12) |" in text
+        )
+        assert "trainer.max_epochs=3 (raised from 1 by data.min_steps=10), trainer.max_steps=-1" in text
+        assert "epochs / max steps" not in text
+    assert "Trained 12 optimizer steps over 3 epochs" in report
+    assert str(tmp_path) not in card and str(PROJECT_ROOT) not in card and "/tmp/" not in card
+    assert 'SentenceTransformer("someone/my-embedder")' in card
+    assert 'SentenceTransformer("someone/my-embedder", truncate_dim=8)' in card
+
+
+def test_a_guard_named_on_the_command_line_still_runs_in_the_smoke_run(make_cfg):
+    smoke = make_cfg("debug=fdr")
+    assert smoke.scheduler.warmup_ratio == 0
+    assert smoke.evaluation.general is None and smoke.evaluation.health is None
+    assert (
+        "skipped: the forgetting guard (evaluation.general=null), the embedding-health probe"
+        in smoke_run_note(smoke)
+    )
+    named = make_cfg(
+        "debug=fdr",
+        "evaluation.general=${sts_benchmark_evaluator}",
+        "evaluation.health={probe_size: 16, min_fraction: 0.5}",
+        "scheduler.warmup_ratio=0.1",
+    )
+    assert named.evaluation.general.path.endswith("stsb_test.jsonl")
+    assert named.evaluation.health.probe_size == 16 and named.scheduler.warmup_ratio == 0.1
+    assert "skipped" not in smoke_run_note(named)
+    assert smoke_run_note(make_cfg("model=tiny")) is None
+
+
+def test_the_smoke_run_moves_the_weights_and_says_what_it_skipped(make_cfg, tmp_path, model_cache):
+    run = tmp_path / "smoke"
+    command = [
+        sys.executable,
+        str(PROJECT_ROOT / "train.py"),
+        "model=tiny",
+        "debug=fdr",
+        "logger=none",
+        "evaluation.show_progress_bar=false",
+        f"hydra.run.dir={run}",
+        f"paths.log_dir={tmp_path / 'outputs'}",
+        f"paths.cache_dir={model_cache}",
+    ]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
+    result = subprocess.run(
+        command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "debug=fdr: a smoke run" in result.stdout + result.stderr
+    report = (run / "report.md").read_text()
+    assert "> **Note:** debug=fdr: a smoke run" in report and "skipped: the forgetting guard" in report
+    results = json.loads((run / "results.json").read_text())
+    assert results["general"] is None and results["health"] is None
+    assert results["training"]["steps"] == 1 and results["training"]["smoke_run"]
+    # One step at the full learning rate (no warm-up): the weights and the scores moved.
+    base = instantiate(make_cfg("model=tiny").model.encoder).state_dict()
+    tuned = SentenceTransformer(str(run / "model")).state_dict()
+    assert set(base) <= set(tuned)  # loading the saved folder adds the BERT pooler it never uses
+    assert any(not torch.equal(base[key], tuned[key]) for key in base)
+    assert results["finetuned"] != results["baseline"]
 
 
 def test_push_to_hub_fails_clearly_and_keeps_the_model(make_cfg, tmp_path, monkeypatch):

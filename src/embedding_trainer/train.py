@@ -61,14 +61,20 @@ from embedding_trainer.provenance import record_provenance
 from embedding_trainer.regularizers import regularized
 from embedding_trainer.relevance_mask import with_relevance_mask
 from embedding_trainer.reporting.guards import guard_sections, guard_warnings
-from embedding_trainer.reporting.history import TrainingHistory
+from embedding_trainer.reporting.history import TrainingHistory, validation_scores
 from embedding_trainer.reporting.hub import push_to_hub
 from embedding_trainer.reporting.model_card import write_model_card
 from embedding_trainer.reporting.objectives import objective_results, objective_sections
 from embedding_trainer.reporting.plots import plot_mined_scores
 from embedding_trainer.reporting.results import results_payload, write_results
-from embedding_trainer.reporting.run_report import evaluation_source, validation_source, write_run_report
+from embedding_trainer.reporting.run_report import (
+    evaluation_source,
+    smoke_run_note,
+    validation_source,
+    write_run_report,
+)
 from embedding_trainer.reporting.teacher import teacher_section
+from embedding_trainer.reporting.trained import TrainedLength
 from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table
 from embedding_trainer.resolvers import register_resolvers
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
@@ -203,6 +209,8 @@ def tracked_run(
 def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict]:
     started = time.time()
     validate_config(cfg)
+    if smoke := smoke_run_note(cfg):  # debug=fdr
+        log.info(smoke)
     output_dir = Path(cfg.paths.output_dir)
     pl.seed_everything(cfg.seed, workers=True)
 
@@ -324,6 +332,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
 
     step, selected = select_final_model(trainer, module, evaluation)
+    trained = TrainedLength.of(trainer, cfg.trainer.max_epochs, cfg.data.get("min_steps"), step)
     # No rank reads a checkpoint after this: rank zero may remove them once the model is saved.
     trainer.strategy.barrier("final_model_selected")
     metrics = evaluation.flatten(selected)
@@ -381,6 +390,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             general=general_json,
             health=health_json,
             selection=selection.to_json(),
+            training=trained.to_json(),
             early_stopping=stopping.to_json(step) if stopping else None,
             teacher=teacher.to_json(reported_scores(evaluator, reported, general)) if teacher else None,
             objectives={result.name: result.to_json() for result in objectives} if objectives else None,
@@ -394,8 +404,9 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
             evaluator.primary_metric,
             reported.baseline,
             reported.finetuned,
-            trainer.global_step,
+            trained,
             history.rows,
+            validation_scores(evaluation),
             time.time() - started,
             data_notes(datamodule, mined, output_dir),
             significance,
@@ -649,6 +660,7 @@ def finish_run(
             reported.baseline,
             reported.finetuned,
             results["provenance"],
+            TrainedLength(**results["training"]),
             significance,
         )
         log.info(f"Saved the fine-tuned model to {model_path} (load it with SentenceTransformer(path))")

@@ -1,6 +1,9 @@
-"""Recording the training curve (loss and learning rate per optimizer step) for the report."""
+"""Recording the training curve (loss and learning rate per optimizer step) for the report, and
+reading the validation score of each evaluation beside it."""
 
 import pytorch_lightning as pl
+
+from embedding_trainer.evaluation.callback import EvaluationCallback
 
 
 class TrainingHistory(pl.Callback):
@@ -22,3 +25,11 @@ class TrainingHistory(pl.Callback):
 
     def load_state_dict(self, state_dict: dict) -> None:
         self.rows = [tuple(row) for row in state_dict["rows"]]
+
+
+def validation_scores(evaluation: EvaluationCallback) -> list[tuple[int, float]]:
+    """`(step, val/score)` of every evaluation `evaluation` made, in step order: the baseline's at step
+    0 (when it ran), then each one during training (checkpointed with it, so a resumed run has them all)."""
+    scores = {0: evaluation.score(evaluation.baseline)} if evaluation.baseline is not None else {}
+    scores.update((step, evaluation.score(metrics)) for step, metrics in evaluation.history.items())
+    return sorted(scores.items())

@@ -11,7 +11,13 @@ from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
 from embedding_trainer.models import hub_id
 from embedding_trainer.reporting.results import primary_table
-from embedding_trainer.reporting.run_report import describe_run, settings_table
+from embedding_trainer.reporting.run_report import (
+    data_name,
+    describe_run,
+    evaluation_dataset_id,
+    settings_table,
+)
+from embedding_trainer.reporting.trained import TrainedLength
 
 # The task each evaluator's metrics measure, as sentence-transformers' own evaluators name it.
 TASKS = {
@@ -25,9 +31,11 @@ TASKS = {
 
 
 @dataclass(frozen=True)
-class DimensionEvaluation:
-    """One evaluated dimension in the form sentence-transformers' model card data takes an evaluator
-    in: `name` (`dim_<n>`, its dataset in the hub's evaluation results), `description` (the task)."""
+class CardEvaluation:
+    """The run's evaluation in the form sentence-transformers' model card data takes an evaluator in:
+    `name` is the evaluated data (its dataset in the hub's evaluation results: `squad_pairs-test` is
+    shown as "squad pairs test"), `description` the task, and the metrics it is given are named
+    `<metric>_dim<d>`, one per metric and evaluated dimension."""
 
     name: str
     primary_metric: str
@@ -35,12 +43,16 @@ class DimensionEvaluation:
 
 
 def base_model_reference(cfg: DictConfig) -> str:
-    """The base model in Markdown: a link to its hub page, else its local folder, else its factory."""
+    """The base model in Markdown: a link to its hub page, else its local folder's name, else its factory."""
     base = hub_id(cfg.model)
     if base:
         return f"[`{base}`](https://huggingface.co/{base})"
     name = cfg.model.encoder.get("name_or_path")
-    return f"a local model (`{name}`)" if name else f"a model built by `{cfg.model.encoder._target_}`"
+    return (
+        f"a local model (`{data_name(str(name))}`)"
+        if name
+        else f"a model built by `{cfg.model.encoder._target_}`"
+    )
 
 
 def fill_card_data(
@@ -48,7 +60,8 @@ def fill_card_data(
 ) -> None:
     """Set `model.model_card_data` from the run, without asking the hub: the base model's hub id,
     `model_card.model_name`, `.language` and `.license`, the tags, and the fine-tuned metrics of
-    every dimension as its evaluation results."""
+    every dimension (`<metric>_dim<d>`) as its evaluation results on the evaluated data (by its hub id
+    or file or folder name: `evaluation_dataset_id`)."""
     settings = OmegaConf.to_container(cfg.model_card, resolve=True)
     card = model.model_card_data
     card.local_files_only = True
@@ -61,8 +74,11 @@ def fill_card_data(
         card.set_license(settings["license"])
     card.add_tags(["embedding-trainer", "matryoshka"])
     task = TASKS.get(evaluator_name, evaluator_name.replace("_", " ").title())
+    evaluation = CardEvaluation(evaluation_dataset_id(cfg), f"{metric}_dim{max(finetuned)}", task)
     card.eval_results_dict = {
-        DimensionEvaluation(f"dim_{dim}", metric, task): dict(values) for dim, values in finetuned.items()
+        evaluation: {
+            f"{name}_dim{dim}": value for dim, values in finetuned.items() for name, value in values.items()
+        }
     }
 
 
@@ -75,17 +91,21 @@ def write_model_card(
     baseline: DimensionMetrics | None,
     finetuned: DimensionMetrics,
     provenance: dict,
+    trained: TrainedLength,
     significance: Significance | None = None,
 ) -> Path:
     """Write `README.md` in `model_dir`: the metadata of `model`'s card data (filled by
-    `fill_card_data`), what the model was trained from and on, its hyper-parameters, the
-    per-dimension metrics (with `significance`, the change's interval, p-value and mark, as in
-    results.md: `results.primary_table`), how to load it (at any of its dims), and the commit and
-    library versions of the run's `provenance`."""
+    `fill_card_data`), what the model was trained from and on (data by hub id or file or folder name,
+    never a local path), its hyper-parameters and the epochs and steps it `trained`, the data that
+    chose the checkpoint and the data that scored it, the per-dimension metrics (with `significance`,
+    the change's interval, p-value and mark, as in results.md: `results.primary_table`), how to load
+    it (by `hub.repo_id`, else a placeholder path; at any of its dims), and the commit and library
+    versions of the run's `provenance`."""
     fill_card_data(model, cfg, evaluator_name, metric, finetuned)
     dims = sorted(finetuned, reverse=True)
     base = base_model_reference(cfg)
-    settings = [[key, base if key == "base model" else value] for key, value in describe_run(cfg)]
+    rows = describe_run(cfg, trained, name=data_name)
+    settings = [[key, base if key == "base model" else value] for key, value in rows]
     card = [
         "---",
         model.model_card_data.to_yaml(),
@@ -106,12 +126,7 @@ def write_model_card(
         "## Usage",
         "",
         "```python",
-        "from sentence_transformers import SentenceTransformer",
-        "",
-        f'model = SentenceTransformer("{model_dir}")',
-        *encode_lines(model),
-        f"# Smaller, faster embeddings: truncate to any evaluated dimension ({', '.join(map(str, dims))})",
-        f'small = SentenceTransformer("{model_dir}", truncate_dim={dims[-1]})',
+        *usage_lines(model, cfg.hub.repo_id, dims),
         "```",
         "",
         "## Framework versions",
@@ -121,6 +136,21 @@ def write_model_card(
     path = model_dir / "README.md"
     path.write_text("\n".join(card) + "\n", encoding="utf-8")
     return path
+
+
+def usage_lines(model: SentenceTransformer, repo_id: str | None, dims: list[int]) -> list[str]:
+    """The usage example: load by hub id `repo_id` (hub.repo_id), else by a placeholder path, encode
+    (`encode_lines`), and load truncated to the smallest of `dims` (descending)."""
+    model_id = repo_id or "path/to/model"
+    where = "" if repo_id else "  # this folder, or its hub id once uploaded"
+    return [
+        "from sentence_transformers import SentenceTransformer",
+        "",
+        f'model = SentenceTransformer("{model_id}"){where}',
+        *encode_lines(model),
+        f"# Smaller, faster embeddings: truncate to any evaluated dimension ({', '.join(map(str, dims))})",
+        f'small = SentenceTransformer("{model_id}", truncate_dim={dims[-1]})',
+    ]
 
 
 def encode_lines(model: SentenceTransformer) -> list[str]:
