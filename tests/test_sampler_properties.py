@@ -163,7 +163,6 @@ def _check_global(kind, sampler, rows, batch_size, drop_last, fits) -> list[list
                 and min(labels.count(label) for label in labels) >= 2
             )
     else:
-        assert all(len(batch) >= min(min_batch_rows(batch_size), len(placed)) for batch in batches)
         assert len(batches) == 1 or all(len(batch) >= min_batch_rows(batch_size) for batch in batches)
     return batches
 
