@@ -129,17 +129,22 @@ class RunFolderClaim:
             else:
                 entry.unlink(missing_ok=True)
         self.release()
-        for folder in (self.folder, *self.folder.parents):  # release() may have removed the folder
-            if not folder.is_relative_to(self.created) or (folder.exists() and any(folder.iterdir())):
+        for folder in (self.folder, *self.folder.parents):
+            if not folder.is_relative_to(self.created):
                 break
-            if folder.exists():
-                folder.rmdir()
+            try:
+                folder.rmdir()  # empty folders only: another run's folder beside this one stops it
+            except FileNotFoundError:
+                continue  # release() removed it
+            except OSError:
+                break
         return not self.folder.exists()
 
     def _start_files(self) -> set[Path]:
         """What a start writes in the folder: Hydra's `.hydra/`, this process's open log files, the
         claim, and the run id file when it names this run."""
-        files = {self.folder / HYDRA_FOLDER, self.path, *_log_files(self.folder)}
+        logs = [Path(handler.baseFilename) for _, handler in _file_handlers(self.folder)]
+        files = {self.folder / HYDRA_FOLDER, self.path, *logs}
         run_id_file = self.folder / RUN_ID_FILE
         if run_id_file.is_file() and run_id_file.read_text(encoding="utf-8").strip() == self.claimant.run_id:
             files.add(run_id_file)
@@ -317,11 +322,6 @@ def _move_finished_run_aside(folder: Path, overwrite: bool) -> Path:
     return previous
 
 
-def _log_files(folder: Path) -> list[Path]:
-    """The files in `folder` that this process's logging handlers write (Hydra's `<job>.log`)."""
-    return [Path(handler.baseFilename) for _, handler in _file_handlers(folder)]
-
-
 def _close_log_files(folder: Path) -> None:
     """Detach and close this process's logging handlers that write into `folder`."""
     for logger, handler in _file_handlers(folder):
@@ -330,6 +330,7 @@ def _close_log_files(folder: Path) -> None:
 
 
 def _file_handlers(folder: Path) -> list[tuple[logging.Logger, logging.FileHandler]]:
+    """This process's logging handlers writing a file in `folder` (Hydra's `<job>.log`), and their loggers."""
     loggers = [logging.getLogger(), *logging.Logger.manager.loggerDict.values()]
     return [
         (logger, handler)
