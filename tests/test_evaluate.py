@@ -76,7 +76,10 @@ def test_missing_model_settings_are_named_before_anything_loads(make_cfg, tmp_pa
     cfg = make_cfg(
         "model=local", "model.name_or_path=somewhere", "debug=fdr", "logger=none", config_name="evaluate"
     )
-    with pytest.raises(ConfigError, match=r"Set model\.dimension on the command line"):
+    with pytest.raises(
+        ConfigError,
+        match=r"model\.dimension is null: it is read from the saved model at model\.name_or_path=somewhere",
+    ):
         evaluate(cfg)
     assert not (tmp_path / "run").exists()
 

@@ -66,8 +66,13 @@ def test_validation_queries_choose_and_the_eval_data_scores_the_table(make_cfg, 
     datamodule = objects["datamodule"]
     validation, test = datamodule.validation_data, datamodule.eval_data
 
-    # 16 training questions held out with their paragraphs' whole corpus; none of them trained on.
-    assert len(validation.retrieval.queries) == 16 and validation.retrieval.corpus == test.retrieval.corpus
+    # 16 training questions held out, ranked among the training split's paragraphs (not the test split's);
+    # none of them trained on.
+    train_docs = {
+        line.split("\t")[1] for line in (SQUAD / "qrels" / "train.tsv").read_text().splitlines()[1:]
+    }
+    assert len(validation.retrieval.queries) == 16 and set(validation.retrieval.corpus) == train_docs
+    assert validation.retrieval.corpus.items() <= test.retrieval.corpus.items()
     assert set(validation.rows["anchor"]).isdisjoint(datamodule.train_dataset["anchor"])
     written = [json.loads(line) for line in (run / "data" / "validation.jsonl").read_text().splitlines()]
     assert [row["anchor"] for row in written] == validation.rows["anchor"]
@@ -130,9 +135,14 @@ def squad_with_dev_split(folder: Path) -> Path:
 
 
 def test_a_dev_split_of_the_eval_folder_is_the_validation_data(make_cfg, tmp_path):
+    """Given validation data wins over data.validation_size (the held-out default)."""
     folder = squad_with_dev_split(tmp_path / "squad")
     cfg = make_cfg(
-        *FAST, f"data.train_path={folder}", f"data.eval_path={folder}", "data.validation_split=dev"
+        *FAST,
+        f"data.train_path={folder}",
+        f"data.eval_path={folder}",
+        "data.validation_split=dev",
+        "data.validation_size=8",
     )
     datamodule = build_datamodule(cfg)
     datamodule.load()
@@ -145,11 +155,6 @@ def test_a_dev_split_of_the_eval_folder_is_the_validation_data(make_cfg, tmp_pat
 @pytest.mark.parametrize(
     ("overrides", "error", "message"),
     [
-        (
-            ["data.validation_size=8", f"data.validation_path={SQUAD}"],
-            DataError,
-            "two ways to choose the validation data",
-        ),
         (["data.validation_size=-3"], DataError, "data.validation_size must be"),
         (["data.validation_size=100000"], DataError, "distinct training queries"),
         (

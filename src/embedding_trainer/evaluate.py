@@ -8,6 +8,7 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from embedding_trainer.data.settings import check_data_sources, reads_run_data
 from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation.base import metrics_json, using_cache
@@ -25,7 +26,6 @@ from embedding_trainer.train import (
     build_evaluation,
     build_evaluator,
     build_trainer,
-    data_notes,
     embeddings_folder,
     log_config,
     tracked_run,
@@ -59,10 +59,13 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     check_required(cfg)
     check_evaluation_dims(cfg)
     check_counts(cfg)
+    check_data_sources(cfg, training=False)
     output_dir = Path(cfg.paths.output_dir)
     run_model = model_loader(cfg.model)  # loaded once, by chunking or below
     datamodule = build_datamodule(cfg, lambda: run_model().tokenizer)
-    datamodule.load()  # the training rows too: k-NN support, class names, a held-out split
+    # Only what is scored: the eval rows (none for an evaluator with a set of its own), and the training rows
+    # where they are the k-NN support set and the class names, or hold the eval rows (data.eval_path null).
+    datamodule.load_evaluation(reads_run_data(cfg), cfg.dataset_type.get("label_type") == "class")
     evaluation = build_evaluation(cfg, build_evaluator(cfg, datamodule.eval_data))
     evaluator = evaluation.evaluator
     if evaluator.scores_with_loss:
@@ -99,13 +102,7 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
     table = write_evaluation_results(output_dir, results, evaluated)
     report = write_evaluation_report(
-        output_dir,
-        cfg,
-        evaluator.name,
-        evaluator.primary_metric,
-        evaluated,
-        time.time() - started,
-        data_notes(datamodule, None, output_dir),
+        output_dir, cfg, evaluator.name, evaluator.primary_metric, evaluated, time.time() - started
     )
     log_config(loggers, cfg, provenance)
     for logger in loggers:

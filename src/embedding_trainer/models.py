@@ -3,11 +3,13 @@ Hugging Face transformers with a chosen pooling, and a tiny offline encoder; eac
 document prompts."""
 
 import functools
+import json
+import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import torch
-from huggingface_hub import HfApi, snapshot_download
+from huggingface_hub import HfApi, metadata_load, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -173,6 +175,79 @@ def hub_id(model_cfg: DictConfig) -> str | None:
         return str(model_cfg.hub_id)
     name = model_cfg.encoder.get("name_or_path")
     return str(name) if name and not Path(name).is_dir() else None
+
+
+def saved_model_dimension(name_or_path: str | None) -> int | None:
+    """The embedding dimension of the saved model at `name_or_path` (a folder, or a hub id in the local cache),
+    read without loading it: that of its last module (modules.json; a Router's first route) whose config sets
+    one (Dense, Pooling, an adapter, a transformer's `hidden_size`; no modules.json: a plain transformer).
+    None when that cannot be told (no such folder or cached model, no module says)."""
+    folder = _cached_folder(name_or_path)
+    modules = _read_json(folder / "modules.json") if folder else None
+    paths = [module.get("path", "") for module in modules] if isinstance(modules, list) else [""]
+    return _modules_dimension(folder, paths) if folder else None
+
+
+def saved_matryoshka_dims(name_or_path: str | None, dimension: int | None) -> list[int] | None:
+    """The dimensions the model card of a model this harness saved lists its evaluation at (README.md
+    metadata, see `reporting.model_card`: metrics named `<metric>_dim<d>`, or `dim_<d>` datasets), largest
+    first; else `[dimension]` (None when `dimension` is None)."""
+    folder = _cached_folder(name_or_path)
+    metadata = metadata_load(folder / "README.md") if folder and (folder / "README.md").is_file() else None
+    names = [
+        str(item.get("type"))
+        for entry in (metadata or {}).get("model-index") or []
+        for result in entry.get("results") or []
+        for item in [result.get("dataset") or {}, *(result.get("metrics") or [])]
+    ]
+    found = (re.search(r"(?:^|_)dim_?(\d+)$", name) for name in names)
+    dims = sorted({int(match.group(1)) for match in found if match}, reverse=True)
+    return dims or ([dimension] if dimension is not None else None)
+
+
+def _cached_folder(name_or_path: str | None) -> Path | None:
+    """`name_or_path` as a local folder: itself, or the cached snapshot of that hub id (never downloaded)."""
+    if name_or_path and Path(name_or_path).is_dir():
+        return Path(name_or_path)
+    try:
+        return Path(snapshot_download(str(name_or_path), local_files_only=True)) if name_or_path else None
+    except (LocalEntryNotFoundError, ValueError):
+        return None
+
+
+def _modules_dimension(folder: Path, paths: list[str]) -> int | None:
+    """The output dimension of the modules saved at `paths` under `folder`, in order: the last that sets one."""
+    for path in reversed(paths):
+        module = folder / path
+        router = _read_json(module / "router_config.json")
+        if isinstance(router, dict) and router.get("structure"):
+            dimension = _modules_dimension(module, next(iter(router["structure"].values())))
+        else:
+            dimension = _module_dimension(_read_json(module / "config.json"))
+        if dimension is not None:
+            return dimension
+    return None
+
+
+def _module_dimension(config) -> int | None:
+    """The output dimension one module's saved config sets, or None (Normalize, an unknown module)."""
+    if not isinstance(config, dict):
+        return None
+    pooled = config.get("embedding_dimension", config.get("word_embedding_dimension"))
+    if isinstance(pooled, int):  # Pooling: an embedding per mode (older form: a flag per mode), concatenated
+        flags = [key for key, on in config.items() if key.startswith("pooling_mode_") and on is True]
+        modes = config.get("pooling_mode", flags)
+        return pooled * (len(modes) if isinstance(modes, list) and modes else 1)
+    keys = ("out_features", "dimension", "hidden_size", "d_model")  # Dense, our adapter, a transformer
+    return next((config[key] for key in keys if isinstance(config.get(key), int)), None)
+
+
+def _read_json(path: Path):
+    """The JSON in file `path`, or None when there is no such (readable) file."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
 
 
 def _local_source(name_or_path: str) -> str:

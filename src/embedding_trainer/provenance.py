@@ -204,7 +204,8 @@ def data_fingerprints(datamodule: EmbeddingDataModule, evaluator_file: str | Non
     """Where the training and evaluation data came from, with row counts and content fingerprints
     of the rows as loaded and normalized (before stages that need the model, such as hard-negative
     mining). A retrieval split adds its corpus; an evaluator that reads a set of its own (no eval
-    rows) is described by its `evaluator_file`; `eval` is None when nothing is evaluated."""
+    rows) is described by its `evaluator_file`; `eval` is None when nothing is evaluated, `train`
+    when no training row was read (an evaluation that needs none)."""
     train_path, train_split = datamodule.train_source
     eval_path, eval_split = datamodule.eval_source
     data = datamodule.eval_data
@@ -218,7 +219,9 @@ def data_fingerprints(datamodule: EmbeddingDataModule, evaluator_file: str | Non
     elif evaluator_file:
         evaluation = {"source": str(evaluator_file), "file_fingerprint": file_fingerprint(evaluator_file)}
     return {
-        "train": {"source": train_path, "split": train_split, **_rows(datamodule.train_dataset)},
+        "train": None
+        if datamodule.train_dataset is None
+        else {"source": train_path, "split": train_split, **_rows(datamodule.train_dataset)},
         "eval": evaluation,
     }
 

@@ -1,6 +1,8 @@
 """OmegaConf resolvers the config tree uses: `${project_root:}`, `${package_model_path:pkg}`,
 `${wandb_offline:}`, `${path_safe:text}`, `${len:list}` (None for None), `${device_count:devices}`,
-`${gpus_per_node:accelerator,devices}`,
+`${gpus_per_node:accelerator,devices}`, `${if_training_on:train,value,otherwise}` (a data option's
+default that holds only for its own training data), `${saved_model_dimension:path}` and
+`${saved_matryoshka_dims:path,dimension}` (read from a saved model, `models.saved_model_dimension`),
 `${run_token:}` (6 random hex digits, the same within one config: keeps run folders apart)."""
 
 import importlib
@@ -52,6 +54,28 @@ def gpus_per_node(accelerator: str, devices) -> int | None:
     return None if accelerator == "cpu" else device_count(devices)
 
 
+def if_training_on(train: str, value, otherwise, *, _parent_):
+    """`value` while the sibling `train_path` of the node using it is `train` (or null), else `otherwise`:
+    a shipped data option's eval and validation defaults hold for its own training data only (a user's
+    `data.train_path` gets `otherwise`, e.g. a held-out split)."""
+    current = _parent_.get("train_path")
+    return value if current is None or _same_path(current, train) else otherwise
+
+
+def _same_path(first: str, second: str) -> bool:
+    return os.path.normpath(os.path.abspath(str(first))) == os.path.normpath(os.path.abspath(str(second)))
+
+
+def saved_model_setting(name: str):
+    """The resolver reading setting `name` (a function of `embedding_trainer.models`) from a saved model
+    (imported when used: `models` imports this module)."""
+
+    def resolve(*args):
+        return getattr(importlib.import_module("embedding_trainer.models"), name)(*args)
+
+    return resolve
+
+
 def register_resolvers() -> None:
     """Register the project's resolvers once per process."""
     for name, function in {
@@ -62,6 +86,9 @@ def register_resolvers() -> None:
         "len": lambda items: len(items) if items is not None else None,
         "device_count": device_count,
         "gpus_per_node": gpus_per_node,
+        "if_training_on": if_training_on,
+        "saved_model_dimension": saved_model_setting("saved_model_dimension"),
+        "saved_matryoshka_dims": saved_model_setting("saved_matryoshka_dims"),
     }.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)

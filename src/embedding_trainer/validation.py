@@ -11,6 +11,7 @@ from transformers import SchedulerType
 
 from embedding_trainer.adapters.training import check_adapter
 from embedding_trainer.data.hard_negatives import hard_negative_settings
+from embedding_trainer.data.settings import check_data_sources, check_validation_data
 from embedding_trainer.data.synthetic_queries import synthetic_queries
 from embedding_trainer.distillation import check_distillation
 from embedding_trainer.early_stopping import check_early_stopping
@@ -101,6 +102,16 @@ def check_class_names(cfg: DictConfig) -> None:
         )
 
 
+def check_model_dimension(cfg: DictConfig) -> None:
+    """`model.dimension` is known (model=local reads it from the saved model: conf/model/local.yaml)."""
+    if cfg.model.dimension is None:
+        raise ConfigError(
+            f"model.dimension is null: it is read from the saved model at model.name_or_path="
+            f"{cfg.model.get('name_or_path')}, which is no local folder (or hub model in the local cache) whose "
+            "module configs say it. Point model.name_or_path at a model folder, or set model.dimension=<its dimension>."
+        )
+
+
 def check_dims(dims: list[int], model_dimension: int, key: str) -> None:
     """Matryoshka dims are positive, strictly descending and at most the model's dimension."""
     dims = list(dims)
@@ -120,6 +131,7 @@ def check_dims(dims: list[int], model_dimension: int, key: str) -> None:
 def check_evaluation_dims(cfg: DictConfig) -> None:
     """`evaluation.dims` pass `check_dims`; `evaluation.objective` names a metric (or null) and, when
     set, a selection of those dims."""
+    check_model_dimension(cfg)
     check_dims(cfg.evaluation.dims, cfg.model.dimension, "evaluation.dims")
     metric = OmegaConf.select(cfg, "evaluation.objective.metric")
     if metric is not None and not isinstance(metric, str):
@@ -332,21 +344,6 @@ def check_synthetic_queries(cfg: DictConfig) -> None:
         )
 
 
-def check_validation_data(cfg: DictConfig) -> None:
-    """Validation data is only asked for where the dataset type's evaluator reads the run's data
-    (not a fixed set of its own, such as the STS benchmark for unlabelled sentences)."""
-    data = cfg.data
-    asked = [
-        key for key in ("validation_path", "validation_split", "validation_size") if data.get(key) is not None
-    ]
-    if asked and not str(cfg.dataset_type.evaluator._target_).endswith(".from_eval_data"):
-        raise ConfigError(
-            f"dataset_type={cfg.dataset_type.name} is evaluated on a fixed set of its own "
-            f"({cfg.dataset_type.evaluator._target_}), not on the run's data: {', '.join(asked)} would change "
-            "nothing; remove it."
-        )
-
-
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError for a config that cannot work, before anything expensive happens."""
     if objective_names(cfg):  # several objectives: these checks on each objective's own view
@@ -357,6 +354,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_modifier_wraps_loss(cfg)
     check_modifier_keeps_dimension(cfg)
     check_class_names(cfg)
+    check_model_dimension(cfg)
     dims_key = "modifier.matryoshka_dims" if "matryoshka_dims" in cfg.modifier else "model.matryoshka_dims"
     check_dims(cfg.matryoshka_dims, cfg.model.dimension, dims_key)
     check_evaluation_dims(cfg)
@@ -367,6 +365,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_scheduler(cfg)
     check_hard_negatives(cfg)
     check_synthetic_queries(cfg)
+    check_data_sources(cfg, training=True)
     check_validation_data(cfg)
     check_lora(cfg)
     check_adapter(cfg)

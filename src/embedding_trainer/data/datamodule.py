@@ -1,7 +1,5 @@
 """The LightningDataModule: loads the train and eval data of a dataset type and batches it."""
 
-import json
-import random
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,10 +13,11 @@ from torch.utils.data import DataLoader, Sampler
 
 from embedding_trainer.data.collate import LossBatchCollator
 from embedding_trainer.data.distributed import ShardedBatchSampler
-from embedding_trainer.data.holdout import hold_out
 from embedding_trainer.data.leakage import LEAKAGE_MODES, Leakage, check_leakage, find_leakage
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
+from embedding_trainer.data.prepared import write_prepared_rows
 from embedding_trainer.data.resumable import ResumableDataLoader, ResumableTrainData
+from embedding_trainer.data.sampled_negatives import with_sampled_negatives
 from embedding_trainer.data.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, row_values
 from embedding_trainer.data.schema import (
     binary_labels,
@@ -40,6 +39,14 @@ from embedding_trainer.data.sources import (
     read_retrieval_split,
     read_table,
 )
+from embedding_trainer.data.splits import (
+    check_split_settings,
+    judged_documents,
+    keep_queries,
+    sample_rows,
+    split_off_test,
+    train_and_validation,
+)
 from embedding_trainer.data.synthetic_queries import SyntheticQueries
 from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.errors import DataError
@@ -50,6 +57,13 @@ log = get_logger(__name__)
 
 # The split read when a source names none: BEIR folders call their validation qrels `dev`.
 DEFAULT_SPLITS = {"train": "train", "eval": "test", "validation": "dev"}
+# What to do when an eval or validation source does not fit the schema as the training data is read.
+SOURCE_FIXES = {
+    "eval": "Point data.eval_path at data like the training data (the same column_map and reader settings "
+    "read it), or set data.eval_path=null to hold out data.test_size of the training rows.",
+    "validation": "Point data.validation_path at data like the training data (the same column_map and reader "
+    "settings read it), or set it to null (data.validation_size then holds out training queries).",
+}
 # Generated pairs carry the passage they came from until the splits are made (by passage).
 CHUNK_COLUMNS = ("chunk_id", "document_id")
 
@@ -226,25 +240,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
                 f"data.leakage must be one of {', '.join(LEAKAGE_MODES)}, got {self.leakage_mode!r}."
             )
         check_document_title(self.document_title)
-        if self.validation_source[0] is None and self.validation_source[1] is not None:
-            raise DataError(
-                f"data.validation_split={self.validation_source[1]} needs a source: set data.validation_path "
-                "(or data.eval_path, whose split it then is)."
-            )
-        if self.validation_size is not None and self.validation_source[0] is not None:
-            raise DataError(
-                "data.validation_size (held-out training queries) and data.validation_path/validation_split "
-                "(given validation data) are two ways to choose the validation data: set one of them."
-            )
-        if self.validation_size is not None and not (
-            isinstance(self.validation_size, (int, float)) and self.validation_size > 0
-        ):
-            raise DataError(
-                f"data.validation_size must be a fraction in (0, 1) or a count of training queries, "
-                f"got {self.validation_size!r}."
-            )
-        if self.test_size is not None and not 0 < self.test_size < 1:
-            raise DataError(f"data.test_size must be a fraction in (0, 1), got {self.test_size}.")
+        check_split_settings(self.test_size, self.validation_size, *self.validation_source)
         if self.group_by_length and self._sampler_is(GroupByLabelBatchSampler):
             raise DataError(
                 "data.group_by_length=true cannot keep the label groups this loss's batch sampler makes; "
@@ -252,50 +248,86 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             )
 
     def load(self) -> None:
-        """Read, normalize and check the train and eval rows (writing nothing: see `write_prepared`).
-        Runs before any model loads."""
-        self.check_sources()
-        if self.synthetic is not None:
-            train_rows, train_retrieval = self._synthetic_rows(self.train_source[0]), None
-        else:
-            train_rows, train_retrieval = self._read(*self.train_source, "train")
-        eval_path, eval_split = self.eval_source
-        rows, retrieval = (None, None) if eval_path is None else self._read(eval_path, eval_split, "eval")
-        if eval_path is None and self.test_size:
-            if self.synthetic is not None:  # by passage
-                train_rows, rows = hold_out(
-                    train_rows, self.test_size, self.seed, train_rows["chunk_id"], "data.test_size"
-                )
-            else:
-                split = train_rows.train_test_split(test_size=self.test_size, seed=self.seed)
-                train_rows, rows = split["train"], split["test"]
+        """Read, normalize and check the train, eval and validation rows (see `embedding_trainer.data.splits`
+        for how the training rows are cut; writing nothing: see `write_prepared`). Runs before any model loads."""
+        (train_rows, train_retrieval), (rows, retrieval), notes = self._train_and_eval_rows(True)
         validation_path, validation_split = self.validation_source
         validation, validation_retrieval = None, None
         if validation_path is not None:
             validation, validation_retrieval = self._read(validation_path, validation_split, "validation")
-        elif self.validation_size is not None:
-            by_passage = train_rows["chunk_id"] if self.synthetic is not None else None
-            train_rows, validation = hold_out(train_rows, self.validation_size, self.seed, by_passage)
-            validation_retrieval = train_retrieval
+        train_rows, rows, validation = self._labelled(train_rows, rows, validation)
+        chunks = CHUNK_COLUMNS[0] if self.synthetic is not None else None
+        split = train_and_validation(
+            train_rows, self.max_samples, None if validation_path else self.validation_size, self.seed, chunks
+        )
+        self.train_dataset, notes = split.kept, [*notes, split.note]
+        if split.held is not None:
+            validation = split.held
+            validation_retrieval = judged_documents(train_retrieval) if train_retrieval else None
         if self.synthetic is not None:
-            train_rows, rows, validation = self._set_aside_passages(train_rows, rows, validation)
-        if self.label_type == "class":
-            self.class_names = self.class_names or sorted({str(value) for value in train_rows[self.label]})
-            train_rows = class_labels(train_rows, self.label, "train data", self.class_names)
-            rows = class_labels(rows, self.label, "eval data", self.class_names) if rows is not None else None
-            if validation is not None:
-                validation = class_labels(validation, self.label, "validation data", self.class_names)
-        self.train_dataset = self._limit(train_rows, self.max_samples)
+            self.train_dataset, rows, validation = self._set_aside_passages(
+                self.train_dataset, rows, validation
+            )
         self.eval_data = self._eval_data(rows, retrieval)
         if validation is not None:
             self.validation_data = self._eval_data(validation, validation_retrieval)
         self._check_leakage()
         eval_count = "no" if rows is None else len(self.eval_data.rows)
         validation_count = "" if validation is None else f", {len(self.validation_data.rows)} validation rows"
+        held = "; ".join(note for note in notes if note)
         log.info(
             f"Data: {len(self.train_dataset)} training rows, {eval_count} eval rows{validation_count} "
-            f"({self.dataset_type})"
+            f"({self.dataset_type})" + (f": {held} (seed {self.seed})" if held else "")
         )
+
+    def load_evaluation(self, eval_rows: bool = True, train_rows: bool = False) -> None:
+        """Read only what an evaluation without training scores: the eval rows (when `eval_rows`; with
+        eval_path null, the part data.test_size holds out of the training rows, the same rows `load` holds
+        out) and the training rows when `train_rows` (a k-NN support set, class names) or the eval rows
+        are a part of them; no validation data, no leakage check (`leakage` stays None)."""
+        if not eval_rows:
+            self.check_sources()
+            self.eval_data = EvalData(rows=None, class_names=self.class_names)
+            return
+        (train, _), (rows, retrieval), notes = self._train_and_eval_rows(train_rows)
+        self.train_dataset, rows, _ = self._labelled(train, rows, None)
+        self.eval_data = self._eval_data(rows, retrieval)
+        held = f": {notes[0]} (seed {self.seed})" if notes else ""
+        log.info(f"Data: {len(self.eval_data.rows)} eval rows ({self.dataset_type}){held}")
+
+    def _train_and_eval_rows(self, train: bool) -> tuple[tuple, tuple, list[str]]:
+        """((training rows, their retrieval split), (eval rows, theirs), notes): the eval rows of eval_path,
+        or with eval_path null data.test_size of the training rows held out (noted); the training rows are
+        (None, None) when not `train` and the eval rows are not a part of them."""
+        self.check_sources()
+        eval_path, eval_split = self.eval_source
+        train_rows, train_retrieval = None, None
+        if train or eval_path is None:
+            if self.synthetic is not None:
+                train_rows = self._synthetic_rows(self.train_source[0])
+            else:
+                train_rows, train_retrieval = self._read(*self.train_source, "train")
+        if eval_path is not None:
+            return (train_rows, train_retrieval), self._read(eval_path, eval_split, "eval"), []
+        if not self.test_size:
+            return (train_rows, train_retrieval), (None, None), []
+        passages = train_rows[CHUNK_COLUMNS[0]] if self.synthetic is not None else None
+        test = split_off_test(train_rows, self.test_size, self.seed, passages)
+        note = f"no data.eval_path, so {test.note} (set data.eval_path to test on data of your own)"
+        return (test.kept, train_retrieval), (test.held, None), [note]
+
+    def _labelled(self, *splits: datasets.Dataset | None) -> list[datasets.Dataset | None]:
+        """The (train, eval, validation) rows with class labels as class indices (other label kinds: as
+        they are); the class names default to the sorted classes of the training rows (the first; needed then)."""
+        if self.label_type != "class":
+            return list(splits)
+        if not self.class_names:
+            self.class_names = sorted({str(value) for value in splits[0][self.label]})
+        names = ("train data", "eval data", "validation data")
+        return [
+            class_labels(rows, self.label, name, self.class_names) if rows is not None else None
+            for rows, name in zip(splits, names)
+        ]
 
     def replace_training_rows(self, rows: datasets.Dataset) -> None:
         """Train on `rows` instead (a data stage's output, such as rows with mined negatives), checked
@@ -325,14 +357,23 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         """Evaluation data of `rows` (at most max_eval_samples of them, seeded) and, for a retrieval
         source, its split restricted to those rows' queries (the corpus stays whole)."""
         if rows is not None:
-            rows = self._limit(rows, self.max_eval_samples)
+            rows = sample_rows(rows, self.max_eval_samples, self.seed)
             if retrieval is not None:
-                retrieval = _keep_queries(retrieval, rows["anchor"])
+                retrieval = keep_queries(retrieval, rows["anchor"])
         return EvalData(
             rows=rows, retrieval=retrieval, train_rows=self.train_dataset, class_names=self.class_names
         )
 
     def _read(
+        self, path: str, split: str | None, role: str
+    ) -> tuple[datasets.Dataset, RetrievalSplit | None]:
+        """`_read_source`; an eval or validation source that does not fit says how to do without it."""
+        try:
+            return self._read_source(path, split, role)
+        except DataError as error:
+            raise DataError(f"{error} {SOURCE_FIXES.get(role, '')}".rstrip()) from None
+
+    def _read_source(
         self, path: str, split: str | None, role: str
     ) -> tuple[datasets.Dataset, RetrievalSplit | None]:
         """The rows of one source fitted to the schema, and for a retrieval folder its split. A local
@@ -388,7 +429,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         """`table` as rows of the schema (columns renamed and ordered, negatives sampled, labels
         checked and converted); DataError naming `source` when it does not fit."""
         check_not_empty(table, source)
-        table = self._with_sampled_negatives(table)
+        if self.negatives_per_anchor:
+            table = with_sampled_negatives(table, self.negatives_per_anchor, self.variadic, self.seed)
         rows = to_schema(table, self.columns, self.column_map, self.dataset_type, source, self.variadic)
         check_complete_rows(rows.select_columns([c for c in rows.column_names if c != self.label]), source)
         if self.label_type == "score":
@@ -397,59 +439,13 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             rows = binary_labels(rows, self.label, source)
         return rows
 
-    def _with_sampled_negatives(self, table: datasets.Dataset) -> datasets.Dataset:
-        """(anchor, positive) rows plus `negatives_per_anchor` columns negative_1.. drawn, seeded,
-        from the other rows' distinct positives; other tables unchanged."""
-        if not self.negatives_per_anchor or f"{self.variadic}_1" in table.column_names:
-            return table
-        positives = list(dict.fromkeys(table["positive"]))
-        if len(positives) <= self.negatives_per_anchor:
-            raise DataError(
-                f"data.negatives_per_anchor={self.negatives_per_anchor} needs more than that many distinct positives; "
-                f"the data has {len(positives)}."
-            )
-        rng = random.Random(self.seed)
-        negatives = []
-        for positive in table["positive"]:
-            drawn: list[str] = []
-            while len(drawn) < self.negatives_per_anchor:
-                candidate = rng.choice(positives)
-                if candidate != positive and candidate not in drawn:
-                    drawn.append(candidate)
-            negatives.append(drawn)
-        for index in range(self.negatives_per_anchor):
-            table = table.add_column(f"{self.variadic}_{index + 1}", [row[index] for row in negatives])
-        return table
-
-    def _limit(self, rows: datasets.Dataset, limit: int | None) -> datasets.Dataset:
-        if limit is not None and limit < len(rows):
-            return rows.shuffle(seed=self.seed).select(range(limit))
-        return rows
-
     def write_prepared(self) -> None:
-        """Write the exact rows trained and evaluated on, with an `id` column, to `prepared_folder`
-        (<output_dir>/data/; on global rank zero only)."""
-        if self.prepared_folder is None or rank_zero_only.rank != 0:
-            return
-        folder = self.prepared_folder
-        folder.mkdir(parents=True, exist_ok=True)
-        validation = self.validation_data.rows if self.validation_data else None
-        for name, rows in (
-            ("train", self.train_dataset),
-            ("eval", self.eval_data.rows),
-            ("validation", validation),
-        ):
-            if rows is not None:
-                with (folder / f"{name}.jsonl").open("w", encoding="utf-8") as handle:
-                    for index, row in enumerate(rows):
-                        handle.write(json.dumps({"id": index, **row}, ensure_ascii=False) + "\n")
-        if self.class_names:
-            (folder / "classes.json").write_text(json.dumps(self.class_names) + "\n", encoding="utf-8")
-        if self.synthetic_pairs:
-            with (folder / "synthetic_pairs.jsonl").open("w", encoding="utf-8") as handle:
-                for split, rows in self.synthetic_pairs.items():
-                    for row in rows:
-                        handle.write(json.dumps({"split": split, **row}, ensure_ascii=False) + "\n")
+        """Write the exact rows trained and evaluated on to `prepared_folder` (<output_dir>/data/; on
+        global rank zero only; see `write_prepared_rows`)."""
+        if self.prepared_folder is not None and rank_zero_only.rank == 0:
+            validation = self.validation_data.rows if self.validation_data else None
+            splits = {"train": self.train_dataset, "eval": self.eval_data.rows, "validation": validation}
+            write_prepared_rows(self.prepared_folder, splits, self.class_names, self.synthetic_pairs)
 
     def use_model(self, model) -> None:
         """Tokenize training batches with `model`'s tokenizer and its named prompts (`model.prompts`)."""
@@ -560,15 +556,4 @@ def train_loader(
         num_workers=num_workers,
         persistent_workers=num_workers > 0,
         pin_memory=torch.cuda.is_available(),
-    )
-
-
-def _keep_queries(split: RetrievalSplit, query_texts: list[str]) -> RetrievalSplit:
-    """`split` restricted to the queries whose text is in `query_texts` (the corpus stays whole)."""
-    keep = set(query_texts)
-    queries = {qid: text for qid, text in split.queries.items() if text in keep}
-    return RetrievalSplit(
-        queries=queries,
-        corpus=split.corpus,
-        relevant_docs={qid: split.relevant_docs[qid] for qid in queries},
     )

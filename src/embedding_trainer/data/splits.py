@@ -1,0 +1,124 @@
+"""The parts the training rows are cut into, in this order: the held-out test part (`data.test_size`,
+when there is no eval data), the rows trained on (`data.max_samples`), and the held-out validation
+queries (`data.validation_size`), which come from the training rows `max_samples` leaves unused when
+those hold enough queries, so validation costs no training row."""
+
+import random
+from dataclasses import dataclass
+
+import datasets
+
+from embedding_trainer.data.holdout import held_out_count, hold_out
+from embedding_trainer.data.sources import RetrievalSplit
+from embedding_trainer.errors import DataError
+
+
+@dataclass(frozen=True)
+class Split:
+    """The training rows kept and the rows held out of them, with what was done, for the log."""
+
+    kept: datasets.Dataset
+    held: datasets.Dataset | None
+    note: str = ""
+
+
+def sample_rows(rows: datasets.Dataset, limit: int | None, seed: int) -> datasets.Dataset:
+    """`limit` of `rows` in a seeded random order (all of them, in their order, when `limit` is None or
+    not below their number)."""
+    if limit is not None and limit < len(rows):
+        return rows.shuffle(seed=seed).select(range(limit))
+    return rows
+
+
+def split_off_test(rows: datasets.Dataset, test_size: float, seed: int, passages: list | None) -> Split:
+    """`test_size` of `rows` held out as the eval (test) data, seeded: single rows, or with `passages`
+    (one id per row, generated pairs) whole passages."""
+    if passages is not None:
+        kept, held = hold_out(rows, test_size, seed, passages, "data.test_size")
+    else:
+        split = rows.train_test_split(test_size=test_size, seed=seed)
+        kept, held = split["train"], split["test"]
+    return Split(
+        kept, held, f"{len(held)} rows (data.test_size={test_size}) held out of data.train_path as test data"
+    )
+
+
+def train_and_validation(
+    rows: datasets.Dataset,
+    max_samples: int | None,
+    validation_size: float | None,
+    seed: int,
+    key_column: str | None = None,
+) -> Split:
+    """The rows trained on (`max_samples` of `rows`, seeded) and, with `validation_size`, the validation
+    rows: that many distinct queries (`key_column`, default the first column; a fraction counts all of
+    `rows`' queries) with all their rows, drawn (seeded) from the queries none of whose rows is trained on
+    when there are enough of them, otherwise held out of `rows` before `max_samples` picks among the rest."""
+    trained = sample_rows(rows, max_samples, seed)
+    if validation_size is None:
+        return Split(trained, None)
+    keys = rows[key_column or rows.column_names[0]]
+    distinct = list(dict.fromkeys(keys))
+    unit = "queries" if key_column is None else "passages"
+    count = held_out_count(validation_size, len(distinct), "data.validation_size", unit)
+    used = set(trained[key_column or rows.column_names[0]])
+    unused = [key for key in distinct if key not in used]
+    if len(unused) >= count:
+        chosen = set(random.Random(seed).sample(unused, count))
+        held = rows.select([index for index, key in enumerate(keys) if key in chosen])
+        return Split(
+            trained,
+            held,
+            f"{count} validation {unit} (data.validation_size={validation_size}) held out of the rows data.max_samples leaves unused",
+        )
+    kept, held = hold_out(rows, validation_size, seed, None if key_column is None else keys)
+    return Split(
+        sample_rows(kept, max_samples, seed),
+        held,
+        f"{count} validation {unit} (data.validation_size={validation_size}) held out of the training rows",
+    )
+
+
+def judged_documents(split: RetrievalSplit) -> RetrievalSplit:
+    """`split` with its corpus cut to the documents its relevance judgments name (a training split's
+    documents: held-out validation queries are ranked among these, never among other splits' documents)."""
+    judged = {doc for docs in split.relevant_docs.values() for doc in docs}
+    corpus = {doc: text for doc, text in split.corpus.items() if doc in judged}
+    return RetrievalSplit(queries=split.queries, corpus=corpus, relevant_docs=split.relevant_docs)
+
+
+def keep_queries(split: RetrievalSplit, query_texts: list[str]) -> RetrievalSplit:
+    """`split` restricted to the queries whose text is in `query_texts` (the corpus stays whole)."""
+    keep = set(query_texts)
+    queries = {qid: text for qid, text in split.queries.items() if text in keep}
+    return RetrievalSplit(
+        queries=queries,
+        corpus=split.corpus,
+        relevant_docs={qid: split.relevant_docs[qid] for qid in queries},
+    )
+
+
+def check_split_settings(
+    test_size: float | None,
+    validation_size: float | None,
+    validation_path: str | None,
+    validation_split: str | None,
+) -> None:
+    """DataError for split settings that cannot work, before anything is read: a validation split without
+    a source, a validation_size that is no positive number, a test_size outside (0, 1). (Given validation
+    data, `validation_path`, takes precedence over `validation_size`.)"""
+    if validation_path is None and validation_split is not None:
+        raise DataError(
+            f"data.validation_split={validation_split} needs a source: set data.validation_path "
+            "(or data.eval_path, whose split it then is)."
+        )
+    if validation_path is None and validation_size is not None and not _positive_number(validation_size):
+        raise DataError(
+            f"data.validation_size must be a fraction in (0, 1) or a count of training queries, got {validation_size!r}."
+        )
+    if test_size is not None and not 0 < test_size < 1:
+        raise DataError(f"data.test_size must be a fraction in (0, 1), got {test_size}.")
+
+
+def _positive_number(value) -> bool:
+    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0
