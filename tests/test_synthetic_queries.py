@@ -299,6 +299,7 @@ def test_a_cropping_run_trains_on_passages_and_splits_validation_by_passage(make
             "data.max_eval_samples=50",
             "data.validation_size=0.2",
             f"data.train_path={tmp_path / 'docs.jsonl'}",
+            f"data.eval_path={SQUAD}",  # own documents alone: a held-out part of their pairs would score
             "trainer.max_steps=3",
             output_dir=run,
         )
@@ -392,6 +393,7 @@ def test_generated_pairs_take_mined_negatives(make_cfg, tmp_path):
             *TINY,
             "data.synthetic_queries.generator=cropping",
             f"data.train_path={tmp_path / 'docs.jsonl'}",
+            f"data.eval_path={SQUAD}",
             "data.max_eval_samples=20",
             "data.hard_negatives.num_negatives=1",
             "data.hard_negatives.range_min=0",
