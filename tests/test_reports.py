@@ -18,7 +18,7 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.errors import ModelPushError
 from embedding_trainer.evaluation.significance import ChangeTest, Significance
-from embedding_trainer.reporting.history import validation_scores
+from embedding_trainer.reporting.history import TrainingHistory, validation_scores
 from embedding_trainer.reporting.plots import plot_matryoshka_curve
 from embedding_trainer.reporting.run_report import data_name, smoke_run_note
 from embedding_trainer.resolvers import PROJECT_ROOT
@@ -56,6 +56,11 @@ def test_report_and_plots(make_cfg, tmp_path):
         image = matplotlib.image.imread(run / "plots" / name)
         assert image.shape[:2] == (500, 800), name
         assert image.std() > 0.01, f"{name} is blank"
+    # The learning rate each step trained at: a one-step warm-up (0.1 of 6, rounded up) from 0, then
+    # linear decay from model.lr (1e-3) over the other 5.
+    (history,) = [c for c in objects["trainer"].callbacks if isinstance(c, TrainingHistory)]
+    assert [step for step, _, _ in history.rows] == [1, 2, 3, 4, 5, 6]
+    assert [lr for _, _, lr in history.rows] == pytest.approx([0, 1e-3, 8e-4, 6e-4, 4e-4, 2e-4])
     # The validation-score panel: the baseline's and each evaluation's val/score, the last one kept.
     scores = validation_scores(objects["evaluation"])
     assert [step for step, _ in scores] == [0, 3, 6]

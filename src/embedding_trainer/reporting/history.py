@@ -7,18 +7,24 @@ from embedding_trainer.evaluation.callback import EvaluationCallback
 
 
 class TrainingHistory(pl.Callback):
-    """Keeps `(step, loss, lr)` after every optimizer step in `rows`; saved in checkpoints so a
-    resumed run's report shows the whole curve."""
+    """Keeps `(step, loss, lr)` after every optimizer step in `rows`: the step's number, the loss of
+    its (last) batch and the learning rate the step trained at (read before the optimizer stepped:
+    the scheduler has moved on to the next step's by the end of the batch). Saved in checkpoints so
+    a resumed run's report shows the whole curve."""
 
     def __init__(self) -> None:
         self.rows: list[tuple[int, float, float]] = []
+        self._step_lr: float | None = None
+
+    def on_before_optimizer_step(self, trainer: pl.Trainer, pl_module: pl.LightningModule, optimizer) -> None:
+        self._step_lr = float(optimizer.param_groups[0]["lr"])
 
     def on_train_batch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule, outputs, *args) -> None:
         loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        if loss is None or (self.rows and self.rows[-1][0] == trainer.global_step):
+        if loss is None or self._step_lr is None or (self.rows and self.rows[-1][0] == trainer.global_step):
             return
-        learning_rate = trainer.optimizers[0].param_groups[0]["lr"]
-        self.rows.append((trainer.global_step, float(loss.detach()), float(learning_rate)))
+        self.rows.append((trainer.global_step, float(loss.detach()), self._step_lr))
+        self._step_lr = None
 
     def state_dict(self) -> dict:
         return {"rows": self.rows}

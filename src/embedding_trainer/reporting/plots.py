@@ -6,6 +6,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt
+from matplotlib.ticker import MaxNLocator
 
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
@@ -98,6 +99,7 @@ def plot_training_curves(
     score_axes.margins(y=0.25)  # room for the marker and the legend
     score_axes.set_ylabel("val/score")
     score_axes.set_xlabel("optimizer step")
+    score_axes.xaxis.set_major_locator(MaxNLocator(integer=True))  # steps are whole
     for axes in (loss_axes, lr_axes, score_axes):
         axes.grid(alpha=0.3)
     loss_axes.set_title("Training loss, learning rate and validation score")
