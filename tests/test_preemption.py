@@ -55,7 +55,9 @@ def _finetuned(run_dir) -> dict:
 def test_preempted_run_resumes_with_the_same_command_and_ends_like_an_uninterrupted_one(
     tmp_path, make_cfg, extra
 ):
-    job = [*JOB, *extra]
+    # Both runs choose their checkpoint on the default held-out validation (data=score: 500 training
+    # pairs), named so that make_cfg (conftest.GUARDS_OFF) keeps it in the in-process reference too.
+    job = [*JOB, *extra, "data.validation_size=500"]
     reference_dir, run_dir = tmp_path / "reference", tmp_path / "run"
     reference_cfg = make_cfg(*job, f"paths.cache_dir={tmp_path / 'cache'}", output_dir=reference_dir)
     # Build the tiny model into the shared cache first, so every run loads the same files alike.
