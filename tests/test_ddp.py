@@ -164,6 +164,10 @@ def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path, extra):
             "model=tiny", "debug=limit", "trainer.max_steps=2", "data.max_samples=40", "data.max_eval_samples=24",
             "data.batch_size=8", "data.group_by_length=false",  # steps 1-2 take full batches (grouped: the short last one may come first)
             "evaluation.show_progress_bar=false",  # the progress bar on: only rank zero's reads the metrics
+            # the eval data chooses and scores (as GUARDS_OFF has it for composed configs): val/score is then
+            # the table's fine-tuned score, and every evaluation of it shares its encoding out across the ranks
+            # (held-out validation data would add a pass of its own and score the table after training alone)
+            "data.validation_size=null",
             *extra,
         ],
         outputs,

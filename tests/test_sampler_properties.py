@@ -2,7 +2,8 @@
 over seeds, epochs and data shapes (duplicate-heavy ones included): each row in at most one batch
 per epoch and every row in none reported, the number yielded equal to len(), no repeated text in a
 no-duplicates batch, no batch under half a batch (bar a lone one), deterministic per (seed, epoch),
-reshuffled across epochs."""
+reshuffled across epochs. Rows may share a negative in a batch, never an anchor or positive, nor a
+text that is one row's negative and another's positive."""
 
 import logging
 import random
@@ -40,9 +41,22 @@ class Rows(dict):
         return len(self["anchor"])
 
 
-def _rows(positives: list[str], anchors: list[str] | None = None, labels: list[str] | None = None) -> Rows:
+def _rows(
+    positives: list[str],
+    anchors: list[str] | None = None,
+    labels: list[str] | None = None,
+    negatives: list[list[str]] | None = None,
+) -> Rows:
     anchors = anchors or [f"question {i}" for i in range(len(positives))]
-    return Rows(anchor=anchors, positive=positives, label=labels or ["x"] * len(positives))
+    rows = Rows(anchor=anchors, positive=positives)
+    for index, column in enumerate(negatives or [], start=1):
+        rows[f"negative_{index}"] = column
+    rows["label"] = labels or ["x"] * len(positives)
+    return rows
+
+
+def _texts(rows: Rows) -> list[str]:
+    return [column for column in rows.column_names if column != "label"]
 
 
 def _grouped(sizes: list[int]) -> list[str]:
@@ -69,6 +83,16 @@ SHAPES = {
     "all_share_one_positive": (_rows(["the only one"] * 30), 8, False),
     "batch_larger_than_data": (_rows([f"p{i}" for i in range(5)]), 32, True),
     "one_row": (_rows(["p"]), 4, True),
+    # mined hard negatives: one close text every row's negative, and each row's other negative the
+    # next row's positive
+    "negatives_shared_and_crossing": (
+        _rows(
+            [f"p{i}" for i in range(96)],
+            negatives=[["the close one"] * 96, [f"p{(i + 1) % 96}" for i in range(96)]],
+        ),
+        8,
+        True,
+    ),
 }
 LABEL_SHAPES = {
     "balanced": (_rows([f"p{i}" for i in range(120)], labels=[f"l{i % 10}" for i in range(120)]), 8),
@@ -84,7 +108,7 @@ LABEL_SHAPES = {
 
 
 def _lengths(rows: Rows) -> list[int]:
-    return [len(a) + len(p) for a, p in zip(rows["anchor"], rows["positive"])]
+    return [sum(len(rows[column][row]) for column in _texts(rows)) for row in range(len(rows))]
 
 
 def _make(kind: str, rows, batch_size: int, drop_last: bool, seed: int):
@@ -94,7 +118,7 @@ def _make(kind: str, rows, batch_size: int, drop_last: bool, seed: int):
         return NoDuplicatesBatchSampler(rows, batch_size, drop_last, ["label"], torch.Generator(), seed)
     if kind == "group_by_label":
         return GroupByLabelBatchSampler(rows, batch_size, drop_last, ["label"], torch.Generator(), seed)
-    values = row_values(rows, ["anchor", "positive"]) if kind == "length_grouped_no_duplicates" else None
+    values = row_values(rows, _texts(rows)) if kind == "length_grouped_no_duplicates" else None
     return LengthGroupedBatchSampler(
         _lengths(rows), batch_size, drop_last, values, megabatch_factor=2, seed=seed
     )
@@ -148,10 +172,8 @@ def _check_global(kind, sampler, rows, batch_size, drop_last, fits) -> list[list
         assert sampler.packing().count(*REPEATS) == 0
         assert len(left_out.get(DROP_LAST, [])) < batch_size
     if kind in NO_DUPLICATES:
-        values = row_values(rows, ["anchor", "positive"])
         for batch in batches:
-            texts = [text for row in batch for text in values[row]]
-            assert len(texts) == len(set(texts)), "a batch repeats a text"
+            _check_no_duplicates(rows, batch)
     if drop_last:
         assert all(len(batch) == batch_size for batch in batches)
     elif kind == "group_by_label":
@@ -165,6 +187,18 @@ def _check_global(kind, sampler, rows, batch_size, drop_last, fits) -> list[list
     else:
         assert len(batches) == 1 or all(len(batch) >= min_batch_rows(batch_size) for batch in batches)
     return batches
+
+
+def _check_no_duplicates(rows: Rows, batch: list[int]) -> None:
+    """No text of `batch` is held by two of its rows, unless both hold it as a negative."""
+    holders: dict[str, dict[int, bool]] = {}  # text -> {row: whether the row holds it only as a negative}
+    for row in batch:
+        for column in _texts(rows):
+            negative = column.startswith("negative")
+            held = holders.setdefault(rows[column][row], {})
+            held[row] = held.get(row, True) and negative
+    for text, held in holders.items():
+        assert len(held) == 1 or all(held.values()), f"a batch repeats {text!r} ({held})"
 
 
 def _check_epochs(kind, rows, batch_size, drop_last, fits, world_size) -> None:

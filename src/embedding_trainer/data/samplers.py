@@ -9,7 +9,9 @@ sentence-transformers' sampler.
 """
 
 import logging
+import re
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import datasets
 import torch
@@ -23,10 +25,54 @@ from embedding_trainer.log import get_logger
 log = get_logger(__name__)
 
 
+# The columns whose texts rows may share within a batch: a triplet's or n-tuple's negatives.
+NEGATIVE_COLUMN = re.compile(r"negative(_\d+)?")
+
+
+class SharedNegative(NamedTuple):
+    """A value that keeps a row holding `text` as a negative (`row`) apart from the rows holding it
+    as an anchor or positive, and from no other row; it reads as its text (in reports)."""
+
+    text: str
+    row: int
+
+    def __str__(self) -> str:
+        return self.text
+
+
 def row_values(dataset: datasets.Dataset, columns: Sequence[str]) -> list[frozenset]:
-    """Each row's values in `columns` (its texts), as the set a batch must not repeat."""
+    """Each row's values in `columns`, as the sets `pack_batches` keeps apart: two rows whose sets
+    meet never share a batch.
+
+    A text two rows hold keeps them apart whichever columns hold it, unless both hold it as a
+    negative (a `negative` or `negative_<i>` column). For in-batch losses, a repeated anchor or
+    positive, or a text that is one row's positive and another's negative, puts a copy of an
+    anchor's own positive among its negatives (a false negative); a negative that two rows share
+    is only a candidate twice, never anyone's positive (no row of the batch holds it as one).
+    Mined hard negatives share a few close texts between many rows: keeping those rows apart as
+    well would leave most rows of a small dataset out of every epoch. So an anchor's or positive's
+    text is a value itself, and a negative's text that is some row's anchor or positive is a
+    `SharedNegative` held by the negative's row and those rows.
+    """
     # `[:]`: a datasets Column read whole (iterating one reads it row by row, 100x slower)
-    return [frozenset(row) for row in zip(*(dataset[column][:] for column in columns))]
+    negatives = [column for column in columns if NEGATIVE_COLUMN.fullmatch(column)]
+    others = [column for column in columns if column not in negatives]
+    values = [set(row) for row in zip(*(dataset[column][:] for column in others))] or [
+        set() for _ in range(len(dataset))
+    ]
+    if not negatives:
+        return [frozenset(row) for row in values]
+    holders: dict[str, list[int]] = {}
+    for index, texts in enumerate(values):
+        for text in texts:
+            holders.setdefault(text, []).append(index)
+    for index, row in enumerate(zip(*(dataset[column][:] for column in negatives))):
+        for text in {text for text in row if text in holders}:
+            shared = SharedNegative(text, index)
+            values[index].add(shared)
+            for holder in holders[text]:
+                values[holder].add(shared)
+    return [frozenset(row) for row in values]
 
 
 class PlannedBatchSampler(Sampler[list[int]]):
@@ -109,13 +155,15 @@ class ShuffledBatchSampler(PlannedBatchSampler):
 
 
 class NoDuplicatesBatchSampler(ShuffledBatchSampler):
-    """`ShuffledBatchSampler` whose batches never hold a value twice (any column but the label
-    columns, compared across columns), so an in-batch negative is never a copy of a row's own
-    text: a row that repeats a value of the batch being filled waits for a later batch.
+    """`ShuffledBatchSampler` whose batches never hold a text twice (any column but the label
+    columns, compared across columns; two rows may share a negative, see `row_values`), so an
+    in-batch negative is never a copy of a row's own text: a row that repeats a text of the batch
+    being filled waits for a later batch.
 
     Unlike sentence-transformers' sampler of the same name (which, when rows repeat each other,
     yields more batches than its len(), some of one row, or redraws rows), every batch but a lone
-    one holds at least half a batch and len() is exact; rows that fit nowhere are reported.
+    one holds at least half a batch and len() is exact; rows that fit nowhere are reported. Unlike
+    it too, a negative shared by two rows does not keep them apart (`row_values`).
     """
 
     def __init__(
