@@ -96,6 +96,8 @@ def test_sweep_trials_with_other_matryoshka_dims_optimise_the_same_stated_object
         "evaluation.baseline=false",
         "modifier.matryoshka_dims=choice([32,16,8],[32,8])",
         "evaluation.objective.dims=[16]",
+        # The eval data chooses too, so the trial's value is the table's score (validation data would differ).
+        "data.validation_size=null",
         "hydra.sweeper.n_trials=2",
         f"hydra.sweeper.storage=sqlite:///{database}",
         "hydra.sweeper.sampler=null",
