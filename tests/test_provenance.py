@@ -108,7 +108,9 @@ def test_a_run_records_its_provenance_everywhere(make_cfg, tmp_path):
         root=tmp_path / "run",
     )
     assert elsewhere["git"]["commit"] is None and "not a git checkout" in elsewhere["git"]["reason"]
-    assert elsewhere["data"] == provenance["data"] and elsewhere["base_model"] == provenance["base_model"]
+    # Its model is the trained one now (debug=fdr's step moves the weights), so only the data must match.
+    assert elsewhere["data"] == provenance["data"]
+    assert elsewhere["base_model"]["fingerprint"] != provenance["base_model"]["fingerprint"]
 
 
 def test_the_wandb_config_holds_the_provenance(make_cfg, tmp_path, monkeypatch):
