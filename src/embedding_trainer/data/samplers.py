@@ -10,6 +10,7 @@ sentence-transformers' sampler.
 
 import logging
 import re
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from typing import NamedTuple
 
@@ -75,7 +76,7 @@ def row_values(dataset: datasets.Dataset, columns: Sequence[str]) -> list[frozen
     return [frozenset(row) for row in values]
 
 
-class PlannedBatchSampler(Sampler[list[int]]):
+class PlannedBatchSampler(Sampler[list[int]], ABC):
     """A batch sampler whose epoch is planned whole (`plan_epoch`, by the subclass) and cached:
     `len()` is the number of batches the epoch yields, and the same (seed, epoch) yields the same
     batches on every pass and in every process. `set_epoch` is called by Lightning at each epoch
@@ -96,9 +97,9 @@ class PlannedBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @abstractmethod
     def plan_epoch(self, generator: torch.Generator) -> Packing:
         """The current epoch's packing, drawing its randomness from `generator` (seeded from seed + epoch)."""
-        raise NotImplementedError
 
     def packing(self) -> Packing:
         """The current epoch's packing: its batches and the rows it leaves out (planned once per epoch)."""
