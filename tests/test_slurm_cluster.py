@@ -230,7 +230,8 @@ def test_ddp_ranks_come_from_slurm_tasks_and_match_the_same_run_launched_locally
         and f"Queued run {row['run_id']}" in output
     )
     (job_folder,) = [p for p in (run.parent / ".submitit").iterdir() if "_" not in p.name]
-    logs = {rank: (job_folder / f"{job_folder.name}_{rank}_log.err").read_text() for rank in (0, 1)}
+    # Lightning logs through the job's Hydra logging (stdout), so each task's line is in its .out log.
+    logs = {rank: (job_folder / f"{job_folder.name}_{rank}_log.out").read_text() for rank in (0, 1)}
     for rank, log in logs.items():  # two srun tasks: SLURM_PROCID is the global rank
         assert f"GLOBAL_RANK: {rank}, MEMBER: {rank + 1}/2" in log
     assert (run / "results.json").exists() and not list(run.parent.glob("*/.claim"))

@@ -95,6 +95,24 @@ def test_search_space_maps_override_grammar_to_optuna_distributions():
     }
 
 
+def test_a_trial_killed_before_its_parameters_were_drawn_gets_them_when_resumed():
+    """A sweep killed inside `study.ask` leaves a RUNNING trial with none or some of its parameters:
+    the resumed sweep draws the missing ones (a drawn one keeps its value) before running it again."""
+    space = parse_search_space(
+        {}, ["loss=cosent,angle", "model.lr=interval(1e-5,1e-4)", "data.batch_size=range(8,33,8)"]
+    )
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    bare, partial = study.ask(), study.ask()
+    partial.suggest_categorical("loss", ["cosent", "angle"])
+    drawn_loss = partial.params["loss"]
+    for trial in (bare, partial):
+        space.draw_missing(trial)
+        assert set(trial.params) == set(space.distributions)
+        assert trial.params["loss"] in ("cosent", "angle") and 1e-5 <= trial.params["model.lr"] <= 1e-4
+        assert trial.params["data.batch_size"] in (8, 16, 24, 32)
+    assert partial.params["loss"] == drawn_loss
+
+
 def test_every_combination_of_the_shipped_search_passes_validation(make_cfg):
     """mnrl_matryoshka's choices (dims x loss) all fit the default model and pair data."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import optuna
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
@@ -28,6 +29,23 @@ class SearchSpace:
     distributions: dict[str, BaseDistribution]
     fixed: list[str]
     choice_texts: dict[str, dict[Any, str]] = field(default_factory=dict)
+
+    def draw_missing(self, trial: optuna.Trial) -> None:
+        """Draw the parameters `trial` lacks (a sweep killed while asking it stored none or some);
+        a parameter already drawn keeps its value."""
+        for name, distribution in self.distributions.items():
+            if name in trial.params:
+                continue
+            if isinstance(distribution, CategoricalDistribution):
+                trial.suggest_categorical(name, distribution.choices)
+            elif isinstance(distribution, IntDistribution):
+                trial.suggest_int(
+                    name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+                )
+            else:
+                trial.suggest_float(
+                    name, distribution.low, distribution.high, step=distribution.step, log=distribution.log
+                )
 
     def overrides(self, params: Mapping[str, Any]) -> list[str]:
         """The override list of a trial with these sampled `params`."""

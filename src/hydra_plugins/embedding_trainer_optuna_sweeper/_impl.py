@@ -4,7 +4,8 @@ launcher, one job per trial.
 Resuming: the study is created with `load_if_exists`, so running the same command again continues it.
 `n_trials` counts the study's total: finished trials (complete, pruned, failed) are kept and not
 repeated. Trials an interrupted sweep left `RUNNING` are run again first, under their own number and
-parameters (so drive one study from one sweeper process at a time).
+parameters (those it was killed before drawing are drawn then), so drive one study from one sweeper
+process at a time.
 
 Results: a job's return value (`val/score`) completes its trial; a job that raises
 `optuna.TrialPruned` (its pruning callback stopped it) is pruned; any other error, or overrides that do
@@ -103,6 +104,8 @@ class OptunaSweeperImpl(Sweeper):
         sweep_dir = Path(self.config.hydra.sweep.dir)
         sweep_dir.mkdir(parents=True, exist_ok=True)
         OmegaConf.save(self.config, sweep_dir / "multirun.yaml")
+        for trial in pending:
+            space.draw_missing(trial)
         while pending or (to_ask and not self.exhausted):
             while len(pending) < self.n_jobs and to_ask and not self.exhausted:
                 pending.append(study.ask(space.distributions))
