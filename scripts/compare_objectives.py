@@ -22,7 +22,7 @@ import sys
 import time
 from pathlib import Path
 
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
 JOBS = {
     "together": ["experiment=retrieval_and_sts"],

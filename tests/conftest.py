@@ -17,8 +17,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.settings.resolvers import CONFIG_DIR, register_resolvers
 
 register_resolvers()
 
@@ -92,7 +92,7 @@ def make_cfg(tmp_path, model_cache):
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Fail the test if anything tries to build or load a model."""
-    from embedding_trainer import models
+    from embedding_trainer.models import loading as models
 
     def refuse(*args, **kwargs):
         raise AssertionError("a model was loaded before the input was checked")

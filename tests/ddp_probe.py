@@ -31,7 +31,7 @@ class ValScoreProbe(pl.Callback):
 def run_ddp_sim(overrides: list[str], outputs: Path, probe: Path) -> subprocess.CompletedProcess:
     """`python train.py trainer=ddp_sim <overrides>` (two CPU processes) logging under `outputs`, with
     the probe writing to `probe`; raises AssertionError with its stderr when it fails."""
-    from embedding_trainer.resolvers import PROJECT_ROOT
+    from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
     command = [
         sys.executable, "train.py", "trainer=ddp_sim", *overrides, f"paths.log_dir={outputs}",

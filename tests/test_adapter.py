@@ -18,12 +18,12 @@ from conftest import FAST
 from embedding_trainer.adapters.loss import QueryAdapterLoss
 from embedding_trainer.adapters.modules import linear_adapter
 from embedding_trainer.adapters.vectors import TrainingDocuments
-from embedding_trainer.errors import ConfigError, ModelLoadError
 from embedding_trainer.evaluate import evaluate
-from embedding_trainer.fingerprints import encoder_fingerprint
-from embedding_trainer.models import build_tiny_model
-from embedding_trainer.text_vectors import TextVectors
+from embedding_trainer.models.loading import build_tiny_model
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError, ModelLoadError
+from embedding_trainer.utils.fingerprints import encoder_fingerprint
+from embedding_trainer.utils.text_vectors import TextVectors
 
 TEXTS = ["what is the capital of france", "Paris is the capital of France.", "a cat sat on the mat"]
 # Two epochs of 4 batches, a rate that moves a linear adapter visibly in 8 steps.

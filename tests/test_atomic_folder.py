@@ -2,7 +2,7 @@
 
 import pytest
 
-from embedding_trainer.atomic_folder import building
+from embedding_trainer.utils.atomic_folder import building
 
 
 def test_a_folder_appears_whole_and_a_second_writer_is_discarded(tmp_path):

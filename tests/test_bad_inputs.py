@@ -11,11 +11,11 @@ import pytest
 import torch
 
 from conftest import files_of
-from embedding_trainer.errors import ConfigError, DataError
+from embedding_trainer.runs.preemption import RunPreempted
 from embedding_trainer.runs.registry import RunRegistry
-from embedding_trainer.runtime.preemption import RunPreempted
-from embedding_trainer.runtime.run_folder import CLAIM_FILE, RunFolderError
+from embedding_trainer.runs.run_folder import CLAIM_FILE, RunFolderError
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError, DataError
 
 TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false", "debug=fdr"]
 

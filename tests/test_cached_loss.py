@@ -6,9 +6,9 @@ from sentence_transformers.sentence_transformer.losses import (
     MultipleNegativesRankingLoss,
 )
 
-from embedding_trainer import models
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.models import loading as models
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
 
 def _loss_and_gradients(loss_class, batch, **kwargs):

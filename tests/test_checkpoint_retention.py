@@ -11,10 +11,10 @@ import pytest
 import pytorch_lightning as pl
 import torch
 
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.runtime import checkpoints
-from embedding_trainer.runtime.checkpoints import keep_checkpoints
+from embedding_trainer.runs import checkpoints
+from embedding_trainer.runs.checkpoints import keep_checkpoints
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError
 
 # Two epochs of two steps on the STS score data (the cheapest evaluation), the default callbacks:
 # a checkpoint at each epoch's end (steps 2 and 4), last.ckpt linking to the best.
@@ -45,7 +45,7 @@ class FailAtStep(pl.Callback):
 
 def test_a_finished_run_removes_its_checkpoints_once_the_model_is_saved(make_cfg, tmp_path, caplog):
     run = tmp_path / "run"
-    with caplog.at_level(logging.INFO, logger="embedding_trainer.runtime.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="embedding_trainer.runs.checkpoints"):
         _, objects = train(make_cfg(*JOB))
     assert objects["trainer"].checkpoint_callback.best_model_path  # checkpoints were written
     assert not (run / "checkpoints").exists()
@@ -118,7 +118,7 @@ def _lightning_folder(folder):
 
 def test_keep_last_moves_the_linked_checkpoint_into_place_and_logs_what_it_freed(tmp_path, caplog):
     _lightning_folder(tmp_path / "checkpoints")
-    with caplog.at_level(logging.INFO, logger="embedding_trainer.runtime.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="embedding_trainer.runs.checkpoints"):
         keep_checkpoints(tmp_path, "last", tmp_path / "model")
     (last,) = (tmp_path / "checkpoints").iterdir()
     assert last.name == "last.ckpt" and not last.is_symlink() and last.read_bytes() == b"4" * 3_000_000
@@ -127,7 +127,7 @@ def test_keep_last_moves_the_linked_checkpoint_into_place_and_logs_what_it_freed
 
 def test_keep_none_removes_the_folder_and_logs_its_size(tmp_path, caplog):
     _lightning_folder(tmp_path / "checkpoints")
-    with caplog.at_level(logging.INFO, logger="embedding_trainer.runtime.checkpoints"):
+    with caplog.at_level(logging.INFO, logger="embedding_trainer.runs.checkpoints"):
         keep_checkpoints(tmp_path, "none", None)
     assert not (tmp_path / "checkpoints").exists()
     assert "Removed checkpoints/ (6 MB): no model was saved (save_model=false)" in caplog.text

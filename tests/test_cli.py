@@ -10,8 +10,8 @@ import pytest
 from omegaconf import OmegaConf
 
 from embedding_trainer.cli import config_groups, option_description
-from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
 FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false"]
 

@@ -7,7 +7,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from conftest import FAST
-from embedding_trainer.resolvers import CONFIG_DIR
+from embedding_trainer.settings.resolvers import CONFIG_DIR
 from embedding_trainer.train import train
 
 

@@ -5,7 +5,7 @@ from hydra import compose, initialize_config_dir
 from hydra.utils import get_object
 from omegaconf import OmegaConf
 
-from embedding_trainer.resolvers import CONFIG_DIR
+from embedding_trainer.settings.resolvers import CONFIG_DIR
 
 GROUPS = [
     "model",

@@ -21,10 +21,10 @@ from torch.nn.parallel import DistributedDataParallel
 
 from embedding_trainer.data.distributed import ShardedBatchSampler
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.losses import build_loss
-from embedding_trainer.models import build_tiny_model
-from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT
-from embedding_trainer.runtime.rank_launch import LAUNCHER_ENVIRONMENT, ranks_run_this_job
+from embedding_trainer.models.loading import build_tiny_model
+from embedding_trainer.runs.rank_launch import LAUNCHER_ENVIRONMENT, ranks_run_this_job
+from embedding_trainer.settings.resolvers import CONFIG_DIR, PROJECT_ROOT
+from embedding_trainer.training.losses import build_loss
 
 WORLD_SIZE = 2
 PER_RANK_BATCH = 4

@@ -17,10 +17,10 @@ from sentence_transformers import SentenceTransformer
 from tokenizers import processors
 from transformers import AutoTokenizer
 
-from embedding_trainer import decoders
-from embedding_trainer.errors import ModelLoadError
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.models import decoders
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ModelLoadError
 
 CORPUS = str(PROJECT_ROOT / "data" / "derived" / "stsb_sentences.jsonl")
 FLOAT32 = {"cuda": "float32", "cpu": "float32"}

@@ -9,16 +9,16 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from conftest import FAST
-from embedding_trainer import embedding_cache
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.distillation import TeacherTargets
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.fingerprints import encoder_fingerprint, file_fingerprint
-from embedding_trainer.layer_reduction import keep_layers
-from embedding_trainer.models import load_model
-from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT
-from embedding_trainer.text_vectors import TextVectors
+from embedding_trainer.models.layer_reduction import keep_layers
+from embedding_trainer.models.loading import load_model
+from embedding_trainer.settings.resolvers import CONFIG_DIR, PROJECT_ROOT
 from embedding_trainer.train import train
+from embedding_trainer.training.teacher import TeacherTargets
+from embedding_trainer.utils import embedding_cache
+from embedding_trainer.utils.errors import ConfigError
+from embedding_trainer.utils.fingerprints import encoder_fingerprint, file_fingerprint
+from embedding_trainer.utils.text_vectors import TextVectors
 
 TEACHER = ["teacher=tiny", "teacher.encoder.seed=1"]  # the tiny model, other random weights
 # Distillation trains from the first step: no fast_dev_run, a few batches of the shipped SQuAD pairs.

@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import FAST
-from embedding_trainer.early_stopping import EarlyStopping, Patience
-from embedding_trainer.errors import ConfigError
 from embedding_trainer.sweeps.pruning import OptunaPruningCallback
 from embedding_trainer.train import train
+from embedding_trainer.training.early_stopping import EarlyStopping, Patience
+from embedding_trainer.utils.errors import ConfigError
 
 # 12 optimizer steps in one epoch, an evaluation every 2; min_delta 1.0: val/score (at most 1) never
 # improves, so training stops after `patience` evaluations: at step 2 x patience when the score before

@@ -11,14 +11,14 @@ import pytest
 import torch
 
 from conftest import FAST
-from embedding_trainer import models
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.embedding_cache import EmbeddingCache, encode
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.evaluation import RetrievalEvaluator
 from embedding_trainer.evaluation.base import using_cache
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.models import loading as models
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
+from embedding_trainer.utils.embedding_cache import EmbeddingCache, encode
 
 TOPICS = ["cats", "the sea", "rain in spring", "a long train journey across the plains"]
 TEXTS = [f"sentence {i} about {TOPICS[i % 4]}" for i in range(30)] + ["sentence 0 about cats"]  # one repeat

@@ -5,9 +5,9 @@ from pathlib import Path
 import pytest
 
 from conftest import files_of
-from embedding_trainer import models
-from embedding_trainer.errors import ConfigError, DataError, ModelLoadError
+from embedding_trainer.models import loading as models
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError, DataError, ModelLoadError
 
 TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false"]
 

@@ -10,12 +10,12 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, files_of
-from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluate import evaluate
-from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.__main__ import main as runs_cli
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError
 
 QUIET = ["evaluation.general=null", "evaluation.health=null"]  # the training run's guards: not compared here
 

@@ -12,9 +12,9 @@ import pytest
 from optuna.trial import TrialState
 
 from conftest import SCORE_STEP
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError
 from hydra_plugins.embedding_trainer_optuna_sweeper.optuna_sweeper import OptunaSweeper
 
 JOB = SCORE_STEP

@@ -1,4 +1,4 @@
-"""The losses sentence-transformers lacks (embedding_trainer.loss_modules): InfoNCE with label
+"""The losses sentence-transformers lacks (embedding_trainer.training.loss_modules): InfoNCE with label
 smoothing equals MNRL with scale = 1/temperature when unsmoothed and a slow reference when smoothed;
 ArcFace equals a slow per-sample reference, trains the model and its class centers, composes with
 Matryoshka, and runs through the real train(cfg) on the TREC questions."""
@@ -13,9 +13,9 @@ import torch.nn.functional as F
 from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
 from conftest import FAST
-from embedding_trainer.loss_modules import ArcFaceLoss, InfoNCELoss, arcface_loss, info_nce_loss
-from embedding_trainer.models import build_tiny_model
+from embedding_trainer.models.loading import build_tiny_model
 from embedding_trainer.train import train
+from embedding_trainer.training.loss_modules import ArcFaceLoss, InfoNCELoss, arcface_loss, info_nce_loss
 
 ANCHORS = ["what is the capital of france", "who wrote hamlet", "how tall is everest", "when did rome fall"]
 POSITIVES = ["paris is the capital", "shakespeare wrote it", "about 8849 metres", "in 476 ad"]

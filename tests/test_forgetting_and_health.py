@@ -13,13 +13,13 @@ import pytest
 import torch
 
 from conftest import FAST, logged_rows
-from embedding_trainer.batch_negatives import InBatchNegativesCallback
-from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation import SimilarityEvaluator
-from embedding_trainer.evaluation.general import GeneralEvaluation, already_evaluated
+from embedding_trainer.evaluation.forgetting import GeneralEvaluation, already_evaluated
 from embedding_trainer.evaluation.health import EmbeddingHealthCallback, Probe, health_metrics
 from embedding_trainer.evaluation.objectives import ObjectivesEvaluator
 from embedding_trainer.train import train
+from embedding_trainer.training.batch_negatives import InBatchNegativesCallback
+from embedding_trainer.utils.errors import ConfigError
 
 STS = ["a", "b", "c"], ["d", "e", "f"], [0.1, 0.5, 0.9]
 

@@ -7,8 +7,8 @@ import logging
 import pandas as pd
 import pytest
 
-from embedding_trainer.errors import ConfigError, DataError
 from embedding_trainer.train import build_datamodule, train
+from embedding_trainer.utils.errors import ConfigError, DataError
 
 TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false"]
 

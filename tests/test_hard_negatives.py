@@ -8,10 +8,10 @@ import pytest
 
 from embedding_trainer.data.hard_negatives import HardNegativeSettings, mine_cached
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.errors import ConfigError, DataError
-from embedding_trainer.models import build_tiny_model
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.models.loading import build_tiny_model
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError, DataError
 
 TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false", "debug=fdr"]
 

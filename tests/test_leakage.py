@@ -9,8 +9,8 @@ import pytest
 
 from embedding_trainer.data.leakage import find_leakage
 from embedding_trainer.data.sources import RetrievalSplit
-from embedding_trainer.errors import DataError
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import DataError
 
 TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false", "debug=fdr"]
 TRAIN = [{"anchor": f"what is item {i}?", "positive": f"item {i} is a thing."} for i in range(40)]

@@ -12,10 +12,10 @@ from omegaconf import OmegaConf
 from sentence_transformers import SentenceTransformer
 
 from conftest import FAST
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.lora import add_lora
-from embedding_trainer.models import build_tiny_model
+from embedding_trainer.models.loading import build_tiny_model
+from embedding_trainer.models.lora import add_lora
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError
 
 LORA = ["model/lora=default", "model.lora.r=4", "model.lora.alpha=8"]
 # One real optimizer step: no warmup (a one-step warmup would take it at learning rate 0).

@@ -6,10 +6,10 @@ import logging
 import pytest
 from hydra import compose, initialize_config_dir
 
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.resolvers import CONFIG_DIR
+from embedding_trainer.settings.resolvers import CONFIG_DIR
 from embedding_trainer.train import train
-from embedding_trainer.training_plan import TrainingPlan, epochs_for_min_steps
+from embedding_trainer.training.step_plan import TrainingPlan, epochs_for_min_steps
+from embedding_trainer.utils.errors import ConfigError
 
 TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false", "debug=none"]
 # The cheapest evaluation (a few STS pairs), no checkpoints.

@@ -11,12 +11,12 @@ import torch
 from ddp_probe import run_ddp_sim
 
 from conftest import logged_rows
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.losses import build_loss
-from embedding_trainer.models import load_model
-from embedding_trainer.objectives import WeightedObjectiveLoss, objective_view
+from embedding_trainer.models.loading import load_model
+from embedding_trainer.settings.checks import validate_config
 from embedding_trainer.train import build_datamodule, train
-from embedding_trainer.validation import validate_config
+from embedding_trainer.training.losses import build_loss
+from embedding_trainer.training.objectives import WeightedObjectiveLoss, objective_view
+from embedding_trainer.utils.errors import ConfigError
 
 # Retrieval (SQuAD pairs, MNRL) and STS (scores, CoSENT), both in Matryoshka, on the tiny model:
 # 3 retrieval batches of 16 and 2 STS batches of 16.

@@ -14,10 +14,10 @@ import torch
 from hydra.utils import instantiate
 
 from conftest import PREEMPTION_JOB, wait_for_registry_row
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.runs.preemption import RunPreempted
 from embedding_trainer.runs.registry import RunRegistry
-from embedding_trainer.runtime.preemption import RunPreempted
-from embedding_trainer.runtime.resume import resume_checkpoint
+from embedding_trainer.runs.resume import resume_checkpoint
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
 
 JOB = PREEMPTION_JOB

@@ -11,14 +11,14 @@ import yaml
 from hydra.utils import instantiate
 
 from conftest import FAST
-from embedding_trainer.fingerprints import file_fingerprint
-from embedding_trainer.models import hub_id
-from embedding_trainer.provenance import git_state, record_provenance
+from embedding_trainer.models.loading import hub_id
 from embedding_trainer.reporting.model_card import write_model_card
 from embedding_trainer.reporting.trained import TrainedLength
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.runs.provenance import git_state, record_provenance
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
+from embedding_trainer.utils.fingerprints import file_fingerprint
 
 # What a card's run trained: two epochs raised from one by data.min_steps, 20 steps, the last kept.
 TRAINED = TrainedLength(

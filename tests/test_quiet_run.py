@@ -1,13 +1,13 @@
-"""A default-style run prints no warning a user cannot act on (see embedding_trainer.warnings_filter)."""
+"""A default-style run prints no warning a user cannot act on (see embedding_trainer.utils.warnings_filter)."""
 
 import os
 import re
 import subprocess
 import sys
 
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
-# What embedding_trainer.warnings_filter silences.
+# What embedding_trainer.utils.warnings_filter silences.
 SILENCED = [
     "💡 Tip:",
     "`isinstance(treespec, LeafSpec)` is deprecated",
@@ -52,7 +52,7 @@ def test_default_job_prints_no_unactionable_warning(tmp_path):
 
 GATHER_IN_ONE_PROCESS_GROUP = """
 import sys, torch, torch.distributed as dist
-from embedding_trainer.warnings_filter import silence_unactionable
+from embedding_trainer.utils.warnings_filter import silence_unactionable
 from sentence_transformers.util import all_gather_with_grad
 silence_unactionable()
 dist.init_process_group("gloo", init_method="file://" + sys.argv[1], rank=0, world_size=1)

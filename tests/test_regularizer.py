@@ -8,16 +8,16 @@ import torch
 from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, MultipleNegativesRankingLoss
 
 from conftest import FAST, logged_rows
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.models import load_model
-from embedding_trainer.regularizers import (
+from embedding_trainer.models.loading import load_model
+from embedding_trainer.train import train
+from embedding_trainer.training.regularizers import (
     VarianceRegularizer,
     at_dimension,
     covariance_penalty,
     penalized_dims,
     variance_penalty,
 )
-from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError
 
 # Three rows, two dimensions: column 0 is 0, 1, 2 (std 1), column 1 is 0, 0.5, 1 (std 0.5).
 BATCH = [[0.0, 0.0], [1.0, 0.5], [2.0, 1.0]]

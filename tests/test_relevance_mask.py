@@ -1,4 +1,4 @@
-"""Known relevance is never a negative (embedding_trainer.relevance_mask): the mask of a constructed
+"""Known relevance is never a negative (embedding_trainer.training.relevance_mask): the mask of a constructed
 batch is exact; masked MNRL (alone, in Matryoshka, cached, symmetric) and InfoNCE equal hand-computed
 references with the masked logits removed; GIST and its cached form agree; a batch where nothing is
 known relevant gives exactly the unmasked loss; a real train(cfg) run logs train/masked_pairs."""
@@ -22,11 +22,11 @@ from sentence_transformers.util import cos_sim
 
 from conftest import FAST, logged_rows
 from embedding_trainer.data.relevance import RelevanceSets
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.loss_modules import InfoNCELoss
-from embedding_trainer.models import build_tiny_model
-from embedding_trainer.relevance_mask import BatchMask, KnownRelevanceLoss, Side, ranking_plan
+from embedding_trainer.models.loading import build_tiny_model
 from embedding_trainer.train import train
+from embedding_trainer.training.loss_modules import InfoNCELoss
+from embedding_trainer.training.relevance_mask import BatchMask, KnownRelevanceLoss, Side, ranking_plan
+from embedding_trainer.utils.errors import ConfigError
 
 # Training rows: q1 has d1, d2 and d3 relevant; q2 has d2; q3 has d3 and d4 (each row one pair).
 ROWS = [

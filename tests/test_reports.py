@@ -16,14 +16,14 @@ import yaml
 from hydra.utils import instantiate
 from sentence_transformers import SentenceTransformer
 
-from embedding_trainer.errors import ModelPushError
 from embedding_trainer.evaluation.significance import ChangeTest, Significance
 from embedding_trainer.reporting.history import TrainingHistory, validation_scores
 from embedding_trainer.reporting.plots import plot_matryoshka_curve
 from embedding_trainer.reporting.run_report import data_name, smoke_run_note
-from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ModelPushError
 
 RUN = [
     "model=tiny",

@@ -5,10 +5,10 @@ prompts, they equal it with query_prompt and corpus_prompt."""
 import pytest
 from sentence_transformers.sentence_transformer.evaluation import InformationRetrievalEvaluator
 
-from embedding_trainer import models
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.evaluation import RetrievalEvaluator
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.models import loading as models
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
 K = {
     "ndcg_at_k": [10],

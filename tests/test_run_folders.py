@@ -14,16 +14,16 @@ import psutil
 import pytest
 
 from conftest import FAST, files_of
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
-from embedding_trainer.runtime.run_folder import (
+from embedding_trainer.runs.run_folder import (
     CLAIM_FILE,
     RunFolderError,
     claim_run_folder,
     note_multirun_start,
 )
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError
 
 CLI = [sys.executable, str(PROJECT_ROOT / "train.py"), *FAST]
 
@@ -172,7 +172,7 @@ def test_the_run_folder_cannot_be_a_file(make_cfg, tmp_path):
 def test_a_claim_never_shows_half_written(tmp_path, monkeypatch):
     # Another process reading the claim file while it is written would find no claimant and take the
     # folder over as stale: the claim must appear only once its content is complete.
-    from embedding_trainer.runtime import run_folder
+    from embedding_trainer.runs import run_folder
 
     seen_while_writing = []
     dumps = run_folder.json.dumps

@@ -12,12 +12,12 @@ from contextlib import contextmanager
 import pytest
 
 from conftest import FAST
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.__main__ import main as runs_cli
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.runs.tracking import RunTracker
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError
 
 
 def test_a_successful_run_is_recorded_with_metrics_and_model(make_cfg, tmp_path):

@@ -22,8 +22,8 @@ from embedding_trainer.data.samplers import (
     ShuffledBatchSampler,
     row_values,
 )
-from embedding_trainer.errors import DataError
-from embedding_trainer.resolvers import CONFIG_DIR
+from embedding_trainer.settings.resolvers import CONFIG_DIR
+from embedding_trainer.utils.errors import DataError
 
 SEEDS = range(3)
 EPOCHS = range(2)

@@ -13,8 +13,8 @@ from scipy import stats
 
 from conftest import SCORE_STEP
 from embedding_trainer.reporting.seeds import Estimate, SeedRun, estimate, group_runs
-from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.__main__ import main as runs_cli
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
 # One training step at the full learning rate (no warm-up).
 JOB = [*SCORE_STEP, "scheduler.warmup_ratio=0"]

@@ -8,11 +8,11 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.embedding_cache import EmbeddingCache, encode
 from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
-from embedding_trainer.models import build_tiny_model
-from embedding_trainer.resolvers import PROJECT_ROOT
-from embedding_trainer.sharded_encoding import Shard, current_shard, sharded_encoding
+from embedding_trainer.models.loading import build_tiny_model
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
+from embedding_trainer.utils.embedding_cache import EmbeddingCache, encode
+from embedding_trainer.utils.sharded_encoding import Shard, current_shard, sharded_encoding
 
 WORLD_SIZE = 2
 DIMS = [32, 16, 8]

@@ -12,8 +12,6 @@ import pytest
 import scipy.stats
 import torch
 
-from embedding_trainer import models
-from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation import (
     KnnClassificationEvaluator,
     PairBinaryEvaluator,
@@ -23,9 +21,11 @@ from embedding_trainer.evaluation import (
 )
 from embedding_trainer.evaluation import significance as sig
 from embedding_trainer.evaluation.callback import EvaluationCallback
+from embedding_trainer.models import loading as models
 from embedding_trainer.reporting.results import primary_table
+from embedding_trainer.settings.checks import validate_config
 from embedding_trainer.train import train
-from embedding_trainer.validation import validate_config
+from embedding_trainer.utils.errors import ConfigError
 
 FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false"]
 

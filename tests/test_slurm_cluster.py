@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 
 from conftest import FAST, PREEMPTION_JOB, wait_for_registry_row
-from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
 
 def _cluster_answers() -> bool:

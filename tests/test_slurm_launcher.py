@@ -8,8 +8,8 @@ import sys
 
 from hydra import compose, initialize_config_dir
 
-from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.settings.resolvers import CONFIG_DIR, PROJECT_ROOT
 
 
 def test_slurm_launcher_resources_follow_the_trainer():

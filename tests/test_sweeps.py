@@ -17,11 +17,11 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import TrialState
 
 from conftest import SCORE_STEP
-from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.settings.checks import validate_config
+from embedding_trainer.settings.resolvers import CONFIG_DIR, PROJECT_ROOT
 from embedding_trainer.sweeps.search_space import parse_search_space
 from embedding_trainer.sweeps.storage import open_storage
-from embedding_trainer.validation import validate_config
 
 # One training batch, no baseline: each trial takes a few seconds.
 JOB = [*SCORE_STEP, "evaluation.baseline=false", "model.lr=0.001"]

@@ -16,9 +16,9 @@ from embedding_trainer.data.chunking import Chunk, ChunkingSettings, chunk_docum
 from embedding_trainer.data.cropping import CroppingSettings, cropped_pairs
 from embedding_trainer.data.llm_queries import LlmSettings, generate_questions, parse_questions
 from embedding_trainer.data.sources import Document, read_documents
-from embedding_trainer.errors import ConfigError, DataError
-from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
+from embedding_trainer.settings.resolvers import PROJECT_ROOT, package_model_path
 from embedding_trainer.train import train
+from embedding_trainer.utils.errors import ConfigError, DataError
 
 TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false", "debug=fdr"]
 SQUAD = PROJECT_ROOT / "data" / "squad_pairs"

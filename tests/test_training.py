@@ -7,7 +7,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from conftest import logged_rows
-from embedding_trainer import models
+from embedding_trainer.models import loading as models
 from embedding_trainer.train import train
 
 TINY = ["model=tiny", "evaluation.show_progress_bar=false", "data.max_eval_samples=16"]
@@ -27,7 +27,7 @@ def test_one_optimizer_step_changes_the_encoder_weights(make_cfg):
         "callbacks=none",
         "evaluation.baseline=false",
     )
-    from embedding_trainer import models
+    from embedding_trainer.models import loading as models
 
     before = _encoder_weights(models.build_tiny_model(cfg.paths.cache_dir, **_tiny_args(cfg)))
     _, objects = train(cfg)
@@ -65,7 +65,7 @@ def test_loss_falls_over_a_few_dozen_steps(make_cfg, tmp_path):
 def test_dropout_is_active_during_training_steps(make_cfg):
     cfg = make_cfg(*TINY, "trainer.max_steps=3", "data.max_samples=96", "logger=none", "callbacks=none")
     modes: list[bool] = []
-    from embedding_trainer.module import EmbeddingModule
+    from embedding_trainer.training.module import EmbeddingModule
 
     original = EmbeddingModule.training_step
 
@@ -103,7 +103,7 @@ def test_resume_continues_from_the_saved_step(make_cfg, tmp_path):
     assert torch.load(checkpoint, weights_only=False)["global_step"] == 4
 
     steps_run: list[int] = []
-    from embedding_trainer.module import EmbeddingModule
+    from embedding_trainer.training.module import EmbeddingModule
 
     original = EmbeddingModule.training_step
 

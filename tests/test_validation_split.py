@@ -12,9 +12,9 @@ from sentence_transformers import SentenceTransformer
 
 from conftest import FAST
 from embedding_trainer.data.holdout import hold_out
-from embedding_trainer.errors import ConfigError, DataError
 from embedding_trainer.evaluation import RetrievalEvaluator
 from embedding_trainer.train import build_datamodule, train
+from embedding_trainer.utils.errors import ConfigError, DataError
 
 SQUAD = Path(__file__).resolve().parents[1] / "data" / "squad_pairs"
 # Four optimizer steps with an evaluation every two: the checkpoint is chosen among two evaluations.

@@ -9,7 +9,7 @@ import sys
 import pytest
 import wandb
 
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
 
 # One training step on the tiny model (not fast_dev_run: Lightning turns loggers off there).

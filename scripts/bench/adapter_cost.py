@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
 ENV = {**os.environ, "HF_HUB_OFFLINE": "1"}
 QUIET = ["evaluation.show_progress_bar=false", "logger=none"]

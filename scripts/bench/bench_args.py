@@ -3,8 +3,8 @@
 import argparse
 from pathlib import Path
 
-from embedding_trainer.models import load_pretrained
-from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
+from embedding_trainer.models.loading import load_pretrained
+from embedding_trainer.settings.resolvers import PROJECT_ROOT, package_model_path
 
 
 def bench_parser(doc: str) -> argparse.ArgumentParser:

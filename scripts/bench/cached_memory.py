@@ -30,8 +30,8 @@ def measure(
     )
 
     from embedding_trainer.data.sources import read_retrieval_split
-    from embedding_trainer.models import load_pretrained
-    from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
+    from embedding_trainer.models.loading import load_pretrained
+    from embedding_trainer.settings.resolvers import PROJECT_ROOT, package_model_path
 
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = load_pretrained(

@@ -35,9 +35,9 @@ from torch.distributed.algorithms.ddp_comm_hooks import default_hooks
 from torch.nn.parallel import DistributedDataParallel
 
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.losses import build_loss
-from embedding_trainer.models import build_tiny_model
-from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT
+from embedding_trainer.models.loading import build_tiny_model
+from embedding_trainer.settings.resolvers import CONFIG_DIR, PROJECT_ROOT
+from embedding_trainer.training.losses import build_loss
 
 # The collectives the embedding gather issues (torch.distributed.nn's all-gather, and its backward: a
 # reduce-scatter on NCCL, an all-to-all or, on gloo, one scatter per process), and the block of one

@@ -20,8 +20,8 @@ import torch
 from bench_args import add_retrieval_arguments, bench_parser, load_bench_model
 
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.embedding_cache import EmbeddingCache
-from embedding_trainer.fingerprints import encoder_fingerprint
+from embedding_trainer.utils.embedding_cache import EmbeddingCache
+from embedding_trainer.utils.fingerprints import encoder_fingerprint
 
 
 def main() -> None:

@@ -19,7 +19,7 @@ from bench_args import bench_parser, load_bench_model
 
 from embedding_trainer.data.hard_negatives import HardNegativeSettings, mine_for_run
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.resolvers import PROJECT_ROOT
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
 SQUAD = PROJECT_ROOT / "data" / "squad_pairs"
 

@@ -27,7 +27,7 @@ from bench_args import add_retrieval_arguments, bench_parser, load_bench_model
 
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.evaluation import RetrievalEvaluator
-from embedding_trainer.sharded_encoding import sharded_encoding
+from embedding_trainer.utils.sharded_encoding import sharded_encoding
 
 
 def timed_evaluation(args: argparse.Namespace) -> dict:

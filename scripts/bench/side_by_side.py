@@ -78,7 +78,7 @@ def compose(overrides: list[str], output_dir: str):
     from hydra import initialize_config_dir
     from omegaconf import open_dict
 
-    from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
+    from embedding_trainer.settings.resolvers import CONFIG_DIR, register_resolvers
 
     register_resolvers()
     quiet = [
@@ -141,8 +141,8 @@ def run_reference(cfg, output_dir: str, skip_steps: int = 0) -> tuple[dict, obje
     from hydra.utils import instantiate
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    from embedding_trainer.losses import build_loss
     from embedding_trainer.train import build_datamodule
+    from embedding_trainer.training.losses import build_loss
 
     torch.manual_seed(cfg.seed)
     datamodule = build_datamodule(cfg)

@@ -21,8 +21,8 @@ from hydra import compose, initialize_config_dir
 from torch.profiler import ProfilerActivity, profile
 
 from embedding_trainer.data.sources import read_retrieval_split
-from embedding_trainer.losses import build_loss
-from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT
+from embedding_trainer.settings.resolvers import CONFIG_DIR, PROJECT_ROOT
+from embedding_trainer.training.losses import build_loss
 
 
 def profiled_steps(loss, optimizer, features, bf16: bool, warmup: int, steps: int) -> tuple[float, list]:

@@ -16,8 +16,8 @@ import time
 import torch
 from hydra import compose, initialize_config_dir
 
-from embedding_trainer.models import load_model
-from embedding_trainer.resolvers import CONFIG_DIR, PROJECT_ROOT, register_resolvers
+from embedding_trainer.models.loading import load_model
+from embedding_trainer.settings.resolvers import CONFIG_DIR, PROJECT_ROOT, register_resolvers
 
 SQUAD = PROJECT_ROOT / "data" / "squad_pairs"
 

@@ -26,9 +26,9 @@ from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.evaluation import RetrievalEvaluator
 from embedding_trainer.evaluation.base import truncate
 from embedding_trainer.evaluation.health import health_metrics
-from embedding_trainer.models import load_pretrained
-from embedding_trainer.prompts import DOCUMENT
-from embedding_trainer.resolvers import PROJECT_ROOT, package_model_path
+from embedding_trainer.models.loading import load_pretrained
+from embedding_trainer.models.prompts import DOCUMENT
+from embedding_trainer.settings.resolvers import PROJECT_ROOT, package_model_path
 
 COLUMNS = ("ndcg@10", "std", "eff_rank", "uniformity")
 

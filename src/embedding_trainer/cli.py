@@ -15,7 +15,7 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig, OmegaConf
 
-from embedding_trainer.resolvers import CONFIG_DIR, register_resolvers
+from embedding_trainer.settings.resolvers import CONFIG_DIR, register_resolvers
 
 HELP_WIDTH = 120  # characters of one option's line in --help; a longer description is cut with "..."
 _SENTENCE_END = re.compile(r"(?<!e\.g)(?<!i\.e)[.!?](?=\s|$)")

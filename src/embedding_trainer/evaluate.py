@@ -9,18 +9,16 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from embedding_trainer.data.settings import check_data_sources, reads_run_data
-from embedding_trainer.embedding_cache import EmbeddingCache
-from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation.base import metrics_json, using_cache
 from embedding_trainer.evaluation.significance import PER_EXAMPLE_DIR, save_per_example
-from embedding_trainer.log import get_logger
-from embedding_trainer.models import model_loader
-from embedding_trainer.provenance import record_provenance
+from embedding_trainer.models.loading import model_loader
 from embedding_trainer.reporting.results import write_evaluation_results
 from embedding_trainer.reporting.run_report import base_model_name, write_evaluation_report
 from embedding_trainer.reporting.wandb_run import log_evaluated_table
+from embedding_trainer.runs.provenance import record_provenance
+from embedding_trainer.runs.resume import store_run_id
 from embedding_trainer.runs.tracking import RunTracker
-from embedding_trainer.runtime.resume import store_run_id
+from embedding_trainer.settings.checks import check_counts, check_evaluation_dims, check_required
 from embedding_trainer.train import (
     build_datamodule,
     build_evaluation,
@@ -30,7 +28,9 @@ from embedding_trainer.train import (
     log_config,
     tracked_run,
 )
-from embedding_trainer.validation import check_counts, check_evaluation_dims, check_required
+from embedding_trainer.utils.embedding_cache import EmbeddingCache
+from embedding_trainer.utils.errors import ConfigError
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 

@@ -20,46 +20,29 @@ from pytorch_lightning.utilities import rank_zero_only
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.adapters.training import adapted_model, adapter_kind, adapter_training
-from embedding_trainer.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.datamodule import EvalData
 from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run
 from embedding_trainer.data.objectives import ObjectivesDataModule
 from embedding_trainer.data.synthetic_queries import synthetic_queries
-from embedding_trainer.distillation import load_teacher, reported_evaluators, reported_scores, target_kind
-from embedding_trainer.early_stopping import EarlyStopping
-from embedding_trainer.embedding_cache import EmbeddingCache
-from embedding_trainer.errors import ConfigError, DataError, ModelLoadError, ModelPushError
 from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics
 from embedding_trainer.evaluation.base import PerExample
 from embedding_trainer.evaluation.before_after import BeforeAfterEvaluation
 from embedding_trainer.evaluation.callback import EvaluationCallback
-from embedding_trainer.evaluation.general import general_evaluation
+from embedding_trainer.evaluation.forgetting import general_evaluation
 from embedding_trainer.evaluation.health import embedding_health
-from embedding_trainer.evaluation.objective import Objective
 from embedding_trainer.evaluation.objectives import ObjectivesEvaluator
 from embedding_trainer.evaluation.selection import Selection
+from embedding_trainer.evaluation.selection_score import Objective
 from embedding_trainer.evaluation.significance import Significance, record_significance
-from embedding_trainer.log import get_logger
-from embedding_trainer.lora import (
+from embedding_trainer.models.loading import model_loader
+from embedding_trainer.models.lora import (
     ParameterCount,
     build_loss_with_lora,
     merge_lora,
     merges_on_save,
     trained_parameters,
 )
-from embedding_trainer.losses import build_loss
-from embedding_trainer.models import model_loader
-from embedding_trainer.module import EmbeddingModule
-from embedding_trainer.objectives import (
-    WeightedObjectiveLoss,
-    objective_names,
-    objective_view,
-    objective_weights,
-)
-from embedding_trainer.provenance import record_provenance
-from embedding_trainer.regularizers import regularized
-from embedding_trainer.relevance_mask import with_relevance_mask
 from embedding_trainer.reporting.guards import guard_sections, guard_warnings
 from embedding_trainer.reporting.history import TrainingHistory, validation_scores
 from embedding_trainer.reporting.hub import push_to_hub
@@ -76,32 +59,49 @@ from embedding_trainer.reporting.run_report import (
 from embedding_trainer.reporting.teacher import teacher_section
 from embedding_trainer.reporting.trained import TrainedLength
 from embedding_trainer.reporting.wandb_run import finish_wandb, log_results_table
-from embedding_trainer.resolvers import register_resolvers
-from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
-from embedding_trainer.runtime.checkpoints import keep_checkpoints
-from embedding_trainer.runtime.hydra_job import in_multirun
-from embedding_trainer.runtime.preemption import (
+from embedding_trainer.runs.checkpoints import keep_checkpoints
+from embedding_trainer.runs.hydra_job import in_multirun
+from embedding_trainer.runs.preemption import (
     PreemptionCallback,
     RunPreempted,
     requeue_after,
     stopping_on_signals,
 )
-from embedding_trainer.runtime.rank_launch import ranks_run_this_job
-from embedding_trainer.runtime.resume import (
+from embedding_trainer.runs.provenance import record_provenance
+from embedding_trainer.runs.rank_launch import ranks_run_this_job
+from embedding_trainer.runs.resume import (
     RandomStateCallback,
     resume_checkpoint,
     store_run_id,
 )
-from embedding_trainer.runtime.run_folder import claim_run_folder
+from embedding_trainer.runs.run_folder import claim_run_folder
+from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
+from embedding_trainer.settings.checks import check_checkpoint_fits, validate_config
+from embedding_trainer.settings.resolvers import register_resolvers
 from embedding_trainer.sweeps.pruning import pruning_callbacks
-from embedding_trainer.training_plan import (
+from embedding_trainer.training.batch_negatives import InBatchNegativesCallback
+from embedding_trainer.training.early_stopping import EarlyStopping
+from embedding_trainer.training.losses import build_loss
+from embedding_trainer.training.module import EmbeddingModule
+from embedding_trainer.training.objectives import (
+    WeightedObjectiveLoss,
+    objective_names,
+    objective_view,
+    objective_weights,
+)
+from embedding_trainer.training.regularizers import regularized
+from embedding_trainer.training.relevance_mask import with_relevance_mask
+from embedding_trainer.training.step_plan import (
     TrainingPlan,
     check_in_batch_negatives,
     check_steps,
     train_min_steps,
 )
-from embedding_trainer.validation import check_checkpoint_fits, validate_config
-from embedding_trainer.warnings_filter import silence_unactionable
+from embedding_trainer.training.teacher import load_teacher, reported_evaluators, reported_scores, target_kind
+from embedding_trainer.utils.embedding_cache import EmbeddingCache
+from embedding_trainer.utils.errors import ConfigError, DataError, ModelLoadError, ModelPushError
+from embedding_trainer.utils.log import get_logger
+from embedding_trainer.utils.warnings_filter import silence_unactionable
 
 log = get_logger(__name__)
 register_resolvers()

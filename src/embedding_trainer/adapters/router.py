@@ -4,7 +4,7 @@ import torch
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import Module, Normalize, Router
 
-from embedding_trainer.prompts import DOCUMENT, QUERY
+from embedding_trainer.models.prompts import DOCUMENT, QUERY
 
 # The route of a model from `with_query_adapter` that is the frozen model alone.
 FROZEN_ROUTE = DOCUMENT

@@ -10,13 +10,13 @@ from embedding_trainer.adapters.modules import ADAPTER_KINDS, build_adapter
 from embedding_trainer.adapters.router import FROZEN_ROUTE, query_adapter, with_query_adapter
 from embedding_trainer.adapters.vectors import TrainingDocuments, VectorBatchCollator
 from embedding_trainer.data.datamodule import EmbeddingDataModule
-from embedding_trainer.embedding_cache import EmbeddingCache
-from embedding_trainer.errors import ConfigError
 from embedding_trainer.evaluation.base import DimensionEvaluator
 from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
-from embedding_trainer.losses import class_name
-from embedding_trainer.prompts import DOCUMENT
-from embedding_trainer.text_vectors import training_vectors
+from embedding_trainer.models.prompts import DOCUMENT
+from embedding_trainer.training.losses import class_name
+from embedding_trainer.utils.embedding_cache import EmbeddingCache
+from embedding_trainer.utils.errors import ConfigError
+from embedding_trainer.utils.text_vectors import training_vectors
 
 ADAPTER_DATASET_TYPES = ("pair", "triplet", "n_tuple")
 ADAPTER_NEGATIVES = ("batch", "corpus")

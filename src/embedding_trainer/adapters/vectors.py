@@ -6,8 +6,8 @@ from dataclasses import dataclass
 import datasets
 import torch
 
-from embedding_trainer.prompts import column_role
-from embedding_trainer.text_vectors import TextVectors
+from embedding_trainer.models.prompts import column_role
+from embedding_trainer.utils.text_vectors import TextVectors
 
 
 @dataclass

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from embedding_trainer.data.sources import Document
-from embedding_trainer.errors import ConfigError, DataError
+from embedding_trainer.utils.errors import ConfigError, DataError
 
 # Where a sentence ends: after ., ! or ? (with closing quotes or brackets) before whitespace, or at a line break.
 SENTENCE_END = re.compile(r"(?<=[.!?])[\"')\]]*\s+|\s*\n\s*")

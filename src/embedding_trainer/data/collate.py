@@ -15,11 +15,11 @@ class LossBatchCollator:
     is no label). `transform`, when given, first turns the rows into the rows the loss takes.
     `max_length` truncates training inputs below the model's own maximum (None: the model's).
     `prompts` gives the prompt prepended to each input column's texts (a column not in it, or None:
-    no prompt; see `embedding_trainer.prompts`), tokenized with them as `preprocess(texts, prompt=...)`
+    no prompt; see `embedding_trainer.models.prompts`), tokenized with them as `preprocess(texts, prompt=...)`
     does. `token_cache`, when given (and there is no transform), supplies the tokenized texts instead
     of `preprocess`: the same features, without tokenizing again each epoch; it must hold every
     column's texts under that column's prompt. `targets`, when given, makes the label tensor of the
-    rows instead (a teacher's outputs: `embedding_trainer.distillation.TeacherTargets`)."""
+    rows instead (a teacher's outputs: `embedding_trainer.training.teacher.TeacherTargets`)."""
 
     preprocess: Callable[..., dict[str, torch.Tensor]]
     inputs: list[str]

@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass
 
 from embedding_trainer.data.chunking import Chunk
-from embedding_trainer.errors import ConfigError
+from embedding_trainer.utils.errors import ConfigError
 
 WORD = re.compile(r"\S+")
 

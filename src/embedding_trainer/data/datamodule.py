@@ -49,9 +49,9 @@ from embedding_trainer.data.splits import (
 )
 from embedding_trainer.data.synthetic_queries import SyntheticQueries
 from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
-from embedding_trainer.errors import DataError
-from embedding_trainer.log import get_logger
-from embedding_trainer.prompts import column_prompts
+from embedding_trainer.models.prompts import column_prompts
+from embedding_trainer.utils.errors import DataError
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 
@@ -209,7 +209,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.validation_data: EvalData | None = None
         self.preprocess: Callable | None = None
         # The model's named prompts (`model.prompts`), set with `preprocess`: each training column's
-        # texts get the one of its role (`embedding_trainer.prompts.column_prompts`).
+        # texts get the one of its role (`embedding_trainer.models.prompts.column_prompts`).
         self.prompts: dict[str, str | None] = {}
         # Set instead of `preprocess` to batch rows into something else than tokens (a query adapter's
         # frozen embeddings): it collates the sampled rows; no tokenizing, no length grouping.

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 from torch.utils.data import Sampler
 
-from embedding_trainer.log import get_logger
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 

@@ -19,13 +19,13 @@ from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 
-from embedding_trainer.atomic_folder import building
 from embedding_trainer.data.sources import read_corpus
-from embedding_trainer.errors import ConfigError, DataError
-from embedding_trainer.fingerprints import encoder_fingerprint, settings_fingerprint, texts_fingerprint
-from embedding_trainer.log import get_logger
-from embedding_trainer.models import load_pretrained
-from embedding_trainer.settings_block import settings_from_block
+from embedding_trainer.models.loading import load_pretrained
+from embedding_trainer.settings.block import settings_from_block
+from embedding_trainer.utils.atomic_folder import building
+from embedding_trainer.utils.errors import ConfigError, DataError
+from embedding_trainer.utils.fingerprints import encoder_fingerprint, settings_fingerprint, texts_fingerprint
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 

@@ -6,7 +6,7 @@ import random
 
 import datasets
 
-from embedding_trainer.errors import DataError
+from embedding_trainer.utils.errors import DataError
 
 
 def held_out_count(

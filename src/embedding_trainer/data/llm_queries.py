@@ -22,9 +22,9 @@ import openai
 from tqdm.auto import tqdm
 
 from embedding_trainer.data.chunking import Chunk
-from embedding_trainer.errors import ConfigError, DataError
-from embedding_trainer.fingerprints import settings_fingerprint
-from embedding_trainer.log import get_logger
+from embedding_trainer.utils.errors import ConfigError, DataError
+from embedding_trainer.utils.fingerprints import settings_fingerprint
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 

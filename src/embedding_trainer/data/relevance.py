@@ -4,7 +4,7 @@ Every (anchor, positive) row states that its positive is relevant to its anchor;
 relevant documents (a retrieval folder's qrels, or the same anchor on several rows) has one row per
 document. `RelevanceSets` collects those pairs and numbers their texts, so that a batch's texts can be
 turned into ids (`__call__`, the collator's `targets` hook) and pairs of ids tested for relevance on
-any device (`pair_keys`, see `embedding_trainer.relevance_mask`).
+any device (`pair_keys`, see `embedding_trainer.training.relevance_mask`).
 """
 
 from collections.abc import Iterable

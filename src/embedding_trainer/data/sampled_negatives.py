@@ -5,7 +5,7 @@ import random
 
 import datasets
 
-from embedding_trainer.errors import DataError
+from embedding_trainer.utils.errors import DataError
 
 
 def with_sampled_negatives(table: datasets.Dataset, count: int, variadic: str, seed: int) -> datasets.Dataset:

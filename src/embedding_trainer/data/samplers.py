@@ -20,8 +20,8 @@ from sentence_transformers.base import sampler as st_sampler
 from torch.utils.data import Sampler
 
 from embedding_trainer.data.packing import LABELS, REPEATS, Packing, pack_batches
-from embedding_trainer.errors import DataError
-from embedding_trainer.log import get_logger
+from embedding_trainer.utils.errors import DataError
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 

@@ -5,8 +5,8 @@ import re
 
 import datasets
 
-from embedding_trainer.errors import DataError
-from embedding_trainer.log import get_logger
+from embedding_trainer.utils.errors import DataError
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 

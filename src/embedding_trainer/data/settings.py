@@ -3,7 +3,7 @@ for the dataset type's evaluator. They run before anything is read or loaded."""
 
 from omegaconf import DictConfig
 
-from embedding_trainer.errors import ConfigError
+from embedding_trainer.utils.errors import ConfigError
 
 
 def reads_run_data(cfg: DictConfig) -> bool:

@@ -17,7 +17,7 @@ from pathlib import Path
 import datasets
 import pyarrow as pa
 
-from embedding_trainer.errors import DataError
+from embedding_trainer.utils.errors import DataError
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 TEXT_FORMATS = ("json", "csv", "tsv")  # the formats read with a text encoding

@@ -10,7 +10,7 @@ import datasets
 
 from embedding_trainer.data.holdout import held_out_count, hold_out
 from embedding_trainer.data.sources import RetrievalSplit
-from embedding_trainer.errors import DataError
+from embedding_trainer.utils.errors import DataError
 
 
 @dataclass(frozen=True)

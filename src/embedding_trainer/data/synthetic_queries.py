@@ -14,9 +14,9 @@ from embedding_trainer.data.chunking import Chunk, ChunkingSettings, chunk_docum
 from embedding_trainer.data.cropping import CroppingSettings, cropped_pairs
 from embedding_trainer.data.llm_queries import LlmSettings, generate_questions
 from embedding_trainer.data.sources import Document
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.log import get_logger
-from embedding_trainer.settings_block import settings_from_block
+from embedding_trainer.settings.block import settings_from_block
+from embedding_trainer.utils.errors import ConfigError
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 

@@ -10,8 +10,8 @@ import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.adapters.router import FROZEN_ROUTE, apply_modules, modules_after_frozen
-from embedding_trainer.embedding_cache import EmbeddingCache, encode
-from embedding_trainer.prompts import QUERY, prompt_text
+from embedding_trainer.models.prompts import QUERY, prompt_text
+from embedding_trainer.utils.embedding_cache import EmbeddingCache, encode
 
 # Metrics of one evaluation: {dimension: {metric name: value}}.
 DimensionMetrics = dict[int, dict[str, float]]
@@ -44,7 +44,7 @@ class DimensionEvaluator(ABC):
     Prompts: queries are encoded with the model's `query` prompt and documents with its `document`
     prompt (`model.prompts`, as `encode_query` and `encode_document` apply them); the texts of
     symmetric data (both sides of a pair, single sentences) are encoded as queries
-    (see `embedding_trainer.prompts`).
+    (see `embedding_trainer.models.prompts`).
     """
 
     name: str

@@ -5,7 +5,6 @@ import pytorch_lightning as pl
 import torch
 from sentence_transformers import SentenceTransformer
 
-from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.evaluation.base import (
     DimensionEvaluator,
     DimensionMetrics,
@@ -15,8 +14,9 @@ from embedding_trainer.evaluation.base import (
     per_example_tensors,
     using_cache,
 )
-from embedding_trainer.log import get_logger
-from embedding_trainer.sharded_encoding import sharded_encoding
+from embedding_trainer.utils.embedding_cache import EmbeddingCache
+from embedding_trainer.utils.log import get_logger
+from embedding_trainer.utils.sharded_encoding import sharded_encoding
 
 log = get_logger(__name__)
 

@@ -3,7 +3,6 @@
 import pytorch_lightning as pl
 import torch
 
-from embedding_trainer.embedding_cache import EmbeddingCache
 from embedding_trainer.evaluation.base import (
     DimensionEvaluator,
     DimensionMetrics,
@@ -13,9 +12,10 @@ from embedding_trainer.evaluation.base import (
     per_example_tensors,
     using_cache,
 )
-from embedding_trainer.evaluation.objective import Objective
-from embedding_trainer.log import get_logger
-from embedding_trainer.sharded_encoding import sharded_encoding
+from embedding_trainer.evaluation.selection_score import Objective
+from embedding_trainer.utils.embedding_cache import EmbeddingCache
+from embedding_trainer.utils.log import get_logger
+from embedding_trainer.utils.sharded_encoding import sharded_encoding
 
 log = get_logger(__name__)
 

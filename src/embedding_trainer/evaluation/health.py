@@ -21,8 +21,8 @@ from omegaconf import DictConfig
 from embedding_trainer.data.datamodule import EmbeddingDataModule
 from embedding_trainer.evaluation.base import DimensionMetrics, metrics_json, truncate
 from embedding_trainer.evaluation.callback import EvaluationCallback
-from embedding_trainer.log import get_logger
-from embedding_trainer.prompts import QUERY
+from embedding_trainer.models.prompts import QUERY
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 
@@ -128,7 +128,9 @@ class EmbeddingHealthCallback(pl.Callback):
         was_training = pl_module.training
         pl_module.eval()
         try:
-            model = pl_module.model  # every probe text as a query (symmetric use: embedding_trainer.prompts)
+            model = (
+                pl_module.model
+            )  # every probe text as a query (symmetric use: embedding_trainer.models.prompts)
             embeddings = self.evaluation.evaluator.encode(model, self.probe.texts, QUERY)
         finally:
             pl_module.train(was_training)

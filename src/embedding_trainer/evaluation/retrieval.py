@@ -14,9 +14,9 @@ import torch
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.data.sources import is_retrieval_folder, read_retrieval_split
-from embedding_trainer.errors import DataError
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, truncate
-from embedding_trainer.prompts import DOCUMENT, QUERY
+from embedding_trainer.models.prompts import DOCUMENT, QUERY
+from embedding_trainer.utils.errors import DataError
 
 
 class RetrievalEvaluator(DimensionEvaluator):

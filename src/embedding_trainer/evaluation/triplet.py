@@ -3,7 +3,7 @@
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, encode_unique, truncate
-from embedding_trainer.prompts import DOCUMENT, QUERY
+from embedding_trainer.models.prompts import DOCUMENT, QUERY
 
 
 class TripletEvaluator(DimensionEvaluator):

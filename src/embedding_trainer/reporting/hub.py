@@ -5,7 +5,7 @@ from pathlib import Path
 
 from sentence_transformers import SentenceTransformer
 
-from embedding_trainer.errors import ModelPushError
+from embedding_trainer.utils.errors import ModelPushError
 
 
 def push_to_hub(model: SentenceTransformer, model_dir: Path, repo_id: str, private: bool = True) -> str:

@@ -9,7 +9,7 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
-from embedding_trainer.models import hub_id
+from embedding_trainer.models.loading import hub_id
 from embedding_trainer.reporting.results import primary_table
 from embedding_trainer.reporting.run_report import (
     data_name,

@@ -9,13 +9,13 @@ from omegaconf import DictConfig
 from embedding_trainer.data.sources import is_hub_id
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
-from embedding_trainer.lora import ParameterCount, trained_parameters
-from embedding_trainer.losses import class_name
-from embedding_trainer.models import hub_id
-from embedding_trainer.objectives import objective_names, objective_view, objective_weights
+from embedding_trainer.models.loading import hub_id
+from embedding_trainer.models.lora import ParameterCount, trained_parameters
 from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
 from embedding_trainer.reporting.results import evaluated_table, primary_table
 from embedding_trainer.reporting.trained import TrainedLength
+from embedding_trainer.training.losses import class_name
+from embedding_trainer.training.objectives import objective_names, objective_view, objective_weights
 
 TRAINING_CAPTION = "Training loss, learning rate and validation score (val/score) against optimizer step"
 # How a data location is written: as given (`str`, the local report) or by `data_name` (the model card).

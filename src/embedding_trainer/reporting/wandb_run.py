@@ -11,8 +11,8 @@ from pytorch_lightning.loggers import Logger, WandbLogger
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
 from embedding_trainer.reporting.results import comparison_rows, every_metric_rows
+from embedding_trainer.runs.hydra_job import in_multirun
 from embedding_trainer.runs.tracking import command_line_overrides
-from embedding_trainer.runtime.hydra_job import in_multirun
 
 TAG_LENGTH = 64  # W&B's limit per tag
 TABLE_COLUMNS = [

@@ -19,10 +19,10 @@ from pathlib import Path
 
 import yaml
 
-from embedding_trainer.resolvers import PROJECT_ROOT
 from embedding_trainer.runs.registry import STATUSES, RunRegistry
 from embedding_trainer.runs.run_ids import find_run
 from embedding_trainer.runs.views import final_metrics, folder_text, show_run, table, took, when
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
 DEFAULT_DB = PROJECT_ROOT / "outputs" / "runs.db"
 

@@ -5,9 +5,9 @@ from pathlib import Path
 from hydra.types import HydraContext
 from omegaconf import DictConfig, open_dict
 
-from embedding_trainer.log import get_logger
+from embedding_trainer.runs.resume import store_run_id
 from embedding_trainer.runs.tracking import RunTracker, config_text
-from embedding_trainer.runtime.resume import store_run_id
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from embedding_trainer.errors import ConfigError
+from embedding_trainer.utils.errors import ConfigError
 
 STATUSES = ("queued", "running", "success", "failed", "pruned")
 

@@ -9,8 +9,8 @@ from optuna import TrialPruned
 from pytorch_lightning.utilities import rank_zero_only
 
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.runs.resume import stored_run_id, unfinished
 from embedding_trainer.runs.run_ids import folder_run_id, new_run_id
-from embedding_trainer.runtime.resume import stored_run_id, unfinished
 
 
 def command_line_overrides() -> list[str]:

@@ -8,8 +8,8 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig
 
 from embedding_trainer.evaluation.callback import EvaluationCallback
-from embedding_trainer.log import get_logger
 from embedding_trainer.sweeps.storage import load_trial
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 

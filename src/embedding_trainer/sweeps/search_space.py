@@ -17,7 +17,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from hydra.core.override_parser.types import IntervalSweep, Override
 from optuna.distributions import BaseDistribution, CategoricalDistribution, FloatDistribution, IntDistribution
 
-from embedding_trainer.errors import ConfigError
+from embedding_trainer.utils.errors import ConfigError
 
 SCALARS = (str, int, float, bool)
 

@@ -31,11 +31,11 @@ from omegaconf import DictConfig, OmegaConf
 from optuna.storages import BaseStorage
 from optuna.trial import TrialState
 
-from embedding_trainer.errors import ConfigError
-from embedding_trainer.log import get_logger
 from embedding_trainer.reporting.sweep import objective_text, write_sweep_report
 from embedding_trainer.sweeps.search_space import SearchSpace, parse_search_space
 from embedding_trainer.sweeps.storage import open_storage, trial_by_number
+from embedding_trainer.utils.errors import ConfigError
+from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
 

@@ -1,0 +1,1 @@
+"""Loading models, pooling and prompts, decoder embedders, LoRA and layer reduction."""

@@ -1,0 +1,1 @@
+"""Shared utilities: errors, logging, fingerprints, the embedding cache, atomic folders, encoding helpers."""
