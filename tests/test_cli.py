@@ -30,6 +30,7 @@ def _run(tmp_path, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_multirun_over_modifiers_writes_one_folder_per_run(tmp_path):
     result = _run(tmp_path, "-m", "modifier=matryoshka,adaptive_layer", *FAST)
     assert result.returncode == 0, result.stderr[-3000:]
@@ -45,6 +46,7 @@ def test_multirun_over_modifiers_writes_one_folder_per_run(tmp_path):
     assert "matryoshka_dims" not in adaptive.modifier
 
 
+@pytest.mark.slow
 def test_bad_combination_exits_with_the_message_not_a_traceback(tmp_path):
     result = _run(tmp_path, "dataset_type=score", "loss=mnrl", *FAST)
     assert result.returncode != 0
@@ -55,6 +57,7 @@ def test_bad_combination_exits_with_the_message_not_a_traceback(tmp_path):
     assert run["overrides"][:2] == ["dataset_type=score", "loss=mnrl"]
 
 
+@pytest.mark.slow
 def test_hub_model_without_network_fails_fast_and_clearly(tmp_path):
     result = _run(tmp_path, "model=bge_base", "debug=fdr", "logger=none")
     assert result.returncode != 0
@@ -72,6 +75,7 @@ ISSUE_CASES = {
 
 
 @pytest.mark.parametrize("case", list(ISSUE_CASES))
+@pytest.mark.slow
 def test_numbers_that_cannot_work_end_in_a_message(tmp_path, case):
     (tmp_path / "notes.ckpt").write_text("not a checkpoint")
     overrides, message = ISSUE_CASES[case]
@@ -116,6 +120,7 @@ def _command(script: str, *args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("script", ["train.py", "evaluate.py"])
+@pytest.mark.slow
 def test_help_describes_the_program_with_examples_and_every_option(script):
     result = _command(script, "--help", "loss=cosent", "dataset_type=score")
     assert result.returncode == 0, result.stderr[-3000:]
@@ -162,6 +167,7 @@ def test_option_description_is_the_first_sentence_of_the_header(tmp_path):
         ("evaluate_main", ["--cfg", "hydra", "--package", "hydra.job.name"], "evaluate"),
     ],
 )
+@pytest.mark.slow
 def test_commands_that_run_no_job_import_no_training_library(entry, args, expected):
     program = (
         "import json, sys\n"

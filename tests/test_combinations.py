@@ -82,6 +82,7 @@ def test_the_table_covers_this_issues_losses():
 @pytest.mark.parametrize(
     ("dataset_type", "loss", "modifier"), COMBINATIONS, ids=["-".join(c) for c in COMBINATIONS]
 )
+@pytest.mark.slow
 def test_combination_trains_and_evaluates(make_cfg, dataset_type, loss, modifier):
     teacher = TEACHER if OmegaConf.load(CONFIG_DIR / "loss" / f"{loss}.yaml").get("teacher_targets") else []
     cfg = make_cfg(*FAST, f"dataset_type={dataset_type}", f"loss={loss}", f"modifier={modifier}", *teacher)

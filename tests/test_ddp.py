@@ -144,6 +144,7 @@ def _gradient_worker(rank: int, init_file: str, cfg, cache_dir: str) -> None:
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_two_processes_with_batch_b_match_one_process_with_batch_2b(make_cfg, model_cache, tmp_path):
     cfg = make_cfg("model=tiny")
     build_tiny_model(str(model_cache))  # built once here, so the ranks only load it
@@ -157,6 +158,7 @@ def test_two_processes_with_batch_b_match_one_process_with_batch_2b(make_cfg, mo
 
 # LoRA: only the adapters train; DDP syncs their gradients alone (the frozen weights take no part).
 @pytest.mark.parametrize("extra", [[], ["model/lora=default"]], ids=["full", "lora"])
+@pytest.mark.slow
 def test_ddp_sim_run_writes_one_folder_once_with_one_val_score(tmp_path, extra):
     outputs, probe = tmp_path / "outputs", tmp_path / "probe"
     run_ddp_sim(

@@ -105,6 +105,7 @@ def _evaluate_command(tmp_path, model_cache, *args: str) -> subprocess.Completed
     )
 
 
+@pytest.mark.slow
 def test_multirun_puts_the_models_side_by_side(tmp_path, model_cache, capsys):
     """Two tiny models (two seeds) in one table, one column each, in comparison.md and in `runs compare
     --group`; W&B (offline) gets each run's metrics and its table of every metric."""
@@ -163,6 +164,7 @@ def test_multirun_puts_the_models_side_by_side(tmp_path, model_cache, capsys):
 
 
 @pytest.mark.parametrize("model", ["model", "no_such_folder"])
+@pytest.mark.slow
 def test_a_bad_model_path_exits_2_and_changes_no_other_run(tmp_path, model_cache, earlier_run, model):
     """An earlier run's folder whose `model/` holds no loadable model, or a path that does not exist."""
     before = files_of(earlier_run)

@@ -84,6 +84,7 @@ def test_the_sweeper_refuses_to_search_what_defines_the_objective(tmp_path):
     assert not (tmp_path / "s.db").exists()
 
 
+@pytest.mark.slow
 def test_sweep_trials_with_other_matryoshka_dims_optimise_the_same_stated_objective(tmp_path, model_cache):
     database = tmp_path / "study.db"
     command = [

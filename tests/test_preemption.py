@@ -52,6 +52,7 @@ def _finetuned(run_dir) -> dict:
 
 # LoRA: the checkpoint holds the adapters with the frozen weights, the optimizer state of the adapters.
 @pytest.mark.parametrize("extra", [[], ["model/lora=default"]], ids=["full", "lora"])
+@pytest.mark.slow
 def test_preempted_run_resumes_with_the_same_command_and_ends_like_an_uninterrupted_one(
     tmp_path, make_cfg, extra
 ):

@@ -5,7 +5,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow  # each test runs train.py in a subprocess
 
 # What embedding_trainer.utils.warnings_filter silences.
 SILENCED = [

@@ -202,6 +202,7 @@ def test_a_guard_named_on_the_command_line_still_runs_in_the_smoke_run(make_cfg)
     assert smoke_run_note(make_cfg("model=tiny")) is None
 
 
+@pytest.mark.slow
 def test_the_smoke_run_moves_the_weights_and_says_what_it_skipped(make_cfg, tmp_path, model_cache):
     run = tmp_path / "smoke"
     command = [

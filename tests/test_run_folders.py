@@ -45,6 +45,7 @@ def _finish(process: subprocess.Popen) -> tuple[int, str]:
     return process.returncode, output
 
 
+@pytest.mark.slow
 def test_two_runs_started_together_get_their_own_folders(tmp_path):
     first, second = _start(tmp_path, "seed=1"), _start(tmp_path, "seed=2")
     (code_1, out_1), (code_2, out_2) = _finish(first), _finish(second)
@@ -61,6 +62,7 @@ def test_two_runs_started_together_get_their_own_folders(tmp_path):
     assert seeds == [0, 1]  # each folder holds its own run's config
 
 
+@pytest.mark.slow
 def test_a_named_folder_takes_one_run_at_a_time(tmp_path):
     folder = tmp_path / "shared_folder"
     first, second = _start(tmp_path, f"hydra.run.dir={folder}"), _start(tmp_path, f"hydra.run.dir={folder}")
@@ -194,6 +196,7 @@ def test_a_claim_never_shows_half_written(tmp_path, monkeypatch):
         claim.release()
 
 
+@pytest.mark.slow
 def test_a_refused_configuration_leaves_no_folder(tmp_path):
     outputs = tmp_path / "outputs"
     code, output = _finish(_start(outputs, "loss=cosent"))  # cosent needs score data, the default is pairs

@@ -66,6 +66,7 @@ def _hammer(path: str, worker: int) -> None:
     registry.finish(run_id, "success", {"finetuned": {"8": {"accuracy": worker / 10}}}, "/tmp/model")
 
 
+@pytest.mark.slow
 def test_several_processes_write_at_once(tmp_path):
     path = str(tmp_path / "runs.db")
     RunRegistry(path)
@@ -127,6 +128,7 @@ def test_cli_lists_shows_and_compares(make_cfg, tmp_path, capsys):
     assert "No run 'no-such-run'" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ctrl_c_leaves_failed_not_running(tmp_path):
     db = tmp_path / "runs.db"
     # PYTHONFAULTHANDLER: a run that does not stop prints every thread's stack on SIGABRT (below).
@@ -256,6 +258,7 @@ def _runs(shell_runs: dict, *args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 def test_a_run_folder_is_named_by_its_registry_id(shell_runs):
     single, multirun, registry = shell_runs["single"], shell_runs["multirun"], shell_runs["registry"]
     row = registry.get(single.name)
@@ -269,6 +272,7 @@ def test_a_run_folder_is_named_by_its_registry_id(shell_runs):
     assert refused["output_dir"] is None and "loss=cosent" in refused["overrides"]
 
 
+@pytest.mark.slow
 def test_list_shows_each_run_folder_relative_to_where_it_is_typed(shell_runs):
     result = _runs(shell_runs, "list")
     assert result.returncode == 0, result.stderr
@@ -279,6 +283,7 @@ def test_list_shows_each_run_folder_relative_to_where_it_is_typed(shell_runs):
     assert lines[f"{multirun.name}_0"].split()[-2:] == ["ConfigError", "-"]  # refused: no folder
 
 
+@pytest.mark.slow
 def test_show_finds_a_run_by_id_start_or_folder_and_leads_with_its_results(shell_runs):
     single = shell_runs["single"]
     relative = str(single.relative_to(shell_runs["cwd"]))
@@ -297,6 +302,7 @@ def test_show_finds_a_run_by_id_start_or_folder_and_leads_with_its_results(shell
     assert "\nconfig:\n" in _runs(shell_runs, "show", single.name, "--config").stdout
 
 
+@pytest.mark.slow
 def test_show_says_in_one_line_when_a_run_is_ambiguous_or_unknown(shell_runs):
     multirun = shell_runs["multirun"].name
     ambiguous = _runs(shell_runs, "show", multirun)  # the start of both of its members' ids

@@ -82,6 +82,7 @@ def _recomputed(runs: list[dict], dim: str) -> tuple[Estimate, Estimate]:
     return out[0], out[1]
 
 
+@pytest.mark.slow
 def test_multirun_of_seeds_is_summarised_in_its_folder_and_by_runs_compare(tmp_path, model_cache, capsys):
     command = [
         sys.executable,

@@ -92,6 +92,7 @@ def _worker(rank: int, init_file: str, model_cache: str, cache_folder: str) -> N
         dist.destroy_process_group()
 
 
+@pytest.mark.slow
 def test_processes_share_the_encoding_and_get_the_metrics_of_one(model_cache, tmp_path):
     build_tiny_model(str(model_cache))  # built once here, so the processes only load it
     mp.start_processes(  # spawn: a forked child can deadlock on the parent's intra-op thread pool

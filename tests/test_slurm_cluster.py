@@ -33,6 +33,7 @@ def _cluster_answers() -> bool:
 
 pytestmark = [
     pytest.mark.slurm,
+    pytest.mark.slow,
     pytest.mark.skipif(
         not _cluster_answers(), reason="no SLURM cluster answers (scripts/slurm/local_cluster.sh up)"
     ),

@@ -6,6 +6,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from hydra import compose, initialize_config_dir
 
 from embedding_trainer.runs.registry import RunRegistry
@@ -33,6 +34,7 @@ def test_slurm_launcher_resources_follow_the_trainer():
     assert launcher.additional_parameters.requeue is True
 
 
+@pytest.mark.slow
 def test_submitit_local_multirun_registers_queued_jobs_that_finish(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     command = [
@@ -70,6 +72,7 @@ def test_submitit_local_multirun_registers_queued_jobs_that_finish(tmp_path):
         assert f"Queued run {row['run_id']}: {run}" in result.stdout + result.stderr
 
 
+@pytest.mark.slow
 def test_slurm_launcher_refuses_devices_auto_before_submitting(tmp_path):
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "WANDB_MODE": "offline"}
     command = [

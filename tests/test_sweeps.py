@@ -11,6 +11,7 @@ from contextlib import closing
 from pathlib import Path
 
 import optuna
+import pytest
 import yaml
 from hydra import compose, initialize_config_dir
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
@@ -132,6 +133,7 @@ def test_every_combination_of_the_shipped_search_passes_validation(make_cfg):
             validate_config(cfg)
 
 
+@pytest.mark.slow
 def test_interrupted_study_resumes_to_n_trials_with_a_failed_trial(tmp_path, model_cache):
     """Three trials, one loss each (brute force): mnrl cannot train on score data, so its trial fails
     with the ConfigError while the study goes on. The sweep is killed during its second trial; the same
@@ -195,6 +197,7 @@ def test_interrupted_study_resumes_to_n_trials_with_a_failed_trial(tmp_path, mod
     assert f"Best trial #{best.number}" in report and best.user_attrs["model_path"] in report
 
 
+@pytest.mark.slow
 def test_pruned_trial_on_journal_storage(tmp_path, model_cache):
     """A pruner that prunes at any report (val/score below 1.1), and evaluation after every step: the
     3-step trial stops after its first step and is pruned, in Optuna and in the registry; the 1-step
@@ -229,6 +232,7 @@ def test_pruned_trial_on_journal_storage(tmp_path, model_cache):
     assert rows[1]["status"] == "success"
 
 
+@pytest.mark.slow
 def test_a_sweep_encodes_its_baseline_once(tmp_path):
     """Every trial starts from the same model on the same data: the first trial's baseline fills the
     embedding cache, the others read it (and say so in the log)."""

@@ -32,6 +32,7 @@ def run_records(run_dir) -> bytes:
     return record.read_bytes()
 
 
+@pytest.mark.slow
 def test_multirun_is_one_group_with_override_tags_and_a_failed_run_does_not_break_the_next(
     tmp_path, model_cache
 ):
