@@ -248,6 +248,7 @@ def test_an_objectives_validation_data_chooses_and_its_eval_data_reports(make_cf
     assert reported["32"]["ndcg@10"] == test[32]["retrieval/ndcg@10"]
 
 
+@pytest.mark.slow
 def test_two_objectives_train_under_ddp_with_one_val_score(tmp_path):
     outputs, probe = tmp_path / "outputs", tmp_path / "probe"
     run_ddp_sim(

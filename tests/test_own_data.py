@@ -74,6 +74,7 @@ def shipped_cfg(tmp_path: Path, model_cache: Path, *overrides: str):
     return cfg
 
 
+@pytest.mark.slow
 def test_own_train_path_alone_holds_out_test_and_validation_parts(tmp_path, model_cache):
     """`data.train_path` (and its column map) alone: no shipped SQuAD eval data, a seeded test part and
     validation queries of the user's rows, said in the one `Data:` line; evaluate.py scores the same test part."""
@@ -130,6 +131,7 @@ def test_own_train_path_alone_holds_out_test_and_validation_parts(tmp_path, mode
         ),
     ],
 )
+@pytest.mark.slow
 def test_commands_without_the_data_they_score_end_in_one_line(
     tmp_path, model_cache, script, overrides, message
 ):
@@ -140,6 +142,7 @@ def test_commands_without_the_data_they_score_end_in_one_line(
     assert message in output and "Traceback" not in output
 
 
+@pytest.mark.slow
 def test_evaluate_reads_no_training_data(tmp_path, model_cache, make_cfg):
     """`evaluate.py data.train_path=null` scores the shipped test questions; a training file that could not
     be read at all does not matter to it either."""
@@ -166,6 +169,7 @@ def test_evaluate_reads_no_training_data(tmp_path, model_cache, make_cfg):
     assert objects["datamodule"].train_dataset is None and len(objects["datamodule"].eval_data.rows) == 32
 
 
+@pytest.mark.slow
 def test_model_local_reads_its_dimensions_from_the_saved_model(tmp_path, model_cache, make_cfg):
     """A model this harness saved is evaluated at the dimensions of its card, a plain sentence-transformers
     folder at its full dimension, with no model.dimension or evaluation.dims given; set ones win."""
