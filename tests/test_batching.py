@@ -7,13 +7,14 @@ import numpy as np
 import pytest
 import torch
 
+from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.samplers import NoDuplicatesBatchSampler, row_values
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.models import loading as models
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
-from embedding_trainer.train import build_datamodule, train
+from embedding_trainer.train import train
 from embedding_trainer.utils.errors import DataError
 
 SQUAD = PROJECT_ROOT / "data" / "squad_pairs"

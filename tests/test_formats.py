@@ -7,7 +7,8 @@ import logging
 import pandas as pd
 import pytest
 
-from embedding_trainer.train import build_datamodule, train
+from embedding_trainer.data.build import build_datamodule
+from embedding_trainer.train import train
 from embedding_trainer.utils.errors import ConfigError, DataError
 
 TINY = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false"]

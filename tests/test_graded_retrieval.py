@@ -9,11 +9,11 @@ import pytrec_eval
 import torch
 from hydra.utils import instantiate
 
+from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.data.sources import read_corpus, read_retrieval_split
 from embedding_trainer.evaluation import RetrievalEvaluator
 from embedding_trainer.evaluation.base import truncate
 from embedding_trainer.models import loading as models
-from embedding_trainer.train import build_datamodule
 from embedding_trainer.utils.errors import DataError
 
 FAST = ["model=tiny", "debug=fdr", "logger=none", "evaluation.show_progress_bar=false"]

@@ -11,9 +11,10 @@ import torch
 from ddp_probe import run_ddp_sim
 
 from conftest import logged_rows
+from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.models.loading import load_model
 from embedding_trainer.settings.checks import validate_config
-from embedding_trainer.train import build_datamodule, train
+from embedding_trainer.train import train
 from embedding_trainer.training.losses import build_loss
 from embedding_trainer.training.objectives import WeightedObjectiveLoss, objective_view
 from embedding_trainer.utils.errors import ConfigError

@@ -12,10 +12,11 @@ from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
 from conftest import FAST
+from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.models.loading import build_tiny_model
 from embedding_trainer.settings.resolvers import CONFIG_DIR, PROJECT_ROOT
-from embedding_trainer.train import build_datamodule, train
+from embedding_trainer.train import train
 from embedding_trainer.utils.errors import DataError
 
 SQUAD = PROJECT_ROOT / "data" / "squad_pairs"

@@ -15,11 +15,12 @@ from test_evaluate import assert_same_metrics
 from transformers import AutoModel, AutoTokenizer
 
 from conftest import FAST
+from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.evaluation import SimilarityEvaluator, TripletEvaluator
 from embedding_trainer.models import loading as models
 from embedding_trainer.models.prompts import prompt_text
-from embedding_trainer.train import build_datamodule, train
+from embedding_trainer.train import train
 from embedding_trainer.utils.errors import ModelLoadError
 
 QUERY, DOCUMENT = "query: ", "passage: "

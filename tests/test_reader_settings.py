@@ -7,8 +7,9 @@ import json
 import pytest
 from omegaconf import OmegaConf
 
+from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.data.sources import reader_options
-from embedding_trainer.train import build_datamodule, train
+from embedding_trainer.train import train
 from embedding_trainer.utils.errors import DataError
 
 FAST = ["model=tiny", "logger=none", "evaluation.show_progress_bar=false", "debug=fdr"]

@@ -11,9 +11,10 @@ import pytest
 from sentence_transformers import SentenceTransformer
 
 from conftest import FAST
+from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.data.holdout import hold_out
 from embedding_trainer.evaluation import RetrievalEvaluator
-from embedding_trainer.train import build_datamodule, train
+from embedding_trainer.train import train
 from embedding_trainer.utils.errors import ConfigError, DataError
 
 SQUAD = Path(__file__).resolve().parents[1] / "data" / "squad_pairs"

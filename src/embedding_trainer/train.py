@@ -21,10 +21,10 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.adapters.training import adapted_model, adapter_kind, adapter_training
 from embedding_trainer.data import EmbeddingDataModule
+from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.data.datamodule import EvalData
 from embedding_trainer.data.hard_negatives import MinedRows, hard_negative_settings, mine_for_run
 from embedding_trainer.data.objectives import ObjectivesDataModule
-from embedding_trainer.data.synthetic_queries import synthetic_queries
 from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics
 from embedding_trainer.evaluation.base import PerExample
 from embedding_trainer.evaluation.before_after import BeforeAfterEvaluation
@@ -106,54 +106,6 @@ from embedding_trainer.utils.warnings_filter import silence_unactionable
 log = get_logger(__name__)
 register_resolvers()
 silence_unactionable()
-
-
-# Data keys read elsewhere: hard_negatives (a stage run once the model is loaded, see `_train`),
-# synthetic_queries and chunking (read into `synthetic`), min_steps (the trainer's, `train_min_steps`).
-NOT_DATAMODULE_KEYS = ("hard_negatives", "synthetic_queries", "chunking", "min_steps")
-
-
-def build_datamodule(
-    cfg: DictConfig, tokenizer: Callable[[], object] | None = None
-) -> EmbeddingDataModule | ObjectivesDataModule:
-    """The data module of the composed dataset type, data source and loss batch sampler; with
-    several objectives, theirs (each of its objective's view) in one `ObjectivesDataModule`.
-    `tokenizer()`: the model's tokenizer, for chunking documents (see `EmbeddingDataModule`)."""
-    names = objective_names(cfg)
-    if names:
-        return ObjectivesDataModule(
-            {name: objective_datamodule(objective_view(cfg, name), tokenizer) for name in names},
-            cfg.objective_sampling,
-            cfg.seed,
-            cfg.paths.output_dir,
-        )
-    return objective_datamodule(cfg, tokenizer)
-
-
-def objective_datamodule(
-    cfg: DictConfig, tokenizer: Callable[[], object] | None = None
-) -> EmbeddingDataModule:
-    """The data module of one objective: `cfg`'s dataset type, data source and loss batch sampler."""
-    schema = OmegaConf.to_container(cfg.dataset_type, resolve=True)
-    data = OmegaConf.to_container(cfg.data, resolve=True)
-    for key in NOT_DATAMODULE_KEYS:
-        data.pop(key, None)
-    return EmbeddingDataModule(
-        dataset_type=schema["name"],
-        columns=schema["columns"],
-        label=schema.get("label"),
-        label_type=schema.get("label_type"),
-        variadic=schema.get("variadic"),
-        inputs=schema.get("inputs"),
-        batch_sampler=instantiate(cfg.loss.batch_sampler),
-        batch_transform=instantiate((cfg.loss.get("batch_transform") or {}).get(schema["name"])),
-        seed=cfg.seed,
-        output_dir=cfg.paths.output_dir,
-        synthetic=synthetic_queries(cfg.data, cfg.paths.cache_dir),
-        tokenizer=tokenizer,
-        **data,
-    )
-
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Run one training job described by the composed config (see `tracked_run`).
