@@ -18,7 +18,8 @@ from embedding_trainer.reporting.wandb_run import log_evaluated_table
 from embedding_trainer.runs.provenance import record_provenance
 from embedding_trainer.runs.resume import store_run_id
 from embedding_trainer.runs.tracking import RunTracker
-from embedding_trainer.settings.checks import check_counts, check_evaluation_dims, check_required
+from embedding_trainer.settings.checks import check_counts, check_required
+from embedding_trainer.settings.evaluation_checks import check_evaluation_dims
 from embedding_trainer.train import (
     build_datamodule,
     build_evaluation,
