@@ -9,7 +9,7 @@ Run from the repository root:  .venv/bin/python scripts/bench/compare_arcface_tr
 Defaults: the default model (all-MiniLM-L6-v2, model=minilm), all 5,452 training questions, batch 32,
 170 steps (about one epoch), seed 42. Extra overrides apply to both runs. Prints the
 table; the last line is one JSON object with every number.
-The README's table: `--max-samples 2000 --steps 60` (14 minutes for both runs on 2 CPU cores shared
+The table in docs/losses.md: `--max-samples 2000 --steps 60` (14 minutes for both runs on 2 CPU cores shared
 with other jobs; the defaults take several times longer there).
 """
 
