@@ -101,7 +101,7 @@ def test_a_run_that_fails_while_saving_keeps_its_checkpoints(make_cfg, tmp_path,
     def refuse(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr("embedding_trainer.train.write_results", refuse)
+    monkeypatch.setattr("embedding_trainer.phases.report.write_results", refuse)
     with pytest.raises(OSError, match="disk full"):
         train(make_cfg(*JOB))
     assert (tmp_path / "run" / "checkpoints" / "last.ckpt").is_file()

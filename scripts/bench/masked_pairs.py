@@ -20,9 +20,9 @@ import torch
 from hydra import compose, initialize_config_dir
 from hydra.utils import instantiate
 
+from embedding_trainer.data.build import objective_datamodule
 from embedding_trainer.data.relevance import RelevanceSets
 from embedding_trainer.settings.resolvers import CONFIG_DIR, register_resolvers
-from embedding_trainer.train import objective_datamodule
 from embedding_trainer.training.relevance_mask import BatchMask, ranking_plan
 
 DATASETS = {

@@ -141,7 +141,7 @@ def run_reference(cfg, output_dir: str, skip_steps: int = 0) -> tuple[dict, obje
     from hydra.utils import instantiate
     from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments
 
-    from embedding_trainer.train import build_datamodule
+    from embedding_trainer.data.build import build_datamodule
     from embedding_trainer.training.losses import build_loss
 
     torch.manual_seed(cfg.seed)

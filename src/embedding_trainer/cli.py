@@ -87,8 +87,9 @@ def train_main(cfg: DictConfig) -> float:
     in the config, the data or the model name ends the run with its message and exit status 2,
     without a traceback (in a multi-run or sweep it is raised: Hydra records that job as failed and
     runs the others); a preempted run (SIGUSR1/SIGTERM) saves a checkpoint and exits with 128 + the
-    signal number (`embedding_trainer.train.run_command`)."""
-    from embedding_trainer.train import run_command, train
+    signal number (`embedding_trainer.runs.lifecycle.run_command`)."""
+    from embedding_trainer.runs.lifecycle import run_command
+    from embedding_trainer.train import train
 
     return run_command(train, cfg)["val/score"]
 
@@ -98,6 +99,6 @@ def evaluate_main(cfg: DictConfig) -> float:
     """`python evaluate.py`: evaluate the composed config's model without training; returns
     `val/score`. Mistakes end the run as `train_main`'s do (the message, exit status 2)."""
     from embedding_trainer.evaluate import evaluate
-    from embedding_trainer.train import run_command
+    from embedding_trainer.runs.lifecycle import run_command
 
     return run_command(evaluate, cfg)["val/score"]

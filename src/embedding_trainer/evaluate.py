@@ -8,27 +8,23 @@ from pathlib import Path
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.data.settings import check_data_sources, reads_run_data
 from embedding_trainer.evaluation.base import metrics_json, using_cache
 from embedding_trainer.evaluation.significance import PER_EXAMPLE_DIR, save_per_example
 from embedding_trainer.models.loading import model_loader
+from embedding_trainer.phases.evaluation import build_evaluation, build_evaluator, embeddings_folder
+from embedding_trainer.phases.fit import build_trainer
+from embedding_trainer.phases.report import log_config
 from embedding_trainer.reporting.results import write_evaluation_results
 from embedding_trainer.reporting.run_report import base_model_name, write_evaluation_report
 from embedding_trainer.reporting.wandb_run import log_evaluated_table
+from embedding_trainer.runs.lifecycle import tracked_run
 from embedding_trainer.runs.provenance import record_provenance
 from embedding_trainer.runs.resume import store_run_id
 from embedding_trainer.runs.tracking import RunTracker
 from embedding_trainer.settings.checks import check_counts, check_required
 from embedding_trainer.settings.evaluation_checks import check_evaluation_dims
-from embedding_trainer.train import (
-    build_datamodule,
-    build_evaluation,
-    build_evaluator,
-    build_trainer,
-    embeddings_folder,
-    log_config,
-    tracked_run,
-)
 from embedding_trainer.utils.embedding_cache import EmbeddingCache
 from embedding_trainer.utils.errors import ConfigError
 from embedding_trainer.utils.log import get_logger
@@ -39,7 +35,7 @@ log = get_logger(__name__)
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Evaluate `cfg.model` on the eval rows of `cfg.data` with the evaluator of `cfg.dataset_type`,
     once at every one of `evaluation.dims`, in a run folder claimed and a registry row (task
-    `cfg.task_name`, no model path) kept as `train`'s are (see `train.tracked_run`).
+    `cfg.task_name`, no model path) kept as `train`'s are (see `runs.lifecycle.tracked_run`).
 
     Writes `results.json` (`evaluator`, `primary_metric`, `model`, `evaluated` {dim: {metric: value}},
     `score` (the `val/score` objective), `provenance`), `results.md`, `report.md` with
@@ -67,7 +63,7 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     # Only what is scored: the eval rows (none for an evaluator with a set of its own), and the training rows
     # where they are the k-NN support set and the class names, or hold the eval rows (data.eval_path null).
     datamodule.load_evaluation(reads_run_data(cfg), cfg.dataset_type.get("label_type") == "class")
-    evaluation = build_evaluation(cfg, build_evaluator(cfg, datamodule.eval_data))
+    evaluation = build_evaluation(cfg.evaluation, build_evaluator(cfg, datamodule.eval_data))
     evaluator = evaluation.evaluator
     if evaluator.scores_with_loss:
         raise ConfigError(
@@ -76,12 +72,12 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
             "train.py (its report scores the classifier)."
         )
     loggers = [instantiate(c) for c in cfg.logger.values()]  # not the trainer's: fast_dev_run swaps those out
-    trainer = build_trainer(cfg, [], loggers)  # what provenance records the devices of
+    trainer = build_trainer(cfg.trainer, [], loggers)  # what provenance records the devices of
     model = run_model().to(trainer.strategy.root_device).eval()
     store_run_id(output_dir, tracker.run_id)  # after the model loads: a rejected run writes nothing
     provenance = record_provenance(output_dir, cfg, model, datamodule, trainer)
 
-    cache = EmbeddingCache(embeddings_folder(cfg)) if cfg.evaluation.embedding_cache else None
+    cache = EmbeddingCache(embeddings_folder(cfg.paths.cache_dir)) if cfg.evaluation.embedding_cache else None
     with using_cache(evaluator, cache):  # the model does not change: its embeddings are stored
         evaluated = evaluator(model, evaluation.dims)
     metrics = evaluation.flatten(evaluated)

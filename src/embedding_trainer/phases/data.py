@@ -1,0 +1,56 @@
+"""Phase 1 of a run: the settings checked before anything loads, then the run's data loaded."""
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytorch_lightning as pl
+from omegaconf import DictConfig
+from sentence_transformers import SentenceTransformer
+
+from embedding_trainer.data import EmbeddingDataModule
+from embedding_trainer.data.build import build_datamodule
+from embedding_trainer.data.objectives import ObjectivesDataModule
+from embedding_trainer.models.loading import model_loader
+from embedding_trainer.reporting.run_report import smoke_run_note
+from embedding_trainer.settings.checks import validate_config
+from embedding_trainer.training.objectives import objective_names, objective_view
+from embedding_trainer.utils.log import get_logger
+
+log = get_logger(__name__)
+
+
+@dataclass
+class RunData:
+    """A run's loaded data module, each objective's config view and data module (`objective_parts`),
+    and `run_model()`, the run's model, loaded at its first call (by chunking, or the model phase)."""
+
+    datamodule: EmbeddingDataModule | ObjectivesDataModule
+    parts: list[tuple[DictConfig, EmbeddingDataModule]]
+    run_model: Callable[[], SentenceTransformer]
+
+
+def check_settings(cfg: DictConfig) -> None:
+    """Check the composed config before anything loads (ConfigError names the fix), say when the run is a
+    smoke run, and seed every random generator with `cfg.seed`."""
+    validate_config(cfg)
+    if smoke := smoke_run_note(cfg):  # debug=fdr
+        log.info(smoke)
+    pl.seed_everything(cfg.seed, workers=True)
+
+
+def prepare_data(cfg: DictConfig) -> RunData:
+    """The run's data module (`build_datamodule`), loaded: its rows read, normalized and split."""
+    run_model = model_loader(cfg.model)  # loaded once, by chunking or by the model phase
+    datamodule = build_datamodule(cfg, lambda: run_model().tokenizer)
+    datamodule.load()
+    return RunData(datamodule, objective_parts(cfg, datamodule), run_model)
+
+
+def objective_parts(
+    cfg: DictConfig, datamodule: EmbeddingDataModule | ObjectivesDataModule
+) -> list[tuple[DictConfig, EmbeddingDataModule]]:
+    """Each objective's config view and data module (one objective: `cfg` and `datamodule`)."""
+    names = objective_names(cfg)
+    if not names:
+        return [(cfg, datamodule)]
+    return [(objective_view(cfg, name), datamodule.datamodules[name]) for name in names]

@@ -1,0 +1,84 @@
+"""The shell around one run: `tracked_run` (its claimed folder, registry row and signal handling) and
+`run_command` (how a run started from a command line ends: its exit status). Importing it readies the
+process for a run: the config resolvers registered, unactionable library warnings silenced, tokenizers
+kept from parallelism that forked data workers would deadlock on."""
+
+import os
+import sys
+from collections.abc import Callable
+
+from omegaconf import DictConfig
+from pytorch_lightning.utilities import rank_zero_only
+
+from embedding_trainer.reporting.wandb_run import finish_wandb
+from embedding_trainer.runs.hydra_job import in_multirun
+from embedding_trainer.runs.preemption import RunPreempted, requeue_after, stopping_on_signals
+from embedding_trainer.runs.run_folder import claim_run_folder
+from embedding_trainer.runs.tracking import RunTracker
+from embedding_trainer.settings.resolvers import register_resolvers
+from embedding_trainer.utils.errors import ConfigError, DataError, ModelLoadError, ModelPushError
+from embedding_trainer.utils.log import get_logger
+from embedding_trainer.utils.warnings_filter import silence_unactionable
+
+log = get_logger(__name__)
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+register_resolvers()
+silence_unactionable()
+
+
+def tracked_run(
+    cfg: DictConfig,
+    task: str,
+    job: Callable[[DictConfig, RunTracker], tuple[dict[str, float], dict]],
+) -> tuple[dict[str, float], dict]:
+    """Run `job(cfg, tracker)` in its own output folder (`paths.output_dir`), claimed for this run
+    (refused when another run holds it, or a finished run is there and `overwrite` is off), and
+    recorded in the run registry as `task` (its id: `runs.tracking.run_id_for`, the folder's name):
+    `running`, then `success` with the job's `objects["results"]` and `objects["model_path"]`, or
+    `failed` with the error, which is raised again. A ConfigError or DataError that leaves the folder
+    as the start made it removes the folder, if this start created it (its row keeps no folder).
+    Returns the job's (metrics, objects), objects with `run_id` added."""
+    output_dir = str(cfg.paths.output_dir)
+    tracker = RunTracker(cfg.registry.path, task, output_dir)
+    claim = None
+    if rank_zero_only.rank == 0:  # DDP ranks 1.. run in rank zero's claimed folder
+        claim = claim_run_folder(output_dir, bool(cfg.get("overwrite", False)), tracker.run_id)
+    try:
+        if claim is not None and claim.previous is not None:
+            tracker.moved(str(claim.folder), str(claim.previous))
+        tracker.start(cfg, output_dir)
+        try:
+            with stopping_on_signals():
+                metrics, objects = job(cfg, tracker)
+        except BaseException as error:
+            tracker.fail(error)
+            finish_wandb(failed=True)
+            if claim is not None and isinstance(error, (ConfigError, DataError)) and claim.discard_start():
+                tracker.folder_removed()
+            raise
+        tracker.succeed(objects["results"], objects["model_path"])
+        finish_wandb(failed=False)
+    finally:
+        if claim is not None:
+            claim.release()
+    return metrics, {**objects, "run_id": tracker.run_id}
+
+
+def run_command(
+    job: Callable[[DictConfig], tuple[dict[str, float], dict]], cfg: DictConfig
+) -> dict[str, float]:
+    """The metrics of `job(cfg)` run from a command line: a ConfigError, DataError, ModelLoadError or
+    ModelPushError is logged and exits with status 2 (raised in a multi-run), a preempted run exits
+    with its `RunPreempted.exit_code`."""
+    try:
+        metrics, _ = job(cfg)
+    except (ConfigError, DataError, ModelLoadError, ModelPushError) as error:
+        log.error(f"{type(error).__name__}: {error}")
+        if in_multirun():
+            raise  # one failed job of a multi-run or sweep (Hydra records it), not the end of the others
+        sys.exit(2)
+    except RunPreempted as preempted:
+        log.warning(str(preempted))
+        requeue_after(preempted)  # last: SLURM answers the requeue with a SIGTERM
+        sys.exit(preempted.exit_code)
+    return metrics
