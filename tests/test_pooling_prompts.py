@@ -111,7 +111,8 @@ def test_training_columns_are_tokenized_with_the_prompt_of_their_role(
     rows = [datamodule.train_dataset[index] for index in range(8)]
     features, _ = loader.collate_fn(rows)
     assert len(features) == len(prompts) == len(datamodule.text_columns)
-    truncation = {"max_length": datamodule.max_length} if datamodule.max_length else {}
+    max_length = datamodule.settings.batching.max_length
+    truncation = {"max_length": max_length} if max_length else {}
     for column, got in zip(datamodule.text_columns, features):
         expected = model.preprocess([row[column] for row in rows], prompt=prompts[column], **truncation)
         assert expected.keys() == got.keys(), column

@@ -10,7 +10,8 @@ import torch
 from sentence_transformers.base.sampler import ProportionalBatchSampler, RoundRobinBatchSampler
 from torch.utils.data import ConcatDataset, DataLoader, Dataset
 
-from embedding_trainer.data.datamodule import EmbeddingDataModule, EvalData, train_loader, world_and_rank
+from embedding_trainer.data.batching import train_loader, world_and_rank
+from embedding_trainer.data.datamodule import EmbeddingDataModule, EvalData
 from embedding_trainer.data.resumable import ResumableTrainData
 
 OBJECTIVE_SAMPLERS = {"round_robin": RoundRobinBatchSampler, "proportional": ProportionalBatchSampler}
@@ -122,7 +123,7 @@ class ObjectivesDataModule(ResumableTrainData, pl.LightningDataModule):
                 dataset,
                 sampler,
                 ObjectiveBatchCollator(names, list(collators)),
-                self.primary.num_workers,
+                self.primary.settings.batching.num_workers,
                 rank,
                 world_size,
             )

@@ -2,13 +2,62 @@
 
 import math
 import re
+from collections.abc import Sequence
+from dataclasses import dataclass
 
 import datasets
 
+from embedding_trainer.data.sampled_negatives import with_sampled_negatives
 from embedding_trainer.utils.errors import DataError
 from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A dataset type's rows (`dataset_type`): its name, ordered columns, the label column and its kind
+    (`score`, `binary` or `class`), a numbered column family such as `negative` for n-tuples, and the
+    text columns fed to the loss in order (None: the non-label columns; may repeat a column)."""
+
+    name: str
+    columns: tuple[str, ...]
+    label: str | None = None
+    label_type: str | None = None
+    variadic: str | None = None
+    inputs: tuple[str, ...] | None = None
+
+
+@dataclass(frozen=True)
+class Normalization:
+    """How a source's table becomes rows of the schema: `column_map` ({data column: schema column}; None:
+    by name, else by position), `score_range` ([low, high] of scores, rescaled to [0, 1]), `class_names`
+    (in label order; None: the sorted classes of the training rows) and `negatives_per_anchor` (n-tuples
+    from (anchor, positive) pairs: this many negatives sampled per row from the other rows' positives)."""
+
+    column_map: dict | None = None
+    score_range: tuple[float, float] | None = None
+    class_names: tuple[str, ...] | None = None
+    negatives_per_anchor: int | None = None
+
+
+def fit_rows(
+    table: datasets.Dataset, schema: Schema, normalization: Normalization, seed: int, source: str
+) -> datasets.Dataset:
+    """`table` as rows of `schema` (columns renamed and ordered, negatives sampled, seeded, labels checked
+    and converted); DataError naming `source` when it does not fit."""
+    check_not_empty(table, source)
+    if normalization.negatives_per_anchor:
+        table = with_sampled_negatives(table, normalization.negatives_per_anchor, schema.variadic, seed)
+    rows = to_schema(
+        table, list(schema.columns), normalization.column_map, schema.name, source, schema.variadic
+    )
+    check_complete_rows(rows.select_columns([c for c in rows.column_names if c != schema.label]), source)
+    if schema.label_type == "score":
+        return numeric_labels(rows, schema.label, source, normalization.score_range)
+    if schema.label_type == "binary":
+        return binary_labels(rows, schema.label, source)
+    return rows
 
 
 def to_schema(
@@ -93,7 +142,7 @@ def check_not_empty(dataset: datasets.Dataset, source: str) -> None:
 
 
 def numeric_labels(
-    dataset: datasets.Dataset, column: str, source: str, value_range: list[float] | None
+    dataset: datasets.Dataset, column: str, source: str, value_range: Sequence[float] | None
 ) -> datasets.Dataset:
     """Convert `column` to finite floats, rescaled from `value_range` = [low, high] to [0, 1] when given.
 

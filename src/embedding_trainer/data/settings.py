@@ -1,9 +1,47 @@
-"""Checks of the data settings that need no data: which sources a run needs, and which it may be given,
+"""The data settings (`DataSettings`, one objective's typed view of `dataset_type`, `data` and the loss's
+batch sampler) and the checks that need no data: which sources a run needs, and which it may be given,
 for the dataset type's evaluator. They run before anything is read or loaded."""
+
+from dataclasses import dataclass, field
 
 from omegaconf import DictConfig
 
-from embedding_trainer.utils.errors import ConfigError
+from embedding_trainer.data.batching import BatchSettings
+from embedding_trainer.data.leakage import LEAKAGE_MODES
+from embedding_trainer.data.reading import ReaderSettings, Sources
+from embedding_trainer.data.schema import Normalization, Schema
+from embedding_trainer.data.sources import check_document_title
+from embedding_trainer.data.splits import SplitSettings, check_split_settings
+from embedding_trainer.utils.errors import ConfigError, DataError
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """What one objective's data module reads and how: the dataset type's `schema`, the `sources`, how
+    files are read (`reading`) and fitted to the schema (`normalization`), how the training rows are cut
+    (`splits`) and batched (`batching`), what evaluation data among the training rows does (`leakage`:
+    `error`, `warn` or `off`, see `embedding_trainer.data.leakage`), and the `seed` of every draw."""
+
+    schema: Schema
+    sources: Sources
+    batching: BatchSettings
+    reading: ReaderSettings = field(default_factory=ReaderSettings)
+    normalization: Normalization = field(default_factory=Normalization)
+    splits: SplitSettings = field(default_factory=SplitSettings)
+    leakage: str = "warn"
+    seed: int = 0
+
+    def check(self) -> None:
+        """DataError for settings that cannot work, before anything is read (the sources are checked
+        where they are read: `Sources.check`)."""
+        if self.leakage not in LEAKAGE_MODES:
+            raise DataError(f"data.leakage must be one of {', '.join(LEAKAGE_MODES)}, got {self.leakage!r}.")
+        check_document_title(self.reading.document_title)
+        validation = self.sources.validation
+        check_split_settings(
+            self.splits.test_size, self.splits.validation_size, validation.path, validation.split
+        )
+        self.batching.check()
 
 
 def reads_run_data(cfg: DictConfig) -> bool:

@@ -14,6 +14,19 @@ from embedding_trainer.utils.errors import DataError
 
 
 @dataclass(frozen=True)
+class SplitSettings:
+    """How the training rows are cut: `test_size` (with no eval source: the fraction held out, seeded, as
+    the eval data), `max_samples` (the rows trained on; None: all), `validation_size` (with no validation
+    source: the distinct training queries held out as validation data, a fraction in (0, 1) or a count;
+    None: none) and `max_eval_samples` (the eval and validation rows kept, seeded; None: all)."""
+
+    test_size: float | None = None
+    validation_size: float | None = None
+    max_samples: int | None = None
+    max_eval_samples: int | None = None
+
+
+@dataclass(frozen=True)
 class Split:
     """The training rows kept and the rows held out of them, with what was done, for the log."""
 
