@@ -106,6 +106,7 @@ def test_ranking_against_every_training_document_leaves_out_other_known_positive
 
 
 @pytest.mark.parametrize("kind", ["linear", "two_layer"])
+@pytest.mark.slow
 def test_only_the_adapter_trains_on_cached_embeddings_and_the_saved_model_keeps_documents_frozen(
     make_cfg, tmp_path, monkeypatch, kind
 ):
