@@ -59,8 +59,8 @@ class PairBinaryEvaluator(DimensionEvaluator):
 
 class KnnClassificationEvaluator(DimensionEvaluator):
     """Each held-out sentence gets the majority class of its `k` most cosine-similar training
-    sentences (ties: the class of the nearest); accuracy and macro-F1. Per example: whether the
-    sentence is classified right (`accuracy`)."""
+    sentences (ties: the tied class with the nearest member); accuracy and macro-F1. Per example:
+    whether the sentence is classified right (`accuracy`)."""
 
     name = "knn"
     primary_metric = "accuracy"
@@ -84,12 +84,8 @@ class KnnClassificationEvaluator(DimensionEvaluator):
         metrics, self.last_per_example = {}, {}
         for dim in dims:
             similarity = truncate(queries, dim) @ truncate(support, dim).T
-            nearest = similarity.topk(min(self.k, similarity.shape[1]), dim=1).indices
-            votes = torch.zeros(len(queries), n_classes)
-            # Weights 1 + tiny decay by rank: majority first, the nearer neighbours break ties.
-            weights = 1.0 + 1e-3 * torch.arange(nearest.shape[1], 0, -1, dtype=torch.float32)
-            votes.scatter_add_(1, self.train_labels[nearest], weights.expand_as(nearest).contiguous())
-            predicted = votes.argmax(dim=1)
+            nearest = similarity.topk(min(self.k, similarity.shape[1]), dim=1).indices  # nearest first
+            predicted = _majority_nearest_breaks_ties(self.train_labels[nearest], n_classes)
             correct = (predicted == self.labels).double()
             self.last_per_example[dim] = {"accuracy": correct.numpy()}
             metrics[dim] = {
@@ -97,6 +93,17 @@ class KnnClassificationEvaluator(DimensionEvaluator):
                 "macro_f1": _macro_f1(predicted, self.labels, n_classes),
             }
         return metrics
+
+
+def _majority_nearest_breaks_ties(neighbour_labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """Per row of `neighbour_labels` (queries x k class indices, nearest neighbour first): the class
+    with the most votes, a tie going to the tied class whose nearest member comes first. Exact
+    integer counts, so the majority holds for any k and no float rounding decides a tie."""
+    votes = torch.zeros(len(neighbour_labels), n_classes, dtype=torch.long)
+    votes.scatter_add_(1, neighbour_labels, torch.ones_like(neighbour_labels))
+    in_top_class = votes.gather(1, neighbour_labels) == votes.max(dim=1, keepdim=True).values
+    first = in_top_class.to(torch.uint8).argmax(dim=1, keepdim=True)  # argmax: the first maximal index
+    return neighbour_labels.gather(1, first).squeeze(1)
 
 
 def _macro_f1(predicted: torch.Tensor, labels: torch.Tensor, n_classes: int) -> float:
