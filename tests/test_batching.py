@@ -117,6 +117,7 @@ def test_group_by_length_refuses_label_grouped_batches(make_cfg, no_model_loadin
         train(cfg)
 
 
+@pytest.mark.slow
 def test_training_with_length_grouped_cached_batches(make_cfg):
     cfg = make_cfg(
         "model=tiny",

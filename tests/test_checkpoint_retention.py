@@ -43,6 +43,7 @@ class FailAtStep(pl.Callback):
             raise getattr(builtins, self.error)("failed in training")
 
 
+@pytest.mark.slow
 def test_a_finished_run_removes_its_checkpoints_once_the_model_is_saved(make_cfg, tmp_path, caplog):
     run = tmp_path / "run"
     with caplog.at_level(logging.INFO, logger="embedding_trainer.runs.checkpoints"):
