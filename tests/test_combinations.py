@@ -1,14 +1,22 @@
 """Every supported (dataset_type, loss, modifier) combination trains one batch and evaluates,
-through the real train(cfg) on the tiny offline model; every row of the compatibility table is there."""
+through the real train(cfg) on the tiny offline model; every row of the compatibility table is there.
+Each run trains the loss its configs name (the modifier's class around the loss's class) and its step
+really moves the model's weights, those without weight decay included (a gradient, not decay alone)."""
 
 import math
 
 import pytest
+import pytorch_lightning as pl
+import torch
+from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from conftest import FAST
 from embedding_trainer.settings.resolvers import CONFIG_DIR
 from embedding_trainer.train import train
+from embedding_trainer.training.module import NO_DECAY_MARKERS
+from embedding_trainer.training.regularizers import VarianceRegularizer
+from embedding_trainer.training.relevance_mask import KnownRelevanceLoss
 
 
 def _supported_combinations() -> list[tuple[str, str, str]]:
@@ -74,6 +82,38 @@ EXPECTED_TABLE = {
 }
 
 
+class WeightsProbe(pl.Callback):
+    """The model's trainable weights when training starts and when it ends (before the run restores the
+    checkpoint it keeps, which may be the baseline): added to each run as `callbacks.weights_probe`."""
+
+    def on_train_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.before = {
+            n: p.detach().clone() for n, p in pl_module.model.named_parameters() if p.requires_grad
+        }
+
+    def on_train_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.after = {
+            n: p.detach().clone() for n, p in pl_module.model.named_parameters() if n in self.before
+        }
+
+
+PROBE = [f"+callbacks.weights_probe._target_={__name__}.WeightsProbe"]
+
+
+# The harness's wrappers around a configured loss: the known-relevance mask and a regularizer.
+WRAPPERS = (KnownRelevanceLoss, VarianceRegularizer)
+
+
+def loss_classes(loss: torch.nn.Module) -> list[type]:
+    """The loss classes from `loss` inward along `.loss`, the harness's WRAPPERS left out."""
+    chain = []
+    while isinstance(loss, torch.nn.Module):
+        if not isinstance(loss, WRAPPERS):
+            chain.append(type(loss))
+        loss = getattr(loss, "loss", None)
+    return chain
+
+
 def test_the_table_covers_this_issues_losses():
     rows = {(dataset_type, loss) for dataset_type, loss, _ in COMBINATIONS}
     assert rows == EXPECTED_TABLE
@@ -85,9 +125,29 @@ def test_the_table_covers_this_issues_losses():
 @pytest.mark.slow
 def test_combination_trains_and_evaluates(make_cfg, dataset_type, loss, modifier):
     teacher = TEACHER if OmegaConf.load(CONFIG_DIR / "loss" / f"{loss}.yaml").get("teacher_targets") else []
-    cfg = make_cfg(*FAST, f"dataset_type={dataset_type}", f"loss={loss}", f"modifier={modifier}", *teacher)
+    cfg = make_cfg(
+        *FAST, f"dataset_type={dataset_type}", f"loss={loss}", f"modifier={modifier}", *teacher, *PROBE
+    )
     metrics, objects = train(cfg)
     assert objects["trainer"].global_step == 1
+
+    # The loss trained is the configured one: the modifier's class outermost (Matryoshka2dLoss holds a
+    # MatryoshkaLoss of its own), the loss's class innermost, exactly (not a subclass).
+    chain = loss_classes(objects["module"].loss)
+    loss_class = get_class(cfg.loss._target_)
+    assert loss_class is get_class(OmegaConf.load(CONFIG_DIR / "loss" / f"{loss}.yaml")._target_)
+    assert chain[-1] is loss_class, chain
+    modifier_target = OmegaConf.load(CONFIG_DIR / "modifier" / f"{modifier}.yaml").get("_target_")
+    if modifier_target is None:
+        assert chain == [loss_class]
+    else:
+        assert chain[0] is get_class(modifier_target) and len(chain) >= 2, chain
+
+    # The training step moved the model's weights, a parameter without weight decay among them.
+    (probe,) = [callback for callback in objects["trainer"].callbacks if isinstance(callback, WeightsProbe)]
+    changed = [name for name, before in probe.before.items() if not torch.equal(before, probe.after[name])]
+    assert any(any(marker in name for marker in NO_DECAY_MARKERS) for name in changed), changed
+    assert any(".layer." in name and name.endswith("weight") for name in changed), changed
     assert math.isfinite(metrics["val/score"])
     dims = list(cfg.matryoshka_dims)
     evaluator = objects["evaluation"].evaluator
