@@ -15,6 +15,7 @@ from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.models.loading import load_model
 from embedding_trainer.settings.checks import validate_config
 from embedding_trainer.train import train
+from embedding_trainer.training.declared import LoggedTerms
 from embedding_trainer.training.losses import build_loss
 from embedding_trainer.training.objectives import WeightedObjectiveLoss, objective_view
 from embedding_trainer.utils.errors import ConfigError
@@ -136,7 +137,33 @@ def test_weighted_loss_is_the_objectives_loss_times_its_weight(make_cfg):
     alone = cosent(features, labels)
     torch.manual_seed(0)
     assert weighted(features, labels, objective).item() == pytest.approx(0.25 * alone.item(), rel=1e-6)
-    assert weighted.objective_losses["sts"].item() == pytest.approx(alone.item(), rel=1e-6)
+    assert weighted.logged_terms()["loss/sts"].item() == pytest.approx(alone.item(), rel=1e-6)
+
+
+class TermsLoss(torch.nn.Module, LoggedTerms):
+    """A loss of `value` with one logged term, `name`."""
+
+    def __init__(self, value: float, name: str) -> None:
+        super().__init__()
+        self.value, self.name = torch.tensor(value), name
+
+    def forward(self, features, labels):
+        return self.value
+
+    def logged_terms(self):
+        return {self.name: self.value * 10}
+
+
+def test_weighted_loss_logs_each_objectives_loss_and_the_terms_of_the_one_that_ran():
+    weighted = WeightedObjectiveLoss(
+        {"a": TermsLoss(1.0, "reg/variance"), "b": TermsLoss(2.0, "masked_pairs")}, {"a": 1.0, "b": 0.5}
+    )
+    assert weighted.logged_terms() == {}
+    assert weighted([], torch.zeros(1), "b").item() == 1.0
+    terms = weighted.logged_terms()
+    assert set(terms) == {"loss/a", "loss/b", "masked_pairs"}
+    assert math.isnan(terms["loss/a"].item()) and terms["loss/b"].item() == 2.0
+    assert terms["masked_pairs"].item() == 20.0
 
 
 @pytest.mark.parametrize("sampling", ["round_robin", "proportional"])

@@ -86,9 +86,9 @@ def test_inside_matryoshka_the_penalty_sees_each_column_once_at_full_dimension_s
         "variance": sum(variance_penalty(x, target=1.0, eps=1e-4) for x in scaled) / 2,
         "covariance": sum(covariance_penalty(x) for x in scaled) / 2,
     }
-    assert set(regularizer.logged_terms) == {"variance", "covariance"}
+    assert set(regularizer.logged_terms()) == {"reg/variance", "reg/covariance"}
     for name, value in expected.items():
-        assert regularizer.logged_terms[name].item() == pytest.approx(value.item(), rel=1e-5)
+        assert regularizer.logged_terms()[f"reg/{name}"].item() == pytest.approx(value.item(), rel=1e-5)
     assert total.item() == pytest.approx(
         loss.item() + 2.0 * expected["variance"].item() + 0.5 * expected["covariance"].item(), rel=1e-5
     )

@@ -21,9 +21,11 @@ from sentence_transformers.sentence_transformer.losses import (
 from sentence_transformers.util import cos_sim
 
 from conftest import FAST, logged_rows
+from embedding_trainer.data.collate import LossBatchCollator
 from embedding_trainer.data.relevance import RelevanceSets
 from embedding_trainer.models.loading import build_tiny_model
 from embedding_trainer.train import train
+from embedding_trainer.training.declared import BatchNeeds, needs_of
 from embedding_trainer.training.loss_modules import InfoNCELoss
 from embedding_trainer.training.relevance_mask import BatchMask, KnownRelevanceLoss, Side, ranking_plan
 from embedding_trainer.utils.errors import ConfigError
@@ -143,7 +145,7 @@ def test_masked_matryoshka_is_the_sum_of_masked_references_over_truncated_embedd
         for dim in dims
     )
     assert abs(value.item() - reference.item()) < 1e-5
-    assert loss.step_metrics["masked_pairs"].item() == 3  # counted once per batch, not per dimension
+    assert loss.logged_terms()["masked_pairs"].item() == 3  # counted once per batch, not per dimension
 
 
 @pytest.mark.parametrize("cached", [False, True], ids=["mnsrl", "cached_mnsrl"])
@@ -210,7 +212,7 @@ def test_when_nothing_repeats_the_masked_loss_is_exactly_the_unmasked_one(tiny, 
     value = loss(batch_features, sets(rows))
     plain = make_loss(tiny, guide)(batch_features, torch.zeros(4))
     assert value.item() == plain.item()
-    assert loss.step_metrics["masked_pairs"].item() == 0
+    assert loss.logged_terms()["masked_pairs"].item() == 0
 
 
 def test_labels_that_are_not_text_ids_are_refused(tiny):
@@ -257,3 +259,16 @@ def test_a_run_on_clusters_of_duplicate_questions_logs_masked_pairs(make_cfg, tm
     train(cfg)
     rows = [row for row in logged_rows(run) if row.get("train/masked_pairs")]
     assert len(rows) == 2 and all(float(row["train/masked_pairs"]) > 0 for row in rows), rows
+
+
+def test_only_a_masking_loss_asks_its_batches_for_text_ids_and_the_collator_gives_exactly_that(tiny):
+    plain = MultipleNegativesRankingLoss(tiny)
+    assert needs_of(plain) == BatchNeeds()
+    sets = relevance()
+    loss = masked(plain)
+    assert needs_of(loss).text_ids is loss.relevance
+    collate = LossBatchCollator(tiny.preprocess, COLUMNS, None, text_ids=needs_of(loss).text_ids)
+    _, labels = collate(BATCH)
+    assert torch.equal(labels, sets(BATCH))
+    _, labels = LossBatchCollator(tiny.preprocess, COLUMNS, None, text_ids=needs_of(plain).text_ids)(BATCH)
+    assert torch.equal(labels, torch.zeros(len(BATCH)))  # batches as before: zeros

@@ -5,6 +5,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from embedding_trainer.data.relevance import RelevanceSets
 from embedding_trainer.data.token_cache import TokenCache
 
 
@@ -19,7 +20,9 @@ class LossBatchCollator:
     does. `token_cache`, when given (and there is no transform), supplies the tokenized texts instead
     of `preprocess`: the same features, without tokenizing again each epoch; it must hold every
     column's texts under that column's prompt. `targets`, when given, makes the label tensor of the
-    rows instead (a teacher's outputs: `embedding_trainer.training.teacher.TeacherTargets`)."""
+    rows instead (a teacher's outputs: `embedding_trainer.training.teacher.TeacherTargets`); `text_ids`,
+    when given (the loss's `BatchNeeds` asks for them), makes it the rows' text ids, one per input column
+    (`RelevanceSets`)."""
 
     preprocess: Callable[..., dict[str, torch.Tensor]]
     inputs: list[str]
@@ -29,6 +32,7 @@ class LossBatchCollator:
     token_cache: TokenCache | None = None
     prompts: dict[str, str | None] = field(default_factory=dict)
     targets: Callable[[list[dict]], torch.Tensor] | None = None
+    text_ids: RelevanceSets | None = None
 
     def __call__(self, rows: list[dict]) -> tuple[list[dict[str, torch.Tensor]], torch.Tensor]:
         if self.transform is not None:
@@ -36,7 +40,9 @@ class LossBatchCollator:
         features = [
             self._features([row[column] for row in rows], self.prompts.get(column)) for column in self.inputs
         ]
-        if self.targets is not None:
+        if self.text_ids is not None:
+            labels = self.text_ids(rows)
+        elif self.targets is not None:
             labels = self.targets(rows)
         elif self.label_column is None:
             labels = torch.zeros(len(rows))

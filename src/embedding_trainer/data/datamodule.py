@@ -22,11 +22,13 @@ from embedding_trainer.data.leakage import Leakage, check_leakage, find_leakage
 from embedding_trainer.data.loading import EvalData, LoadedData, SplitLoader
 from embedding_trainer.data.prepared import write_prepared_rows
 from embedding_trainer.data.reading import RowReader
+from embedding_trainer.data.relevance import RelevanceSets
 from embedding_trainer.data.resumable import ResumableTrainData
 from embedding_trainer.data.settings import DataSettings
 from embedding_trainer.data.synthetic_queries import SyntheticQueries
 from embedding_trainer.data.token_cache import TokenCache
 from embedding_trainer.models.prompts import column_prompts
+from embedding_trainer.training.declared import BatchNeeds
 
 __all__ = ["EmbeddingDataModule", "EvalData"]
 
@@ -77,6 +79,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.collator: Callable[[list[dict]], tuple] | None = None
         # Set to make each batch's labels from its rows (a teacher's outputs, for distillation losses).
         self.targets: Callable[[list[dict]], torch.Tensor] | None = None
+        # Each row's text ids as the labels, when the loss's `BatchNeeds` asks for them (`use_batch_needs`).
+        self.text_ids: RelevanceSets | None = None
 
     @property
     def label(self) -> str | None:
@@ -157,6 +161,12 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         """Tokenize training batches with `model`'s tokenizer and its named prompts (`model.prompts`)."""
         self.preprocess, self.prompts = model.preprocess, dict(model.prompts)
 
+    def use_batch_needs(self, needs: BatchNeeds) -> None:
+        """Batch for a loss whose batches carry `needs` (its text ids as labels, when it asks for them)."""
+        if needs.text_ids is not None and self.targets is not None:
+            raise RuntimeError("The data module's labels are already another loss input (targets).")
+        self.text_ids = needs.text_ids
+
     def train_dataloader(self) -> DataLoader:
         """Batches of `(features, labels)` drawn by the loss's batch sampler, seeded by the seed. With
         several ranks, every rank draws the same global batches of batch_size x world size and
@@ -203,6 +213,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             self.token_cache if use_token_cache else None,
             column_prompts(self.prompts, inputs),
             self.targets,
+            self.text_ids,
         )
         return sampler, collate
 

@@ -16,6 +16,7 @@ from embedding_trainer.models.lora import ParameterCount, build_loss_with_lora, 
 from embedding_trainer.phases.evaluation import Evaluations
 from embedding_trainer.runs.resume import resume_checkpoint
 from embedding_trainer.settings.checks import check_checkpoint_fits
+from embedding_trainer.training.declared import needs_of
 from embedding_trainer.training.losses import build_loss
 from embedding_trainer.training.module import EmbeddingModule
 from embedding_trainer.training.objectives import WeightedObjectiveLoss, objective_names, objective_weights
@@ -100,21 +101,28 @@ def run_loss(
     world_size: int,
 ) -> torch.nn.Module:
     """The loss of each objective's config (`parts`, from `objective_parts`) around `model`, with its
-    modifier and regularizer (regularizer=variance: a penalty added; none: the loss itself); with
-    several objectives, a `WeightedObjectiveLoss` of them."""
-    losses = [
-        regularized(
-            with_relevance_mask(  # known relevance is never an in-batch negative (loss.mask_known_relevance)
-                build_loss(part_cfg.loss, part_cfg.modifier, model, world_size, len(part.class_names or [])),
-                part_cfg,
-                part,
-            ),
-            part_cfg,
-            model,
-        )
-        for part_cfg, part in parts
-    ]
+    modifier, known-relevance mask and regularizer (regularizer=variance: a penalty added; none: the loss
+    itself), its data module batching what it declares its batches need; with several objectives, a
+    `WeightedObjectiveLoss` of them."""
+    losses = [objective_loss(part_cfg, part, model, world_size) for part_cfg, part in parts]
     names = objective_names(cfg)
     if not names:
         return losses[0]
     return WeightedObjectiveLoss(dict(zip(names, losses)), objective_weights(cfg, "weight"))
+
+
+def objective_loss(
+    part_cfg: DictConfig, part: EmbeddingDataModule, model: SentenceTransformer, world_size: int
+) -> torch.nn.Module:
+    """One objective's loss (`part_cfg`'s loss, modifier and regularizer) on `part`'s final training rows;
+    `part` is given the loss's `BatchNeeds` (the rows' text ids, for the known-relevance mask)."""
+    loss = build_loss(part_cfg.loss, part_cfg.modifier, model, world_size, len(part.class_names or []))
+    loss = with_relevance_mask(  # known relevance is never an in-batch negative
+        loss,
+        bool(part_cfg.loss.get("mask_known_relevance")),
+        part.train_dataset,
+        part.inputs or part.text_columns,
+    )
+    loss = regularized(loss, part_cfg, model)
+    part.use_batch_needs(needs_of(loss))
+    return loss

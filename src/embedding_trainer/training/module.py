@@ -6,6 +6,8 @@ import pytorch_lightning as pl
 import torch
 from sentence_transformers import SentenceTransformer
 
+from embedding_trainer.training.declared import terms_of
+
 NO_DECAY_MARKERS = ("bias", "LayerNorm.weight", "layer_norm.weight", "norm.weight")
 
 
@@ -16,12 +18,10 @@ class EmbeddingModule(pl.LightningModule):
 
     Args:
         model: the SentenceTransformer being trained (saved at the end as a plain folder).
-        loss: a sentence-transformers loss built around `model`; its own parameters train too. A loss
-            with a `logged_terms` dict (a regularizer) has each term logged as `train/reg/<name>`;
-            `train/loss` is the total. One with an `objective_losses` dict (several objectives) has
-            each logged as `train/loss/<objective>` (unweighted; `train/loss` is weighted). A part of the
-            loss with `step_metrics` (the relevance mask's `masked_pairs`) has each of the batch it just
-            computed logged as `train/<name>`.
+        loss: a sentence-transformers loss built around `model`; its own parameters train too.
+            `train/loss` is its value; a `LoggedTerms` loss has each of its terms logged as
+            `train/<name>` (a regularizer's `reg/<penalty>`, several objectives' `loss/<objective>`,
+            the relevance mask's `masked_pairs`).
         optimizer: partial optimizer taking parameter groups (bias and norm weights get no decay).
         scheduler: partial taking (optimizer, total_steps), or None for a constant learning rate.
     """
@@ -53,11 +53,7 @@ class EmbeddingModule(pl.LightningModule):
         loss = self.loss(features, labels, *objective)
         # The mean over ranks: each rank holds the loss of its own slice of the global batch.
         self.log("train/loss", loss, prog_bar=True, batch_size=len(labels), sync_dist=True)
-        for name, value in getattr(self.loss, "objective_losses", {}).items():  # several objectives' losses
-            self.log(f"train/loss/{name}", value, batch_size=len(labels), sync_dist=True)
-        for name, value in getattr(self.loss, "logged_terms", {}).items():  # a regularizer's penalties
-            self.log(f"train/reg/{name}", value, batch_size=len(labels), sync_dist=True)
-        for name, value in step_metrics(self.loss).items():  # e.g. the relevance mask's masked_pairs
+        for name, value in terms_of(self.loss).items():
             self.log(f"train/{name}", value, batch_size=len(labels), sync_dist=True)
         self.log("train/lr", self.optimizers().param_groups[0]["lr"], batch_size=len(labels))
         return loss
@@ -74,14 +70,3 @@ class EmbeddingModule(pl.LightningModule):
             optimizer, total_steps=int(self.trainer.estimated_stepping_batches)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-
-def step_metrics(loss: torch.nn.Module) -> dict[str, torch.Tensor]:
-    """The `step_metrics` of the parts of `loss` that computed the current batch, emptied once taken
-    (with several objectives only the batch's objective's loss ran)."""
-    taken = {}
-    for part in loss.modules():
-        taken.update(getattr(part, "step_metrics", {}))
-        if hasattr(part, "step_metrics"):
-            part.step_metrics = {}
-    return taken

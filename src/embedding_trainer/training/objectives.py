@@ -16,6 +16,7 @@ from omegaconf import DictConfig, open_dict
 from embedding_trainer.adapters.training import adapter_kind
 from embedding_trainer.data.hard_negatives import hard_negative_settings
 from embedding_trainer.data.objectives import OBJECTIVE_SAMPLERS
+from embedding_trainer.training.declared import LoggedTerms, terms_of
 from embedding_trainer.utils.errors import ConfigError
 from embedding_trainer.utils.log import get_logger
 
@@ -104,19 +105,19 @@ def check_objectives(cfg: DictConfig, validate: Callable[[DictConfig], None]) ->
         )
 
 
-class WeightedObjectiveLoss(torch.nn.Module):
+class WeightedObjectiveLoss(torch.nn.Module, LoggedTerms):
     """The losses of several objectives. Every batch comes from one objective: its value is that
-    objective's loss times its weight. `objective_losses` holds the last batch's unweighted loss under
-    its objective's name and NaN under the others' (logged as `train/loss/<objective>` at every step: a
-    logger would otherwise repeat a key's last value at steps that did not log it); `logged_terms`
-    the batch's loss's own terms (a regularizer's)."""
+    objective's loss times its weight. `logged_terms()` holds the last batch's unweighted loss as
+    `loss/<objective>` and NaN as the others' (logged at every step: a logger would otherwise repeat a
+    key's last value at steps that did not log it), and the terms of the objective's loss that computed
+    that batch (a regularizer's, the relevance mask's)."""
 
     def __init__(self, losses: dict[str, torch.nn.Module], weights: dict[str, float]) -> None:
         super().__init__()
         self.losses = torch.nn.ModuleDict(losses)
         self.weights = dict(weights)
         self.objective_losses: dict[str, torch.Tensor] = {}
-        self.logged_terms: dict[str, torch.Tensor] = {}
+        self.last_objective: str | None = None
 
     def forward(
         self, features: list[dict[str, torch.Tensor]], labels: torch.Tensor, objective: str
@@ -125,5 +126,11 @@ class WeightedObjectiveLoss(torch.nn.Module):
         loss = loss_fn(features, labels)
         nan = torch.full_like(loss.detach(), math.nan)
         self.objective_losses = {name: loss.detach() if name == objective else nan for name in self.losses}
-        self.logged_terms = dict(getattr(loss_fn, "logged_terms", {}))
+        self.last_objective = objective
         return self.weights[objective] * loss
+
+    def logged_terms(self) -> dict[str, torch.Tensor]:
+        losses = {f"loss/{name}": value for name, value in self.objective_losses.items()}
+        if self.last_objective is None:
+            return losses
+        return {**losses, **terms_of(self.losses[self.last_objective])}

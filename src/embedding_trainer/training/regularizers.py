@@ -16,6 +16,13 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 
+from embedding_trainer.training.declared import (
+    BatchNeeds,
+    DeclaresBatchNeeds,
+    LoggedTerms,
+    needs_of,
+    terms_of,
+)
 from embedding_trainer.training.losses import class_name, constructor_config
 from embedding_trainer.utils.errors import ConfigError
 
@@ -45,14 +52,15 @@ def at_dimension(embeddings: torch.Tensor, dim: int, normalize: bool) -> torch.T
     return F.normalize(truncated, dim=-1) * math.sqrt(dim) if normalize else truncated
 
 
-class VarianceRegularizer(torch.nn.Module):
+class VarianceRegularizer(torch.nn.Module, LoggedTerms, DeclaresBatchNeeds):
     """`loss` plus `weight` x the variance penalty plus `covariance_weight` x the covariance penalty
     of every batch of embeddings `model` computes during `loss`'s forward (batches of fewer than two
     rows are skipped), each summed over `dims` (the embeddings truncated to each, as MatryoshkaLoss
     sums its loss over them) and averaged over the batches.
 
-    After each forward, `logged_terms` holds the unweighted penalties (detached), `variance` and, when
-    `covariance_weight` is set, `covariance`: the training step logs them as `train/reg/<name>`.
+    After each forward, `logged_terms()` holds the unweighted penalties (detached) as `reg/variance` and,
+    when `covariance_weight` is set, `reg/covariance`, with the wrapped loss's own terms; its batches
+    carry what the wrapped loss needs.
     """
 
     def __init__(
@@ -75,7 +83,7 @@ class VarianceRegularizer(torch.nn.Module):
         self.eps = eps
         self.covariance_weight = covariance_weight
         self.normalize = normalize
-        self.logged_terms: dict[str, torch.Tensor] = {}
+        self.penalties_logged: dict[str, torch.Tensor] = {}
 
     def forward(self, sentence_features, labels: torch.Tensor) -> torch.Tensor:
         captured: list[torch.Tensor] = []
@@ -88,11 +96,17 @@ class VarianceRegularizer(torch.nn.Module):
         finally:
             handle.remove()
         terms = self.penalties([batch for batch in captured if len(batch) >= 2])
-        self.logged_terms = {name: value.detach() for name, value in terms.items()}
+        self.penalties_logged = {f"reg/{name}": value.detach() for name, value in terms.items()}
         total = loss + self.weight * terms["variance"]
         if "covariance" in terms:
             total = total + self.covariance_weight * terms["covariance"]
         return total
+
+    def logged_terms(self) -> dict[str, torch.Tensor]:
+        return {**terms_of(self.loss), **self.penalties_logged}
+
+    def batch_needs(self) -> BatchNeeds:
+        return needs_of(self.loss)
 
     def penalties(self, batches: list[torch.Tensor]) -> dict[str, torch.Tensor]:
         """The unweighted penalties of `batches` (full-dimension embeddings, each of >= 2 rows):

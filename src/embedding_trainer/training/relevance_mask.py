@@ -5,7 +5,8 @@ of another row is also relevant to that anchor (see `embedding_trainer.data.rele
 negative is one of the anchor's known positives, that score is masked: set to -inf before the softmax,
 so the pair is neither pulled nor pushed. The row's own (anchor, positive) target is never masked.
 
-How: each batch's labels are its rows' text ids (the collator's `targets` hook, `RelevanceSets`);
+How: each batch's labels are its rows' text ids (`RelevanceSets`: the loss declares them in its
+`batch_needs`, the collator provides them);
 `KnownRelevanceLoss` takes them (gathered across processes when the loss gathers embeddings) and
 replaces the wrapped loss's `similarity_fct` by `MaskedSimilarity`, which masks every score matrix the
 loss computes. A loss computes its matrices in a fixed order (`PLANS`: which texts are the rows and
@@ -19,12 +20,14 @@ import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import datasets
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
 from torch import Tensor, nn
 
 from embedding_trainer.data.relevance import RelevanceSets
+from embedding_trainer.training.declared import BatchNeeds, DeclaresBatchNeeds, LoggedTerms
 from embedding_trainer.training.losses import class_name
 from embedding_trainer.utils.errors import ConfigError
 
@@ -173,18 +176,19 @@ class MaskedSimilarity(nn.Module):
         return self.mask.apply(self.similarity_fct(a, b))
 
 
-class KnownRelevanceLoss(nn.Module):
+class KnownRelevanceLoss(nn.Module, LoggedTerms, DeclaresBatchNeeds):
     """`loss` (an in-batch loss of `PLANS`, possibly inside modifiers) with known relevance masked.
 
     Inputs: the wrapped loss's features, and as labels the rows' text ids, int64 [rows, input columns]
-    (`RelevanceSets` as the collator's `targets`); the wrapped loss gets zero labels. After each forward,
-    `step_metrics["masked_pairs"]` holds the number of (anchor, document) pairs of this process's rows
+    (its `batch_needs`: `relevance`'s ids); the wrapped loss gets zero labels. After each forward,
+    `logged_terms()["masked_pairs"]` holds the number of (anchor, document) pairs of this process's rows
     that were masked (documents: every positive and negative the loss scores them against).
     """
 
     def __init__(self, loss: nn.Module, relevance: RelevanceSets) -> None:
         super().__init__()
         self.loss = loss
+        self.relevance = relevance
         scorer = next((m for m in loss.modules() if type(m).__name__ in PLANS), None)
         if scorer is None:
             raise ValueError(
@@ -194,35 +198,37 @@ class KnownRelevanceLoss(nn.Module):
         # A cached loss passes this on to the loss it wraps.
         scorer.similarity_fct = MaskedSimilarity(scorer.similarity_fct, self.mask)
         self.gathers = bool(getattr(scorer, "gather_across_devices", False))
-        self.step_metrics: dict[str, Tensor] = {}
+        self.masked_pairs: Tensor | None = None
 
     def forward(self, sentence_features, labels: Tensor) -> Tensor:
         features = list(sentence_features)
         if labels.ndim != 2 or labels.size(1) != len(features):
             raise ValueError(
                 f"KnownRelevanceLoss takes the rows' text ids as labels, [rows, {len(features)}]; got shape "
-                f"{tuple(labels.shape)} (set the data module's targets to the RelevanceSets)."
+                f"{tuple(labels.shape)} (its batch_needs: the data module's batches carry them once given the needs)."
             )
         ids, offset = labels.long(), 0
         if self.gathers and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
             gathered = [torch.empty_like(ids) for _ in range(dist.get_world_size())]
             dist.all_gather(gathered, ids)
             ids, offset = torch.cat(gathered), dist.get_rank() * len(labels)
-        self.step_metrics = {"masked_pairs": self.mask.start(ids, offset, len(labels)).float()}
+        self.masked_pairs = self.mask.start(ids, offset, len(labels)).float()
         return self.loss(features, torch.zeros(len(labels), device=labels.device))
 
+    def logged_terms(self) -> dict[str, Tensor]:
+        return {} if self.masked_pairs is None else {"masked_pairs": self.masked_pairs}
 
-def with_relevance_mask(loss: nn.Module, cfg: DictConfig, datamodule) -> nn.Module:
-    """`loss` as `KnownRelevanceLoss` over the relevance pairs of `datamodule`'s training rows when
-    `cfg.loss.mask_known_relevance` is true (the data module's batches then carry the rows' text ids as
-    labels: its `targets` is set); else `loss` itself. Call it once the training rows are final (after mining)."""
-    if not cfg.loss.get("mask_known_relevance"):
+    def batch_needs(self) -> BatchNeeds:
+        return BatchNeeds(text_ids=self.relevance)
+
+
+def with_relevance_mask(loss: nn.Module, mask: bool, rows: datasets.Dataset, columns: list[str]) -> nn.Module:
+    """`loss` as `KnownRelevanceLoss` over the relevance pairs of the training `rows` (their input
+    `columns`, in the loss's order) when `mask` (`loss.mask_known_relevance`); else `loss` itself. Call it
+    once the training rows are final (after mining)."""
+    if not mask:
         return loss
-    if datamodule.targets is not None:
-        raise RuntimeError("The data module's labels are already another loss input (targets).")
-    relevance = RelevanceSets.of_rows(datamodule.train_dataset, datamodule.inputs or datamodule.text_columns)
-    datamodule.targets = relevance
-    return KnownRelevanceLoss(loss, relevance)
+    return KnownRelevanceLoss(loss, RelevanceSets.of_rows(rows, columns))
 
 
 def check_relevance_mask(cfg: DictConfig) -> None:
