@@ -16,6 +16,7 @@ from embedding_trainer.reporting.model_card import write_model_card
 from embedding_trainer.reporting.trained import TrainedLength
 from embedding_trainer.runs.provenance import git_state, record_provenance
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.settings.reporting import ReportSettings, RunDescription
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
 from embedding_trainer.utils.fingerprints import file_fingerprint
@@ -101,7 +102,7 @@ def test_a_run_records_its_provenance_everywhere(make_cfg, tmp_path):
     # Outside a git checkout (an installed wheel) the rest is still recorded, and says why there is no commit.
     elsewhere = record_provenance(
         tmp_path / "again",
-        cfg,
+        RunDescription.from_config(cfg),
         objects["model"],
         objects["datamodule"],
         objects["trainer"],
@@ -204,7 +205,15 @@ def test_the_model_card_names_the_base_model_by_its_hub_id(make_cfg, tmp_path, c
     (tmp_path / "model").mkdir()
 
     card = write_model_card(
-        tmp_path / "model", cfg, model, "retrieval", "ndcg@10", baseline, finetuned, provenance, TRAINED
+        tmp_path / "model",
+        ReportSettings.from_config(cfg),
+        model,
+        "retrieval",
+        "ndcg@10",
+        baseline,
+        finetuned,
+        provenance,
+        TRAINED,
     ).read_text()
 
     assert not [record for record in caplog.records if "Error" in record.getMessage()]
@@ -239,7 +248,7 @@ def test_a_model_without_hub_id_is_called_local(make_cfg, tmp_path):
     provenance = {"git": {"commit": "abc", "dirty": True}, "versions": {}}
     card = write_model_card(
         tmp_path / "model",
-        cfg,
+        ReportSettings.from_config(cfg),
         model,
         "similarity",
         "spearman_cosine",

@@ -21,6 +21,7 @@ from embedding_trainer.reporting.history import TrainingHistory, validation_scor
 from embedding_trainer.reporting.plots import plot_matryoshka_curve
 from embedding_trainer.reporting.run_report import data_name, smoke_run_note
 from embedding_trainer.runs.registry import RunRegistry
+from embedding_trainer.settings.reporting import RunDescription
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
 from embedding_trainer.utils.errors import ModelPushError
@@ -188,7 +189,7 @@ def test_a_guard_named_on_the_command_line_still_runs_in_the_smoke_run(make_cfg)
     assert smoke.evaluation.general is None and smoke.evaluation.health is None
     assert (
         "skipped: the forgetting guard (evaluation.general=null), the embedding-health probe"
-        in smoke_run_note(smoke)
+        in smoke_run_note(RunDescription.from_config(smoke))
     )
     named = make_cfg(
         "debug=fdr",
@@ -198,8 +199,8 @@ def test_a_guard_named_on_the_command_line_still_runs_in_the_smoke_run(make_cfg)
     )
     assert named.evaluation.general.path.endswith("stsb_test.jsonl")
     assert named.evaluation.health.probe_size == 16 and named.scheduler.warmup_ratio == 0.1
-    assert "skipped" not in smoke_run_note(named)
-    assert smoke_run_note(make_cfg("model=tiny")) is None
+    assert "skipped" not in smoke_run_note(RunDescription.from_config(named))
+    assert smoke_run_note(RunDescription.from_config(make_cfg("model=tiny"))) is None
 
 
 @pytest.mark.slow

@@ -3,10 +3,9 @@ data config at every evaluation dimension, without training (its command line, `
 `embedding_trainer.cli.evaluate_main`)."""
 
 import time
-from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.data.settings import check_data_sources, reads_run_data
@@ -17,7 +16,7 @@ from embedding_trainer.phases.evaluation import build_evaluation, build_evaluato
 from embedding_trainer.phases.fit import build_trainer
 from embedding_trainer.phases.report import log_config
 from embedding_trainer.reporting.results import write_evaluation_results
-from embedding_trainer.reporting.run_report import base_model_name, write_evaluation_report
+from embedding_trainer.reporting.run_report import write_evaluation_report
 from embedding_trainer.reporting.wandb_run import log_evaluated_table
 from embedding_trainer.runs.lifecycle import tracked_run
 from embedding_trainer.runs.provenance import record_provenance
@@ -25,6 +24,7 @@ from embedding_trainer.runs.resume import store_run_id
 from embedding_trainer.runs.tracking import RunTracker
 from embedding_trainer.settings.checks import check_counts, check_required
 from embedding_trainer.settings.evaluation_checks import check_evaluation_dims
+from embedding_trainer.settings.run import RunSettings
 from embedding_trainer.utils.embedding_cache import EmbeddingCache
 from embedding_trainer.utils.errors import ConfigError
 from embedding_trainer.utils.log import get_logger
@@ -57,13 +57,14 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     check_evaluation_dims(cfg)
     check_counts(cfg)
     check_data_sources(cfg, training=False)
-    output_dir = Path(cfg.paths.output_dir)
+    settings = RunSettings.from_config(cfg)
+    scoring, run, output_dir = settings.evaluation, settings.report.run, settings.report.output_dir
     run_model = model_loader(cfg.model)  # loaded once, by chunking or below
     datamodule = build_datamodule(cfg, lambda: run_model().tokenizer)
     # Only what is scored: the eval rows (none for an evaluator with a set of its own), and the training rows
     # where they are the k-NN support set and the class names, or hold the eval rows (data.eval_path null).
     datamodule.load_evaluation(reads_run_data(cfg), cfg.dataset_type.get("label_type") == "class")
-    evaluation = build_evaluation(cfg.evaluation, build_evaluator(cfg, datamodule.eval_data))
+    evaluation = build_evaluation(scoring, build_evaluator(scoring.evaluator, scoring, datamodule.eval_data))
     evaluator = evaluation.evaluator
     if evaluator.scores_with_loss:
         raise ConfigError(
@@ -75,9 +76,9 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     trainer = build_trainer(cfg.trainer, [], loggers)  # what provenance records the devices of
     model = run_model().to(trainer.strategy.root_device).eval()
     store_run_id(output_dir, tracker.run_id)  # after the model loads: a rejected run writes nothing
-    provenance = record_provenance(output_dir, cfg, model, datamodule, trainer)
+    provenance = record_provenance(output_dir, run, model, datamodule, trainer)
 
-    cache = EmbeddingCache(embeddings_folder(cfg.paths.cache_dir)) if cfg.evaluation.embedding_cache else None
+    cache = EmbeddingCache(embeddings_folder(scoring.cache_dir)) if scoring.embedding_cache else None
     with using_cache(evaluator, cache):  # the model does not change: its embeddings are stored
         evaluated = evaluator(model, evaluation.dims)
     metrics = evaluation.flatten(evaluated)
@@ -91,17 +92,23 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     results = {
         "evaluator": evaluator.name,
         "primary_metric": evaluator.primary_metric,
-        "model": base_model_name(cfg),
+        "model": run.base_model.source,
         "evaluated": metrics_json(evaluated),
         "score": metrics["val/score"],
         "provenance": provenance,
     }
-    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    (output_dir / "config_resolved.yaml").write_text(settings.report.resolved_yaml, encoding="utf-8")
     table = write_evaluation_results(output_dir, results, evaluated)
     report = write_evaluation_report(
-        output_dir, cfg, evaluator.name, evaluator.primary_metric, evaluated, time.time() - started
+        output_dir,
+        run,
+        evaluator.name,
+        evaluator.primary_metric,
+        evaluated,
+        evaluation.dims,
+        time.time() - started,
     )
-    log_config(loggers, cfg, provenance)
+    log_config(loggers, settings.report.resolved, provenance)
     for logger in loggers:
         logger.log_metrics(metrics, step=0)
     log_evaluated_table(loggers, evaluated)

@@ -5,7 +5,6 @@ report and folder written. The run's lifecycle around it (`tracked_run`, `run_co
 
 import os
 import time
-from pathlib import Path
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
@@ -23,6 +22,7 @@ from embedding_trainer.runs.lifecycle import tracked_run
 from embedding_trainer.runs.provenance import record_provenance
 from embedding_trainer.runs.resume import store_run_id
 from embedding_trainer.runs.tracking import RunTracker
+from embedding_trainer.settings.run import RunSettings
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
@@ -41,10 +41,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
 def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict]:
     started = time.time()
     check_settings(cfg)
-    output_dir = Path(cfg.paths.output_dir)
+    settings = RunSettings.from_config(cfg)
+    output_dir = settings.report.output_dir
     data = prepare_data(cfg)
     datamodule = data.datamodule
-    evaluations = build_evaluations(cfg, datamodule)
+    evaluations = build_evaluations(settings.evaluation, settings.report.run, datamodule)
     training = build_training(cfg, evaluations, data.parts, tracker)
     trainer = training.trainer
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
@@ -52,13 +53,15 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     # adapter=linear/two_layer: the model frozen, an adapter on its query route trains
     model = load_model(data.run_model, cfg.adapter if adapter_kind(cfg) else None)
     provenance = (
-        record_provenance(output_dir, cfg, model, datamodule, trainer) if trainer.is_global_zero else None
+        record_provenance(output_dir, settings.report.run, model, datamodule, trainer)
+        if trainer.is_global_zero
+        else None
     )
     rows = prepare_training_rows(
         cfg, datamodule, model, len(data.parts) == 1, evaluations, trainer.is_global_zero
     )
     built = build_module(cfg, model, datamodule, data.parts, evaluations, training.world_size)
-    log_config(trainer.loggers, cfg, provenance)
+    log_config(trainer.loggers, settings.report.resolved, provenance)
 
     fit(training, built.module, datamodule, built.ckpt_path, output_dir)
 
@@ -68,10 +71,10 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     metrics = chosen.metrics
     results = model_path = scores = None
     if trainer.is_global_zero:  # per-example scores, the held-out test and the guards live on rank zero only
-        scores = score_chosen(cfg, evaluations, chosen.step, model, trainer)
+        scores = score_chosen(settings, evaluations, chosen.step, model, trainer)
         metrics.update(scores.final_metrics)
         results, model_path = report_and_save(
-            cfg,
+            settings.report,
             started,
             model,
             datamodule,

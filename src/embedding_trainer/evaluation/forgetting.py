@@ -4,13 +4,13 @@ dimension, kept apart from `val/score`."""
 
 import torch
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.data.datamodule import EvalData
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, metrics_json
 from embedding_trainer.evaluation.before_after import BeforeAfterEvaluation
 from embedding_trainer.evaluation.similarity import SimilarityEvaluator
+from embedding_trainer.settings.evaluation import EvaluationSettings
 from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -66,22 +66,20 @@ class GeneralEvaluation(BeforeAfterEvaluation):
 
 
 def general_evaluation(
-    cfg: DictConfig, run_evaluator: DimensionEvaluator, eval_data: EvalData
+    settings: EvaluationSettings, run_evaluator: DimensionEvaluator, eval_data: EvalData
 ) -> GeneralEvaluation | None:
-    """The forgetting guard of the composed config, or None when `evaluation.general` is null or the
-    run's own evaluator already is that evaluation (see `already_evaluated`)."""
-    if cfg.evaluation.general is None:
+    """The forgetting guard of the evaluation `settings`, or None when it is off (`forgetting_guard`
+    None) or the run's own evaluator already is that evaluation (see `already_evaluated`)."""
+    if settings.forgetting_guard is None:
         return None
-    evaluator = instantiate(cfg.evaluation.general)(
-        eval_data, batch_size=cfg.evaluation.batch_size, show_progress_bar=cfg.evaluation.show_progress_bar
+    evaluator = instantiate(settings.forgetting_guard)(
+        eval_data, batch_size=settings.batch_size, show_progress_bar=settings.show_progress_bar
     )
-    label = str(OmegaConf.select(cfg, "evaluation.general.path", default=cfg.evaluation.general._target_))
+    label = settings.forgetting_label
     if already_evaluated(run_evaluator, evaluator):
         log.info(f"The run's own evaluation is already on {label}: no separate general evaluation.")
         return None
-    return GeneralEvaluation(
-        evaluator, list(cfg.evaluation.dims), float(cfg.evaluation.general_max_drop), label
-    )
+    return GeneralEvaluation(evaluator, list(settings.dims), settings.forgetting_max_drop, label)
 
 
 def already_evaluated(run_evaluator: DimensionEvaluator, general: DimensionEvaluator) -> bool:

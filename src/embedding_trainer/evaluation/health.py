@@ -16,12 +16,12 @@ import datasets
 import numpy as np
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
 
 from embedding_trainer.data.datamodule import EmbeddingDataModule
 from embedding_trainer.evaluation.base import DimensionMetrics, metrics_json, truncate
 from embedding_trainer.evaluation.callback import EvaluationCallback
 from embedding_trainer.models.prompts import QUERY
+from embedding_trainer.settings.evaluation import HealthSettings
 from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -184,22 +184,25 @@ class EmbeddingHealthCallback(pl.Callback):
 
 
 def embedding_health(
-    cfg: DictConfig, datamodule: EmbeddingDataModule, evaluation: EvaluationCallback
+    settings: HealthSettings | None,
+    dims: list[int],
+    seed: int,
+    datamodule: EmbeddingDataModule,
+    evaluation: EvaluationCallback,
 ) -> EmbeddingHealthCallback | None:
-    """The health callback of the composed config (`evaluation.health`; null: None), probing the eval
-    rows, or the training rows when there are no eval rows of the run's own; None when the probe
-    would hold fewer than two texts."""
-    settings = cfg.evaluation.health
+    """The health callback of `settings` (None: off, None) at `dims`, probing the eval rows (in an order
+    seeded by `seed`), or the training rows when there are no eval rows of the run's own; None when
+    the probe would hold fewer than two texts."""
     if settings is None:
         return None
     rows, source = datamodule.eval_data.rows, "eval data"
     if rows is None:
         rows, source = datamodule.train_dataset, "training data"
     columns = [column for column in rows.column_names if column != datamodule.label]
-    probe = Probe.of_rows(rows, columns, settings.probe_size, cfg.seed, source)
+    probe = Probe.of_rows(rows, columns, settings.probe_size, seed, source)
     if len(probe.texts) < 2:
         log.warning(
             f"No embedding health metrics: the {source} has {len(probe.texts)} distinct text(s), fewer than 2."
         )
         return None
-    return EmbeddingHealthCallback(probe, list(cfg.evaluation.dims), evaluation, float(settings.min_fraction))
+    return EmbeddingHealthCallback(probe, list(dims), evaluation, settings.min_fraction)

@@ -2,12 +2,11 @@
 scored (`score_chosen`, rank zero): the reported before/after table (on the held-out test when there is
 one), the forgetting guard, the health probe, and the intervals of the change."""
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.evaluation import DimensionEvaluator, DimensionMetrics
@@ -21,6 +20,8 @@ from embedding_trainer.phases.evaluation import Evaluations
 from embedding_trainer.reporting.objectives import ObjectiveResult, objective_results
 from embedding_trainer.reporting.run_report import evaluation_source, validation_source
 from embedding_trainer.reporting.trained import TrainedLength
+from embedding_trainer.settings.evaluation import Bootstrap
+from embedding_trainer.settings.run import RunSettings
 from embedding_trainer.training.module import EmbeddingModule
 from embedding_trainer.utils.log import get_logger
 
@@ -100,7 +101,7 @@ def select_final_model(
 
 
 def score_chosen(
-    cfg: DictConfig,
+    settings: RunSettings,
     evaluations: Evaluations,
     step: int,
     model: SentenceTransformer,
@@ -108,7 +109,7 @@ def score_chosen(
 ) -> Scores:
     """Score the chosen `model` (kept at `step`) on rank zero: the reported table (`report_scores`), the
     forgetting guard and health probe, logged as the final metrics to `trainer`'s loggers, then the
-    change's intervals (saved under `paths.output_dir` with `evaluation.bootstrap`'s settings)."""
+    change's intervals (saved in the run's output folder with the evaluation settings' bootstrap)."""
     evaluation, test, general, health = (
         evaluations.evaluation,
         evaluations.test,
@@ -117,12 +118,13 @@ def score_chosen(
     )
     device = trainer.strategy.root_device
     reported = report_scores(evaluation, test, step, model, device)
+    run = settings.report.run
     selection = Selection(
-        selected_on=validation_source(cfg),
-        scored_on=evaluation_source(cfg),
+        selected_on=validation_source(run),
+        scored_on=evaluation_source(run),
         step=step,
         candidates=len(evaluation.history),
-        sweep=cfg.sweep_trial is not None,
+        sweep=settings.evaluation.sweep_trial is not None,
     )
     log.info(selection.describe())
     final_metrics = test.flatten(reported.finetuned) if test else {}
@@ -134,7 +136,7 @@ def score_chosen(
         health_json = health.to_json(step)
     log_final_metrics(trainer.loggers, final_metrics, step)
     significance, objectives = compare(
-        Path(cfg.paths.output_dir), evaluations.evaluator, reported, step, cfg.evaluation.bootstrap
+        settings.report.output_dir, evaluations.evaluator, reported, step, settings.evaluation.bootstrap
     )
     return Scores(reported, selection, final_metrics, general_json, health_json, significance, objectives)
 
@@ -144,7 +146,7 @@ def compare(
     evaluator: DimensionEvaluator,
     reported: ReportedScores,
     step: int,
-    bootstrap: DictConfig,
+    bootstrap: Bootstrap,
 ) -> tuple[Significance | None, list[ObjectiveResult] | None]:
     """The intervals of the change in `reported`, with the `bootstrap` settings: one table per objective
     of an `ObjectivesEvaluator` (its `score` mixes units), else the evaluator's one (`record_significance`)."""
@@ -157,7 +159,7 @@ def compare(
             reported.baseline_examples,
             reported.finetuned_examples,
             step,
-            bootstrap,
+            asdict(bootstrap),
         )
         return None, objectives
     significance = record_significance(
@@ -166,7 +168,7 @@ def compare(
         reported.baseline_examples,
         reported.finetuned_examples,
         step,
-        **bootstrap,
+        **asdict(bootstrap),
     )
     return significance, None
 

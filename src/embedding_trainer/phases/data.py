@@ -13,6 +13,7 @@ from embedding_trainer.data.objectives import ObjectivesDataModule
 from embedding_trainer.models.loading import model_loader
 from embedding_trainer.reporting.run_report import smoke_run_note
 from embedding_trainer.settings.checks import validate_config
+from embedding_trainer.settings.reporting import RunDescription
 from embedding_trainer.training.objectives import objective_names, objective_view
 from embedding_trainer.utils.log import get_logger
 
@@ -33,7 +34,7 @@ def check_settings(cfg: DictConfig) -> None:
     """Check the composed config before anything loads (ConfigError names the fix), say when the run is a
     smoke run, and seed every random generator with `cfg.seed`."""
     validate_config(cfg)
-    if smoke := smoke_run_note(cfg):  # debug=fdr
+    if smoke := smoke_run_note(RunDescription.from_config(cfg)):  # debug=fdr
         log.info(smoke)
     pl.seed_everything(cfg.seed, workers=True)
 

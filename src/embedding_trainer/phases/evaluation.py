@@ -18,9 +18,9 @@ from embedding_trainer.evaluation.forgetting import GeneralEvaluation, general_e
 from embedding_trainer.evaluation.health import EmbeddingHealthCallback, embedding_health
 from embedding_trainer.evaluation.objectives import ObjectivesEvaluator
 from embedding_trainer.evaluation.selection_score import Objective
-from embedding_trainer.phases.data import objective_parts
 from embedding_trainer.reporting.run_report import evaluation_source
-from embedding_trainer.training.objectives import objective_names, objective_weights
+from embedding_trainer.settings.evaluation import EvaluationSettings
+from embedding_trainer.settings.reporting import RunDescription
 from embedding_trainer.utils.embedding_cache import EmbeddingCache
 
 
@@ -52,71 +52,83 @@ class Evaluations:
         return [callback for callback in (self.test, self.general, self.health) if callback is not None]
 
 
-def build_evaluations(cfg: DictConfig, datamodule: EmbeddingDataModule | ObjectivesDataModule) -> Evaluations:
-    """The run's `Evaluations` of its loaded `datamodule`; with `evaluation.embedding_cache`, the ones
-    scoring the model before training read and store its embeddings in the cache."""
-    evaluation = build_evaluation(cfg.evaluation, run_evaluator(cfg, datamodule, "selection_data"))
-    test = held_out_test(cfg, datamodule)
-    general = general_evaluation(cfg, evaluation.evaluator, datamodule.primary.eval_data)
+def build_evaluations(
+    settings: EvaluationSettings,
+    run: RunDescription,
+    datamodule: EmbeddingDataModule | ObjectivesDataModule,
+) -> Evaluations:
+    """The `Evaluations` of `run` on its loaded `datamodule`, with the evaluation `settings`; with
+    `settings.embedding_cache`, the ones scoring the model before training read and store its
+    embeddings in the cache."""
+    evaluation = build_evaluation(settings, run_evaluator(settings, datamodule, "selection_data"))
+    test = held_out_test(settings, run, datamodule)
+    general = general_evaluation(settings, evaluation.evaluator, datamodule.primary.eval_data)
     # Probes the (first objective's) data; after `evaluation` in the callback list: it follows it.
-    health = embedding_health(cfg, datamodule.primary, evaluation)
-    evaluations = Evaluations(
-        evaluation, test, general, health, EmbeddingCache(embeddings_folder(cfg.paths.cache_dir))
+    health = embedding_health(
+        settings.health, list(settings.dims), settings.seed, datamodule.primary, evaluation
     )
-    if cfg.evaluation.embedding_cache:
+    evaluations = Evaluations(
+        evaluation, test, general, health, EmbeddingCache(embeddings_folder(settings.cache_dir))
+    )
+    if settings.embedding_cache:
         for before_training in evaluations.before_and_after():
             before_training.baseline_cache = evaluations.cache
     return evaluations
 
 
 def run_evaluator(
-    cfg: DictConfig, datamodule: EmbeddingDataModule | ObjectivesDataModule, data: str
+    settings: EvaluationSettings, datamodule: EmbeddingDataModule | ObjectivesDataModule, data: str
 ) -> DimensionEvaluator:
     """The run's evaluator of its loaded data module's `data` (`selection_data` or `eval_data`): the one
-    `cfg.dataset_type` names, or with several objectives an `ObjectivesEvaluator` of each one's."""
-    parts = objective_parts(cfg, datamodule)
-    evaluators = [build_evaluator(part_cfg, getattr(part, data)) for part_cfg, part in parts]
-    names = objective_names(cfg)
-    if not names:
-        return evaluators[0]
-    return ObjectivesEvaluator(dict(zip(names, evaluators)), objective_weights(cfg, "score_weight"))
-
-
-def build_evaluator(cfg: DictConfig, eval_data: EvalData) -> DimensionEvaluator:
-    """The evaluator `cfg.dataset_type` names, on `eval_data`."""
-    return instantiate(cfg.dataset_type.evaluator)(
-        eval_data, batch_size=cfg.evaluation.batch_size, show_progress_bar=cfg.evaluation.show_progress_bar
+    of the dataset type's `settings.evaluator`, or with several objectives an `ObjectivesEvaluator` of
+    each one's."""
+    if not settings.objective_evaluators:
+        return build_evaluator(settings.evaluator, settings, getattr(datamodule, data))
+    return ObjectivesEvaluator(
+        {
+            name: build_evaluator(evaluator, settings, getattr(datamodule.datamodules[name], data))
+            for name, evaluator in settings.objective_evaluators.items()
+        },
+        settings.score_weights,
     )
 
 
-def build_evaluation(evaluation_cfg: DictConfig, evaluator: DimensionEvaluator) -> EvaluationCallback:
-    """The evaluation callback of `evaluation_cfg` (the `evaluation` settings) around `evaluator`
-    (see `run_evaluator`)."""
-    objective = evaluation_cfg.objective
+def build_evaluator(
+    evaluator: DictConfig, settings: EvaluationSettings, eval_data: EvalData
+) -> DimensionEvaluator:
+    """The evaluator of the partial config `evaluator` (a dataset type's), on `eval_data`, with the
+    batch size and progress bar of `settings`."""
+    return instantiate(evaluator)(
+        eval_data, batch_size=settings.batch_size, show_progress_bar=settings.show_progress_bar
+    )
+
+
+def build_evaluation(settings: EvaluationSettings, evaluator: DimensionEvaluator) -> EvaluationCallback:
+    """The evaluation callback of the evaluation `settings` around `evaluator` (see `run_evaluator`):
+    its `val/score` is the selection score."""
+    score = settings.selection_score
     return EvaluationCallback(
         evaluator,
-        list(evaluation_cfg.dims),
-        evaluation_cfg.every_n_steps,
-        evaluation_cfg.baseline,
-        Objective(
-            objective.metric or evaluator.primary_metric, tuple(objective.dims) if objective.dims else None
-        ),
+        list(settings.dims),
+        settings.every_n_steps,
+        settings.baseline,
+        Objective(score.metric or evaluator.primary_metric, score.dims),
     )
 
 
 def held_out_test(
-    cfg: DictConfig, datamodule: EmbeddingDataModule | ObjectivesDataModule
+    settings: EvaluationSettings, run: RunDescription, datamodule: EmbeddingDataModule | ObjectivesDataModule
 ) -> BeforeAfterEvaluation | None:
-    """When validation data chooses the checkpoint, the evaluation of the eval data (logged as
+    """When validation data chooses the checkpoint, the evaluation of `run`'s eval data (logged as
     `test/...`) before and after training that scores the reported table; None otherwise."""
     if datamodule.validation_data is None:
         return None
     return BeforeAfterEvaluation(
-        run_evaluator(cfg, datamodule, "eval_data"),
-        list(cfg.evaluation.dims),
-        f"the test data ({evaluation_source(cfg)})",
+        run_evaluator(settings, datamodule, "eval_data"),
+        list(settings.dims),
+        f"the test data ({evaluation_source(run)})",
         "test",
-        cfg.evaluation.baseline,
+        settings.baseline,
     )
 
 

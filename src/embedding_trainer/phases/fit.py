@@ -18,6 +18,7 @@ from embedding_trainer.runs.preemption import PreemptionCallback
 from embedding_trainer.runs.rank_launch import ranks_run_this_job
 from embedding_trainer.runs.resume import RandomStateCallback
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
+from embedding_trainer.settings.evaluation import sweep_trial
 from embedding_trainer.sweeps.pruning import pruning_callbacks
 from embedding_trainer.training.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.training.early_stopping import EarlyStopping
@@ -67,7 +68,7 @@ def build_training(
         *diagnostics,
         history,
         RegistryProgressCallback(tracker, cfg.registry.progress_every_n_steps),
-        *pruning_callbacks(cfg.sweep_trial, evaluation),
+        *pruning_callbacks(sweep_trial(cfg.sweep_trial), evaluation),
         RandomStateCallback(),
         PreemptionCallback(Path(cfg.paths.output_dir)),
     ]

@@ -5,14 +5,13 @@ checkpoints kept; with the loggers' config record (`log_config`) made before the
 import time
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.hard_negatives import MinedRows
 from embedding_trainer.evaluation import DimensionEvaluator
 from embedding_trainer.evaluation.significance import Significance
-from embedding_trainer.models.lora import ParameterCount, merge_lora, merges_on_save
+from embedding_trainer.models.lora import ParameterCount, merge_lora
 from embedding_trainer.phases.choose import Chosen, ReportedScores, Scores
 from embedding_trainer.phases.evaluation import Evaluations
 from embedding_trainer.phases.fit import Training
@@ -29,6 +28,7 @@ from embedding_trainer.reporting.teacher import teacher_section
 from embedding_trainer.reporting.trained import TrainedLength
 from embedding_trainer.reporting.wandb_run import log_results_table
 from embedding_trainer.runs.checkpoints import keep_checkpoints
+from embedding_trainer.settings.reporting import ReportSettings, RunDescription
 from embedding_trainer.training.teacher import reported_scores
 from embedding_trainer.utils.log import get_logger
 
@@ -36,7 +36,7 @@ log = get_logger(__name__)
 
 
 def report_and_save(
-    cfg: DictConfig,
+    settings: ReportSettings,
     started: float,
     model: SentenceTransformer,
     datamodule: EmbeddingDataModule,
@@ -48,15 +48,26 @@ def report_and_save(
     scores: Scores,
     provenance: dict | None,
 ) -> tuple[dict, Path | None]:
-    """Write the run's outputs (the run `started` at that time) into `paths.output_dir`: the model folder
-    and results (`finish_run`), report.md, the W&B results table, the hub upload (`hub.push`), then keep
-    `checkpoints.keep` checkpoints. Returns results.json's payload and the model folder (None: not saved)."""
-    output_dir = Path(cfg.paths.output_dir)
+    """Write the run's outputs (the run `started` at that time) into `settings.output_dir`: the model
+    folder and results (`finish_run`), report.md, the W&B results table, the hub upload (`hub_push`), then
+    keep the `keep_checkpoints` checkpoints. Returns results.json's payload and the model folder (None:
+    not saved)."""
+    output_dir = settings.output_dir
     evaluator, reported = evaluations.evaluator, scores.reported
     results = run_results(evaluations, training, rows, chosen, scores, provenance)
-    model_path = finish_run(cfg, output_dir, model, reported, evaluator, results, scores.significance)
+    model_path = finish_run(settings, model, reported, evaluator, results, scores.significance)
     write_report(
-        cfg, output_dir, started, datamodule, evaluations, training, rows, chosen, scores, results, parameters
+        settings.run,
+        output_dir,
+        started,
+        datamodule,
+        evaluations,
+        training,
+        rows,
+        chosen,
+        scores,
+        results,
+        parameters,
     )
     log_results_table(
         training.trainer.loggers,
@@ -65,11 +76,11 @@ def report_and_save(
         reported.finetuned,
         scores.significance,
     )
-    if cfg.hub.push and model_path:
-        url = push_to_hub(model, model_path, cfg.hub.repo_id, cfg.hub.private)
+    if settings.hub_push and model_path:
+        url = push_to_hub(model, model_path, settings.hub_repo_id, settings.hub_private)
         log.info(f"Pushed the model to {url}")
     # Last: a run that failed before this point keeps every checkpoint, to resume from.
-    keep_checkpoints(output_dir, cfg.checkpoints.keep, model_path)
+    keep_checkpoints(output_dir, settings.keep_checkpoints, model_path)
     return results, model_path
 
 
@@ -109,7 +120,7 @@ def run_results(
 
 
 def write_report(
-    cfg: DictConfig,
+    run: RunDescription,
     output_dir: Path,
     started: float,
     datamodule: EmbeddingDataModule,
@@ -121,7 +132,7 @@ def write_report(
     results: dict,
     parameters: ParameterCount,
 ) -> None:
-    """Write report.md (`write_run_report`): the reported table, the training curves, the data notes, and
+    """Write `run`'s report.md (`write_run_report`): the reported table, the training curves, the data notes, and
     the sections on how the model was chosen, early stopping, the guards, the teacher and the objectives."""
     evaluator, reported, selection, stopping = (
         evaluations.evaluator,
@@ -132,7 +143,7 @@ def write_report(
     selection_warning = [f"> **Warning:** {selection.warning()}"] if selection.warning() else []
     write_run_report(
         output_dir,
-        cfg,
+        run,
         evaluator.name,
         evaluator.primary_metric,
         reported.baseline,
@@ -157,29 +168,29 @@ def write_report(
 
 
 def finish_run(
-    cfg: DictConfig,
-    output_dir: Path,
+    settings: ReportSettings,
     model: SentenceTransformer,
     reported: ReportedScores,
     evaluator: DimensionEvaluator,
     results: dict,
     significance: Significance | None = None,
 ) -> Path | None:
-    """Save the model with its model card and the resolved config, write `results` (the payload,
-    with the run's provenance) and the tables, and print the comparison table. Returns the model
-    folder (None when save_model is off). With `model.lora.merge_on_save`, `model`'s adapters are
-    merged into its weights (in place) before it is saved."""
+    """Save the model with its model card and the resolved config in `settings.output_dir`, write
+    `results` (the payload, with the run's provenance) and the tables, and print the comparison table.
+    Returns the model folder (None when `save_model` is off). With `merge_lora`, `model`'s adapters
+    are merged into its weights (in place) before it is saved."""
+    output_dir = settings.output_dir
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True), encoding="utf-8")
+    (output_dir / "config_resolved.yaml").write_text(settings.resolved_yaml, encoding="utf-8")
     model_path = None
-    if cfg.save_model:
+    if settings.save_model:
         model_path = output_dir / "model"
-        if merges_on_save(cfg.model):  # model.lora.merge_on_save: a plain folder (the model in memory too)
+        if settings.merge_lora:  # model.lora.merge_on_save: a plain folder (the model in memory too)
             merge_lora(model)
         model.save(str(model_path), create_model_card=False)
         write_model_card(
             model_path,
-            cfg,
+            settings,
             model,
             evaluator.name,
             evaluator.primary_metric,
@@ -216,7 +227,8 @@ def data_notes(datamodule: EmbeddingDataModule, mined: MinedRows | None, output_
     return notes
 
 
-def log_config(loggers: list, cfg: DictConfig, provenance: dict | None) -> None:
-    """Log the resolved config, with the run's `provenance`, as every logger's hyper-parameters."""
+def log_config(loggers: list, resolved: dict, provenance: dict | None) -> None:
+    """Log the `resolved` config (a container), with the run's `provenance`, as every logger's
+    hyper-parameters."""
     for logger in loggers:
-        logger.log_hyperparams({**OmegaConf.to_container(cfg, resolve=True), "provenance": provenance})
+        logger.log_hyperparams({**resolved, "provenance": provenance})

@@ -4,12 +4,10 @@ data as its metadata (what the Hugging Face Hub shows), then the run's own secti
 from dataclasses import dataclass
 from pathlib import Path
 
-from omegaconf import DictConfig, OmegaConf
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
-from embedding_trainer.models.loading import hub_id
 from embedding_trainer.reporting.results import primary_table
 from embedding_trainer.reporting.run_report import (
     data_name,
@@ -18,6 +16,7 @@ from embedding_trainer.reporting.run_report import (
     settings_table,
 )
 from embedding_trainer.reporting.trained import TrainedLength
+from embedding_trainer.settings.reporting import BaseModel, ModelCardSettings, ReportSettings, RunDescription
 
 # The task each evaluator's metrics measure, as sentence-transformers' own evaluators name it.
 TASKS = {
@@ -42,39 +41,41 @@ class CardEvaluation:
     description: str
 
 
-def base_model_reference(cfg: DictConfig) -> str:
-    """The base model in Markdown: a link to its hub page, else its local folder's name, else its factory."""
-    base = hub_id(cfg.model)
-    if base:
-        return f"[`{base}`](https://huggingface.co/{base})"
-    name = cfg.model.encoder.get("name_or_path")
+def base_model_reference(base: BaseModel) -> str:
+    """The `base` model in Markdown: a link to its hub page, else its local folder's name, else its factory."""
+    if base.hub_id:
+        return f"[`{base.hub_id}`](https://huggingface.co/{base.hub_id})"
     return (
-        f"a local model (`{data_name(str(name))}`)"
-        if name
-        else f"a model built by `{cfg.model.encoder._target_}`"
+        f"a local model (`{data_name(base.name_or_path)}`)"
+        if base.name_or_path
+        else f"a model built by `{base.factory}`"
     )
 
 
 def fill_card_data(
-    model: SentenceTransformer, cfg: DictConfig, evaluator_name: str, metric: str, finetuned: DimensionMetrics
+    model: SentenceTransformer,
+    settings: ModelCardSettings,
+    run: RunDescription,
+    evaluator_name: str,
+    metric: str,
+    finetuned: DimensionMetrics,
 ) -> None:
-    """Set `model.model_card_data` from the run, without asking the hub: the base model's hub id,
-    `model_card.model_name`, `.language` and `.license`, the tags, and the fine-tuned metrics of
-    every dimension (`<metric>_dim<d>`) as its evaluation results on the evaluated data (by its hub id
-    or file or folder name: `evaluation_dataset_id`)."""
-    settings = OmegaConf.to_container(cfg.model_card, resolve=True)
+    """Set `model.model_card_data` from the `run`, without asking the hub: the base model's hub id,
+    the `settings`' (model_card's) `model_name`, `language` and `license`, the tags, and the fine-tuned
+    metrics of every dimension (`<metric>_dim<d>`) as its evaluation results on the evaluated data (by
+    its hub id or file or folder name: `evaluation_dataset_id`)."""
     card = model.model_card_data
     card.local_files_only = True
     card.generate_widget_examples = False  # no example encodings: the card is data, not a demo
-    card.base_model = hub_id(cfg.model)
-    card.model_name = settings["model_name"]
-    if settings["language"]:
-        card.set_language(settings["language"])
-    if settings["license"]:
-        card.set_license(settings["license"])
+    card.base_model = run.base_model.hub_id
+    card.model_name = settings.model_name
+    if settings.language:
+        card.set_language(settings.language)
+    if settings.license:
+        card.set_license(settings.license)
     card.add_tags(["embedding-trainer", "matryoshka"])
     task = TASKS.get(evaluator_name, evaluator_name.replace("_", " ").title())
-    evaluation = CardEvaluation(evaluation_dataset_id(cfg), f"{metric}_dim{max(finetuned)}", task)
+    evaluation = CardEvaluation(evaluation_dataset_id(run), f"{metric}_dim{max(finetuned)}", task)
     card.eval_results_dict = {
         evaluation: {
             f"{name}_dim{dim}": value for dim, values in finetuned.items() for name, value in values.items()
@@ -84,7 +85,7 @@ def fill_card_data(
 
 def write_model_card(
     model_dir: Path,
-    cfg: DictConfig,
+    settings: ReportSettings,
     model: SentenceTransformer,
     evaluator_name: str,
     metric: str,
@@ -95,29 +96,30 @@ def write_model_card(
     significance: Significance | None = None,
 ) -> Path:
     """Write `README.md` in `model_dir`: the metadata of `model`'s card data (filled by
-    `fill_card_data`), what the model was trained from and on (data by hub id or file or folder name,
-    never a local path), its hyper-parameters and the epochs and steps it `trained`, the data that
-    chose the checkpoint and the data that scored it, the per-dimension metrics (with `significance`,
-    the change's interval, p-value and mark, as in results.md: `results.primary_table`), how to load
-    it (by `hub.repo_id`, else a placeholder path; at any of its dims), and the commit and library
-    versions of the run's `provenance`."""
-    fill_card_data(model, cfg, evaluator_name, metric, finetuned)
+    `fill_card_data` from `settings.model_card`), what the model was trained from and on (data by hub
+    id or file or folder name, never a local path), its hyper-parameters and the epochs and steps it
+    `trained`, the data that chose the checkpoint and the data that scored it, the per-dimension metrics
+    (with `significance`, the change's interval, p-value and mark, as in results.md:
+    `results.primary_table`), how to load it (by `settings.hub_repo_id`, else a placeholder path; at any
+    of its dims), and the commit and library versions of the run's `provenance`."""
+    run = settings.run
+    fill_card_data(model, settings.model_card, run, evaluator_name, metric, finetuned)
     dims = sorted(finetuned, reverse=True)
-    base = base_model_reference(cfg)
-    rows = describe_run(cfg, trained, name=data_name)
-    settings = [[key, base if key == "base model" else value] for key, value in rows]
+    base = base_model_reference(run.base_model)
+    rows = describe_run(run, trained, name=data_name)
+    table = [[key, base if key == "base model" else value] for key, value in rows]
     card = [
         "---",
         model.model_card_data.to_yaml(),
         "---",
         "",
-        f"# {cfg.name}",
+        f"# {run.name}",
         "",
         f"A sentence-transformers model fine-tuned with embedding-trainer from {base}.",
         "",
         "## Training",
         "",
-        settings_table(settings),
+        settings_table(table),
         "",
         f"## Evaluation ({evaluator_name}, {metric})",
         "",
@@ -126,7 +128,7 @@ def write_model_card(
         "## Usage",
         "",
         "```python",
-        *usage_lines(model, cfg.hub.repo_id, dims),
+        *usage_lines(model, settings.hub_repo_id, dims),
         "```",
         "",
         "## Framework versions",

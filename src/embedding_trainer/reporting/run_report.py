@@ -4,18 +4,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import NamedTuple
 
-from omegaconf import DictConfig
-
 from embedding_trainer.data.sources import is_hub_id
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
-from embedding_trainer.models.loading import hub_id
-from embedding_trainer.models.lora import ParameterCount, trained_parameters
+from embedding_trainer.models.lora import ParameterCount
 from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
 from embedding_trainer.reporting.results import evaluated_table, primary_table
 from embedding_trainer.reporting.trained import TrainedLength
-from embedding_trainer.training.losses import class_name
-from embedding_trainer.training.objectives import objective_names, objective_view, objective_weights
+from embedding_trainer.settings.reporting import DataDescription, RunDescription
 
 TRAINING_CAPTION = "Training loss, learning rate and validation score (val/score) against optimizer step"
 # How a data location is written: as given (`str`, the local report) or by `data_name` (the model card).
@@ -28,77 +24,63 @@ def data_name(location: str) -> str:
     return location if is_hub_id(location) else Path(location).name
 
 
-def base_model_name(cfg: DictConfig) -> str:
-    """What the run started from: the model's name or path, or the factory that built it."""
-    return str(cfg.model.encoder.get("name_or_path", cfg.model.encoder._target_))
-
-
 def describe_run(
-    cfg: DictConfig, trained: TrainedLength, parameters: ParameterCount | None = None, name: Naming = str
+    run: RunDescription, trained: TrainedLength, parameters: ParameterCount | None = None, name: Naming = str
 ) -> list[list[str]]:
-    """Rows of (setting, value) naming what a run trained: model (by its hub id when it has one),
+    """Rows of (setting, value) naming what `run` trained: model (by its hub id when it has one),
     data (training, evaluation, and the data that chose the checkpoint; each location written by
     `name`), loss, modifier (a row per objective when there are several), knobs, the epochs and steps
     `trained`, and the trained parameters (`parameters`: trainable of total; the LoRA settings)."""
-    names = objective_names(cfg)
     chosen_and_scored = [
-        ["evaluation data", evaluation_source(cfg, name)],
-        ["checkpoint chosen on", validation_source(cfg, name)],
+        ["evaluation data", evaluation_source(run, name)],
+        ["checkpoint chosen on", validation_source(run, name)],
     ]
-    if names:
-        weights, score_weights = objective_weights(cfg, "weight"), objective_weights(cfg, "score_weight")
+    if run.objectives:
         trained_on = [
-            [
-                f"objective {objective}",
-                describe_objective(
-                    objective_view(cfg, objective), weights[objective], score_weights[objective], name
-                ),
-            ]
-            for objective in names
+            [f"objective {objective}", describe_objective(data, name)]
+            for objective, data in run.objectives.items()
         ]
-        trained_on += [["objective sampling", cfg.objective_sampling], *chosen_and_scored]
+        trained_on += [["objective sampling", run.objective_sampling], *chosen_and_scored]
     else:
+        data = run.data
         trained_on = [
-            ["dataset type", cfg.dataset_type.name],
-            ["training data", training_source(cfg, name)],
+            ["dataset type", data.dataset_type],
+            ["training data", training_source(data, name)],
             *chosen_and_scored,
-            ["loss", class_name(cfg.loss._target_)],
-            ["modifier", class_name(cfg.modifier.get("_target_")) or "none"],
-            ["matryoshka dims", str(list(cfg.matryoshka_dims))],
-            ["batch size", str(cfg.data.batch_size)],
+            ["loss", data.loss],
+            ["modifier", data.modifier or "none"],
+            ["matryoshka dims", str(data.matryoshka_dims)],
+            ["batch size", str(data.batch_size)],
         ]
     rows = [
-        ["base model", hub_id(cfg.model) or base_model_name(cfg)],
+        ["base model", run.base_model.hub_id or run.base_model.source],
         *trained_on,
-        ["learning rate", str(cfg.optimizer.lr)],
+        ["learning rate", str(run.learning_rate)],
         *trained.rows(),
-        ["warmup ratio, schedule", f"{cfg.scheduler.warmup_ratio}, {cfg.scheduler.name}"],
-        ["weight decay", str(cfg.optimizer.weight_decay)],
-        ["precision", str(cfg.trainer.precision)],
-        ["seed", str(cfg.seed)],
+        ["warmup ratio, schedule", f"{run.warmup_ratio}, {run.schedule}"],
+        ["weight decay", str(run.weight_decay)],
+        ["precision", str(run.precision)],
+        ["seed", str(run.seed)],
     ]
-    trained_params = trained_parameters(cfg.model, parameters)
-    if trained_params:
-        rows.append(["trained parameters", trained_params])
+    what_trained = [
+        part for part in (parameters and parameters.describe(), run.lora and run.lora.describe()) if part
+    ]
+    if what_trained:
+        rows.append(["trained parameters", ", ".join(what_trained)])
     return rows
 
 
-def training_source(cfg: DictConfig, name: Naming = str) -> str:
+def training_source(data: DataDescription, name: Naming = str) -> str:
     """Where the training rows come from (with their split)."""
-    return name(str(cfg.data.train_path)) + (
-        f" (split {cfg.data.train_split})" if cfg.data.train_split else ""
-    )
+    return name(str(data.train_path)) + (f" (split {data.train_split})" if data.train_split else "")
 
 
-def describe_objective(view: DictConfig, weight: float, score_weight: float, name: Naming = str) -> str:
+def describe_objective(data: DataDescription, name: Naming = str) -> str:
     """One objective in a line: dataset type, training data, loss in its modifier, batch size, weights."""
-    modifier = class_name(view.modifier.get("_target_"))
-    loss = class_name(view.loss._target_) + (
-        f" in {modifier} {list(view.matryoshka_dims)}" if modifier else ""
-    )
+    loss = data.loss + (f" in {data.modifier} {data.matryoshka_dims}" if data.modifier else "")
     return (
-        f"{view.dataset_type.name} from {training_source(view, name)}; {loss}; batch size {view.data.batch_size}; "
-        f"loss weight {weight}, score weight {score_weight}"
+        f"{data.dataset_type} from {training_source(data, name)}; {loss}; batch size {data.batch_size}; "
+        f"loss weight {data.weight}, score weight {data.score_weight}"
     )
 
 
@@ -107,15 +89,18 @@ def settings_table(rows: list[list[str]]) -> str:
     return "\n".join(["| setting | value |", "|---|---|", *(f"| {key} | {value} |" for key, value in rows)])
 
 
-def smoke_run_note(cfg: DictConfig) -> str | None:
-    """The line that says a run is a smoke run (trainer.fast_dev_run, as debug=fdr sets) and which
-    guards it skips; None for a real run."""
-    if not cfg.trainer.get("fast_dev_run"):
+def smoke_run_note(run: RunDescription) -> str | None:
+    """The line that says `run` is a smoke run (`fast_dev_run`: trainer.fast_dev_run, as debug=fdr sets)
+    and which guards it skips (its `forgetting_guard` or `health_probe` that is off); None for a real run."""
+    if not run.fast_dev_run:
         return None
     skipped = [
         f"{what} (evaluation.{key}=null)"
-        for key, what in (("general", "the forgetting guard"), ("health", "the embedding-health probe"))
-        if cfg.evaluation.get(key) is None
+        for key, what, on in (
+            ("general", "the forgetting guard", run.forgetting_guard),
+            ("health", "the embedding-health probe", run.health_probe),
+        )
+        if not on
     ]
     return (
         "debug=fdr: a smoke run (trainer.fast_dev_run): one training batch and one evaluation on a few rows, "
@@ -126,7 +111,7 @@ def smoke_run_note(cfg: DictConfig) -> str | None:
 
 
 def summary_sections(
-    cfg: DictConfig,
+    run: RunDescription,
     trained: TrainedLength,
     metric: str,
     baseline: DimensionMetrics | None,
@@ -140,7 +125,7 @@ def summary_sections(
     return [
         "## Setup",
         "",
-        settings_table(describe_run(cfg, trained, parameters)),
+        settings_table(describe_run(run, trained, parameters)),
         "",
         f"## {metric} by dimension",
         "",
@@ -150,7 +135,7 @@ def summary_sections(
 
 def write_run_report(
     output_dir: Path,
-    cfg: DictConfig,
+    run: RunDescription,
     evaluator_name: str,
     metric: str,
     baseline: DimensionMetrics | None,
@@ -165,7 +150,7 @@ def write_run_report(
     checks: list[str] | None = None,
     parameters: ParameterCount | None = None,
 ) -> Path:
-    """Write `report.md` and its PNG plots (`plots/matryoshka.png`, `plots/training.png`) to
+    """Write `report.md` of `run` and its PNG plots (`plots/matryoshka.png`, `plots/training.png`) to
     `output_dir`. `trained`: the epochs and optimizer steps the fit ran (the kept model may be an
     earlier step's: `checks` say which); `history`: (step, loss, lr) rows and `val_scores`: (step,
     val/score) of every evaluation, for the training plot; `data_notes` (lines about the data, such
@@ -175,10 +160,10 @@ def write_run_report(
     total) is a row of the settings table."""
     plots = output_dir / "plots"
     plot_matryoshka_curve(baseline, finetuned, metric, plots / "matryoshka.png", significance=significance)
-    smoke = smoke_run_note(cfg)
+    smoke = smoke_run_note(run)
     notes = ([f"> **Note:** {smoke}"] if smoke else []) + (warnings or [])
     sections = [
-        f"# Run report: {cfg.name}",
+        f"# Run report: {run.name}",
         "",
         (
             f"{trained.sentence()} in {seconds / 60:.1f} minutes; evaluated with the {evaluator_name} "
@@ -186,7 +171,7 @@ def write_run_report(
         ),
         "",
         *[line for note in notes for line in (note, "")],
-        *summary_sections(cfg, trained, metric, baseline, finetuned, significance, parameters),
+        *summary_sections(run, trained, metric, baseline, finetuned, significance, parameters),
         "",
         "![Matryoshka curve](plots/matryoshka.png)",
         *(["", matryoshka_caption(significance)] if baseline else []),
@@ -227,92 +212,106 @@ class EvaluatedData(NamedTuple):
     held_out: bool = False
 
 
-def evaluated_data(cfg: DictConfig) -> EvaluatedData | None:
+def evaluated_data(data: DataDescription) -> EvaluatedData | None:
     """The evaluated rows of one objective: the evaluator's own file or folder, else the eval data,
     else the part of the training data data.test_size holds out; None: no eval rows."""
-    evaluator = cfg.dataset_type.evaluator
-    if evaluator.get("path"):
-        return EvaluatedData(str(evaluator.path), evaluator.get("split"))
-    data = cfg.data
+    if data.evaluator_path:
+        return EvaluatedData(str(data.evaluator_path), data.evaluator_split)
     if data.eval_path is not None:
         return EvaluatedData(str(data.eval_path), data.eval_split)
     return None if data.test_size is None else EvaluatedData(str(data.train_path), None, held_out=True)
 
 
-def evaluation_source(cfg: DictConfig, name: Naming = str) -> str:
-    """Where the evaluated rows came from (`evaluated_data`, the location written by `name`), or none
-    (each objective's, when there are several)."""
-    names = objective_names(cfg)
-    if names:
+def evaluation_source(run: RunDescription, name: Naming = str) -> str:
+    """Where `run`'s evaluated rows came from (`data_evaluation_source`; each objective's, when there
+    are several)."""
+    if run.objectives:
         return "; ".join(
-            f"{objective}: {evaluation_source(objective_view(cfg, objective), name)}" for objective in names
+            f"{objective}: {data_evaluation_source(data, name)}" for objective, data in run.objectives.items()
         )
-    data = evaluated_data(cfg)
-    if data is None:
+    return data_evaluation_source(run.data, name)
+
+
+def data_evaluation_source(data: DataDescription, name: Naming = str) -> str:
+    """Where one objective's evaluated rows came from (`evaluated_data`, the location written by
+    `name`), or none."""
+    evaluated = evaluated_data(data)
+    if evaluated is None:
         return "none"
-    if data.held_out:
-        return f"{name(data.path)} (data.test_size={cfg.data.test_size} held out)"
-    return name(data.path) + (f" (split {data.split})" if data.split else "")
+    if evaluated.held_out:
+        return f"{name(evaluated.path)} (data.test_size={data.test_size} held out)"
+    return name(evaluated.path) + (f" (split {evaluated.split})" if evaluated.split else "")
 
 
-def evaluation_dataset_id(cfg: DictConfig) -> str:
+def evaluation_dataset_id(run: RunDescription) -> str:
     """The evaluated data as a dataset id for the model card's metadata: its hub id or file or folder
     name, with its split (`squad_pairs-test`); objectives' joined by `+`."""
-    names = objective_names(cfg)
-    if names:
-        return "+".join(evaluation_dataset_id(objective_view(cfg, objective)) for objective in names)
-    data = evaluated_data(cfg)
-    if data is None:
-        return "none"
     return (
-        data_name(data.path)
-        + (f"-{data.split}" if data.split else "")
-        + ("-held-out" if data.held_out else "")
+        "+".join(map(data_dataset_id, run.objectives.values()))
+        if run.objectives
+        else data_dataset_id(run.data)
     )
 
 
-def validation_source(cfg: DictConfig, name: Naming = str) -> str:
-    """Where the rows that chose the checkpoint came from: the validation data, the training
-    queries held out for it, or (with neither) the evaluation data (each objective's, when there are
-    several); locations written by `name`."""
-    names = objective_names(cfg)
-    if names:
+def data_dataset_id(data: DataDescription) -> str:
+    """One objective's evaluated data as a dataset id (see `evaluation_dataset_id`)."""
+    evaluated = evaluated_data(data)
+    if evaluated is None:
+        return "none"
+    return (
+        data_name(evaluated.path)
+        + (f"-{evaluated.split}" if evaluated.split else "")
+        + ("-held-out" if evaluated.held_out else "")
+    )
+
+
+def validation_source(run: RunDescription, name: Naming = str) -> str:
+    """Where the rows that chose `run`'s checkpoint came from (`data_validation_source`; each
+    objective's, when there are several)."""
+    if run.objectives:
         return "; ".join(
-            f"{objective}: {validation_source(objective_view(cfg, objective), name)}" for objective in names
+            f"{objective}: {data_validation_source(data, name)}" for objective, data in run.objectives.items()
         )
-    data = cfg.data
+    return data_validation_source(run.data, name)
+
+
+def data_validation_source(data: DataDescription, name: Naming = str) -> str:
+    """Where the rows that chose the checkpoint came from for one objective: the validation data, the
+    training queries held out for it, or (with neither) the evaluation data; locations written by `name`."""
     if data.validation_path is not None or data.validation_split is not None:  # given: validation_size unused
         path = data.validation_path if data.validation_path is not None else data.eval_path
         return f"{name(str(path))} (split {data.validation_split or 'dev'})"
     if data.validation_size is not None:
         return f"{name(str(data.train_path))} (data.validation_size={data.validation_size} training queries held out)"
-    return evaluation_source(cfg, name)
+    return data_evaluation_source(data, name)
 
 
 def write_evaluation_report(
     output_dir: Path,
-    cfg: DictConfig,
+    run: RunDescription,
     evaluator_name: str,
     metric: str,
     evaluated: DimensionMetrics,
+    dims: list[int],
     seconds: float,
     data_notes: list[str] | None = None,
 ) -> Path:
-    """Write `report.md` of an evaluation without training, and its plot `plots/matryoshka.png`, to
-    `output_dir`: the model and data evaluated, `metric` per dimension, and `data_notes` (lines)."""
+    """Write `report.md` of `run`, an evaluation without training at `dims`, and its plot
+    `plots/matryoshka.png`, to `output_dir`: the model and data evaluated, `metric` per dimension, and
+    `data_notes` (lines)."""
     plot_matryoshka_curve(None, evaluated, metric, output_dir / "plots" / "matryoshka.png", label="evaluated")
     setup = [
-        ["model", base_model_name(cfg)],
-        ["dataset type", cfg.dataset_type.name],
-        ["evaluation data", evaluation_source(cfg)],
-        ["dimensions", str(list(cfg.evaluation.dims))],
+        ["model", run.base_model.source],
+        ["dataset type", run.data.dataset_type],
+        ["evaluation data", evaluation_source(run)],
+        ["dimensions", str(list(dims))],
     ]
     intro = (
-        f"Evaluated {base_model_name(cfg)} without training, with the {evaluator_name} evaluator at every "
+        f"Evaluated {run.base_model.source} without training, with the {evaluator_name} evaluator at every "
         f"dimension, in {seconds / 60:.1f} minutes."
     )
     sections = [
-        f"# Evaluation report: {cfg.name}",
+        f"# Evaluation report: {run.name}",
         "",
         intro,
         "",

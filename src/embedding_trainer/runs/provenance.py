@@ -14,14 +14,12 @@ from pathlib import Path
 import datasets
 import pytorch_lightning as pl
 import torch
-from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.objectives import ObjectivesDataModule
-from embedding_trainer.models.loading import hub_id
+from embedding_trainer.settings.reporting import RunDescription
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
-from embedding_trainer.training.objectives import objective_names
 from embedding_trainer.utils.fingerprints import (
     file_fingerprint,
     model_fingerprint,
@@ -49,13 +47,13 @@ GIT_TIMEOUT_S = 60
 
 def record_provenance(
     output_dir: Path,
-    cfg: DictConfig,
+    run: RunDescription,
     model: SentenceTransformer,
     datamodule: EmbeddingDataModule,
     trainer: pl.Trainer,
     root: Path | None = None,
 ) -> dict:
-    """The provenance of a run about to train `model` (the base model, as loaded) on the data
+    """The provenance of `run` about to train `model` (the base model, as loaded) on the data
     `datamodule` loaded, written to `output_dir/provenance.json` and returned (JSON-able):
     `git` (`git_state` of `root`, default: the project's folder), `versions`, `devices`,
     `base_model` (hub id, the folder or id it loaded from or the factory that built it, and a
@@ -65,13 +63,11 @@ def record_provenance(
         "versions": package_versions(),
         "devices": device_info(trainer),
         "base_model": {
-            "hub_id": hub_id(cfg.model),
-            "source": str(
-                cfg.model.encoder.get("name_or_path", cfg.model.encoder._target_)
-            ),  # or its factory
+            "hub_id": run.base_model.hub_id,
+            "source": run.base_model.source,  # or its factory
             "fingerprint": model_fingerprint(model),
         },
-        "data": run_data_fingerprints(cfg, datamodule),
+        "data": run_data_fingerprints(run, datamodule),
     }
     output_dir.mkdir(parents=True, exist_ok=True)
     (output_dir / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2) + "\n", encoding="utf-8")
@@ -184,18 +180,17 @@ def _cpu_model() -> str:
     return platform.processor() or platform.machine()
 
 
-def run_data_fingerprints(cfg: DictConfig, datamodule: EmbeddingDataModule | ObjectivesDataModule) -> dict:
-    """`data_fingerprints` of the run's data; with several objectives, each one's under
+def run_data_fingerprints(
+    run: RunDescription, datamodule: EmbeddingDataModule | ObjectivesDataModule
+) -> dict:
+    """`data_fingerprints` of `run`'s data; with several objectives, each one's under
     `objectives.<name>`."""
-    names = objective_names(cfg)
-    if not names:
-        return data_fingerprints(datamodule, cfg.dataset_type.evaluator.get("path"))
+    if not run.objectives:
+        return data_fingerprints(datamodule, run.data.evaluator_path)
     return {
         "objectives": {
-            name: data_fingerprints(
-                datamodule.datamodules[name], cfg.objectives[name].dataset_type.evaluator.get("path")
-            )
-            for name in names
+            name: data_fingerprints(datamodule.datamodules[name], data.evaluator_path)
+            for name, data in run.objectives.items()
         }
     }
 

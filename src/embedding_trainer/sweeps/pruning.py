@@ -5,9 +5,9 @@ import optuna
 import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 
 from embedding_trainer.evaluation.callback import EvaluationCallback
+from embedding_trainer.settings.evaluation import SweepTrial
 from embedding_trainer.sweeps.storage import load_trial
 from embedding_trainer.utils.log import get_logger
 
@@ -49,9 +49,9 @@ class OptunaPruningCallback(pl.Callback):
                 raise optuna.TrialPruned(message)
 
 
-def pruning_callbacks(sweep_trial: DictConfig | None, evaluation: EvaluationCallback) -> list[pl.Callback]:
-    """No callback outside an Optuna sweep (`sweep_trial` null). In one, the sweeper sets `sweep_trial`
-    to `{storage, study_name, number}` and the pruner is the sweeper's own (`hydra.sweeper.pruner`,
+def pruning_callbacks(sweep_trial: SweepTrial | None, evaluation: EvaluationCallback) -> list[pl.Callback]:
+    """No callback outside an Optuna sweep (`sweep_trial` None). In one, the sweeper sets `sweep_trial`
+    (its `storage`, `study_name` and `number`) and the pruner is the sweeper's own (`hydra.sweeper.pruner`,
     null: never prune). The trial's `objective` user attribute says what its `val/score` is, for the
     sweep report."""
     if not sweep_trial:

@@ -1,0 +1,22 @@
+"""The settings edge of `train` and `evaluate`: the composed config read once into the typed settings
+the evaluation, choosing and reporting phases take."""
+
+from dataclasses import dataclass
+
+from omegaconf import DictConfig
+
+from embedding_trainer.settings.evaluation import EvaluationSettings
+from embedding_trainer.settings.reporting import ReportSettings
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """A run's `evaluation` settings and its `report` settings (with the run's description)."""
+
+    evaluation: EvaluationSettings
+    report: ReportSettings
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "RunSettings":
+        """The settings of the composed (and checked) config `cfg`."""
+        return cls(EvaluationSettings.from_config(cfg), ReportSettings.from_config(cfg))
