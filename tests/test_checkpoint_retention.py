@@ -54,6 +54,7 @@ def test_a_finished_run_removes_its_checkpoints_once_the_model_is_saved(make_cfg
     assert "Removed checkpoints/ (" in caplog.text and f"the model is saved in {run / 'model'}" in caplog.text
 
 
+@pytest.mark.slow
 def test_keep_last_keeps_last_ckpt_alone_and_training_goes_on_from_it(make_cfg, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     train(make_cfg(*JOB, "checkpoints.keep=last", output_dir=first))
@@ -69,6 +70,7 @@ def test_keep_last_keeps_last_ckpt_alone_and_training_goes_on_from_it(make_cfg, 
     assert not (second / "checkpoints").exists()  # the default again
 
 
+@pytest.mark.slow
 def test_keep_all_keeps_every_checkpoint(make_cfg, tmp_path):
     train(make_cfg(*JOB, "checkpoints.keep=all", "callbacks.model_checkpoint.save_top_k=-1"))
     assert sorted(path.name for path in (tmp_path / "run" / "checkpoints").iterdir()) == [
@@ -79,6 +81,7 @@ def test_keep_all_keeps_every_checkpoint(make_cfg, tmp_path):
 
 
 @pytest.mark.parametrize("error", ["RuntimeError", "KeyboardInterrupt"], ids=["error", "ctrl_c"])
+@pytest.mark.slow
 def test_a_run_that_fails_in_training_keeps_last_ckpt_and_resumes_from_it(make_cfg, tmp_path, error):
     run = tmp_path / "run"
     failing = [*JOB, f"+callbacks.fail._target_={__name__}.FailAtStep", "+callbacks.fail.step=3"]
@@ -98,6 +101,7 @@ def test_a_run_that_fails_in_training_keeps_last_ckpt_and_resumes_from_it(make_c
     assert not (run / "checkpoints").exists()
 
 
+@pytest.mark.slow
 def test_a_run_that_fails_while_saving_keeps_its_checkpoints(make_cfg, tmp_path, monkeypatch):
     def refuse(*args, **kwargs):
         raise OSError("disk full")

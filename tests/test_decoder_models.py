@@ -135,6 +135,7 @@ def test_a_texts_last_token_embedding_does_not_depend_on_its_batch(tiny_decoder)
     torch.testing.assert_close(together, alone, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_tiny_decoder_trains_with_lora_evaluates_every_dimension_saves_and_reloads(make_cfg, tmp_path):
     run = tmp_path / "run"
     cfg = make_cfg(

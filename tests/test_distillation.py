@@ -64,6 +64,7 @@ def _texts(run_dir) -> list[str]:
     return sorted({row[column] for row in rows for column in ("anchor", "positive")})
 
 
+@pytest.mark.slow
 def test_mse_distillation_moves_the_student_towards_the_teacher_whose_outputs_are_computed_once(
     make_cfg, tmp_path, monkeypatch
 ):
@@ -119,6 +120,7 @@ MINED = [
     ],
     ids=["margin_mse", "distill_kl", "margin_mse_on_mined_negatives"],
 )
+@pytest.mark.slow
 def test_score_distillation_losses_train_with_the_teachers_scores(make_cfg, tmp_path, loss, data):
     run_dir = tmp_path / "run"
     cfg = make_cfg(*DISTIL, f"loss={loss}", *data, "trainer.max_steps=2", output_dir=run_dir)
@@ -127,6 +129,7 @@ def test_score_distillation_losses_train_with_the_teachers_scores(make_cfg, tmp_
     assert results["step"] == 2 and set(results["finetuned"]) == {"32", "16", "8"}
 
 
+@pytest.mark.slow
 def test_a_student_of_another_dimension_trains_through_the_losss_projection(make_cfg, tmp_path):
     # The teacher embeds in 48 dims, the student in 32: MSELoss's projection maps the student's into 48.
     teacher = ["teacher.encoder.hidden_size=48", "teacher.dimension=48", "teacher.encoder.num_heads=2"]
@@ -229,6 +232,7 @@ def _small_retrieval_folder(folder, queries: int = 12, distractors: int = 20):
     return folder
 
 
+@pytest.mark.slow
 def test_the_distillation_experiment_trains_on_single_sentences_and_scores_retrieval_and_sts(
     make_cfg, tmp_path
 ):

@@ -93,6 +93,7 @@ def test_the_callback_stops_the_trainer_once_and_its_counters_survive_a_checkpoi
 
 
 @pytest.mark.parametrize(("baseline", "stopped"), [("true", 4), ("false", 6)])
+@pytest.mark.slow
 def test_a_run_stops_at_the_expected_step_and_reports_it(make_cfg, tmp_path, baseline, stopped):
     run = tmp_path / "run"
     cfg = make_cfg(
@@ -118,6 +119,7 @@ def test_a_run_stops_at_the_expected_step_and_reports_it(make_cfg, tmp_path, bas
     assert f"the model kept is that of step {kept}." in report
 
 
+@pytest.mark.slow
 def test_a_resumed_run_goes_on_counting_where_the_interrupted_one_was(make_cfg, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     # Every evaluation checkpointed: last.ckpt is step 4's whichever scored best.

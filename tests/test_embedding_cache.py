@@ -150,6 +150,7 @@ def test_using_cache_restores_the_previous_cache_when_the_block_raises(tmp_path)
     assert evaluator.embedding_cache is earlier
 
 
+@pytest.mark.slow
 def test_a_second_run_and_an_evaluation_of_the_same_model_read_the_baseline_from_the_cache(
     make_cfg, tmp_path, caplog
 ):

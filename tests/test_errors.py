@@ -107,6 +107,7 @@ def test_missing_column_names_what_was_found_and_the_mapping(
     assert "data.column_map={question: anchor, passage: positive}" in message
 
 
+@pytest.mark.slow
 def test_column_map_fixes_the_missing_column(make_cfg, tmp_path):
     data = _write(
         tmp_path, "pairs.jsonl", "".join(f'{{"question": "q{i}", "passage": "p{i}"}}\n' for i in range(40))

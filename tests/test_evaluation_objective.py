@@ -44,6 +44,7 @@ def test_bad_evaluation_settings_fail_before_anything_loads(make_cfg, no_model_l
     assert not Path(cfg.paths.output_dir).exists()
 
 
+@pytest.mark.slow
 def test_evaluation_dims_and_objective_do_not_follow_the_modifier(make_cfg):
     cfg = make_cfg(
         *JOB,

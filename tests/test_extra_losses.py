@@ -114,6 +114,7 @@ def test_label_smoothing_changes_the_loss_and_is_checked(tiny):
     }
 
 
+@pytest.mark.slow
 def test_infonce_gathered_across_two_processes_matches_one_process(make_cfg, model_cache, tmp_path):
     """The DDP check of tests/test_ddp.py (losses and gradients of 2 processes with batch b equal
     1 process with batch 2b) with loss=infonce, label smoothing on."""
@@ -216,6 +217,7 @@ def test_arcface_arguments_are_checked(tiny):
     assert "ArcFace" in loss.citation
 
 
+@pytest.mark.slow
 def test_arcface_trains_on_the_trec_questions(make_cfg):
     ten_steps = [*(o for o in FAST if not o.startswith("debug=")), "debug=limit", "callbacks=none"]
     cfg = make_cfg(*ten_steps, "dataset_type=single_class", "loss=arcface")

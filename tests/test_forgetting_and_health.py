@@ -233,6 +233,7 @@ RUN = [
 ]
 
 
+@pytest.mark.slow
 def test_pair_run_reports_general_evaluation_health_and_negatives(make_cfg, tmp_path, caplog):
     run = tmp_path / "run"
     cfg = make_cfg(
@@ -295,6 +296,7 @@ def test_pair_run_reports_general_evaluation_health_and_negatives(make_cfg, tmp_
     ]  # no-duplicates batches of 8 pairs: 8 distinct positives, one of them the query's own
 
 
+@pytest.mark.slow
 def test_general_evaluation_is_skipped_when_the_run_is_already_evaluated_on_sts(make_cfg, tmp_path, caplog):
     with caplog.at_level(logging.INFO):
         _, objects = train(
@@ -310,6 +312,7 @@ def test_general_evaluation_is_skipped_when_the_run_is_already_evaluated_on_sts(
     assert "Not run: evaluation.general is null" in (tmp_path / "score" / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_general_and_health_can_be_turned_off(make_cfg, tmp_path):
     _, objects = train(
         make_cfg(*FAST, "evaluation.general=null", "evaluation.health=null", output_dir=tmp_path / "off")

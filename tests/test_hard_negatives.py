@@ -94,6 +94,7 @@ def test_negatives_from_a_corpus_of_their_own(pairs, miner, tmp_path):
     )  # the miner adds the positives
 
 
+@pytest.mark.slow
 def test_a_run_trains_on_mined_rows_and_reports_them(make_cfg, tmp_path):
     overrides = [
         *TINY,

@@ -96,6 +96,7 @@ def test_error_mode_stops_before_the_model_loads(make_cfg, leaky_files, no_model
     assert "'what is item 0?'" in message and "data.leakage=warn" in message
 
 
+@pytest.mark.slow
 def test_warn_mode_trains_and_the_report_states_the_counts(make_cfg, leaky_files, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         train(make_cfg(*TINY, *leaky_files))
@@ -106,6 +107,7 @@ def test_warn_mode_trains_and_the_report_states_the_counts(make_cfg, leaky_files
     )
 
 
+@pytest.mark.slow
 def test_off_mode_says_nothing(make_cfg, leaky_files, caplog):
     with caplog.at_level(logging.WARNING):
         train(make_cfg(*TINY, *leaky_files, "data.leakage=off"))

@@ -1,8 +1,11 @@
 """CSV (default) and W&B (offline) loggers record the metrics and the resolved config."""
 
+import pytest
 import yaml
 
 from embedding_trainer.train import train
+
+pytestmark = pytest.mark.slow  # both tests train the tiny model
 
 FAST = [
     "model=tiny",

@@ -85,6 +85,7 @@ def test_lora_is_off_by_default_and_a_block_without_every_key_takes_the_defaults
     assert make_cfg("model.lora={r:4}").model.lora.r == 4  # alpha, dropout, ...: LoraSettings' defaults
 
 
+@pytest.mark.slow
 def test_lora_with_gradient_checkpointing_trains_only_the_adapters_and_saves_a_loadable_adapter(
     make_cfg, model_cache, tmp_path
 ):
@@ -115,6 +116,7 @@ def test_lora_with_gradient_checkpointing_trains_only_the_adapters_and_saves_a_l
     )
 
 
+@pytest.mark.slow
 def test_merge_on_save_writes_a_plain_folder_that_embeds_as_the_adapter_does(make_cfg, tmp_path):
     adapter_run, merged_run = tmp_path / "adapter", tmp_path / "merged"
     _, with_adapter = train(make_cfg(*ONE_STEP, output_dir=adapter_run))
@@ -151,6 +153,7 @@ def test_target_modules_the_model_lacks_fail_with_a_config_error(make_cfg):
     ],
     ids=lambda value: value,
 )
+@pytest.mark.slow
 def test_loss_families_and_modifiers_train_with_lora(make_cfg, model_cache, dataset_type, loss, modifier):
     cfg = make_cfg(*ONE_STEP, f"dataset_type={dataset_type}", f"loss={loss}", f"modifier={modifier}")
     metrics, objects = train(cfg)
@@ -158,6 +161,7 @@ def test_loss_families_and_modifiers_train_with_lora(make_cfg, model_cache, data
     _assert_only_adapters_trained(objects, model_cache)
 
 
+@pytest.mark.slow
 def test_adapters_train_in_float32_over_bfloat16_weights(model_cache):
     """A bf16 base (a decoder on GPU) gets float32 adapters, which the optimizer can update in small steps."""
     model = build_tiny_model(str(model_cache)).to(torch.bfloat16)

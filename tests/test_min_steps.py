@@ -46,6 +46,7 @@ def test_the_epochs_are_raised_to_reach_the_minimum(plan, min_steps, epochs):
     assert epochs_for_min_steps(plan, min_steps) == epochs
 
 
+@pytest.mark.slow
 def test_a_run_trains_the_raised_epochs_and_says_so(make_cfg, caplog):
     cfg = make_cfg(
         *SCORE_RUN, "data.max_samples=64", "data.batch_size=32", "trainer.max_epochs=1", "data.min_steps=5"

@@ -51,6 +51,7 @@ def batch_objectives(cfg) -> list[str]:
     ("sampling", "expected_counts"),
     [("round_robin", {"retrieval": 2, "sts": 2}), ("proportional", {"retrieval": 3, "sts": 2})],
 )
+@pytest.mark.slow
 def test_two_objectives_of_different_types_train_in_one_run(make_cfg, sampling, expected_counts):
     cfg = make_cfg(*TWO_OBJECTIVES, f"objective_sampling={sampling}")
     order = batch_objectives(cfg)
@@ -100,6 +101,7 @@ def _run(cfg) -> Path:
     return Path(cfg.paths.output_dir)
 
 
+@pytest.mark.slow
 def test_loss_and_score_weights(make_cfg, caplog):
     cfg = make_cfg(
         *TWO_OBJECTIVES,
@@ -241,6 +243,7 @@ def test_shipped_multi_objective_experiments_compose_and_pass_the_checks(make_cf
     assert len(cfg.objectives) == 2
 
 
+@pytest.mark.slow
 def test_the_seed_example_trains_with_early_stopping(make_cfg):
     cfg = make_cfg(
         "experiment=contrastive_and_similarity",
@@ -263,6 +266,7 @@ def test_the_seed_example_trains_with_early_stopping(make_cfg):
     assert math.isfinite(objects["results"]["objectives"]["sts"]["finetuned"]["8"]["spearman_cosine"])
 
 
+@pytest.mark.slow
 def test_an_objectives_validation_data_chooses_and_its_eval_data_reports(make_cfg):
     cfg = make_cfg(*TWO_OBJECTIVES, "objectives.retrieval.data.validation_size=8", "debug=fdr", "logger=none")
     metrics, objects = train(cfg)

@@ -238,6 +238,7 @@ SHIPPED = {
 
 
 @pytest.mark.parametrize("dataset_type", list(SHIPPED))
+@pytest.mark.slow
 def test_every_shipped_default_chooses_on_held_out_validation(tmp_path, model_cache, dataset_type):
     """`python train.py dataset_type=X loss=Y` runs, and its checkpoint is never chosen on the data that
     scores its table: held-out validation rows (none of them trained on), or an evaluation set of its own."""

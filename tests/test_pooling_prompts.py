@@ -147,6 +147,7 @@ def test_evaluators_encode_queries_and_documents_with_their_prompts(model_cache)
     assert calls == [(["a", "b", "c", "d"], QUERY)]  # symmetric: both sides as queries, each text once
 
 
+@pytest.mark.slow
 def test_a_plain_transformer_with_pooling_and_prompts_trains_saves_and_evaluates(
     make_cfg, model_cache, tmp_path
 ):

@@ -162,6 +162,7 @@ class SignalAtStep(pl.Callback):
     ],
     ids=["epoch_end", "step_checkpoint"],
 )
+@pytest.mark.slow
 def test_a_stop_where_an_evaluation_is_due_resumes_with_that_evaluation_and_checkpoint(
     tmp_path, make_cfg, stop_at, extra
 ):

@@ -59,6 +59,7 @@ def repo(tmp_path):
     return folder
 
 
+@pytest.mark.slow
 def test_a_run_records_its_provenance_everywhere(make_cfg, tmp_path):
     run = tmp_path / "run"
     cfg = make_cfg(*LOGGED, "logger=csv", output_dir=run)
@@ -114,6 +115,7 @@ def test_a_run_records_its_provenance_everywhere(make_cfg, tmp_path):
     assert elsewhere["base_model"]["fingerprint"] != provenance["base_model"]["fingerprint"]
 
 
+@pytest.mark.slow
 def test_the_wandb_config_holds_the_provenance(make_cfg, tmp_path, monkeypatch):
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
     run = tmp_path / "run"

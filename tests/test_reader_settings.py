@@ -73,6 +73,7 @@ def test_headed_csv_of_scores_trains_as_typed(make_cfg, tmp_path):
     assert sorted(objects["datamodule"].eval_data.rows["score"]) == pytest.approx(scores)
 
 
+@pytest.mark.slow
 def test_headed_tsv_of_binary_labels_trains_as_typed(make_cfg, tmp_path):
     path = _table(
         tmp_path / "my.tsv", ["sentence_A", "sentence_B", "label"], _pairs(20, lambda i: i % 2), sep="\t"
@@ -81,6 +82,7 @@ def test_headed_tsv_of_binary_labels_trains_as_typed(make_cfg, tmp_path):
     assert sorted(objects["datamodule"].eval_data.rows["label"]) == [0] * 10 + [1] * 10
 
 
+@pytest.mark.slow
 def test_headed_csv_of_the_shipped_classes_trains_as_typed(make_cfg, tmp_path):
     path = _table(
         tmp_path / "my.csv", ["sentence_A", "sentence_B", "class"], _pairs(21, lambda i: CLASSES[i % 3])
@@ -102,6 +104,7 @@ def test_other_classes_say_to_set_the_class_names(make_cfg, tmp_path, no_model_l
     assert "'data.class_names=[maybe,no,yes]'" in message
 
 
+@pytest.mark.slow
 def test_other_classes_train_with_their_class_names(make_cfg, tmp_path):
     path = _table(
         tmp_path / "my.csv",
@@ -161,6 +164,7 @@ def test_undecodable_file_says_to_set_the_encoding(make_cfg, tmp_path, no_model_
     assert "data.encoding=<the file's encoding>" in message and "data.encoding=latin-1" in message
 
 
+@pytest.mark.slow
 def test_latin1_file_trains_with_its_encoding(make_cfg, tmp_path):
     path, overrides = _latin1_source(tmp_path, "csv")
     objects = _runs(make_cfg, path, *overrides, "data.encoding=latin-1")

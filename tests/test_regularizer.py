@@ -101,6 +101,7 @@ def test_without_a_matryoshka_modifier_the_penalty_is_at_full_dimension(make_cfg
     assert penalized_dims(make_cfg("model=tiny", "modifier=adaptive_layer", "regularizer=variance")) == [32]
 
 
+@pytest.mark.slow
 def test_a_run_with_the_variance_penalty_logs_its_terms_beside_the_total_loss(make_cfg, tmp_path):
     run = tmp_path / "run"
     cfg = make_cfg(

@@ -226,6 +226,7 @@ def test_masking_a_loss_that_cannot_is_refused_before_the_model_loads(make_cfg, 
         train(cfg)
 
 
+@pytest.mark.slow
 def test_a_run_on_clusters_of_duplicate_questions_logs_masked_pairs(make_cfg, tmp_path):
     # 6 clusters of 4 paraphrases, every ordered pair within a cluster a training row: each question is
     # the anchor of 3 rows, so a batch can hold (a, b) and (c, d) of one cluster, d relevant to a.

@@ -39,6 +39,7 @@ RUN = [
 SQUAD_PAIRS = PROJECT_ROOT / "data" / "squad_pairs"
 
 
+@pytest.mark.slow
 def test_report_and_plots(make_cfg, tmp_path):
     run = tmp_path / "run"
     metrics, objects = train(make_cfg(*RUN, "evaluation.every_n_steps=3", output_dir=run))
@@ -96,6 +97,7 @@ def test_data_is_named_by_its_hub_id_or_its_own_name(tmp_path):
     assert data_name("sentence-transformers/stsb") == "sentence-transformers/stsb"
 
 
+@pytest.mark.slow
 def test_model_card(make_cfg, tmp_path):
     run = tmp_path / "run"
     train(make_cfg(*RUN, output_dir=run))
@@ -152,6 +154,7 @@ def test_model_card(make_cfg, tmp_path):
     assert SentenceTransformer(str(run / "model")).encode(["x"]).shape == (1, 32)
 
 
+@pytest.mark.slow
 def test_the_card_and_report_state_the_epochs_data_min_steps_trained(make_cfg, tmp_path):
     # 64 rows in batches of 16: 4 steps an epoch; data.min_steps=10 raises 1 epoch to 3 (12 steps).
     run = tmp_path / "run"
@@ -236,6 +239,7 @@ def test_the_smoke_run_moves_the_weights_and_says_what_it_skipped(make_cfg, tmp_
     assert results["finetuned"] != results["baseline"]
 
 
+@pytest.mark.slow
 def test_push_to_hub_fails_clearly_and_keeps_the_model(make_cfg, tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     run = tmp_path / "run"
@@ -255,6 +259,7 @@ def test_push_needs_a_repository_id(make_cfg, tmp_path):
         train(make_cfg(*RUN, "hub.push=true", output_dir=tmp_path / "run"))
 
 
+@pytest.mark.slow
 def test_sweep_report_from_a_real_study(make_cfg, tmp_path):
     import optuna
 

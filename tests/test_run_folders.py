@@ -85,6 +85,7 @@ def finished_run(make_cfg, tmp_path):
     return folder, objects["run_id"]
 
 
+@pytest.mark.slow
 def test_a_finished_run_is_refused_and_left_as_it_was(make_cfg, finished_run):
     folder, run_id = finished_run
     before = files_of(folder)
@@ -95,6 +96,7 @@ def test_a_finished_run_is_refused_and_left_as_it_was(make_cfg, finished_run):
     assert files_of(folder) == before
 
 
+@pytest.mark.slow
 def test_overwrite_moves_the_finished_run_aside(make_cfg, finished_run, tmp_path):
     folder, run_id = finished_run
     before = files_of(folder)
@@ -145,6 +147,7 @@ def test_a_claim_from_another_host_is_refused_with_how_to_clear_it(tmp_path):
     assert "gpu-node-7" in str(caught.value) and f"delete {claim}" in str(caught.value)
 
 
+@pytest.mark.slow
 def test_a_stale_claim_is_taken_over(make_cfg, tmp_path):
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True, check=True

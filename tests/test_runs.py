@@ -20,6 +20,7 @@ from embedding_trainer.train import train
 from embedding_trainer.utils.errors import ConfigError
 
 
+@pytest.mark.slow
 def test_a_successful_run_is_recorded_with_metrics_and_model(make_cfg, tmp_path):
     cfg = make_cfg(*FAST, "registry.progress_every_n_steps=1")
     _, objects = train(cfg)
@@ -92,6 +93,7 @@ def test_statuses_are_constrained(tmp_path):
     assert registry.get("r")["status"] == "pruned"
 
 
+@pytest.mark.slow
 def test_cli_lists_shows_and_compares(make_cfg, tmp_path, capsys):
     first = make_cfg(*FAST, "name=alpha", output_dir=tmp_path / "a")
     second = make_cfg(*FAST, "name=beta", "modifier=none", output_dir=tmp_path / "b")

@@ -253,6 +253,7 @@ def test_bootstrap_settings_are_checked(make_cfg):
         validate_config(make_cfg(*FAST, "evaluation.bootstrap.resamples=-1"))
 
 
+@pytest.mark.slow
 def test_a_run_saves_per_query_scores_and_intervals_recomputable_from_them(make_cfg, tmp_path):
     run = tmp_path / "run"
     _, objects = train(
@@ -306,6 +307,7 @@ def test_a_run_saves_per_query_scores_and_intervals_recomputable_from_them(make_
     [["evaluation.baseline=false"], ["dataset_type=score", "loss=cosent"]],
     ids=["no-baseline", "no-per-example-scores"],
 )
+@pytest.mark.slow
 def test_runs_without_a_test_show_dashes(make_cfg, tmp_path, overrides):
     run = tmp_path / "run"
     train(make_cfg(*FAST, *overrides, output_dir=run))
@@ -324,6 +326,7 @@ def test_runs_without_a_test_show_dashes(make_cfg, tmp_path, overrides):
     assert saved == (["finetuned.npz"] if overrides == ["evaluation.baseline=false"] else [])
 
 
+@pytest.mark.slow
 def test_a_resumed_run_tests_against_the_checkpointed_baseline(make_cfg, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     common = [

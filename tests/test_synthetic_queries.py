@@ -286,6 +286,7 @@ def _synthetic_pairs(run: Path) -> list[dict]:
     return [json.loads(line) for line in (run / "data" / "synthetic_pairs.jsonl").read_text().splitlines()]
 
 
+@pytest.mark.slow
 def test_a_cropping_run_trains_on_passages_and_splits_validation_by_passage(make_cfg, tmp_path):
     run = tmp_path / "run"
     _write_corpus(tmp_path / "docs.jsonl", 30)
@@ -323,6 +324,7 @@ def _write_corpus(path: Path, count: int) -> None:
     path.write_text("".join(json.dumps({"_id": doc.id, "text": doc.text}) + "\n" for doc in documents))
 
 
+@pytest.mark.slow
 def test_an_llm_run_trains_on_generated_questions_and_holds_out_eval_passages(make_cfg, tmp_path):
     folder = tmp_path / "docs"
     folder.mkdir()
@@ -385,6 +387,7 @@ def test_bad_synthetic_settings_are_refused_before_any_model_loads(
         train(cfg)
 
 
+@pytest.mark.slow
 def test_generated_pairs_take_mined_negatives(make_cfg, tmp_path):
     _write_corpus(tmp_path / "docs.jsonl", 40)
     run = tmp_path / "run"

@@ -3,6 +3,7 @@ and a resumed run continues from its checkpoint."""
 
 import json
 
+import pytest
 import torch
 from sentence_transformers import SentenceTransformer
 
@@ -17,6 +18,7 @@ def _encoder_weights(model) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone() for name, p in model.named_parameters()}
 
 
+@pytest.mark.slow
 def test_one_optimizer_step_changes_the_encoder_weights(make_cfg):
     cfg = make_cfg(
         *TINY,
@@ -42,6 +44,7 @@ def _tiny_args(cfg) -> dict:
     return {k: v for k, v in cfg.model.encoder.items() if k not in ("_target_", "cache_dir")}
 
 
+@pytest.mark.slow
 def test_loss_falls_over_a_few_dozen_steps(make_cfg, tmp_path):
     run = tmp_path / "loss_run"
     cfg = make_cfg(
@@ -62,6 +65,7 @@ def test_loss_falls_over_a_few_dozen_steps(make_cfg, tmp_path):
     assert last < first * 0.9, (first, last)
 
 
+@pytest.mark.slow
 def test_dropout_is_active_during_training_steps(make_cfg):
     cfg = make_cfg(*TINY, "trainer.max_steps=3", "data.max_samples=96", "logger=none", "callbacks=none")
     modes: list[bool] = []
@@ -95,6 +99,7 @@ def test_saved_model_reloads_and_encodes_to_the_configured_dimension(make_cfg, t
     assert "| dimension | baseline | fine-tuned | change |" in (run / "results.md").read_text()
 
 
+@pytest.mark.slow
 def test_resume_continues_from_the_saved_step(make_cfg, tmp_path):
     first_run, second_run = tmp_path / "first", tmp_path / "second"
     common = [*TINY, "data.max_samples=32", "data.batch_size=8", "logger=none"]

@@ -61,6 +61,7 @@ def evaluate_saved(run: Path, eval_data, dims: list[int]) -> dict:
     )
 
 
+@pytest.mark.slow
 def test_validation_queries_choose_and_the_eval_data_scores_the_table(make_cfg, tmp_path):
     run = tmp_path / "run"
     metrics, objects = train(make_cfg(*SEVERAL_EVALUATIONS, "data.validation_size=16", output_dir=run))
@@ -111,6 +112,7 @@ def test_validation_queries_choose_and_the_eval_data_scores_the_table(make_cfg, 
     }
 
 
+@pytest.mark.slow
 def test_choosing_and_scoring_on_the_same_data_warns_only_when_something_was_chosen(make_cfg, tmp_path):
     chosen = tmp_path / "chosen"
     train(make_cfg(*SEVERAL_EVALUATIONS, output_dir=chosen))

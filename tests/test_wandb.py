@@ -94,6 +94,7 @@ def test_multirun_is_one_group_with_override_tags_and_a_failed_run_does_not_brea
     ]
 
 
+@pytest.mark.slow
 def test_train_leaves_no_wandb_run_open(make_cfg, tmp_path, monkeypatch):
     """After train() raises, and after it returns, no W&B run is active."""
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
