@@ -1,6 +1,7 @@
 """The LightningDataModule: loads the train and eval data of a dataset type and batches it."""
 
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 
 import datasets
@@ -18,13 +19,15 @@ from embedding_trainer.data.batching import (
     world_and_rank,
 )
 from embedding_trainer.data.collate import LossBatchCollator
-from embedding_trainer.data.leakage import Leakage, check_leakage, find_leakage
+from embedding_trainer.data.leakage import Leakage
 from embedding_trainer.data.loading import EvalData, LoadedData, SplitLoader
 from embedding_trainer.data.prepared import write_prepared_rows
 from embedding_trainer.data.reading import RowReader
 from embedding_trainer.data.relevance import RelevanceSets
 from embedding_trainer.data.resumable import ResumableTrainData
 from embedding_trainer.data.settings import DataSettings
+from embedding_trainer.data.stages import SLOTS, DataStage, StageContext
+from embedding_trainer.data.stages.leakage import LeakageCheck
 from embedding_trainer.data.synthetic_queries import SyntheticQueries
 from embedding_trainer.data.token_cache import TokenCache
 from embedding_trainer.models.prompts import column_prompts
@@ -77,8 +80,11 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         # Set instead of `preprocess` to batch rows into something else than tokens (a query adapter's
         # frozen embeddings): it collates the sampled rows; no tokenizing, no length grouping.
         self.collator: Callable[[list[dict]], tuple] | None = None
-        # Set to make each batch's labels from its rows (a teacher's outputs, for distillation losses).
+        # Makes each batch's labels from its rows: a data stage's `targets()` (a teacher's outputs, for
+        # distillation losses; set by `run_stages`), or the relevance mask's text ids.
         self.targets: Callable[[list[dict]], torch.Tensor] | None = None
+        # The data stages run on the training rows (`run_stages`), for the report's notes.
+        self.stages: list[DataStage] = []
         # Each row's text ids as the labels, when the loss's `BatchNeeds` asks for them (`use_batch_needs`).
         self.text_ids: RelevanceSets | None = None
 
@@ -125,18 +131,32 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.eval_data, self.validation_data = loaded.eval_data, loaded.validation_data
         self.synthetic_pairs = loaded.synthetic_pairs
 
-    def replace_training_rows(self, rows: datasets.Dataset) -> None:
-        """Train on `rows` instead (a data stage's output, such as rows with mined negatives), checked
-        for leakage again."""
-        self.train_dataset = rows
-        self._check_leakage()
+    def run_stages(self, stages: list[DataStage], context: StageContext) -> None:
+        """Run the data `stages` (`data.stages`, in their declared order) on the training rows, each on the
+        rows the one before left, with `context` (its `inputs` and `label` filled in from the schema); the
+        leakage check runs again, in its place in the order, when a stage before it changed the rows. A
+        stage's `targets()` become each batch's labels. `stages` records the stages run, for the report."""
+        context = replace(context, inputs=self.inputs, label=self.label)
+        leakage = LeakageCheck(self.eval_data, self.settings.leakage)
+        ordered = sorted([*stages, leakage], key=lambda stage: SLOTS.index(stage.slot))
+        changed = False
+        for stage in ordered:
+            if stage is leakage:
+                if changed:
+                    self._check_leakage(context)
+                continue
+            rows = stage.run(self.train_dataset, context)
+            changed = changed or rows is not self.train_dataset
+            self.train_dataset = rows
+            if (targets := stage.targets()) is not None:
+                self.targets = targets
+        self.stages = list(stages)
 
-    def _check_leakage(self) -> None:
+    def _check_leakage(self, context: StageContext | None = None) -> None:
         """Find (and by the leakage setting, report or refuse) evaluation data among the training rows."""
-        self.leakage = find_leakage(
-            self.train_dataset, self.text_columns, self.eval_data.rows, self.eval_data.retrieval
-        )
-        check_leakage(self.leakage, self.settings.leakage)
+        check = LeakageCheck(self.eval_data, self.settings.leakage)
+        check.run(self.train_dataset, context or StageContext(label=self.label))
+        self.leakage = check.leakage
 
     @property
     def primary(self) -> "EmbeddingDataModule":

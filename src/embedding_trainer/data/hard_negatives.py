@@ -110,11 +110,20 @@ def mine_for_run(
 ) -> "MinedRows":
     """`mine_cached` with the miner and corpus the settings name (`base`: `model` itself); a
     retrieval-folder corpus builds its documents as the training positives were (`document_title`)."""
+    miner, corpus = miner_and_corpus(model, settings, encoding, document_title)
+    return mine_cached(rows, miner, settings, corpus, cache_dir, seed)
+
+
+def miner_and_corpus(
+    model: SentenceTransformer, settings: HardNegativeSettings, encoding: str, document_title: str = "prepend"
+) -> tuple[SentenceTransformer, list[str] | None]:
+    """The miner the settings name (`base`: `model` itself) and their corpus (None: the training positives);
+    a retrieval-folder corpus builds its documents as the training positives were (`document_title`)."""
     miner = model if settings.model == "base" else load_pretrained(settings.model)
     corpus = None
     if settings.corpus != "positives":
         corpus = read_corpus(Path(settings.corpus), encoding, document_title)
-    return mine_cached(rows, miner, settings, corpus, cache_dir, seed)
+    return miner, corpus
 
 
 @dataclass
@@ -139,6 +148,26 @@ class MinedRows:
         )
 
 
+def mining_key(
+    rows: datasets.Dataset,
+    miner: SentenceTransformer,
+    settings: HardNegativeSettings,
+    corpus: list[str] | None,
+    seed: int,
+) -> str:
+    """The cache key of mining `rows` with `miner`, `settings`, `corpus` and `seed` (the folder name
+    under `<cache_dir>/hard_negatives/`)."""
+    return settings_fingerprint(
+        {
+            **asdict(settings),
+            "model": encoder_fingerprint(miner),
+            "seed": seed,
+            "rows": texts_fingerprint(rows["anchor"], rows["positive"]),
+            "corpus": texts_fingerprint(corpus or []),
+        }
+    )
+
+
 def mine_cached(
     rows: datasets.Dataset,
     miner: SentenceTransformer,
@@ -149,16 +178,7 @@ def mine_cached(
 ) -> MinedRows:
     """`rows` (anchor, positive) with mined negatives, from the cache when these exact settings,
     miner, rows and corpus were mined before; else mined (seeded) and cached."""
-    key = settings_fingerprint(
-        {
-            **asdict(settings),
-            "model": encoder_fingerprint(miner),
-            "seed": seed,
-            "rows": texts_fingerprint(rows["anchor"], rows["positive"]),
-            "corpus": texts_fingerprint(corpus or []),
-        }
-    )
-    folder = Path(cache_dir) / "hard_negatives" / key
+    folder = Path(cache_dir) / "hard_negatives" / mining_key(rows, miner, settings, corpus, seed)
     if (folder / "meta.json").is_file():
         log.info(f"Hard negatives: reusing {folder} (mined earlier with the same model, data and settings)")
         return _read(folder, from_cache=True)

@@ -9,13 +9,10 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.adapters.training import adapted_model
 from embedding_trainer.data import EmbeddingDataModule
-from embedding_trainer.data.hard_negatives import (
-    HardNegativeSettings,
-    MinedRows,
-    hard_negative_settings,
-    mine_for_run,
-)
+from embedding_trainer.data.hard_negatives import MinedRows
 from embedding_trainer.data.objectives import ObjectivesDataModule
+from embedding_trainer.data.stages import StageContext, build_stages
+from embedding_trainer.data.stages.hard_negatives import HardNegativeMining
 from embedding_trainer.phases.evaluation import Evaluations
 from embedding_trainer.training.teacher import Teacher, load_teacher, reported_evaluators, target_kind
 
@@ -48,12 +45,17 @@ def prepare_training_rows(
     evaluations: Evaluations,
     global_zero: bool,
 ) -> TrainingRows:
-    """Give `datamodule` the `model`, mine hard negatives into its training rows (`data.hard_negatives`,
-    with `one_objective` only), write its prepared rows, then set the targets of `cfg.teacher` on it
-    (scored on the reported evaluations on rank zero, `global_zero`)."""
+    """Give `datamodule` the `model`, run the data stages that need it on its training rows (`data.stages`:
+    hard-negative mining, with `one_objective` only), write its prepared rows, then set the targets of
+    `cfg.teacher` on it (scored on the reported evaluations on rank zero, `global_zero`)."""
     datamodule.use_model(model)
-    settings = hard_negative_settings(cfg.data) if one_objective else None
-    mined = mine_hard_negatives(datamodule, model, cfg.data, settings, cfg.paths.cache_dir, cfg.seed)
+    stages = build_stages(cfg) if one_objective else []
+    if stages:
+        context = StageContext(
+            model=lambda: model, cache=evaluations.cache, cache_dir=cfg.paths.cache_dir, seed=cfg.seed
+        )
+        datamodule.run_stages(stages, context)
+    mined = next((stage.mined for stage in stages if isinstance(stage, HardNegativeMining)), None)
     datamodule.write_prepared()
     teacher = None
     if cfg.teacher is not None:  # a distillation loss: the teacher's outputs, computed once, are the labels
@@ -67,31 +69,6 @@ def prepare_training_rows(
         )
         datamodule.targets = teacher.targets
     return TrainingRows(mined, teacher)
-
-
-def mine_hard_negatives(
-    datamodule: EmbeddingDataModule,
-    model: SentenceTransformer,
-    data_cfg: DictConfig,
-    settings: HardNegativeSettings | None,
-    cache_dir: str,
-    seed: int,
-) -> MinedRows | None:
-    """Mine hard negatives for `datamodule`'s training rows with `settings` (from `hard_negative_settings`;
-    None: no mining) and `data_cfg`'s encoding and document titles; the rows replace its training rows."""
-    if settings is None:
-        return None
-    mined = mine_for_run(
-        datamodule.train_dataset,
-        model,
-        settings,
-        data_cfg.encoding,
-        cache_dir,
-        seed,
-        data_cfg.document_title,
-    )
-    datamodule.replace_training_rows(mined.rows)
-    return mined
 
 
 def run_teacher(

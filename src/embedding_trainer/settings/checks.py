@@ -9,8 +9,8 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import SchedulerType
 
 from embedding_trainer.adapters.training import check_adapter
-from embedding_trainer.data.hard_negatives import hard_negative_settings
 from embedding_trainer.data.settings import check_data_sources, check_validation_data
+from embedding_trainer.data.stages import check_stages, trained_dataset_type
 from embedding_trainer.data.synthetic_queries import synthetic_queries
 from embedding_trainer.models.lora import check_lora
 from embedding_trainer.runs.checkpoints import check_keep
@@ -55,11 +55,11 @@ def _missing_keys(node, prefix: str):
 
 
 def check_loss_accepts_dataset_type(cfg: DictConfig) -> None:
-    """The loss declares the dataset type in `accepts`; else list the losses that do. Pairs with mined
-    negatives are n-tuples by the time the loss sees them (`check_hard_negatives` checks that the loss
-    takes those)."""
+    """The loss declares the dataset type in `accepts`; else list the losses that do. A data stage may
+    change the type (pairs with mined negatives are n-tuples by the time the loss sees them): its own
+    check (`check_stages`) checks that the loss takes those."""
     dataset_type = cfg.dataset_type.name
-    if dataset_type == "pair" and hard_negative_settings(cfg.data) is not None:
+    if trained_dataset_type(cfg) != dataset_type:
         return
     if dataset_type not in cfg.loss.accepts:
         fitting = option_names("loss", lambda loss: dataset_type in loss.get("accepts", []))
@@ -212,29 +212,6 @@ def check_checkpoint_fits(ckpt_path: str, module: torch.nn.Module) -> None:
         )
 
 
-def check_hard_negatives(cfg: DictConfig) -> None:
-    """Mined negatives turn (anchor, positive) rows into n-tuples: the data must be pairs, the loss
-    must take n-tuples, and no other source of negatives may be set."""
-    settings = hard_negative_settings(cfg.data)
-    if settings is None:
-        return
-    if cfg.dataset_type.name != "pair":
-        raise ConfigError(
-            f"data.hard_negatives mines negatives for (anchor, positive) rows, but dataset_type="
-            f"{cfg.dataset_type.name}; use dataset_type=pair, or data.hard_negatives=null."
-        )
-    if "n_tuple" not in cfg.loss.accepts:
-        fitting = option_names("loss", lambda loss: "n_tuple" in loss.get("accepts", []))
-        raise ConfigError(
-            f"With data.hard_negatives the rows become (anchor, positive, negative_1..n), which loss "
-            f"{class_name(cfg.loss._target_)} cannot train on; losses that can: {', '.join(fitting)}."
-        )
-    if cfg.data.negatives_per_anchor:
-        raise ConfigError(
-            "data.hard_negatives and data.negatives_per_anchor both add negatives: set one of them to null."
-        )
-
-
 def check_synthetic_queries(cfg: DictConfig) -> None:
     """Generated queries come as (query, passage) pairs: the data must be pairs; the settings are
     checked by reading them (`synthetic_queries`)."""
@@ -266,7 +243,7 @@ def validate_config(cfg: DictConfig) -> None:
     check_guards(cfg)
     check_learning_rate(cfg)
     check_scheduler(cfg)
-    check_hard_negatives(cfg)
+    check_stages(cfg)
     check_synthetic_queries(cfg)
     check_data_sources(cfg, training=True)
     check_validation_data(cfg)
