@@ -33,7 +33,7 @@ from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.utils.embedding_cache import EmbeddingCache
 
 DIMS = [32, 16, 8]  # the tiny model's full dimension and two truncations
-GAP = 2e-6  # the closest two similarities (or distances) that decide an example may come
+GAP = 2e-6  # examples decided by two similarities (or distances) closer than this are left out
 K = [1, 5, 15, 51]  # 5: the single_class default
 
 
@@ -69,12 +69,12 @@ def trec():
     }
 
 
+N_CLASSES = 6  # TREC's coarse classes
+
+
 def vote_counts(neighbour_labels: np.ndarray) -> np.ndarray:
     """(queries, classes) number of each class among each query's neighbours."""
     return np.stack([np.bincount(row, minlength=N_CLASSES) for row in neighbour_labels])
-
-
-N_CLASSES = 6
 
 
 def nearest_of_tied(neighbour_labels: np.ndarray) -> np.ndarray:
@@ -108,7 +108,8 @@ def trec_encoded(tiny, trec):
 def reference_knn(trec_encoded, k: int, dim: int) -> dict[str, np.ndarray]:
     """scikit-learn's predictions at `dim` (embeddings truncated, not normalized: its cosine distance
     normalizes them), its plain uniform vote where the majority is clear and our tie rule where not;
-    which queries are decided beyond rounding; how many votes were tied."""
+    which queries are decided beyond rounding; which votes were tied; where scikit-learn's own tie rule
+    (the lowest class index) would predict otherwise."""
     (support, y_support), (queries, _) = trec_encoded["support"], trec_encoded["queries"]
     knn = KNeighborsClassifier(n_neighbors=k, metric="cosine", algorithm="brute")
     knn.fit(support[:, :dim].astype(np.float64), y_support)
@@ -116,10 +117,14 @@ def reference_knn(trec_encoded, k: int, dim: int) -> dict[str, np.ndarray]:
     neighbour_labels = y_support[neighbours]
     counts = vote_counts(neighbour_labels[:, :k])
     tied = (counts == counts.max(1, keepdims=True)).sum(1) > 1
-    predicted = np.where(
-        tied, nearest_of_tied(neighbour_labels[:, :k]), knn.predict(queries[:, :dim].astype(np.float64))
-    )
-    return {"predicted": predicted, "decided": decided(distances, neighbour_labels, k), "tied": tied}
+    uniform = knn.predict(queries[:, :dim].astype(np.float64))
+    predicted = np.where(tied, nearest_of_tied(neighbour_labels[:, :k]), uniform)
+    return {
+        "predicted": predicted,
+        "decided": decided(distances, neighbour_labels, k),
+        "tied": tied,
+        "rule_matters": predicted != uniform,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -152,7 +157,7 @@ def test_knn_equals_scikit_learn(tiny, trec_encoded, knn_queries, knn_cache, k):
     with using_cache(evaluator, knn_cache):
         ours = evaluator(tiny, DIMS)
     y_true = trec_encoded["queries"][1][kept]
-    tied = 0
+    tied = rule_matters = 0
     for dim in DIMS:
         reference = reference_knn(trec_encoded, k, dim)
         predicted = reference["predicted"][kept]
@@ -165,8 +170,10 @@ def test_knn_equals_scikit_learn(tiny, trec_encoded, knn_queries, knn_cache, k):
         assert ours[dim]["macro_f1"] == pytest.approx(f1_score(y_true, predicted, average="macro"), abs=1e-12)
         assert 0 < ours[dim]["accuracy"] < 1
         tied += int(reference["tied"][kept].sum())
-    # With several neighbours the tie rule is exercised, not only the plain majority.
-    assert k == 1 or tied > 0
+        rule_matters += int(reference["rule_matters"][kept].sum())
+    # With several neighbours the tie rule is exercised: some tied votes, where the nearest member
+    # and scikit-learn's lowest class index disagree, are compared.
+    assert k == 1 or (tied > 0 and rule_matters > 0)
 
 
 # --- triplet accuracy ----------------------------------------------------------------------------
