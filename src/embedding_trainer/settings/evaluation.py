@@ -55,7 +55,7 @@ class EvaluationSettings:
     `show_progress_bar`, the intervals' `bootstrap`, the `embedding_cache` (on or off; kept in
     `cache_dir`), the dataset type's `evaluator` config (each objective's in `objective_evaluators`,
     empty for one objective, with their `score_weights`), the `forgetting_guard` evaluator config (None:
-    off) and its `forgetting_max_drop`, the `health` probe (None: off), the `seed` of the probe's
+    off) and its `forgetting_max_drop` (None when off), the `health` probe (None: off), the `seed` of the probe's
     order, and the `sweep_trial` (None: not in a sweep). Evaluator configs are partial Hydra configs."""
 
     dims: tuple[int, ...]
@@ -71,7 +71,7 @@ class EvaluationSettings:
     objective_evaluators: dict[str, DictConfig]
     score_weights: dict[str, float]
     forgetting_guard: DictConfig | None
-    forgetting_max_drop: float
+    forgetting_max_drop: float | None
     health: HealthSettings | None
     seed: int
     sweep_trial: SweepTrial | None
@@ -103,7 +103,7 @@ class EvaluationSettings:
             },
             score_weights=objective_weights(cfg, "score_weight"),
             forgetting_guard=evaluation.general,
-            forgetting_max_drop=float(evaluation.general_max_drop),
+            forgetting_max_drop=None if evaluation.general is None else float(evaluation.general_max_drop),
             health=None if health is None else HealthSettings(health.probe_size, float(health.min_fraction)),
             seed=cfg.seed,
             sweep_trial=sweep_trial(cfg.sweep_trial),
