@@ -1,5 +1,6 @@
 """GradCache (cached_mnrl) gives the same loss and gradients as plain MNRL on the same batch."""
 
+import pytest
 import torch
 from sentence_transformers.sentence_transformer.losses import (
     CachedMultipleNegativesRankingLoss,
@@ -9,6 +10,8 @@ from sentence_transformers.sentence_transformer.losses import (
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.models import loading as models
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
+
+pytestmark = pytest.mark.slow  # two tiny-model forward and backward passes per loss: ~13 s under load
 
 
 def _loss_and_gradients(loss_class, batch, **kwargs):

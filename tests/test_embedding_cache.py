@@ -56,6 +56,7 @@ def test_the_second_call_reads_the_cache_without_running_the_model(model, tmp_pa
     assert stored.shape == (DISTINCT, 32) and len(list(tmp_path.rglob("*.npy"))) == 1
 
 
+@pytest.mark.slow
 def test_changed_texts_prompt_weights_or_max_length_miss(model, tmp_path):
     cache = EmbeddingCache(tmp_path)
     before = cache.embeddings(model, TEXTS, show_progress_bar=False)
@@ -118,6 +119,7 @@ def test_writers_filling_one_entry_at_once_leave_it_whole(model_cache, tmp_path)
 @pytest.mark.parametrize(
     "prompts", [{}, {"query": "query: ", "document": "passage: "}], ids=["plain", "prompts"]
 )
+@pytest.mark.slow
 def test_a_retrieval_evaluator_scores_the_same_through_the_cache(model, tmp_path, prompts):
     model.prompts.update(prompts)
     split = read_retrieval_split(PROJECT_ROOT / "data" / "squad_pairs", "test")

@@ -51,6 +51,7 @@ def _loss_and_gradients(loss, features, labels):
 
 @pytest.mark.parametrize("negatives", [0, 1, 2], ids=["pair", "triplet", "n_tuple"])
 @pytest.mark.parametrize("matryoshka", [False, True], ids=["plain", "matryoshka"])
+@pytest.mark.slow
 def test_unsmoothed_infonce_is_mnrl_with_scale_one_over_temperature(tiny, negatives, matryoshka):
     temperature = 0.07
     features = _features(tiny, [ANCHORS, POSITIVES, *NEGATIVES[:negatives]])

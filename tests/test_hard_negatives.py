@@ -62,6 +62,7 @@ def test_a_filter_that_drops_everything_says_what_to_relax(pairs, miner, tmp_pat
         mine_cached(pairs, miner, _settings(max_score=-1.0), None, tmp_path, seed=0)
 
 
+@pytest.mark.slow
 def test_the_second_mining_with_the_same_settings_reads_the_cache(pairs, miner, tmp_path, caplog):
     first = mine_cached(pairs, miner, _settings(sampling="random"), None, tmp_path, seed=3)
     with caplog.at_level(logging.INFO):
@@ -73,6 +74,7 @@ def test_the_second_mining_with_the_same_settings_reads_the_cache(pairs, miner, 
     assert other.cached != first.cached and len(other.rows.column_names) == 5
 
 
+@pytest.mark.slow
 def test_a_miner_with_another_maximum_length_mines_again(pairs, model_cache, tmp_path):
     miner = build_tiny_model(str(model_cache))
     first = mine_cached(pairs, miner, _settings(), None, tmp_path, seed=0)

@@ -125,6 +125,7 @@ def test_loss_and_score_weights(make_cfg, caplog):
     assert "undoes an objective's weight" in caplog.text
 
 
+@pytest.mark.slow
 def test_weighted_loss_is_the_objectives_loss_times_its_weight(make_cfg):
     cfg = make_cfg(*TWO_OBJECTIVES)
     model = load_model(cfg.model)
@@ -169,6 +170,7 @@ def test_weighted_loss_logs_each_objectives_loss_and_the_terms_of_the_one_that_r
 
 
 @pytest.mark.parametrize("sampling", ["round_robin", "proportional"])
+@pytest.mark.slow
 def test_the_mixed_loader_resumes_mid_epoch_with_the_same_batches(make_cfg, sampling):
     cfg = make_cfg(*TWO_OBJECTIVES, f"objective_sampling={sampling}")
     model = load_model(cfg.model)

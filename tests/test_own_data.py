@@ -203,6 +203,7 @@ def test_model_local_reads_its_dimensions_from_the_saved_model(tmp_path, model_c
     assert make_cfg(*local, "model.dimension=16").model.dimension == 16
 
 
+@pytest.mark.slow
 def test_the_default_job_validates_on_unused_training_questions(tmp_path, model_cache):
     """2,048 training pairs as before; 500 validation questions from the pairs max_samples leaves unused,
     ranked among the training split's 947 paragraphs only; the 5,492 test questions score the table."""

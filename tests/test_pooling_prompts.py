@@ -92,6 +92,7 @@ TRAINING = [
 
 @pytest.mark.parametrize("tokenize_once", [True, False], ids=["token_cache", "per_batch"])
 @pytest.mark.parametrize(("dataset_type", "loss", "prompts"), TRAINING, ids=[t[0] for t in TRAINING])
+@pytest.mark.slow
 def test_training_columns_are_tokenized_with_the_prompt_of_their_role(
     make_cfg, model_cache, dataset_type, loss, prompts, tokenize_once
 ):

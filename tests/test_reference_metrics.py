@@ -150,6 +150,7 @@ def knn_cache(tmp_path_factory):
 
 
 @pytest.mark.parametrize("k", K)
+@pytest.mark.slow
 def test_knn_equals_scikit_learn(tiny, trec_encoded, knn_queries, knn_cache, k):
     kept, eval_data = knn_queries
     assert len(kept) >= 250
@@ -226,6 +227,7 @@ def st_triplet_accuracy(model, anchors, positives, negatives, dim: int) -> float
 
 
 @pytest.mark.parametrize("case", PROMPTS)
+@pytest.mark.slow
 def test_triplet_accuracy_equals_sentence_transformers(tiny, triplets, case):
     prompts = PROMPTS[case]
     tiny.prompts = dict(prompts)
@@ -245,6 +247,7 @@ def test_triplet_accuracy_equals_sentence_transformers(tiny, triplets, case):
         tiny.prompts = {}
 
 
+@pytest.mark.slow
 def test_n_tuple_accuracy_is_the_mean_over_negatives(tiny, triplets):
     """Two negatives per row (the row's own and the next row's): TripletEvaluator on the rows taken
     once with each negative, which is the mean over the two (both have as many rows)."""

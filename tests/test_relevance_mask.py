@@ -202,6 +202,7 @@ def test_masked_gist_and_cached_gist_agree_and_differ_from_unmasked(tiny, tmp_pa
     ],
     ids=["matryoshka_mnrl", "cached_mnsrl", "gist", "infonce"],
 )
+@pytest.mark.slow
 def test_when_nothing_repeats_the_masked_loss_is_exactly_the_unmasked_one(tiny, tmp_path, make_loss):
     guide = build_tiny_model(str(tmp_path), seed=11)
     rows = [{"anchor": f"question {i}", "positive": f"answer {i}"} for i in range(4)]

@@ -254,6 +254,7 @@ def test_push_to_hub_fails_clearly_and_keeps_the_model(make_cfg, tmp_path, monke
     assert row["status"] == "failed" and row["error_type"] == "ModelPushError"
 
 
+@pytest.mark.slow
 def test_push_needs_a_repository_id(make_cfg, tmp_path):
     with pytest.raises(ModelPushError, match="hub.repo_id"):
         train(make_cfg(*RUN, "hub.push=true", output_dir=tmp_path / "run"))

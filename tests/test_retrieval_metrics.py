@@ -63,6 +63,7 @@ def ours(squad_subset, tiny_cache):
 
 @pytest.mark.parametrize("case", PROMPTS)
 @pytest.mark.parametrize("dim", [32, 16, 8])
+@pytest.mark.slow
 def test_metrics_equal_information_retrieval_evaluator(squad_subset, tiny_cache, ours, dim, case):
     prompts = PROMPTS[case]
     reference = InformationRetrievalEvaluator(

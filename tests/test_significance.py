@@ -192,6 +192,7 @@ def _evaluators(tiny_model) -> list:
     ]
 
 
+@pytest.mark.slow
 def test_per_example_means_equal_the_reported_metrics(tiny_model):
     for evaluator in _evaluators(tiny_model):
         metrics = evaluator(tiny_model, [32, 16, 8])
