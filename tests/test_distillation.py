@@ -155,7 +155,7 @@ def test_a_student_of_another_dimension_trains_through_the_losss_projection(make
     ids=["no_teacher", "no_distillation_loss", "margin_needs_negatives", "matryoshka"],
 )
 def test_distillation_configs_that_cannot_work_stop_before_anything_loads(
-    make_cfg, tmp_path, overrides, message
+    make_cfg, no_model_loading, tmp_path, overrides, message
 ):
     with pytest.raises(ConfigError, match=message):
         train(make_cfg(*FAST, *overrides, output_dir=tmp_path / "run"))

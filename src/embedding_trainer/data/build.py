@@ -16,13 +16,13 @@ from embedding_trainer.data.reading import ReaderSettings, Sources
 from embedding_trainer.data.schema import Normalization, Schema
 from embedding_trainer.data.settings import DataSettings
 from embedding_trainer.data.splits import SplitSettings
-from embedding_trainer.data.synthetic_queries import synthetic_queries
+from embedding_trainer.data.stages import LOAD_SLOTS, build_stages, stage_data_keys
 from embedding_trainer.training.objectives import objective_names, objective_view
 from embedding_trainer.utils.errors import ConfigError
 
-# Data keys read elsewhere: hard_negatives (a stage run once the model is loaded, see `_train`),
-# synthetic_queries and chunking (read into `synthetic`), min_steps (the trainer's, `train_min_steps`).
-NOT_DATAMODULE_KEYS = ("hard_negatives", "synthetic_queries", "chunking", "min_steps")
+# Data keys read elsewhere: the data stages' blocks (`data.stages`: hard_negatives, synthetic_queries,
+# chunking, ...), min_steps (the trainer's, `train_min_steps`).
+NOT_DATAMODULE_KEYS = ("min_steps",)
 # The `data` keys `Sources.of` takes.
 SOURCE_KEYS = ("train_path", "train_split", "eval_path", "eval_split", "validation_path", "validation_split")
 
@@ -51,13 +51,13 @@ def objective_datamodule(
     return EmbeddingDataModule(
         data_settings(cfg),
         output_dir=cfg.paths.output_dir,
-        synthetic=synthetic_queries(cfg.data, cfg.paths.cache_dir),
+        stages=build_stages(cfg, LOAD_SLOTS),
         tokenizer=tokenizer,
     )
 
 
 def data_settings(cfg: DictConfig) -> DataSettings:
-    """`cfg`'s `DataSettings`: its dataset type's schema, its `data` block (less `NOT_DATAMODULE_KEYS`), its
+    """`cfg`'s `DataSettings`: its dataset type's schema, its `data` block (less `NOT_DATAMODULE_KEYS` and the stages' keys), its
     loss's batch sampler and batch transform for the dataset type, and its seed.
 
     Raises:
@@ -65,7 +65,7 @@ def data_settings(cfg: DictConfig) -> DataSettings:
     """
     schema = OmegaConf.to_container(cfg.dataset_type, resolve=True)
     data = OmegaConf.to_container(cfg.data, resolve=True)
-    for key in NOT_DATAMODULE_KEYS:
+    for key in (*NOT_DATAMODULE_KEYS, *stage_data_keys()):
         data.pop(key, None)
     sources = Sources.of(**{key: data.pop(key) for key in SOURCE_KEYS if key in data})
     transform = instantiate((cfg.loss.get("batch_transform") or {}).get(schema["name"]))

@@ -1,6 +1,6 @@
 """The LightningDataModule: loads the train and eval data of a dataset type and batches it."""
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -28,7 +28,6 @@ from embedding_trainer.data.resumable import ResumableTrainData
 from embedding_trainer.data.settings import DataSettings
 from embedding_trainer.data.stages import SLOTS, DataStage, StageContext
 from embedding_trainer.data.stages.leakage import LeakageCheck
-from embedding_trainer.data.synthetic_queries import SyntheticQueries
 from embedding_trainer.data.token_cache import TokenCache
 from embedding_trainer.models.prompts import column_prompts
 from embedding_trainer.training.declared import BatchNeeds
@@ -44,9 +43,10 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             the seed (`DataSettings`).
         output_dir: the run folder: the prepared train/eval rows are written to its `data/train.jsonl`, ...
             (`prepared_folder`; None: nowhere).
-        synthetic: generate the training pairs from the documents of the train source
+        stages: the data stages run while the rows load (`data.stages.LOAD_SLOTS`): the chunking /
+            synthetic-queries stage generates the training pairs from the documents of the train source
             (`data.synthetic_queries`, `data.chunking`); test_size and validation_size then split by
-            passage, never by pair.
+            passage, never by pair. The stages that need the model run in `run_stages`.
         tokenizer: returns the model's tokenizer (called only when chunking needs it).
     """
 
@@ -54,11 +54,12 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self,
         settings: DataSettings,
         output_dir: str | None = None,
-        synthetic: SyntheticQueries | None = None,
+        stages: Sequence[DataStage] = (),
         tokenizer: Callable[[], object] | None = None,
     ) -> None:
         super().__init__()
         self.settings = settings
+        synthetic = next((stage for stage in stages if stage.slot == "synthetic_queries"), None)
         self.reader = RowReader(
             settings.schema, settings.normalization, settings.reading, settings.seed, synthetic, tokenizer
         )

@@ -20,7 +20,7 @@ from embedding_trainer.data.sources import (
     read_retrieval_split,
     read_table,
 )
-from embedding_trainer.data.synthetic_queries import SyntheticQueries
+from embedding_trainer.data.stages import DataStage, StageContext
 from embedding_trainer.utils.errors import DataError
 
 # The split read when a source names none: BEIR folders call their validation qrels `dev`.
@@ -109,7 +109,7 @@ class RowReader:
     normalization: Normalization
     reading: ReaderSettings
     seed: int
-    synthetic: SyntheticQueries | None = None
+    synthetic: DataStage | None = None
     tokenizer: Callable[[], object] | None = None
 
     def fit(self, table: datasets.Dataset, source: str) -> datasets.Dataset:
@@ -146,18 +146,18 @@ class RowReader:
             ) from None
 
     def synthetic_rows(self, path: str) -> datasets.Dataset:
-        """The rows generated from the documents at `path` (see `SyntheticQueries`), fitted to the schema,
+        """The rows generated from the documents at `path` (the chunking / synthetic-queries stage, `data.stages.synthetic_queries`), fitted to the schema,
         with each pair's `chunk_id` and `document_id`."""
         documents = read_documents(Path(path), self.reading.encoding, self.reading.document_title)
-        pairs = self.synthetic.pairs(documents, self.tokenizer, self.seed)
-        if not pairs:
+        table = datasets.Dataset.from_dict(
+            {"id": [document.id for document in documents], "text": [document.text for document in documents]}
+        )
+        pairs = self.synthetic.run(table, StageContext(tokenizer=self.tokenizer, seed=self.seed))
+        if len(pairs) == 0:
             raise DataError(
                 f"data.synthetic_queries made no pair from {path}: its passages are too short for "
                 "data.synthetic_queries.cropping (lower its min_words, or use longer documents)."
             )
-        table = datasets.Dataset.from_dict(
-            {"anchor": [pair.query for pair in pairs], "positive": [pair.passage for pair in pairs]}
-        )
-        rows = self.fit(table, f"synthetic pairs from {path}")
-        rows = rows.add_column("chunk_id", [pair.chunk_id for pair in pairs])
-        return rows.add_column("document_id", [pair.document_id for pair in pairs])
+        rows = self.fit(pairs.select_columns(["anchor", "positive"]), f"synthetic pairs from {path}")
+        rows = rows.add_column("chunk_id", pairs["chunk_id"])
+        return rows.add_column("document_id", pairs["document_id"])

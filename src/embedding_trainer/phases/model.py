@@ -1,5 +1,5 @@
 """Phase 4 of a run, its first half: the model (with a query adapter when the run trains one), then the
-training rows' steps that need it: hard-negative mining and a teacher's targets."""
+data stages that need it (`data.stages`: hard-negative mining, a teacher's targets)."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,10 +11,11 @@ from embedding_trainer.adapters.training import adapted_model
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.hard_negatives import MinedRows
 from embedding_trainer.data.objectives import ObjectivesDataModule
-from embedding_trainer.data.stages import StageContext, build_stages
+from embedding_trainer.data.stages import MODEL_SLOTS, StageContext, build_stages
 from embedding_trainer.data.stages.hard_negatives import HardNegativeMining
+from embedding_trainer.data.stages.teacher import TeacherStage
 from embedding_trainer.phases.evaluation import Evaluations
-from embedding_trainer.training.teacher import Teacher, load_teacher, reported_evaluators, target_kind
+from embedding_trainer.training.teacher import Teacher, reported_evaluators
 
 
 @dataclass
@@ -45,51 +46,30 @@ def prepare_training_rows(
     evaluations: Evaluations,
     global_zero: bool,
 ) -> TrainingRows:
-    """Give `datamodule` the `model`, run the data stages that need it on its training rows (`data.stages`:
-    hard-negative mining, with `one_objective` only), write its prepared rows, then set the targets of
-    `cfg.teacher` on it (scored on the reported evaluations on rank zero, `global_zero`)."""
+    """Give `datamodule` the `model`, run the data stages that need it on its training rows (`data.stages`,
+    with `one_objective` only: hard-negative mining, then the targets of `cfg.teacher`, scored on the
+    reported evaluations on rank zero, `global_zero`), then write its prepared rows."""
     datamodule.use_model(model)
-    stages = build_stages(cfg) if one_objective else []
+    stages = build_stages(cfg, MODEL_SLOTS) if one_objective else []
     if stages:
-        context = StageContext(
-            model=lambda: model, cache=evaluations.cache, cache_dir=cfg.paths.cache_dir, seed=cfg.seed
-        )
-        datamodule.run_stages(stages, context)
-    mined = next((stage.mined for stage in stages if isinstance(stage, HardNegativeMining)), None)
+        datamodule.run_stages(stages, stage_context(cfg, model, evaluations, global_zero))
     datamodule.write_prepared()
-    teacher = None
-    if cfg.teacher is not None:  # a distillation loss: the teacher's outputs, computed once, are the labels
-        teacher = run_teacher(
-            cfg.teacher,
-            target_kind(cfg),
-            datamodule,
-            evaluations,
-            cfg.evaluation,
-            global_zero,
-        )
-        datamodule.targets = teacher.targets
+    mined = next((stage.mined for stage in stages if isinstance(stage, HardNegativeMining)), None)
+    teacher = next((stage.teacher for stage in stages if isinstance(stage, TeacherStage)), None)
     return TrainingRows(mined, teacher)
 
 
-def run_teacher(
-    teacher_cfg: DictConfig,
-    kind: str,
-    datamodule: EmbeddingDataModule,
-    evaluations: Evaluations,
-    evaluation_cfg: DictConfig,
-    global_zero: bool,
-) -> Teacher:
-    """The teacher of `teacher_cfg` with its `kind` targets of `datamodule`'s training rows, scored (on
-    rank zero, `global_zero`) on the reported evaluations at `evaluation_cfg.dims`."""
-    test, general = evaluations.test, evaluations.general
-    return load_teacher(
-        teacher_cfg,
-        kind,
-        datamodule.train_dataset,
-        datamodule.inputs or datamodule.text_columns,
-        evaluations.cache,
-        reported_evaluators(test or evaluations.evaluation, general) if global_zero else {},
-        list(evaluation_cfg.dims),
-        evaluation_cfg.batch_size,
-        evaluation_cfg.show_progress_bar,
+def stage_context(
+    cfg: DictConfig, model: SentenceTransformer, evaluations: Evaluations, global_zero: bool
+) -> StageContext:
+    """What the data stages may use: the `model`, the embedding cache, the cache folder, the seed, the
+    tokenizer and the reported evaluations (`reported_evaluators`; none on ranks but zero, `global_zero`)."""
+    reported = evaluations.test or evaluations.evaluation
+    return StageContext(
+        model=lambda: model,
+        cache=evaluations.cache,
+        cache_dir=cfg.paths.cache_dir,
+        seed=cfg.seed,
+        tokenizer=lambda: model.tokenizer,
+        evaluators=reported_evaluators(reported, evaluations.general) if global_zero else {},
     )

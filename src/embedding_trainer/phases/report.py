@@ -8,7 +8,6 @@ from pathlib import Path
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.data import EmbeddingDataModule
-from embedding_trainer.data.hard_negatives import MinedRows
 from embedding_trainer.evaluation import DimensionEvaluator
 from embedding_trainer.evaluation.significance import Significance
 from embedding_trainer.models.lora import ParameterCount, merge_lora
@@ -21,7 +20,6 @@ from embedding_trainer.reporting.history import validation_scores
 from embedding_trainer.reporting.hub import push_to_hub
 from embedding_trainer.reporting.model_card import write_model_card
 from embedding_trainer.reporting.objectives import objective_sections
-from embedding_trainer.reporting.plots import plot_mined_scores
 from embedding_trainer.reporting.results import results_payload, write_results
 from embedding_trainer.reporting.run_report import write_run_report
 from embedding_trainer.reporting.teacher import teacher_section
@@ -152,7 +150,7 @@ def write_report(
         training.history.rows,
         validation_scores(evaluations.evaluation),
         time.time() - started,
-        data_notes(datamodule, rows.mined, output_dir),
+        data_notes(datamodule, output_dir),
         scores.significance,
         selection_warning + guard_warnings(results["general"], results["health"]),
         [
@@ -208,22 +206,13 @@ def finish_run(
     return model_path
 
 
-def data_notes(datamodule: EmbeddingDataModule, mined: MinedRows | None, output_dir: Path) -> list[str]:
-    """The report's lines about the data: the leakage check, and the hard-negative mining with its
-    score histogram (`plots/hard_negatives.png`) and the miner's own summary."""
+def data_notes(datamodule: EmbeddingDataModule, output_dir: Path) -> list[str]:
+    """The report's lines about the data: the leakage check, then each data stage's notes (`notes()`, such
+    as the hard-negative mining with its score histogram, `plots/hard_negatives.png`, and the miner's own
+    summary)."""
     notes = [datamodule.leakage.describe()]
-    if mined is not None:
-        plot_mined_scores(mined.scores, output_dir / "plots" / "hard_negatives.png")
-        notes += [
-            "",
-            mined.describe(),
-            "",
-            "![Miner scores of positives and negatives](plots/hard_negatives.png)",
-            "",
-            "```",
-            mined.summary,
-            "```",
-        ]
+    for stage in getattr(datamodule, "stages", []):
+        notes += stage.notes(output_dir)
     return notes
 
 

@@ -11,7 +11,6 @@ from transformers import SchedulerType
 from embedding_trainer.adapters.training import check_adapter
 from embedding_trainer.data.settings import check_data_sources, check_validation_data
 from embedding_trainer.data.stages import check_stages, trained_dataset_type
-from embedding_trainer.data.synthetic_queries import synthetic_queries
 from embedding_trainer.models.lora import check_lora
 from embedding_trainer.runs.checkpoints import check_keep
 from embedding_trainer.settings.evaluation_checks import (
@@ -27,7 +26,6 @@ from embedding_trainer.training.losses import class_name
 from embedding_trainer.training.objectives import check_objectives, objective_names
 from embedding_trainer.training.regularizers import check_regularizer
 from embedding_trainer.training.relevance_mask import check_relevance_mask
-from embedding_trainer.training.teacher import check_distillation
 from embedding_trainer.utils.errors import ConfigError
 
 
@@ -212,18 +210,6 @@ def check_checkpoint_fits(ckpt_path: str, module: torch.nn.Module) -> None:
         )
 
 
-def check_synthetic_queries(cfg: DictConfig) -> None:
-    """Generated queries come as (query, passage) pairs: the data must be pairs; the settings are
-    checked by reading them (`synthetic_queries`)."""
-    if synthetic_queries(cfg.data, cfg.paths.cache_dir) is None:
-        return
-    if cfg.dataset_type.name != "pair":
-        raise ConfigError(
-            f"data.synthetic_queries makes (query, passage) pairs, but dataset_type={cfg.dataset_type.name}; use "
-            "dataset_type=pair (with data=pair's settings), or data.synthetic_queries.generator=null."
-        )
-
-
 def validate_config(cfg: DictConfig) -> None:
     """Raise ConfigError for a config that cannot work, before anything expensive happens."""
     if objective_names(cfg):  # several objectives: these checks on each objective's own view
@@ -244,12 +230,10 @@ def validate_config(cfg: DictConfig) -> None:
     check_learning_rate(cfg)
     check_scheduler(cfg)
     check_stages(cfg)
-    check_synthetic_queries(cfg)
     check_data_sources(cfg, training=True)
     check_validation_data(cfg)
     check_lora(cfg)
     check_adapter(cfg)
-    check_distillation(cfg)
     check_regularizer(cfg)
     check_relevance_mask(cfg)
     check_early_stopping(cfg)

@@ -12,8 +12,9 @@ A stage
 - names what its cached output depends on (`cache_key`) and gives the report its lines (`notes`).
 
 A new stage is one module in this package (a `DataStage` subclass naming its `slot`) and its config
-block: `stage_classes` finds it, `check_stages` checks it, `build_stages` builds it, and the data module
-runs it (`EmbeddingDataModule.run_stages`)."""
+block (its `data_keys`, or a block of its own): `stage_classes` finds it, `check_stages` checks it,
+`build_stages` builds it, and the data module runs it (`EmbeddingDataModule.run_stages`; a stage of
+`LOAD_SLOTS` while the rows load)."""
 
 import importlib
 import pkgutil
@@ -32,6 +33,8 @@ from omegaconf import DictConfig
 # stages from "mining" on run once the model has loaded (`EmbeddingDataModule.run_stages`); the leakage
 # check runs again there when a stage changed the rows.
 SLOTS = ("holdout", "synthetic_queries", "mining", "leakage", "targets")
+LOAD_SLOTS = ("holdout", "synthetic_queries")  # run while the data module loads (no model yet)
+MODEL_SLOTS = ("mining", "leakage", "targets")  # run once the model has loaded
 
 
 @dataclass
@@ -59,6 +62,8 @@ class DataStage(ABC):
     """One step that changes the training rows (see the module's docstring). `slot`: its place in `SLOTS`."""
 
     slot: ClassVar[str]
+    # The `data` keys of its config block (read by the stage, not by the data module's `DataSettings`).
+    data_keys: ClassVar[tuple[str, ...]] = ()
 
     @classmethod
     def check(cls, cfg: DictConfig) -> None:
@@ -117,6 +122,13 @@ def trained_dataset_type(cfg: DictConfig) -> str:
     return dataset_type
 
 
-def build_stages(cfg: DictConfig) -> list[DataStage]:
-    """The stages `cfg` uses, in the declared order."""
-    return [stage for cls in stage_classes() if (stage := cls.from_config(cfg)) is not None]
+def build_stages(cfg: DictConfig, slots: tuple[str, ...] = SLOTS) -> list[DataStage]:
+    """The stages `cfg` uses whose slot is one of `slots`, in the declared order."""
+    return [
+        stage for cls in stage_classes() if cls.slot in slots and (stage := cls.from_config(cfg)) is not None
+    ]
+
+
+def stage_data_keys() -> tuple[str, ...]:
+    """Every stage's `data` keys (`DataStage.data_keys`)."""
+    return tuple(key for cls in stage_classes() for key in cls.data_keys)

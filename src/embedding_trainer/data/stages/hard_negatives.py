@@ -27,6 +27,7 @@ class HardNegativeMining(DataStage):
     corpus is read (as the training positives were)."""
 
     slot = "mining"
+    data_keys = ("hard_negatives",)
 
     def __init__(
         self, settings: HardNegativeSettings, encoding: str, document_title: str = "prepend"
