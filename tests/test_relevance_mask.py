@@ -1,7 +1,7 @@
 """Known relevance is never a negative (embedding_trainer.training.relevance_mask): the mask of a constructed
 batch is exact; masked MNRL (alone, in Matryoshka, cached, symmetric) and InfoNCE equal hand-computed
-references with the masked logits removed; GIST and its cached form agree; a batch where nothing is
-known relevant gives exactly the unmasked loss; a real train(cfg) run logs train/masked_pairs."""
+references with the masked logits removed; GIST and its cached form agree and equal a hand-computed
+guided, masked cross-entropy; a batch where nothing is known relevant gives exactly the unmasked loss; a real train(cfg) run logs train/masked_pairs."""
 
 import json
 from types import SimpleNamespace
@@ -190,6 +190,44 @@ def test_masked_gist_and_cached_gist_agree_and_differ_from_unmasked(tiny, tmp_pa
     cached = masked(CachedGISTEmbedLoss(tiny, guide, mini_batch_size=2))(batch_features, ids)
     assert torch.isfinite(value) and abs(value.item() - cached.item()) < 1e-5
     assert value.item() != pytest.approx(plain.item(), abs=1e-4)
+
+
+def masked_gist_reference(columns, guide_columns, known, temperature=0.01):
+    """GISTEmbedLoss (absolute margin 0, anchors and positives contrasted) by hand: each score the guide
+    rates above the row's own positive is dropped, as are the `known` relevant (anchor, document) pairs."""
+    anchors, positives, negatives = columns
+    guide_anchors, guide_positives, guide_negatives = guide_columns
+    guided = F.cosine_similarity(guide_anchors, guide_positives).unsqueeze(1)
+    own = torch.eye(len(anchors), dtype=torch.bool)
+
+    def block(x, y, guide_x, guide_y, known_block, keep=None):
+        dropped = cos_sim(guide_x, guide_y) > guided
+        dropped = dropped if keep is None else dropped & ~keep
+        return cos_sim(x, y).masked_fill(dropped | known_block, -torch.inf)
+
+    nothing = torch.zeros_like(own)  # no anchor is known relevant to another anchor, nor positive to positive
+    scores = torch.cat(
+        [
+            block(anchors, positives, guide_anchors, guide_positives, known[:, :3], keep=own),
+            block(anchors, anchors, guide_anchors, guide_anchors, nothing),
+            block(positives, positives, guide_positives, guide_positives, nothing),
+            block(anchors, negatives, guide_anchors, guide_negatives, known[:, 3:]),
+        ],
+        dim=1,
+    )
+    return F.cross_entropy(scores / temperature, torch.arange(len(anchors)))
+
+
+@pytest.mark.parametrize("cached", [False, True], ids=["gist", "cached_gist"])
+def test_masked_gist_equals_the_hand_computed_guided_and_masked_cross_entropy(tiny, tmp_path, cached):
+    guide = build_tiny_model(str(tmp_path), seed=11)
+    guide.eval()
+    loss = CachedGISTEmbedLoss(tiny, guide, mini_batch_size=2) if cached else GISTEmbedLoss(tiny, guide)
+    value = masked(loss)(features(tiny, BATCH), relevance()(BATCH))
+    reference = masked_gist_reference(embeddings(tiny, BATCH), embeddings(guide, BATCH), EXPECTED)
+    assert value.item() == pytest.approx(reference.item(), rel=1e-4)
+    unmasked = masked_gist_reference(embeddings(tiny, BATCH), embeddings(guide, BATCH), EXPECTED & False)
+    assert value.item() != pytest.approx(unmasked.item(), rel=1e-3)  # the mask changed something
 
 
 @pytest.mark.parametrize(
