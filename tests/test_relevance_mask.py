@@ -1,7 +1,8 @@
 """Known relevance is never a negative (embedding_trainer.training.relevance_mask): the mask of a constructed
 batch is exact; masked MNRL (alone, in Matryoshka, cached, symmetric) and InfoNCE equal hand-computed
 references with the masked logits removed; GIST and its cached form agree and equal a hand-computed
-guided, masked cross-entropy; a batch where nothing is known relevant gives exactly the unmasked loss; a real train(cfg) run logs train/masked_pairs."""
+guided, masked cross-entropy; a batch where nothing is known relevant gives exactly the unmasked loss;
+only a masking loss asks its batches for text ids; a real train(cfg) run logs train/masked_pairs."""
 
 import json
 from types import SimpleNamespace
