@@ -37,6 +37,7 @@ def test_every_listed_group_has_options():
     assert {group for group, _ in OPTIONS} == set(GROUPS)
 
 
+@pytest.mark.slow  # every option of every group: exhaustive, like the loss x format combinations
 @pytest.mark.parametrize(("group", "option"), OPTIONS, ids=[f"{g}={o}" for g, o in OPTIONS])
 def test_option_composes_and_resolves(group, option, tmp_path, model_cache):
     override = (

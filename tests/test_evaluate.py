@@ -28,6 +28,7 @@ def assert_same_metrics(found: dict, expected: dict) -> None:
             assert found[dim][name] == pytest.approx(value, abs=1e-6), (dim, name)
 
 
+@pytest.mark.slow  # trains once and evaluates twice
 def test_evaluation_equals_training_baseline_and_a_saved_model_its_finetuned_metrics(make_cfg, tmp_path):
     """The tiny model scores as train()'s baseline did; the model folder that run saved scores as its
     fine-tuned model did; both evaluations write their results, report and registry row."""
