@@ -52,7 +52,7 @@ def model_cache(tmp_path_factory) -> Path:
 # The forgetting guard and the embedding-health probe cost seconds per run even on the tiny model, the
 # pair data's 100-step minimum would train a 64-row test set for dozens of epochs, and the shipped data's
 # held-out validation adds an evaluation to every one: off in composed configs unless a test names them
-# (tests/test_forgetting_and_health.py, tests/test_min_steps.py, tests/test_validation_split.py do).
+# (tests/evaluation/test_forgetting_and_health.py, tests/training/test_min_steps.py, tests/data/test_validation_split.py do).
 GUARDS_OFF = {
     "evaluation.general": "evaluation.general=null",
     "evaluation.health": "evaluation.health=null",

@@ -31,7 +31,7 @@ EPOCHS = range(2)
 
 class Rows(dict):
     """Columns of training rows, read as the samplers read a datasets.Dataset (`len`, `column_names`,
-    `rows[column]`), without its per-access cost (tests/test_batching.py uses real ones)."""
+    `rows[column]`), without its per-access cost (tests/data/test_batching.py uses real ones)."""
 
     @property
     def column_names(self) -> list[str]:

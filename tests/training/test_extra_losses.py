@@ -117,7 +117,7 @@ def test_label_smoothing_changes_the_loss_and_is_checked(tiny):
 
 @pytest.mark.slow
 def test_infonce_gathered_across_two_processes_matches_one_process(make_cfg, model_cache, tmp_path):
-    """The DDP check of tests/test_ddp.py (losses and gradients of 2 processes with batch b equal
+    """The DDP check of tests/runs/test_ddp.py (losses and gradients of 2 processes with batch b equal
     1 process with batch 2b) with loss=infonce, label smoothing on."""
     from test_ddp import WORLD_SIZE, _gradient_worker
 

@@ -2,7 +2,7 @@
 model loads; only the adapters (and a loss's own head) train and reach the optimizer; the loss
 families and modifiers train with it, with gradient checkpointing too; the saved folder loads with
 plain `SentenceTransformer(path)` and embeds as the trained model does, with or without merging.
-DDP and resume after preemption with LoRA: tests/test_ddp.py and tests/test_preemption.py."""
+DDP and resume after preemption with LoRA: tests/runs/test_ddp.py and tests/runs/test_preemption.py."""
 
 import math
 

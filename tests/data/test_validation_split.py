@@ -17,7 +17,7 @@ from embedding_trainer.evaluation import RetrievalEvaluator
 from embedding_trainer.train import train
 from embedding_trainer.utils.errors import ConfigError, DataError
 
-SQUAD = Path(__file__).resolve().parents[1] / "data" / "squad_pairs"
+SQUAD = Path(__file__).resolve().parents[2] / "data" / "squad_pairs"
 # Four optimizer steps with an evaluation every two: the checkpoint is chosen among two evaluations.
 SEVERAL_EVALUATIONS = [
     "model=tiny",
