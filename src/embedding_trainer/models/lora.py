@@ -206,9 +206,8 @@ class ParameterCount:
         return f"{self.trainable:,} of {self.total:,} ({share:.2f}%)"
 
 
-def trained_parameters(model_cfg: DictConfig, count: ParameterCount | None = None) -> str | None:
+def trained_parameters(count: ParameterCount | None, settings: LoraSettings | None) -> str | None:
     """The settings table's line on what trained: `count` (trainable of total) and the LoRA
-    settings; None when neither is known or set."""
-    settings = lora_settings(model_cfg)
+    `settings` (None: no LoRA); None when neither is known or set."""
     parts = [part for part in (count and count.describe(), settings and settings.describe()) if part]
     return ", ".join(parts) or None

@@ -12,7 +12,12 @@ from sentence_transformers import SentenceTransformer
 from embedding_trainer.adapters.training import adapter_kind, adapter_training
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.objectives import ObjectivesDataModule
-from embedding_trainer.models.lora import ParameterCount, build_loss_with_lora, trained_parameters
+from embedding_trainer.models.lora import (
+    ParameterCount,
+    build_loss_with_lora,
+    lora_settings,
+    trained_parameters,
+)
 from embedding_trainer.phases.evaluation import Evaluations
 from embedding_trainer.runs.resume import resume_checkpoint
 from embedding_trainer.settings.checks import check_checkpoint_fits
@@ -51,7 +56,9 @@ def build_module(
     loss = training_loss(cfg, model, datamodule, parts, evaluations, world_size)
     module = EmbeddingModule(model, loss, instantiate(cfg.optimizer), instantiate(cfg.scheduler))
     parameters = ParameterCount.of(module)  # the optimizer takes the trainable ones
-    log.info(f"Trainable parameters (model and loss): {trained_parameters(cfg.model, parameters)}")
+    log.info(
+        f"Trainable parameters (model and loss): {trained_parameters(parameters, lora_settings(cfg.model))}"
+    )
     ckpt_path = resume_checkpoint(Path(cfg.paths.output_dir), cfg.ckpt_path)
     if ckpt_path is not None:
         check_checkpoint_fits(ckpt_path, module)

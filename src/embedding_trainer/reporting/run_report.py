@@ -7,7 +7,7 @@ from typing import NamedTuple
 from embedding_trainer.data.sources import is_hub_id
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
-from embedding_trainer.models.lora import ParameterCount
+from embedding_trainer.models.lora import ParameterCount, trained_parameters
 from embedding_trainer.reporting.plots import plot_matryoshka_curve, plot_training_curves
 from embedding_trainer.reporting.results import evaluated_table, primary_table
 from embedding_trainer.reporting.trained import TrainedLength
@@ -62,11 +62,9 @@ def describe_run(
         ["precision", str(run.precision)],
         ["seed", str(run.seed)],
     ]
-    what_trained = [
-        part for part in (parameters and parameters.describe(), run.lora and run.lora.describe()) if part
-    ]
+    what_trained = trained_parameters(parameters, run.lora)
     if what_trained:
-        rows.append(["trained parameters", ", ".join(what_trained)])
+        rows.append(["trained parameters", what_trained])
     return rows
 
 
