@@ -45,8 +45,9 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             (`prepared_folder`; None: nowhere).
         stages: the data stages run while the rows load (`data.stages.LOAD_SLOTS`): the chunking /
             synthetic-queries stage generates the training pairs from the documents of the train source
-            (`data.synthetic_queries`, `data.chunking`); test_size and validation_size then split by
-            passage, never by pair. The stages that need the model run in `run_stages`.
+            (`data.synthetic_queries`, `data.chunking`); test_size and the validation hold-out
+            (`data.validation_size`) then split by passage, never by pair. The stages that need the model
+            run in `run_stages`.
         tokenizer: returns the model's tokenizer (called only when chunking needs it).
     """
 
@@ -60,6 +61,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         super().__init__()
         self.settings = settings
         synthetic = next((stage for stage in stages if stage.slot == "synthetic_queries"), None)
+        # The validation hold-out (`data.validation_size`; None: none), run by `load` after the test split.
+        self.holdout = next((stage for stage in stages if stage.slot == "holdout"), None)
         self.reader = RowReader(
             settings.schema, settings.normalization, settings.reading, settings.seed, synthetic, tokenizer
         )
@@ -125,7 +128,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self._use(self._splits().load_evaluation(train_rows))
 
     def _splits(self) -> SplitLoader:
-        return SplitLoader(self.reader, self.settings.sources, self.settings.splits, self.class_names)
+        sources, splits = self.settings.sources, self.settings.splits
+        return SplitLoader(self.reader, sources, splits, self.class_names, self.holdout)
 
     def _use(self, loaded: LoadedData) -> None:
         self.train_dataset, self.class_names = loaded.train, loaded.class_names

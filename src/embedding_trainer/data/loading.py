@@ -14,8 +14,9 @@ from embedding_trainer.data.splits import (
     keep_queries,
     sample_rows,
     split_off_test,
-    train_and_validation,
 )
+from embedding_trainer.data.stages import StageContext
+from embedding_trainer.data.stages.holdout import ValidationHoldout
 from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -51,13 +52,15 @@ class LoadedData:
 
 @dataclass(frozen=True)
 class SplitLoader:
-    """Reads `sources` with `reader` and cuts the rows by `splits`; `class_names` (None: the sorted classes
-    of the training rows) orders a class label."""
+    """Reads `sources` with `reader` and cuts the rows by `splits` and the validation `holdout` (None: no
+    validation rows held out of the training rows); `class_names` (None: the sorted classes of the training
+    rows) orders a class label."""
 
     reader: RowReader
     sources: Sources
     splits: SplitSettings
     class_names: list[str] | None = None
+    holdout: ValidationHoldout | None = None
 
     def load(self) -> LoadedData:
         """The train, eval and validation data of a training run (sources checked beforehand)."""
@@ -66,15 +69,12 @@ class SplitLoader:
         if self.sources.validation.path is not None:
             validation, validation_retrieval = self.reader.read(self.sources.validation, "validation")
         class_names, (train_rows, rows, validation) = self._labelled(train_rows, rows, validation)
-        generated = self.reader.synthetic is not None
-        held_size = None if self.sources.validation.path else self.splits.validation_size
-        seed = self.reader.seed
-        split = train_and_validation(
-            train_rows, self.splits.max_samples, held_size, seed, CHUNK_COLUMNS[0] if generated else None
-        )
-        train, notes = split.kept, [*notes, split.note]
-        if split.held is not None:
-            validation = split.held
+        generated, seed = self.reader.synthetic is not None, self.reader.seed
+        if self.holdout is None:
+            train = sample_rows(train_rows, self.splits.max_samples, seed)
+        else:
+            train = self.holdout.run(train_rows, StageContext(seed=seed))
+            notes, validation = [*notes, self.holdout.note], self.holdout.held
             validation_retrieval = judged_documents(train_retrieval) if train_retrieval else None
         pairs: dict[str, datasets.Dataset] = {}
         if generated:

@@ -38,9 +38,7 @@ class DataSettings:
             raise DataError(f"data.leakage must be one of {', '.join(LEAKAGE_MODES)}, got {self.leakage!r}.")
         check_document_title(self.reading.document_title)
         validation = self.sources.validation
-        check_split_settings(
-            self.splits.test_size, self.splits.validation_size, validation.path, validation.split
-        )
+        check_split_settings(self.splits.test_size, validation.path, validation.split)
         self.batching.check()
 
 

@@ -16,12 +16,11 @@ from embedding_trainer.utils.errors import DataError
 @dataclass(frozen=True)
 class SplitSettings:
     """How the training rows are cut: `test_size` (with no eval source: the fraction held out, seeded, as
-    the eval data), `max_samples` (the rows trained on; None: all), `validation_size` (with no validation
-    source: the distinct training queries held out as validation data, a fraction in (0, 1) or a count;
-    None: none) and `max_eval_samples` (the eval and validation rows kept, seeded; None: all)."""
+    the eval data), `max_samples` (the rows trained on; None: all) and `max_eval_samples` (the eval and
+    validation rows kept, seeded; None: all). The validation hold-out (`data.validation_size`) is a data
+    stage (`embedding_trainer.data.stages.holdout`)."""
 
     test_size: float | None = None
-    validation_size: float | None = None
     max_samples: int | None = None
     max_eval_samples: int | None = None
 
@@ -112,26 +111,14 @@ def keep_queries(split: RetrievalSplit, query_texts: list[str]) -> RetrievalSpli
 
 
 def check_split_settings(
-    test_size: float | None,
-    validation_size: float | None,
-    validation_path: str | None,
-    validation_split: str | None,
+    test_size: float | None, validation_path: str | None, validation_split: str | None
 ) -> None:
     """DataError for split settings that cannot work, before anything is read: a validation split without
-    a source, a validation_size that is no positive number, a test_size outside (0, 1). (Given validation
-    data, `validation_path`, takes precedence over `validation_size`.)"""
+    a source, a test_size outside (0, 1) (the hold-out's `data.validation_size`: `ValidationHoldout.check`)."""
     if validation_path is None and validation_split is not None:
         raise DataError(
             f"data.validation_split={validation_split} needs a source: set data.validation_path "
             "(or data.eval_path, whose split it then is)."
         )
-    if validation_path is None and validation_size is not None and not _positive_number(validation_size):
-        raise DataError(
-            f"data.validation_size must be a fraction in (0, 1) or a count of training queries, got {validation_size!r}."
-        )
     if test_size is not None and not 0 < test_size < 1:
         raise DataError(f"data.test_size must be a fraction in (0, 1), got {test_size}.")
-
-
-def _positive_number(value) -> bool:
-    return not isinstance(value, bool) and isinstance(value, (int, float)) and value > 0

@@ -28,12 +28,13 @@ import datasets
 import torch
 from omegaconf import DictConfig
 
-# The declared order of the stages, by slot. The hold-out and the chunking / synthetic queries run
-# while the data module loads (`data.loading`, `data.synthetic_queries`), before any model loads; the
-# stages from "mining" on run once the model has loaded (`EmbeddingDataModule.run_stages`); the leakage
-# check runs again there when a stage changed the rows.
-SLOTS = ("holdout", "synthetic_queries", "mining", "leakage", "targets")
-LOAD_SLOTS = ("holdout", "synthetic_queries")  # run while the data module loads (no model yet)
+# The declared order of the stages, by slot. The chunking / synthetic queries and then the validation
+# hold-out (by passage, for generated pairs) run while the data module loads (`data.reading`,
+# `data.loading`), before any model loads; the stages from "mining" on run once the model has loaded
+# (`EmbeddingDataModule.run_stages`); the leakage check runs when the rows have loaded and again there
+# when a stage changed the rows.
+SLOTS = ("synthetic_queries", "holdout", "mining", "leakage", "targets")
+LOAD_SLOTS = ("synthetic_queries", "holdout")  # run while the data module loads (no model yet)
 MODEL_SLOTS = ("mining", "leakage", "targets")  # run once the model has loaded
 
 
