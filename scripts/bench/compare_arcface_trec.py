@@ -27,7 +27,7 @@ from side_by_side import compose  # after the environment settings above
 LOSSES = ("arcface", "batch_hard_triplet")
 # Both sides start from the same baseline, evaluated once per run; the forgetting guard and the health
 # probe are not what is compared here.
-COMPARED = ["evaluation.baseline=true", "evaluation.general=null", "evaluation.health=null"]
+COMPARED = ["evaluation.baseline=true", "evaluation.forgetting_guard=null", "evaluation.health=null"]
 
 
 def run(loss: str, args: argparse.Namespace, output_dir: str) -> dict:

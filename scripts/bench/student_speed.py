@@ -17,6 +17,7 @@ import torch
 from hydra import compose, initialize_config_dir
 
 from embedding_trainer.models.loading import load_model
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.settings.resolvers import CONFIG_DIR, PROJECT_ROOT, register_resolvers
 
 SQUAD = PROJECT_ROOT / "data" / "squad_pairs"
@@ -40,7 +41,7 @@ def model_of(overrides: str):
     """The model of the training config composed with `overrides` (space-separated), in eval mode."""
     with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
         cfg = compose(config_name="train", overrides=overrides.split())
-    return load_model(cfg.model).eval()
+    return load_model(ModelSettings.from_config(cfg.model)).eval()
 
 
 def seconds_to_encode(model, texts: list[str], batch_size: int) -> float:

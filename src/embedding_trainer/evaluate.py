@@ -59,7 +59,7 @@ def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], d
     check_data_sources(cfg, training=False)
     settings = RunSettings.from_config(cfg)
     scoring, run, output_dir = settings.evaluation, settings.report.run, settings.report.output_dir
-    run_model = model_loader(cfg.model)  # loaded once, by chunking or below
+    run_model = model_loader(settings.model)  # loaded once, by chunking or below
     datamodule = build_datamodule(cfg, lambda: run_model().tokenizer)
     # Only what is scored: the eval rows (none for an evaluator with a set of its own), and the training rows
     # where they are the k-NN support set and the class names, or hold the eval rows (data.eval_path null).

@@ -16,7 +16,7 @@ from embedding_trainer.phases.data import check_settings, prepare_data
 from embedding_trainer.phases.evaluation import build_evaluations
 from embedding_trainer.phases.fit import build_training, fit
 from embedding_trainer.phases.loss import build_module
-from embedding_trainer.phases.model import load_model, prepare_training_rows
+from embedding_trainer.phases.model import ModelStages, load_model, prepare_training_rows
 from embedding_trainer.phases.report import log_config, report_and_save
 from embedding_trainer.runs.lifecycle import tracked_run
 from embedding_trainer.runs.provenance import record_provenance
@@ -43,7 +43,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     check_settings(cfg)
     settings = RunSettings.from_config(cfg)
     output_dir = settings.report.output_dir
-    data = prepare_data(cfg)
+    data = prepare_data(cfg, settings.model)
     datamodule = data.datamodule
     evaluations = build_evaluations(settings.evaluation, settings.report.run, datamodule)
     training = build_training(cfg, evaluations, data.parts, tracker)
@@ -57,9 +57,8 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
         if trainer.is_global_zero
         else None
     )
-    rows = prepare_training_rows(
-        cfg, datamodule, model, len(data.parts) == 1, evaluations, trainer.is_global_zero
-    )
+    model_stages = ModelStages.from_config(cfg, len(data.parts) == 1)
+    rows = prepare_training_rows(model_stages, datamodule, model, evaluations, trainer.is_global_zero)
     built = build_module(cfg, model, datamodule, data.parts, evaluations, training.world_size)
     log_config(trainer.loggers, settings.report.resolved, provenance)
 

@@ -13,6 +13,7 @@ from embedding_trainer.data.samplers import NoDuplicatesBatchSampler, row_values
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.models import loading as models
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
 from embedding_trainer.utils.errors import DataError
@@ -153,7 +154,7 @@ def test_the_data_module_batches_with_the_loss_sampler_promise(
     cfg = make_cfg("model=tiny", "data.max_samples=64", *overrides)
     datamodule = build_datamodule(cfg)
     datamodule.load()
-    datamodule.use_model(models.load_model(cfg.model))
+    datamodule.use_model(models.load_model(ModelSettings.from_config(cfg.model)))
     sampler, _ = datamodule.global_batches(world_size=2)
     assert type(sampler) is sampler_class and sampler.batch_size == 2 * cfg.data.batch_size
     assert (sampler.row_values is not None) == no_duplicates

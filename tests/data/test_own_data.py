@@ -64,7 +64,7 @@ def shipped_cfg(tmp_path: Path, model_cache: Path, *overrides: str):
                 f"paths.output_dir={tmp_path / 'run'}",
                 f"paths.log_dir={tmp_path / 'outputs'}",
                 f"paths.cache_dir={model_cache}",
-                "evaluation.general=null",
+                "evaluation.forgetting_guard=null",
                 "evaluation.health=null",
                 "data.min_steps=null",
                 *overrides,

@@ -1,5 +1,5 @@
 """Evaluation dimensions and the objective (`val/score`) are settings of their own: every run and sweep
-trial is evaluated at `evaluation.dims` and scored by `evaluation.objective`, whatever dims it trains at."""
+trial is evaluated at `evaluation.dims` and scored by `evaluation.selection_score`, whatever dims it trains at."""
 
 import json
 import os
@@ -29,11 +29,17 @@ JOB = SCORE_STEP
             "evaluation.dims=[64, 32] has 64, larger than the model's embedding dimension 32",
         ),
         (
-            ["evaluation.objective.dims=[24]"],
-            "evaluation.objective.dims=[24] must be a non-empty list of evaluated dimensions",
+            ["evaluation.selection_score.dims=[24]"],
+            "evaluation.selection_score.dims=[24] must be a non-empty list of evaluated dimensions",
         ),
-        (["evaluation.objective.dims=16"], "evaluation.objective.dims=16 must be a non-empty list"),
-        (["evaluation.objective.metric=[a]"], "evaluation.objective.metric must be a metric name"),
+        (
+            ["evaluation.selection_score.dims=16"],
+            "evaluation.selection_score.dims=16 must be a non-empty list",
+        ),
+        (
+            ["evaluation.selection_score.metric=[a]"],
+            "evaluation.selection_score.metric must be a metric name",
+        ),
     ],
 )
 def test_bad_evaluation_settings_fail_before_anything_loads(make_cfg, no_model_loading, overrides, expected):
@@ -49,8 +55,8 @@ def test_evaluation_dims_and_objective_do_not_follow_the_modifier(make_cfg):
     cfg = make_cfg(
         *JOB,
         "modifier.matryoshka_dims=[32,8]",
-        "evaluation.objective.dims=[16,8]",
-        "evaluation.objective.metric=pearson_cosine",
+        "evaluation.selection_score.dims=[16,8]",
+        "evaluation.selection_score.metric=pearson_cosine",
     )
     metrics, objects = train(cfg)
     assert set(objects["evaluation"].baseline) == set(objects["finetuned"]) == {32, 16, 8}
@@ -62,8 +68,8 @@ def test_evaluation_dims_and_objective_do_not_follow_the_modifier(make_cfg):
 
 def test_an_objective_metric_the_evaluator_lacks_is_named_with_the_ones_it_has(make_cfg):
     with pytest.raises(ConfigError) as caught:
-        train(make_cfg(*JOB, "evaluation.objective.metric=ndcg@10"))
-    assert "evaluation.objective.metric='ndcg@10' is not a metric" in str(caught.value)
+        train(make_cfg(*JOB, "evaluation.selection_score.metric=ndcg@10"))
+    assert "evaluation.selection_score.metric='ndcg@10' is not a metric" in str(caught.value)
     assert "pearson_cosine, spearman_cosine" in str(caught.value)
 
 
@@ -76,10 +82,10 @@ def test_the_sweeper_refuses_to_search_what_defines_the_objective(tmp_path):
         None,
         "s",
         f"sqlite:///{tmp_path / 's.db'}",
-        {"evaluation.objective.dims": "choice([16],[8])"},
+        {"evaluation.selection_score.dims": "choice([16],[8])"},
     )
     with pytest.raises(
-        ConfigError, match="searches evaluation.objective.dims, evaluation.dims, which define"
+        ConfigError, match="searches evaluation.selection_score.dims, evaluation.dims, which define"
     ):
         sweeper.sweep(["evaluation.dims=choice([32,16],[32,8])", "evaluation.batch_size=choice(8,16)"])
     assert not (tmp_path / "s.db").exists()
@@ -97,7 +103,7 @@ def test_sweep_trials_with_other_matryoshka_dims_optimise_the_same_stated_object
         "model.lr=0.001",
         "evaluation.baseline=false",
         "modifier.matryoshka_dims=choice([32,16,8],[32,8])",
-        "evaluation.objective.dims=[16]",
+        "evaluation.selection_score.dims=[16]",
         # The eval data chooses too, so the trial's value is the table's score (validation data would differ).
         "data.validation_size=null",
         "hydra.sweeper.n_trials=2",

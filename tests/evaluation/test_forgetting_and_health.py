@@ -147,7 +147,7 @@ class _ScoreSequence:
     def __init__(self, *scores: float) -> None:
         self.scores = iter(scores)
 
-    def __call__(self, model, dims):
+    def __call__(self, model, dims, loss=None):
         assert not model.training
         return {8: {"spearman_cosine": next(self.scores)}}
 
@@ -158,7 +158,7 @@ class _ScoreSequence:
 )
 def test_general_evaluation_warns_on_drops_beyond_the_limit(after, max_drop, warns):
     general = GeneralEvaluation(_ScoreSequence(0.5, after), [8], max_drop, "sts")
-    general.on_fit_start(_one_process_trainer(0), SimpleNamespace(model=_Encoder()))
+    general.on_fit_start(_one_process_trainer(0), SimpleNamespace(model=_Encoder(), loss=None))
     general.finish(_Encoder(), torch.device("cpu"))
     assert (general.warning is not None) is warns
     assert general.to_json()["finetuned"] == {"8": {"spearman_cosine": after}}
@@ -166,18 +166,18 @@ def test_general_evaluation_warns_on_drops_beyond_the_limit(after, max_drop, war
 
 def test_a_resumed_run_keeps_the_general_baseline_and_never_takes_a_trained_model_for_it():
     first = GeneralEvaluation(_ScoreSequence(0.5), [8], 0.02, "sts")
-    first.on_fit_start(_one_process_trainer(0), SimpleNamespace(model=_Encoder()))
+    first.on_fit_start(_one_process_trainer(0), SimpleNamespace(model=_Encoder(), loss=None))
     resumed_at = _one_process_trainer(3)
     resumed = GeneralEvaluation(_ScoreSequence(0.4), [8], 0.02, "sts")  # 0.4: the trained model's score
     resumed.load_state_dict(first.state_dict())
-    resumed.on_fit_start(resumed_at, SimpleNamespace(model=_Encoder()))
+    resumed.on_fit_start(resumed_at, SimpleNamespace(model=_Encoder(), loss=None))
     resumed.finish(_Encoder(), torch.device("cpu"))
     assert (
         resumed.to_json()["baseline"] == {"8": {"spearman_cosine": 0.5}}
         and "0.5000 -> 0.4000" in resumed.warning
     )
     without_state = GeneralEvaluation(_ScoreSequence(0.4), [8], 0.02, "sts")
-    without_state.on_fit_start(resumed_at, SimpleNamespace(model=_Encoder()))
+    without_state.on_fit_start(resumed_at, SimpleNamespace(model=_Encoder(), loss=None))
     without_state.finish(_Encoder(), torch.device("cpu"))
     assert without_state.baseline is None and without_state.warning is None
 
@@ -240,7 +240,7 @@ def test_pair_run_reports_general_evaluation_health_and_negatives(make_cfg, tmp_
         *RUN,
         "logger=csv",
         "evaluation.every_n_steps=3",
-        "evaluation.general_max_drop=-3",
+        "evaluation.forgetting_max_drop=-3",
         "evaluation.health.probe_size=20",
         output_dir=run,
     )
@@ -255,7 +255,7 @@ def test_pair_run_reports_general_evaluation_health_and_negatives(make_cfg, tmp_
             -1 <= v["spearman_cosine"] <= 1 for v in general[key].values()
         )
     # max_drop -3: any change of a correlation (at most 2) "drops more": the warning is forced.
-    assert "dropped by more than evaluation.general_max_drop=-3.0" in general["warning"]
+    assert "dropped by more than evaluation.forgetting_max_drop=-3.0" in general["warning"]
     assert general["warning"] in caplog.text
     report = (run / "report.md").read_text()
     assert f"> **Warning:** {general['warning']}" in report
@@ -304,18 +304,20 @@ def test_general_evaluation_is_skipped_when_the_run_is_already_evaluated_on_sts(
                 *FAST,
                 "dataset_type=score",
                 "loss=cosent",
-                "evaluation.general=${sts_benchmark_evaluator}",
+                "evaluation.forgetting_guard=${sts_benchmark_evaluator}",
                 output_dir=tmp_path / "score",
             )
         )
     assert objects["results"]["general"] is None and "already on" in caplog.text
-    assert "Not run: evaluation.general is null" in (tmp_path / "score" / "report.md").read_text()
+    assert "Not run: evaluation.forgetting_guard is null" in (tmp_path / "score" / "report.md").read_text()
 
 
 @pytest.mark.slow
 def test_general_and_health_can_be_turned_off(make_cfg, tmp_path):
     _, objects = train(
-        make_cfg(*FAST, "evaluation.general=null", "evaluation.health=null", output_dir=tmp_path / "off")
+        make_cfg(
+            *FAST, "evaluation.forgetting_guard=null", "evaluation.health=null", output_dir=tmp_path / "off"
+        )
     )
     assert objects["results"]["general"] is None and objects["results"]["health"] is None
     assert not any(
@@ -327,9 +329,9 @@ def test_general_and_health_can_be_turned_off(make_cfg, tmp_path):
 @pytest.mark.parametrize(
     ("override", "fragment"),
     [
-        ("evaluation.general_max_drop=abc", "evaluation.general_max_drop must be a number"),
-        ("evaluation.general_max_drop=true", "evaluation.general_max_drop must be a number"),
-        ("evaluation.general=5", "evaluation.general must be an evaluator config"),
+        ("evaluation.forgetting_max_drop=abc", "evaluation.forgetting_max_drop must be a number"),
+        ("evaluation.forgetting_max_drop=true", "evaluation.forgetting_max_drop must be a number"),
+        ("evaluation.forgetting_guard=5", "evaluation.forgetting_guard must be an evaluator config"),
         (
             "evaluation.health.probe_size=1",
             "evaluation.health.probe_size must be a whole number of at least 2",

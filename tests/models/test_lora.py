@@ -8,12 +8,11 @@ import math
 
 import pytest
 import torch
-from omegaconf import OmegaConf
 from sentence_transformers import SentenceTransformer
 
 from conftest import FAST
 from embedding_trainer.models.loading import build_tiny_model
-from embedding_trainer.models.lora import add_lora
+from embedding_trainer.models.lora import LoraSettings, add_lora
 from embedding_trainer.train import train
 from embedding_trainer.utils.errors import ConfigError
 
@@ -165,8 +164,8 @@ def test_loss_families_and_modifiers_train_with_lora(make_cfg, model_cache, data
 def test_adapters_train_in_float32_over_bfloat16_weights(model_cache):
     """A bf16 base (a decoder on GPU) gets float32 adapters, which the optimizer can update in small steps."""
     model = build_tiny_model(str(model_cache)).to(torch.bfloat16)
-    lora = {"r": 4, "alpha": 8, "dropout": 0.0, "target_modules": ["query", "value"], "merge_on_save": False}
-    add_lora(model, OmegaConf.create({"lora": lora}), seed=0)
+    lora = LoraSettings(r=4, alpha=8, dropout=0.0, target_modules=["query", "value"])
+    add_lora(model, lora, seed=0)
     adapters = {name: p.dtype for name, p in model.named_parameters() if "lora_" in name}
     assert adapters and set(adapters.values()) == {torch.float32}
     assert model.encode(TEXTS, convert_to_tensor=True).shape == (3, 32)  # bf16 base, fp32 adapters: it runs

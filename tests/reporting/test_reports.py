@@ -189,18 +189,18 @@ def test_the_card_and_report_state_the_epochs_data_min_steps_trained(make_cfg, t
 def test_a_guard_named_on_the_command_line_still_runs_in_the_smoke_run(make_cfg):
     smoke = make_cfg("debug=fdr")
     assert smoke.scheduler.warmup_ratio == 0
-    assert smoke.evaluation.general is None and smoke.evaluation.health is None
+    assert smoke.evaluation.forgetting_guard is None and smoke.evaluation.health is None
     assert (
-        "skipped: the forgetting guard (evaluation.general=null), the embedding-health probe"
+        "skipped: the forgetting guard (evaluation.forgetting_guard=null), the embedding-health probe"
         in smoke_run_note(RunDescription.from_config(smoke))
     )
     named = make_cfg(
         "debug=fdr",
-        "evaluation.general=${sts_benchmark_evaluator}",
+        "evaluation.forgetting_guard=${sts_benchmark_evaluator}",
         "evaluation.health={probe_size: 16, min_fraction: 0.5}",
         "scheduler.warmup_ratio=0.1",
     )
-    assert named.evaluation.general.path.endswith("stsb_test.jsonl")
+    assert named.evaluation.forgetting_guard.path.endswith("stsb_test.jsonl")
     assert named.evaluation.health.probe_size == 16 and named.scheduler.warmup_ratio == 0.1
     assert "skipped" not in smoke_run_note(RunDescription.from_config(named))
     assert smoke_run_note(RunDescription.from_config(make_cfg("model=tiny"))) is None

@@ -11,7 +11,7 @@ import yaml
 from hydra.utils import instantiate
 
 from conftest import FAST
-from embedding_trainer.models.loading import hub_id
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.reporting.model_card import write_model_card
 from embedding_trainer.reporting.trained import TrainedLength
 from embedding_trainer.runs.provenance import git_state, record_provenance
@@ -188,11 +188,12 @@ def test_git_missing_is_reported_not_raised(monkeypatch, repo, tmp_path):
     ],
 )
 def test_hub_ids(make_cfg, model, expected):
-    assert hub_id(make_cfg(f"model={model}").model) == expected
+    assert ModelSettings.from_config(make_cfg(f"model={model}").model).hub_id == expected
 
 
 def test_a_local_folder_has_no_hub_id(make_cfg, tmp_path):
-    assert hub_id(make_cfg("model=bge_base", f"model.encoder.name_or_path={tmp_path}").model) is None
+    cfg = make_cfg("model=bge_base", f"model.encoder.name_or_path={tmp_path}")
+    assert ModelSettings.from_config(cfg.model).hub_id is None
 
 
 def test_the_model_card_names_the_base_model_by_its_hub_id(make_cfg, tmp_path, caplog):

@@ -12,6 +12,7 @@ from conftest import FAST
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.models.layer_reduction import keep_layers
 from embedding_trainer.models.loading import load_model
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.settings.resolvers import CONFIG_DIR, PROJECT_ROOT
 from embedding_trainer.train import train
 from embedding_trainer.training.teacher import TeacherTargets
@@ -70,8 +71,8 @@ def test_mse_distillation_moves_the_student_towards_the_teacher_whose_outputs_ar
 ):
     job = [*DISTIL, "loss=mse", "modifier=none", "model.lr=3e-3", "trainer.max_epochs=3"]
     first = make_cfg(*job, f"paths.cache_dir={tmp_path / 'cache'}", output_dir=tmp_path / "first")
-    teacher = load_model(first.teacher, "teacher").eval()
-    student = load_model(first.model).eval()
+    teacher = load_model(ModelSettings.from_config(first.teacher, "teacher")).eval()
+    student = load_model(ModelSettings.from_config(first.model)).eval()
     teacher_print = encoder_fingerprint(teacher)
     encoded_by: list[str] = []
     real_encode = embedding_cache.encode
@@ -163,8 +164,8 @@ def test_distillation_configs_that_cannot_work_stop_before_anything_loads(
 
 
 def test_minilm_l3_keeps_layers_0_2_4_of_minilm_and_saves_as_a_three_layer_model(make_cfg, tmp_path):
-    full = load_model(make_cfg("model=minilm").model)
-    student = load_model(make_cfg("model=minilm_l3").model)
+    full = load_model(ModelSettings.from_config(make_cfg("model=minilm").model))
+    student = load_model(ModelSettings.from_config(make_cfg("model=minilm_l3").model))
     layers = student[0].auto_model.encoder.layer
     assert len(layers) == 3 and student[0].auto_model.config.num_hidden_layers == 3
     for kept, original in zip(layers, [0, 2, 4]):
@@ -185,7 +186,7 @@ def test_minilm_l3_keeps_layers_0_2_4_of_minilm_and_saves_as_a_three_layer_model
 
 @pytest.mark.parametrize("layers", [[], [0, 0], [2]], ids=["none", "repeated", "missing"])
 def test_keep_layers_refuses_layers_the_model_does_not_have(make_cfg, layers):
-    model = load_model(make_cfg("model=tiny").model)  # two layers
+    model = load_model(ModelSettings.from_config(make_cfg("model=tiny").model))  # two layers
     with pytest.raises(ConfigError, match=r"must name distinct blocks of the model's 2 \(0 to 1\)"):
         keep_layers(model, layers)
 
@@ -198,7 +199,7 @@ def test_every_model_option_is_a_teacher_option_of_the_same_config():
 
 
 def test_a_decoder_keeps_its_chosen_layers_and_their_types_and_saves_as_the_smaller_model(make_cfg, tmp_path):
-    model = load_model(make_cfg("model=tiny_decoder").model)
+    model = load_model(ModelSettings.from_config(make_cfg("model=tiny_decoder").model))
     decoder = model[0].auto_model
     second = decoder.layers[1]
     keep_layers(model, [1])

@@ -13,6 +13,7 @@ from ddp_probe import run_ddp_sim
 from conftest import logged_rows
 from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.models.loading import load_model
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.settings.checks import validate_config
 from embedding_trainer.train import train
 from embedding_trainer.training.declared import LoggedTerms
@@ -43,7 +44,7 @@ def batch_objectives(cfg) -> list[str]:
     """The objective of each batch of one epoch of the run's training loader."""
     datamodule = build_datamodule(cfg)
     datamodule.load()
-    datamodule.use_model(load_model(cfg.model))
+    datamodule.use_model(load_model(ModelSettings.from_config(cfg.model)))
     return [objective for _, _, objective in datamodule.train_dataloader()]
 
 
@@ -128,7 +129,7 @@ def test_loss_and_score_weights(make_cfg, caplog):
 @pytest.mark.slow
 def test_weighted_loss_is_the_objectives_loss_times_its_weight(make_cfg):
     cfg = make_cfg(*TWO_OBJECTIVES)
-    model = load_model(cfg.model)
+    model = load_model(ModelSettings.from_config(cfg.model))
     datamodule = build_datamodule(cfg)
     datamodule.load()
     datamodule.use_model(model)
@@ -173,7 +174,7 @@ def test_weighted_loss_logs_each_objectives_loss_and_the_terms_of_the_one_that_r
 @pytest.mark.slow
 def test_the_mixed_loader_resumes_mid_epoch_with_the_same_batches(make_cfg, sampling):
     cfg = make_cfg(*TWO_OBJECTIVES, f"objective_sampling={sampling}")
-    model = load_model(cfg.model)
+    model = load_model(ModelSettings.from_config(cfg.model))
 
     def loader(state=None):
         datamodule = build_datamodule(cfg)

@@ -9,6 +9,7 @@ from sentence_transformers.sentence_transformer.losses import MatryoshkaLoss, Mu
 
 from conftest import FAST, logged_rows
 from embedding_trainer.models.loading import load_model
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.train import train
 from embedding_trainer.training.regularizers import (
     VarianceRegularizer,
@@ -65,7 +66,8 @@ def _features(model, texts: list[str]) -> dict[str, torch.Tensor]:
 
 def test_inside_matryoshka_the_penalty_sees_each_column_once_at_full_dimension_summed_over_dims(make_cfg):
     cfg = make_cfg("model=tiny", "regularizer=variance", "regularizer.covariance_weight=0.5")
-    model = load_model(cfg.model).eval()  # no dropout: the reference below encodes the same embeddings
+    # no dropout: the reference below encodes the same embeddings
+    model = load_model(ModelSettings.from_config(cfg.model)).eval()
     dims = penalized_dims(cfg)
     assert dims == list(cfg.matryoshka_dims) == [32, 16, 8]
     inner = MatryoshkaLoss(model, MultipleNegativesRankingLoss(model), dims)

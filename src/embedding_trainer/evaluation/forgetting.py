@@ -1,4 +1,4 @@
-"""Did anything else get worse? The forgetting guard: a general evaluation (`evaluation.general`,
+"""Did anything else get worse? The forgetting guard: a general evaluation (`evaluation.forgetting_guard`,
 default the STS benchmark test split) of the model before and after training at every evaluated
 dimension, kept apart from `val/score`."""
 
@@ -46,7 +46,7 @@ class GeneralEvaluation(BeforeAfterEvaluation):
             )
             self.warning = (
                 f"The general evaluation ({self.label}) {metric} dropped by more than "
-                f"evaluation.general_max_drop={self.max_drop} at dimension(s) {shown}: the fine-tuning may have "
+                f"evaluation.forgetting_max_drop={self.max_drop} at dimension(s) {shown}: the fine-tuning may have "
                 "cost general quality."
             )
             log.warning(self.warning)

@@ -1,4 +1,4 @@
-"""`val/score`: the one number that checkpointing, pruning and sweeps compare (`evaluation.objective`)."""
+"""`val/score`: the one number that checkpointing, pruning and sweeps compare (`evaluation.selection_score`)."""
 
 from dataclasses import dataclass
 
@@ -24,13 +24,13 @@ class Objective:
         missing = [dim for dim in dims if dim not in metrics]
         if missing:
             raise ConfigError(
-                f"evaluation.objective.dims={list(dims)}, but the evaluation reports dimensions {list(metrics)} "
+                f"evaluation.selection_score.dims={list(dims)}, but the evaluation reports dimensions {list(metrics)} "
                 "only; list dimensions it reports (see evaluation.dims), or null for all of them."
             )
         names = sorted(next(iter(metrics.values())))
         if self.metric not in names:
             raise ConfigError(
-                f"evaluation.objective.metric={self.metric!r} is not a metric of this evaluator; it reports "
+                f"evaluation.selection_score.metric={self.metric!r} is not a metric of this evaluator; it reports "
                 f"{', '.join(names)} (or null: its primary metric)."
             )
         return sum(metrics[dim][self.metric] for dim in dims) / len(dims)

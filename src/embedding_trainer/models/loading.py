@@ -13,12 +13,12 @@ from huggingface_hub import HfApi, metadata_load, snapshot_download
 from huggingface_hub.errors import LocalEntryNotFoundError
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
-from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 from transformers import BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
 
 from embedding_trainer.models.layer_reduction import keep_layers as reduce_layers
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.settings.resolvers import package_model_path
 from embedding_trainer.utils.atomic_folder import building
 from embedding_trainer.utils.errors import ConfigError, ModelLoadError
@@ -29,27 +29,27 @@ log = get_logger(__name__)
 HUB_TIMEOUT_S = 10
 
 
-def load_model(model_cfg: DictConfig, key: str = "model") -> SentenceTransformer:
-    """The model a `model` config (`model_cfg`, found at `key` of the run's config: `model`, `teacher`)
-    builds with its `encoder`; ModelLoadError when it cannot load, ConfigError when it does not embed in
-    its `dimension` dims."""
+def load_model(settings: ModelSettings) -> SentenceTransformer:
+    """The model `settings.encoder` (a Hydra `_target_` node) builds; ModelLoadError when it cannot load,
+    ConfigError when it does not embed in `settings.dimension` dims."""
     try:
-        model = instantiate(model_cfg.encoder)
+        model = instantiate(settings.encoder)
     except InstantiationException as error:
         if isinstance(error.__cause__, (ModelLoadError, ConfigError)):
             raise error.__cause__ from None  # the user's mistake, not Hydra's: exit status 2 with its message
         raise
-    if model.get_embedding_dimension() != model_cfg.dimension:
+    if model.get_embedding_dimension() != settings.dimension:
+        key, dimension = settings.key, model.get_embedding_dimension()
         raise ConfigError(
-            f"{key}.dimension={model_cfg.dimension} but the loaded model embeds in "
-            f"{model.get_embedding_dimension()} dimensions; set {key}.dimension={model.get_embedding_dimension()}."
+            f"{key}.dimension={settings.dimension} but the loaded model embeds in "
+            f"{dimension} dimensions; set {key}.dimension={dimension}."
         )
     return model
 
 
-def model_loader(model_cfg: DictConfig) -> Callable[[], SentenceTransformer]:
-    """`load_model(model_cfg)` on the first call; the same model on every later one."""
-    return functools.cache(lambda: load_model(model_cfg))
+def model_loader(settings: ModelSettings) -> Callable[[], SentenceTransformer]:
+    """`load_model(settings)` on the first call; the same model on every later one."""
+    return functools.cache(lambda: load_model(settings))
 
 
 def load_pretrained(
@@ -165,16 +165,6 @@ def set_prompts(model: SentenceTransformer, prompts: Mapping[str, str | None] | 
     shown = {name: text for name, text in model.prompts.items() if text}
     if shown:
         log.info(f"Prompts: {shown}")
-
-
-def hub_id(model_cfg: DictConfig) -> str | None:
-    """The Hugging Face Hub id of the model a `model` config loads: its `hub_id` (set for a model
-    shipped in a package, such as minilm), else `encoder.name_or_path` when it is not a local folder
-    (`load_pretrained` and `from_transformer` load it from the hub); None for a local folder or a model built by a factory."""
-    if model_cfg.get("hub_id"):
-        return str(model_cfg.hub_id)
-    name = model_cfg.encoder.get("name_or_path")
-    return str(name) if name and not Path(name).is_dir() else None
 
 
 def saved_model_dimension(name_or_path: str | None) -> int | None:

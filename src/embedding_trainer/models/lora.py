@@ -22,7 +22,7 @@ from embedding_trainer.utils.log import get_logger
 log = get_logger(__name__)
 
 
-@dataclass
+@dataclass(frozen=True)
 class LoraSettings:
     """`model.lora`: adapters of rank `r` scaled by `alpha / r`, with `dropout` on their input, on
     the linear layers whose names end in one of `target_modules` (or match it, a regular expression;
@@ -116,8 +116,8 @@ def check_lora(cfg: DictConfig) -> None:
     lora_settings(cfg.model)
 
 
-def add_lora(model: SentenceTransformer, model_cfg: DictConfig, seed: int) -> SentenceTransformer:
-    """Add the adapters of `model_cfg.lora` to `model` (unchanged when it is null), in place: its
+def add_lora(model: SentenceTransformer, settings: LoraSettings | None, seed: int) -> SentenceTransformer:
+    """Add the adapters of `settings` (`model.lora`) to `model` (unchanged when None), in place: its
     transformer's own weights are frozen, the adapters start as the identity (B = 0, A drawn from
     `seed` on a forked random state, so the run's random stream goes on as without LoRA). The adapters'
     weights are float32 whatever the base weights' dtype (a decoder's bf16 on GPU), as optimizers need.
@@ -125,7 +125,6 @@ def add_lora(model: SentenceTransformer, model_cfg: DictConfig, seed: int) -> Se
     Raises:
         ConfigError: the model has no transformer PEFT can adapt, or no module matches `target_modules`.
     """
-    settings = lora_settings(model_cfg)
     if settings is None:
         return model
     try:
@@ -145,28 +144,22 @@ def add_lora(model: SentenceTransformer, model_cfg: DictConfig, seed: int) -> Se
 
 def build_loss_with_lora(
     model: SentenceTransformer,
-    model_cfg: DictConfig,
+    lora: LoraSettings | None,
     ties_encoder: bool,
     seed: int,
     build_loss: Callable[[], torch.nn.Module],
 ) -> torch.nn.Module:
-    """The loss `build_loss()` builds around `model`, with the adapters of `model_cfg.lora` added to
-    `model` (`add_lora`; none when it is null). They are added first, so that a loss that trains a
+    """The loss `build_loss()` builds around `model`, with the adapters of `lora` (`model.lora`) added to
+    `model` (`add_lora`; none when it is None). They are added first, so that a loss that trains a
     copy of the model (contrastive tension) copies them too; but after the loss for one that ties
     weights of its own to the encoder's (`ties_encoder`, a loss config's `tie_encoder_decoder`: TSDAE's
     decoder then shares the encoder's frozen base weights, and its own cross-attention trains)."""
     if ties_encoder:
         loss = build_loss()
-        add_lora(model, model_cfg, seed)
+        add_lora(model, lora, seed)
         return loss
-    add_lora(model, model_cfg, seed)
+    add_lora(model, lora, seed)
     return build_loss()
-
-
-def merges_on_save(model_cfg: DictConfig) -> bool:
-    """Whether the `model.lora` block asks for the adapters to be merged into the weights on save."""
-    settings = lora_settings(model_cfg)
-    return settings is not None and settings.merge_on_save
 
 
 def merge_lora(model: SentenceTransformer) -> None:

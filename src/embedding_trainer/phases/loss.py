@@ -94,7 +94,7 @@ def training_loss(
         )
     return build_loss_with_lora(
         model,
-        cfg.model,
+        lora_settings(cfg.model),
         any(part_cfg.loss.get("tie_encoder_decoder") for part_cfg, _ in parts),
         cfg.seed,
         lambda: run_loss(cfg, parts, model, world_size),

@@ -11,7 +11,7 @@ from embedding_trainer.adapters.training import adapted_model
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.hard_negatives import MinedRows
 from embedding_trainer.data.objectives import ObjectivesDataModule
-from embedding_trainer.data.stages import MODEL_SLOTS, StageContext, build_stages
+from embedding_trainer.data.stages import MODEL_SLOTS, DataStage, StageContext, build_stages
 from embedding_trainer.data.stages.hard_negatives import HardNegativeMining
 from embedding_trainer.data.stages.teacher import TeacherStage
 from embedding_trainer.phases.evaluation import Evaluations
@@ -38,21 +38,35 @@ def load_model(
     return model
 
 
+@dataclass(frozen=True)
+class ModelStages:
+    """The data stages that need the model (`data.stages`, `MODEL_SLOTS`: hard-negative mining, a
+    teacher's targets; none when `stages` is empty), and the `cache_dir` and `seed` they run with."""
+
+    stages: list[DataStage]
+    cache_dir: str
+    seed: int
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, one_objective: bool) -> "ModelStages":
+        """The stages `cfg` uses that need the model, built by their `from_config` (`one_objective` only)."""
+        return cls(build_stages(cfg, MODEL_SLOTS) if one_objective else [], cfg.paths.cache_dir, cfg.seed)
+
+
 def prepare_training_rows(
-    cfg: DictConfig,
+    model_stages: ModelStages,
     datamodule: EmbeddingDataModule | ObjectivesDataModule,
     model: SentenceTransformer,
-    one_objective: bool,
     evaluations: Evaluations,
     global_zero: bool,
 ) -> TrainingRows:
-    """Give `datamodule` the `model`, run the data stages that need it on its training rows (`data.stages`,
-    with `one_objective` only: hard-negative mining, then the targets of `cfg.teacher`, scored on the
-    reported evaluations on rank zero, `global_zero`), then write its prepared rows."""
+    """Give `datamodule` the `model`, run the data stages that need it on its training rows (`model_stages`:
+    hard-negative mining, then a teacher's targets, scored on the reported evaluations on rank zero,
+    `global_zero`), then write its prepared rows."""
     datamodule.use_model(model)
-    stages = build_stages(cfg, MODEL_SLOTS) if one_objective else []
+    stages = model_stages.stages
     if stages:
-        datamodule.run_stages(stages, stage_context(cfg, model, evaluations, global_zero))
+        datamodule.run_stages(stages, stage_context(model_stages, model, evaluations, global_zero))
     datamodule.write_prepared()
     mined = next((stage.mined for stage in stages if isinstance(stage, HardNegativeMining)), None)
     teacher = next((stage.teacher for stage in stages if isinstance(stage, TeacherStage)), None)
@@ -60,16 +74,16 @@ def prepare_training_rows(
 
 
 def stage_context(
-    cfg: DictConfig, model: SentenceTransformer, evaluations: Evaluations, global_zero: bool
+    model_stages: ModelStages, model: SentenceTransformer, evaluations: Evaluations, global_zero: bool
 ) -> StageContext:
-    """What the data stages may use: the `model`, the embedding cache, the cache folder, the seed, the
+    """What the data stages may use: the `model`, the embedding cache, the stages' cache folder and seed, the
     tokenizer and the reported evaluations (`reported_evaluators`; none on ranks but zero, `global_zero`)."""
     reported = evaluations.test or evaluations.evaluation
     return StageContext(
         model=lambda: model,
         cache=evaluations.cache,
-        cache_dir=cfg.paths.cache_dir,
-        seed=cfg.seed,
+        cache_dir=model_stages.cache_dir,
+        seed=model_stages.seed,
         tokenizer=lambda: model.tokenizer,
         evaluators=reported_evaluators(reported, evaluations.general) if global_zero else {},
     )

@@ -24,7 +24,7 @@ def guard_sections(general: dict | None, health: dict | None) -> list[str]:
     lines = ["## General evaluation (forgetting guard)", ""]
     if general is None:
         lines.append(
-            "Not run: evaluation.general is null, or the run's own evaluation is already on that set."
+            "Not run: evaluation.forgetting_guard is null, or the run's own evaluation is already on that set."
         )
     else:
         metric = general["primary_metric"]

@@ -95,7 +95,7 @@ def smoke_run_note(run: RunDescription) -> str | None:
     skipped = [
         f"{what} (evaluation.{key}=null)"
         for key, what, on in (
-            ("general", "the forgetting guard", run.forgetting_guard),
+            ("forgetting_guard", "the forgetting guard", run.forgetting_guard),
             ("health", "the embedding-health probe", run.health_probe),
         )
         if not on

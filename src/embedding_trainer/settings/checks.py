@@ -20,6 +20,7 @@ from embedding_trainer.settings.evaluation_checks import (
     check_guards,
     check_model_dimension,
 )
+from embedding_trainer.settings.renamed_keys import fold_renamed_keys
 from embedding_trainer.settings.resolvers import CONFIG_DIR
 from embedding_trainer.training.early_stopping import check_early_stopping
 from embedding_trainer.training.losses import class_name
@@ -211,7 +212,9 @@ def check_checkpoint_fits(ckpt_path: str, module: torch.nn.Module) -> None:
 
 
 def validate_config(cfg: DictConfig) -> None:
-    """Raise ConfigError for a config that cannot work, before anything expensive happens."""
+    """Raise ConfigError for a config that cannot work, before anything expensive happens; a renamed
+    key's value moves to its new key first (`fold_renamed_keys`)."""
+    fold_renamed_keys(cfg)
     if objective_names(cfg):  # several objectives: these checks on each objective's own view
         check_objectives(cfg, validate_config)
         return

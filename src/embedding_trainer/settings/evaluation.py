@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from embedding_trainer.settings.renamed_keys import fold_renamed_keys
 from embedding_trainer.training.objectives import objective_names, objective_view, objective_weights
 
 
@@ -84,9 +85,12 @@ class EvaluationSettings:
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "EvaluationSettings":
-        """The evaluation settings of the composed config `cfg`."""
+        """The evaluation settings of the composed config `cfg` (its renamed keys folded:
+        `fold_renamed_keys`)."""
+        fold_renamed_keys(cfg)
         evaluation = cfg.evaluation
-        score, health = evaluation.objective, evaluation.health
+        guard = evaluation.forgetting_guard
+        score, health = evaluation.selection_score, evaluation.health
         return cls(
             dims=tuple(evaluation.dims),
             every_n_steps=evaluation.every_n_steps,
@@ -102,8 +106,8 @@ class EvaluationSettings:
                 name: objective_view(cfg, name).dataset_type.evaluator for name in objective_names(cfg)
             },
             score_weights=objective_weights(cfg, "score_weight"),
-            forgetting_guard=evaluation.general,
-            forgetting_max_drop=None if evaluation.general is None else float(evaluation.general_max_drop),
+            forgetting_guard=guard,
+            forgetting_max_drop=None if guard is None else float(evaluation.forgetting_max_drop),
             health=None if health is None else HealthSettings(health.probe_size, float(health.min_fraction)),
             seed=cfg.seed,
             sweep_trial=sweep_trial(cfg.sweep_trial),

@@ -5,6 +5,7 @@ import math
 
 from omegaconf import DictConfig, OmegaConf
 
+from embedding_trainer.settings.renamed_keys import fold_renamed_keys
 from embedding_trainer.utils.errors import ConfigError
 
 
@@ -35,29 +36,26 @@ def check_dims(dims: list[int], model_dimension: int, key: str) -> None:
 
 
 def check_evaluation_dims(cfg: DictConfig) -> None:
-    """`evaluation.dims` pass `check_dims`; `evaluation.objective` names a metric (or null) and, when
-    set, a selection of those dims."""
+    """`evaluation.dims` pass `check_dims`; `evaluation.selection_score` names a metric (or null) and, when
+    set, a selection of those dims. The renamed keys are folded first (`fold_renamed_keys`)."""
+    fold_renamed_keys(cfg)
     check_model_dimension(cfg)
     check_dims(cfg.evaluation.dims, cfg.model.dimension, "evaluation.dims")
-    metric = OmegaConf.select(cfg, "evaluation.objective.metric")
+    metric = OmegaConf.select(cfg, "evaluation.selection_score.metric")
     if metric is not None and not isinstance(metric, str):
         raise ConfigError(
-            f"evaluation.objective.metric must be a metric name such as ndcg@10 (or null: the evaluator's "
+            f"evaluation.selection_score.metric must be a metric name such as ndcg@10 (or null: the evaluator's "
             f"primary metric), got {metric!r}."
         )
-    objective_dims = OmegaConf.select(cfg, "evaluation.objective.dims")
-    if objective_dims is None:
+    score_dims = OmegaConf.select(cfg, "evaluation.selection_score.dims")
+    if score_dims is None:
         return
     evaluated = list(cfg.evaluation.dims)
-    if (
-        not OmegaConf.is_list(objective_dims)
-        or not objective_dims
-        or any(d not in evaluated for d in objective_dims)
-    ):
-        shown = list(objective_dims) if OmegaConf.is_list(objective_dims) else objective_dims
+    if not OmegaConf.is_list(score_dims) or not score_dims or any(d not in evaluated for d in score_dims):
+        shown = list(score_dims) if OmegaConf.is_list(score_dims) else score_dims
         raise ConfigError(
-            f"evaluation.objective.dims={shown} must be a non-empty list of evaluated dimensions, some of "
-            f"evaluation.dims={evaluated} (or null: all of them); for example evaluation.objective.dims=[{evaluated[-1]}]."
+            f"evaluation.selection_score.dims={shown} must be a non-empty list of evaluated dimensions, some of "
+            f"evaluation.dims={evaluated} (or null: all of them); for example evaluation.selection_score.dims=[{evaluated[-1]}]."
         )
 
 
@@ -72,23 +70,23 @@ def check_bootstrap_confidence(cfg: DictConfig) -> None:
 
 
 def check_guards(cfg: DictConfig) -> None:
-    """`evaluation.general` is null or a `_target_` config with a finite number `general_max_drop`;
+    """`evaluation.forgetting_guard` is null or a `_target_` config with a finite number `forgetting_max_drop`;
     `evaluation.health` is null or has a whole `probe_size` of at least 2 and `min_fraction` in [0, 1]."""
-    general = OmegaConf.select(cfg, "evaluation.general")
-    if general is not None:
-        if not OmegaConf.is_dict(general) or "_target_" not in general:
+    guard = OmegaConf.select(cfg, "evaluation.forgetting_guard")
+    if guard is not None:
+        if not OmegaConf.is_dict(guard) or "_target_" not in guard:
             raise ConfigError(
-                f"evaluation.general must be an evaluator config with a _target_ (default ${{sts_benchmark_evaluator}}) "
-                f"or null (off), got {general!r}."
+                f"evaluation.forgetting_guard must be an evaluator config with a _target_ (default ${{sts_benchmark_evaluator}}) "
+                f"or null (off), got {guard!r}."
             )
-        max_drop = OmegaConf.select(cfg, "evaluation.general_max_drop")
+        max_drop = OmegaConf.select(cfg, "evaluation.forgetting_max_drop")
         if (
             isinstance(max_drop, bool)
             or not isinstance(max_drop, (int, float))
             or not math.isfinite(max_drop)
         ):
             raise ConfigError(
-                f"evaluation.general_max_drop must be a number (the largest drop of the general evaluation's primary "
+                f"evaluation.forgetting_max_drop must be a number (the largest drop of the forgetting guard's primary "
                 f"metric that does not warn), got {max_drop!r}; for example 0.02."
             )
     health = OmegaConf.select(cfg, "evaluation.health")

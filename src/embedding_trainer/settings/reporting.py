@@ -7,8 +7,8 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from embedding_trainer.models.loading import hub_id
-from embedding_trainer.models.lora import LoraSettings, lora_settings
+from embedding_trainer.models.lora import LoraSettings
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.training.losses import class_name
 from embedding_trainer.training.objectives import objective_names, objective_view, objective_weights
 
@@ -109,14 +109,10 @@ class RunDescription:
         """The description of the composed config `cfg`."""
         names = objective_names(cfg)
         weights, score_weights = objective_weights(cfg, "weight"), objective_weights(cfg, "score_weight")
-        name_or_path = cfg.model.encoder.get("name_or_path")
+        model = ModelSettings.from_config(cfg.model)
         return cls(
             name=cfg.name,
-            base_model=BaseModel(
-                hub_id(cfg.model),
-                None if name_or_path is None else str(name_or_path),
-                str(cfg.model.encoder._target_),
-            ),
+            base_model=BaseModel(model.hub_id, model.name_or_path, str(cfg.model.encoder._target_)),
             data=DataDescription.from_config(cfg),
             objectives={
                 name: DataDescription.from_config(
@@ -131,7 +127,7 @@ class RunDescription:
             weight_decay=cfg.optimizer.weight_decay,
             precision=cfg.trainer.precision,
             seed=cfg.seed,
-            lora=lora_settings(cfg.model),
+            lora=model.lora,
             fast_dev_run=bool(cfg.trainer.get("fast_dev_run")),
             forgetting_guard=cfg.evaluation.get("general") is not None,
             health_probe=cfg.evaluation.get("health") is not None,

@@ -5,18 +5,24 @@ from dataclasses import dataclass
 
 from omegaconf import DictConfig
 
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.settings.evaluation import EvaluationSettings
 from embedding_trainer.settings.reporting import ReportSettings
 
 
 @dataclass(frozen=True)
 class RunSettings:
-    """A run's `evaluation` settings and its `report` settings (with the run's description)."""
+    """A run's `evaluation` settings, its `report` settings (with the run's description) and its `model`."""
 
     evaluation: EvaluationSettings
     report: ReportSettings
+    model: ModelSettings
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "RunSettings":
         """The settings of the composed (and checked) config `cfg`."""
-        return cls(EvaluationSettings.from_config(cfg), ReportSettings.from_config(cfg))
+        return cls(
+            EvaluationSettings.from_config(cfg),
+            ReportSettings.from_config(cfg),
+            ModelSettings.from_config(cfg.model),
+        )

@@ -18,6 +18,7 @@ from embedding_trainer.evaluation.forgetting import GeneralEvaluation
 from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
 from embedding_trainer.models.loading import load_model
 from embedding_trainer.models.prompts import column_role
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.training.losses import class_name
 from embedding_trainer.utils.embedding_cache import EmbeddingCache
 from embedding_trainer.utils.errors import ConfigError
@@ -113,7 +114,7 @@ class Teacher:
 
 
 def load_teacher(
-    teacher_cfg: DictConfig,
+    settings: ModelSettings,
     kind: str,
     rows: datasets.Dataset,
     inputs: list[str],
@@ -123,7 +124,7 @@ def load_teacher(
     batch_size: int = 64,
     show_progress_bar: bool = True,
 ) -> Teacher:
-    """The teacher (`teacher_cfg`, a `model` config), loaded, turned into the `kind` targets of training
+    """The teacher (`settings`, of the `teacher` block), loaded, turned into the `kind` targets of training
     `rows` for the loss's `inputs` columns, scored by `evaluators` ({label: evaluator}) at each of `dims`
     it has, and released before training starts. Every text it embeds (each training text in its column's
     role; the evaluations' texts) is read from `cache` when this teacher embedded it before, else encoded
@@ -133,7 +134,7 @@ def load_teacher(
         ModelLoadError: the teacher cannot load.
         ConfigError: it does not embed in `teacher.dimension` dims.
     """
-    teacher = load_model(teacher_cfg, "teacher").eval()
+    teacher = load_model(settings).eval()
     corpora = [
         evaluator.corpus for evaluator in evaluators.values() if isinstance(evaluator, RetrievalEvaluator)
     ]
@@ -143,7 +144,7 @@ def load_teacher(
     scores = {}
     for label, evaluator in evaluators.items():
         with using_cache(evaluator, cache):
-            scores[label] = evaluator(teacher, [dim for dim in dims if dim <= teacher_cfg.dimension])
+            scores[label] = evaluator(teacher, [dim for dim in dims if dim <= settings.dimension])
         log.info(
             f"Teacher on {label}: {evaluator.primary_metric} {_shown(scores[label], evaluator.primary_metric)}"
         )

@@ -14,8 +14,9 @@ launched trial records its `output_dir`, a completed one its `model_path`, and e
 (what its `val/score` is). At the end `sweep.md` (stating the objective) and `plots/sweep.png` are written
 to the sweep folder.
 
-The objective must mean the same in every trial: `evaluation.dims` and `evaluation.objective` are fixed
-for a sweep (set them in the sweep config or on the command line), never searched.
+The objective must mean the same in every trial: `evaluation.dims` and `evaluation.selection_score` (or its
+deprecated name `evaluation.objective`) are fixed for a sweep (set them in the sweep config or on the command
+line), never searched.
 """
 
 from collections import Counter
@@ -87,7 +88,7 @@ class OptunaSweeperImpl(Sweeper):
         if searched:
             raise ConfigError(
                 f"The sweep searches {', '.join(searched)}, which define val/score: trials would optimize different "
-                "quantities. Fix evaluation.dims and evaluation.objective for the whole sweep instead."
+                "quantities. Fix evaluation.dims and evaluation.selection_score for the whole sweep instead."
             )
         study, storage = self._open_study()
         pending = [
@@ -207,9 +208,12 @@ class OptunaSweeperImpl(Sweeper):
 
 
 def _defines_objective(key: str) -> bool:
-    """Whether the override key `key` sets what `val/score` is (`evaluation.dims`, `evaluation.objective`)."""
+    """Whether the override key `key` (with any `+`, `++` or `~` prefix) sets what `val/score` is
+    (`evaluation.dims`, `evaluation.selection_score` or its deprecated name `evaluation.objective`)."""
+    key = key.lstrip("+~")
     return key == "evaluation" or any(
-        key == name or key.startswith(name + ".") for name in ("evaluation.dims", "evaluation.objective")
+        key == name or key.startswith(name + ".")
+        for name in ("evaluation.dims", "evaluation.selection_score", "evaluation.objective")
     )
 
 

@@ -6,21 +6,22 @@ import datasets
 from omegaconf import DictConfig
 
 from embedding_trainer.data.stages import DataStage, StageContext
+from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.training.objectives import objective_names
 from embedding_trainer.training.teacher import Teacher, check_distillation, load_teacher, target_kind
 
 
 class TeacherStage(DataStage):
-    """The `kind` targets (`embeddings` or `scores`) of the teacher `teacher_cfg` (a `model` config), scored
+    """The `kind` targets (`embeddings` or `scores`) of the teacher `settings` (its `ModelSettings`), scored
     on the context's evaluators at `dims` (encoding `batch_size` texts at a time); `teacher` holds the
     targets and scores once it ran."""
 
     slot = "targets"
 
     def __init__(
-        self, teacher_cfg: DictConfig, kind: str, dims: list[int], batch_size: int, show_progress_bar: bool
+        self, settings: ModelSettings, kind: str, dims: list[int], batch_size: int, show_progress_bar: bool
     ) -> None:
-        self.teacher_cfg, self.kind, self.dims = teacher_cfg, kind, dims
+        self.settings, self.kind, self.dims = settings, kind, dims
         self.batch_size, self.show_progress_bar = batch_size, show_progress_bar
         self.teacher: Teacher | None = None
 
@@ -35,7 +36,7 @@ class TeacherStage(DataStage):
             return None
         evaluation = cfg.evaluation
         return cls(
-            cfg.teacher,
+            ModelSettings.from_config(cfg.teacher, "teacher"),
             target_kind(cfg),
             list(evaluation.dims),
             evaluation.batch_size,
@@ -44,7 +45,7 @@ class TeacherStage(DataStage):
 
     def run(self, rows: datasets.Dataset, context: StageContext) -> datasets.Dataset:
         self.teacher = load_teacher(
-            self.teacher_cfg,
+            self.settings,
             self.kind,
             rows,
             context.text_columns(rows),
