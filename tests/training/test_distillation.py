@@ -28,7 +28,7 @@ DISTIL = [
     "logger=none",
     "callbacks=none",
     "evaluation.show_progress_bar=false",
-    "evaluation.general=null",
+    "evaluation.forgetting_guard=null",
     "evaluation.health=null",
     "data.max_samples=64",
     "data.max_eval_samples=16",
@@ -247,7 +247,7 @@ def test_the_distillation_experiment_trains_on_single_sentences_and_scores_retri
         "callbacks=none",
         "evaluation.show_progress_bar=false",
         "evaluation.health=null",
-        "evaluation.general_max_drop=0.02",  # keeps the STS benchmark evaluation on (conftest.GUARDS_OFF)
+        "evaluation.forgetting_max_drop=0.02",  # keeps the STS benchmark evaluation on (conftest.GUARDS_OFF)
         "data.max_samples=64",
         "data.batch_size=16",
         "trainer.max_epochs=1",

@@ -292,7 +292,7 @@ def test_two_objectives_train_under_ddp_with_one_val_score(tmp_path):
             "objectives.retrieval.data.max_samples=32", "objectives.retrieval.data.batch_size=8",
             "objectives.retrieval.data.max_eval_samples=16", "objectives.sts.data.max_samples=32",
             "objectives.sts.data.batch_size=8", "objectives.sts.data.max_eval_samples=40",
-            "evaluation.show_progress_bar=false", "evaluation.general=null", "evaluation.health=null",
+            "evaluation.show_progress_bar=false", "evaluation.forgetting_guard=null", "evaluation.health=null",
         ],
         outputs,
         probe,

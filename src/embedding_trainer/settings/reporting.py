@@ -129,7 +129,7 @@ class RunDescription:
             seed=cfg.seed,
             lora=model.lora,
             fast_dev_run=bool(cfg.trainer.get("fast_dev_run")),
-            forgetting_guard=cfg.evaluation.get("general") is not None,
+            forgetting_guard=cfg.evaluation.get("forgetting_guard") is not None,
             health_probe=cfg.evaluation.get("health") is not None,
         )
 
