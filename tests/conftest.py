@@ -1,5 +1,6 @@
 """Shared fixtures: compose the real conf/ tree with Hydra's compose API, offline, in temp folders."""
 
+import copy
 import csv
 import os
 
@@ -62,19 +63,24 @@ GUARDS_OFF = {
 }
 
 
-@pytest.fixture
-def make_cfg(tmp_path, model_cache):
-    """compose(overrides) -> the real training config (config_name="evaluate": the evaluation
-    config), writing into this test's temp folder."""
+# Composing the real conf/ tree costs ~0.3 s; a test session composes the same overrides many times.
+# Composed once per (config name, overrides) with placeholder paths, each test gets a deep copy with its
+# own folders filled in (a placeholder a test's own override replaced is left as the test set it).
+_COMPOSED: dict[tuple[str, tuple[str, ...]], DictConfig] = {}
+_PLACEHOLDER = "@per-test@"
 
-    def _compose(*overrides: str, output_dir: Path | None = None, config_name: str = "train") -> DictConfig:
+
+def _composed(config_name: str, overrides: tuple[str, ...]) -> DictConfig:
+    key = (config_name, overrides)
+    if key not in _COMPOSED:
         with initialize_config_dir(config_dir=str(CONFIG_DIR), version_base="1.3"):
             cfg = compose(
                 config_name=config_name,
                 overrides=[
-                    f"paths.output_dir={output_dir or tmp_path / 'run'}",
-                    f"paths.log_dir={tmp_path / 'outputs'}",
-                    f"paths.cache_dir={model_cache}",
+                    *(
+                        f"paths.{name}={_PLACEHOLDER}{name}"
+                        for name in ("output_dir", "log_dir", "cache_dir")
+                    ),
                     *(
                         off
                         for key, off in GUARDS_OFF.items()
@@ -85,6 +91,25 @@ def make_cfg(tmp_path, model_cache):
             )
         with open_dict(cfg):
             cfg.pop("hydra", None)
+        _COMPOSED[key] = cfg
+    return copy.deepcopy(_COMPOSED[key])
+
+
+@pytest.fixture
+def make_cfg(tmp_path, model_cache):
+    """compose(overrides) -> the real training config (config_name="evaluate": the evaluation
+    config), writing into this test's temp folder."""
+
+    def _compose(*overrides: str, output_dir: Path | None = None, config_name: str = "train") -> DictConfig:
+        cfg = _composed(config_name, overrides)
+        folders = {
+            "output_dir": output_dir or tmp_path / "run",
+            "log_dir": tmp_path / "outputs",
+            "cache_dir": model_cache,
+        }
+        for name, folder in folders.items():
+            if cfg.paths._get_node(name)._value() == f"{_PLACEHOLDER}{name}":
+                cfg.paths[name] = str(folder)
         return cfg
 
     return _compose
