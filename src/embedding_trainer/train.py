@@ -46,7 +46,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     data = prepare_data(cfg, settings.model)
     datamodule = data.datamodule
     evaluations = build_evaluations(settings.evaluation, settings.report.run, datamodule)
-    training = build_training(cfg, evaluations, data.parts, tracker)
+    training = build_training(settings.training, evaluations, data.parts, tracker)
     trainer = training.trainer
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
 
@@ -59,13 +59,25 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     )
     model_stages = ModelStages.from_config(cfg, len(data.parts) == 1)
     rows = prepare_training_rows(model_stages, datamodule, model, evaluations, trainer.is_global_zero)
-    built = build_module(cfg, model, datamodule, data.parts, evaluations, training.world_size)
+    built = build_module(
+        settings.training,
+        settings.model.lora,
+        model,
+        datamodule,
+        data.parts,
+        evaluations,
+        training.world_size,
+    )
     log_config(trainer.loggers, settings.report.resolved, provenance)
 
     fit(training, built.module, datamodule, built.ckpt_path, output_dir)
 
     chosen = choose_model(
-        trainer, built.module, evaluations.evaluation, cfg.trainer.max_epochs, cfg.data.get("min_steps")
+        trainer,
+        built.module,
+        evaluations.evaluation,
+        settings.training.max_epochs,
+        settings.training.min_steps,
     )
     metrics = chosen.metrics
     results = model_path = scores = None

@@ -170,15 +170,11 @@ def _sentences(count: int, offset: int = 0) -> list[str]:
 
 
 def _evaluators(tiny_model) -> list:
-    from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
-
     a, b, c = _sentences(60), _sentences(60, 3), _sentences(60, 6)
     labels = [i % 2 for i in range(60)]
     queries = {f"q{i}": text for i, text in enumerate(a)}
     corpus = {f"d{i}": text for i, text in enumerate(b)}
     relevant = {f"q{i}": {f"d{i}", f"d{(i + 1) % 60}"} if i % 3 else {f"d{i}"} for i in range(60)}
-    softmax = SoftmaxAccuracyEvaluator(a, b, [i % 3 for i in range(60)], show_progress_bar=False)
-    softmax.loss = SoftmaxLoss(tiny_model, sentence_embedding_dimension=32, num_labels=3)
     return [
         RetrievalEvaluator(
             queries, corpus, relevant, show_progress_bar=False, query_chunk_size=16, corpus_chunk_size=13
@@ -188,14 +184,17 @@ def _evaluators(tiny_model) -> list:
             b, [i % 4 for i in range(60)], a, [i % 4 for i in range(60)], k=3, show_progress_bar=False
         ),
         TripletEvaluator(a, b, [c, _sentences(60, 9)], show_progress_bar=False),
-        softmax,
+        SoftmaxAccuracyEvaluator(a, b, [i % 3 for i in range(60)], show_progress_bar=False),
     ]
 
 
 @pytest.mark.slow
 def test_per_example_means_equal_the_reported_metrics(tiny_model):
+    from sentence_transformers.sentence_transformer.losses import SoftmaxLoss
+
+    loss = SoftmaxLoss(tiny_model, sentence_embedding_dimension=32, num_labels=3)  # the softmax classifier
     for evaluator in _evaluators(tiny_model):
-        metrics = evaluator(tiny_model, [32, 16, 8])
+        metrics = evaluator(tiny_model, [32, 16, 8], loss)
         per_example = evaluator.last_per_example
         assert per_example is not None and set(per_example) == set(metrics), evaluator.name
         for dim, values in per_example.items():
@@ -218,7 +217,7 @@ class _StepEvaluator:
         self.scores = iter(scores)
         self.last_per_example = None
 
-    def __call__(self, model, dims):
+    def __call__(self, model, dims, loss=None):
         score = next(self.scores)
         self.last_per_example = {8: {"accuracy": np.full(4, score)}}
         return {8: {"accuracy": score}}
@@ -233,7 +232,7 @@ def test_callback_keeps_baseline_best_and_latest_and_checkpoints_them(tmp_path):
         callback_metrics={},
         strategy=SimpleNamespace(broadcast=lambda value, src: value, root_device=torch.device("cpu")),
     )
-    module = SimpleNamespace(training=True, model=None, eval=lambda: None, train=lambda mode: None)
+    module = SimpleNamespace(training=True, model=None, loss=None, eval=lambda: None, train=lambda mode: None)
     evaluation.on_fit_start(trainer, module)
     for step in (2, 4, 6, 8):
         trainer.global_step = step

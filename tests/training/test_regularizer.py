@@ -11,11 +11,11 @@ from conftest import FAST, logged_rows
 from embedding_trainer.models.loading import load_model
 from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.train import train
+from embedding_trainer.training.objectives import ObjectiveSettings
 from embedding_trainer.training.regularizers import (
     VarianceRegularizer,
     at_dimension,
     covariance_penalty,
-    penalized_dims,
     variance_penalty,
 )
 from embedding_trainer.utils.errors import ConfigError
@@ -58,6 +58,11 @@ def test_normalized_embeddings_are_scaled_to_unit_root_mean_square_per_dimension
     scaled = at_dimension(x, 2, normalize=True)
     assert torch.allclose(scaled, torch.tensor([[0.6, 0.8], [1.0, 0.0]]) * math.sqrt(2))
     assert torch.equal(at_dimension(x, 2, normalize=False), x[:, :2])
+
+
+def penalized_dims(cfg) -> list[int]:
+    """The dimensions the regularizer penalises in the run of `cfg` (`ObjectiveSettings.penalized_dims`)."""
+    return list(ObjectiveSettings.from_config(cfg).penalized_dims)
 
 
 def _features(model, texts: list[str]) -> dict[str, torch.Tensor]:

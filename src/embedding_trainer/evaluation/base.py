@@ -24,16 +24,15 @@ class DimensionEvaluator(ABC):
     """Scores a model at several truncation dimensions, encoding its inputs once.
 
     Subclasses set `name` (used in metric keys) and `primary_metric` (higher is better).
-    `loss` is set to the training loss before the first evaluation, for evaluators that score
-    with a head the loss trains (the softmax classifier).
 
     Evaluators whose metrics are means over examples set `last_per_example` on each call to the
     per-example scores behind them (every such metric, every dimension; None otherwise, as for
     correlations), in the order of `example_ids` (None: the eval rows' positions), each example
     being one `example_unit`.
 
-    `scores_with_loss`: True when the evaluator scores with that head, so it cannot score a model
-    without its training loss (a saved model alone).
+    `scores_with_loss`: True when the evaluator scores with a head the training loss trains (the softmax
+    classifier), which it is given with each call (`loss`), so it cannot score a model without its
+    training loss (a saved model alone).
 
     `embedding_cache`: when set, `encode` reads and fills it (see `using_cache`); only for a model
     that does not change, such as the one the baseline evaluates.
@@ -49,7 +48,6 @@ class DimensionEvaluator(ABC):
 
     name: str
     primary_metric: str
-    loss: torch.nn.Module | None = None
     scores_with_loss: bool = False
     last_per_example: PerExample | None = None
     example_ids: list[str] | None = None
@@ -66,8 +64,11 @@ class DimensionEvaluator(ABC):
         return [self]
 
     @abstractmethod
-    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
-        """Metrics of `model` at each of `dims` (each at most the model's embedding dimension)."""
+    def __call__(
+        self, model: SentenceTransformer, dims: list[int], loss: torch.nn.Module | None = None
+    ) -> DimensionMetrics:
+        """Metrics of `model` at each of `dims` (each at most the model's embedding dimension); `loss`: the
+        training loss of `model` (None: none), read by an evaluator that `scores_with_loss`."""
 
     def encode(self, model: SentenceTransformer, texts: list[str], role: str = QUERY) -> torch.Tensor:
         """Full-dimension float32 embeddings of `texts` (one row each, on the CPU) encoded as `role`

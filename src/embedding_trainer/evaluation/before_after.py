@@ -28,7 +28,8 @@ class BeforeAfterEvaluation(pl.Callback):
     resumed run keeps it and never takes a trained model for it) and, through `finish`, on the final
     model (`finetuned`; on global rank zero alone, after training). The evaluator's
     per-example scores of both are kept (`baseline_examples`, `finetuned_examples`; None when it has
-    none). `baseline_cache`: as `EvaluationCallback.baseline_cache`."""
+    none). Both evaluations give the evaluator the training loss (`loss`, the module's, taken when
+    training starts; see `scores_with_loss`). `baseline_cache`: as `EvaluationCallback.baseline_cache`."""
 
     baseline_cache: EmbeddingCache | None = None
 
@@ -49,8 +50,10 @@ class BeforeAfterEvaluation(pl.Callback):
         self.baseline_examples: PerExample | None = None
         self.finetuned: DimensionMetrics | None = None
         self.finetuned_examples: PerExample | None = None
+        self.loss: torch.nn.Module | None = None
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self.loss = pl_module.loss
         if self.run_baseline and self.baseline is None and trainer.global_step == 0:
             log.info(f"Evaluating {self.label} before training")
             with (
@@ -81,7 +84,7 @@ class BeforeAfterEvaluation(pl.Callback):
         was_training = model.training
         model.eval()
         try:
-            return self.evaluator(model, self.dims)
+            return self.evaluator(model, self.dims, self.loss)
         finally:
             model.train(was_training)
 

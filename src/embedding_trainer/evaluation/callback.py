@@ -82,10 +82,11 @@ class EvaluationCallback(pl.Callback):
         return metrics
 
     def _run_evaluator(self, pl_module: pl.LightningModule) -> DimensionMetrics:
+        """The evaluator's metrics of the module's model, with the module's loss (see `scores_with_loss`)."""
         was_training = pl_module.training
         pl_module.eval()
         try:
-            return self.evaluator(pl_module.model, self.dims)
+            return self.evaluator(pl_module.model, self.dims, pl_module.loss)
         finally:
             pl_module.train(was_training)
 

@@ -33,7 +33,9 @@ class PairBinaryEvaluator(DimensionEvaluator):
         rows = eval_data.rows
         return cls(rows["sentence_A"], rows["sentence_B"], rows["label"], **kwargs)
 
-    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+    def __call__(
+        self, model: SentenceTransformer, dims: list[int], loss: torch.nn.Module | None = None
+    ) -> DimensionMetrics:
         emb_a, emb_b = encode_unique(self, model, [self.sentences_a, self.sentences_b])
         metrics, self.last_per_example = {}, {}
         for dim in dims:
@@ -78,7 +80,9 @@ class KnnClassificationEvaluator(DimensionEvaluator):
         train, rows = eval_data.train_rows, eval_data.rows
         return cls(train["sentence"], train["class"], rows["sentence"], rows["class"], k=k, **kwargs)
 
-    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+    def __call__(
+        self, model: SentenceTransformer, dims: list[int], loss: torch.nn.Module | None = None
+    ) -> DimensionMetrics:
         support, queries = encode_unique(self, model, [self.train_sentences, self.sentences])
         n_classes = int(max(self.train_labels.max(), self.labels.max())) + 1
         metrics, self.last_per_example = {}, {}
@@ -138,8 +142,10 @@ class SoftmaxAccuracyEvaluator(DimensionEvaluator):
         rows = eval_data.rows
         return cls(rows["sentence_A"], rows["sentence_B"], rows["class"], **kwargs)
 
-    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
-        softmax = _find_softmax_loss(self.loss)
+    def __call__(
+        self, model: SentenceTransformer, dims: list[int], loss: torch.nn.Module | None = None
+    ) -> DimensionMetrics:
+        softmax = _find_softmax_loss(loss)
         emb_a, emb_b = encode_unique(self, model, [self.sentences_a, self.sentences_b])
         parameter = next(softmax.classifier.parameters())
         with torch.no_grad():

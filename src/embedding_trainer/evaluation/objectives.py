@@ -14,8 +14,8 @@ class ObjectivesEvaluator(DimensionEvaluator):
     `<objective>/<metric>` for each of theirs, and `score` (the primary metric), at each dimension
     the `score_weights`-weighted mean of the objectives' primary metrics. Per-example scores are
     theirs under the same names (`objective_part` takes one objective's back). `embedding_cache` is
-    passed on to them for each call; setting `loss` to a
-    `WeightedObjectiveLoss` gives each its own objective's loss."""
+    passed on to them for each call, and the `loss` of a call, a `WeightedObjectiveLoss`, as each one's
+    own objective's loss."""
 
     name = "objectives"
     primary_metric = "score"
@@ -26,28 +26,19 @@ class ObjectivesEvaluator(DimensionEvaluator):
         self.evaluators = dict(evaluators)
         self.score_weights = {name: float(score_weights[name]) for name in self.evaluators}
         self.scores_with_loss = any(evaluator.scores_with_loss for evaluator in self.evaluators.values())
-        self._loss: torch.nn.Module | None = None
-
-    @property
-    def loss(self) -> torch.nn.Module | None:
-        return self._loss
-
-    @loss.setter
-    def loss(self, loss: torch.nn.Module | None) -> None:
-        self._loss = loss
-        for name, evaluator in self.evaluators.items():
-            evaluator.loss = None if loss is None else loss.losses[name]
 
     def parts(self) -> list[DimensionEvaluator]:
         return list(self.evaluators.values())
 
-    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+    def __call__(
+        self, model: SentenceTransformer, dims: list[int], loss: torch.nn.Module | None = None
+    ) -> DimensionMetrics:
         metrics: DimensionMetrics = {dim: {} for dim in dims}
         per_example: PerExample = {dim: {} for dim in dims}
         primaries = {dim: 0.0 for dim in dims}
         for name, evaluator in self.evaluators.items():
             with using_cache(evaluator, self.embedding_cache):
-                theirs = evaluator(model, dims)
+                theirs = evaluator(model, dims, None if loss is None else loss.losses[name])
             for dim in dims:
                 metrics[dim].update(
                     {f"{name}{SEPARATOR}{metric}": value for metric, value in theirs[dim].items()}

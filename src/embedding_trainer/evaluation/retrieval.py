@@ -118,7 +118,9 @@ class RetrievalEvaluator(DimensionEvaluator):
         )
         return cls(split_data.queries, split_data.corpus, split_data.relevant_docs, **kwargs)
 
-    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+    def __call__(
+        self, model: SentenceTransformer, dims: list[int], loss: torch.nn.Module | None = None
+    ) -> DimensionMetrics:
         """Metrics at each of `dims`; their per-query values (in `query_ids` order) go to `last_per_example`.
         Queries are encoded with the model's `query` prompt, the corpus with its `document` prompt."""
         query_embeddings = self.encode(model, self.queries, QUERY)

@@ -2,6 +2,7 @@
 
 from pathlib import Path
 
+import torch
 from scipy.stats import pearsonr, spearmanr
 from sentence_transformers import SentenceTransformer
 
@@ -45,7 +46,9 @@ class SimilarityEvaluator(DimensionEvaluator):
         rows = numeric_labels(rows, "score", source, list(score_range) if score_range else None)
         return cls(rows["sentence_A"], rows["sentence_B"], rows["score"], **kwargs)
 
-    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+    def __call__(
+        self, model: SentenceTransformer, dims: list[int], loss: torch.nn.Module | None = None
+    ) -> DimensionMetrics:
         emb_a, emb_b = encode_unique(self, model, [self.sentences_a, self.sentences_b])
         metrics = {}
         for dim in dims:

@@ -1,5 +1,6 @@
 """Triplet accuracy: how often the anchor is closer to its positive than to a negative."""
 
+import torch
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, encode_unique, truncate
@@ -29,7 +30,9 @@ class TripletEvaluator(DimensionEvaluator):
         negatives = [rows[name] for name in rows.column_names if name.startswith("negative")]
         return cls(rows["anchor"], rows["positive"], negatives, **kwargs)
 
-    def __call__(self, model: SentenceTransformer, dims: list[int]) -> DimensionMetrics:
+    def __call__(
+        self, model: SentenceTransformer, dims: list[int], loss: torch.nn.Module | None = None
+    ) -> DimensionMetrics:
         roles = [QUERY] + [DOCUMENT] * (len(self.columns) - 1)
         anchors, positives, *negatives = encode_unique(self, model, self.columns, roles)
         metrics, self.last_per_example = {}, {}

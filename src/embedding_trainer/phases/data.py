@@ -15,7 +15,7 @@ from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.reporting.run_report import smoke_run_note
 from embedding_trainer.settings.checks import validate_config
 from embedding_trainer.settings.reporting import RunDescription
-from embedding_trainer.training.objectives import objective_names, objective_view
+from embedding_trainer.training.objectives import ObjectivePart, ObjectiveSettings, objective_names
 from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -23,11 +23,11 @@ log = get_logger(__name__)
 
 @dataclass
 class RunData:
-    """A run's loaded data module, each objective's config view and data module (`objective_parts`),
+    """A run's loaded data module, each objective's settings and data module (`objective_parts`),
     and `run_model()`, the run's model, loaded at its first call (by chunking, or the model phase)."""
 
     datamodule: EmbeddingDataModule | ObjectivesDataModule
-    parts: list[tuple[DictConfig, EmbeddingDataModule]]
+    parts: list[ObjectivePart]
     run_model: Callable[[], SentenceTransformer]
 
 
@@ -52,9 +52,13 @@ def prepare_data(cfg: DictConfig, model: ModelSettings) -> RunData:
 
 def objective_parts(
     cfg: DictConfig, datamodule: EmbeddingDataModule | ObjectivesDataModule
-) -> list[tuple[DictConfig, EmbeddingDataModule]]:
-    """Each objective's config view and data module (one objective: `cfg` and `datamodule`)."""
+) -> list[ObjectivePart]:
+    """Each objective's settings (`ObjectiveSettings.from_config`) and data module (one objective: the
+    run's own and `datamodule`)."""
     names = objective_names(cfg)
     if not names:
-        return [(cfg, datamodule)]
-    return [(objective_view(cfg, name), datamodule.datamodules[name]) for name in names]
+        return [ObjectivePart(ObjectiveSettings.from_config(cfg), datamodule)]
+    return [
+        ObjectivePart(ObjectiveSettings.from_config(cfg, name), datamodule.datamodules[name])
+        for name in names
+    ]

@@ -18,11 +18,12 @@ from embedding_trainer.runs.preemption import PreemptionCallback
 from embedding_trainer.runs.rank_launch import ranks_run_this_job
 from embedding_trainer.runs.resume import RandomStateCallback
 from embedding_trainer.runs.tracking import RegistryProgressCallback, RunTracker
-from embedding_trainer.settings.evaluation import sweep_trial
+from embedding_trainer.settings.training import TrainingSettings
 from embedding_trainer.sweeps.pruning import pruning_callbacks
 from embedding_trainer.training.batch_negatives import InBatchNegativesCallback
 from embedding_trainer.training.early_stopping import EarlyStopping
 from embedding_trainer.training.module import EmbeddingModule
+from embedding_trainer.training.objectives import ObjectivePart
 from embedding_trainer.training.step_plan import (
     TrainingPlan,
     check_in_batch_negatives,
@@ -44,20 +45,21 @@ class Training:
 
 
 def build_training(
-    cfg: DictConfig,
+    settings: TrainingSettings,
     evaluations: Evaluations,
-    parts: list[tuple[DictConfig, EmbeddingDataModule]],
+    parts: list[ObjectivePart],
     tracker: RunTracker,
 ) -> Training:
-    """The trainer of `cfg.trainer` with the run's callbacks (`cfg.callbacks`, the evaluations, progress,
-    pruning, resume and preemption) and loggers (`cfg.logger`); raises ConfigError when the training plan
-    of an objective (`parts`, see `objective_parts`) trains nothing or cannot use its in-batch negatives.
-    One objective trains at least `data.min_steps` steps (its epochs raised to reach them)."""
+    """The trainer of `settings.trainer` with the run's callbacks (`settings.callbacks`, the evaluations,
+    progress, pruning, resume and preemption) and loggers (`settings.loggers`); raises ConfigError when
+    the training plan of an objective (`parts`, see `objective_parts`) trains nothing or cannot use its
+    in-batch negatives. One objective trains at least `settings.min_steps` steps (its epochs raised to
+    reach them)."""
     diagnostics = evaluations.diagnostics()
-    if len(parts) == 1 and cfg.loss.get("in_batch_negatives"):
+    if len(parts) == 1 and parts[0].settings.in_batch_negatives:
         diagnostics.append(InBatchNegativesCallback())
     history = TrainingHistory()
-    configured = [instantiate(c) for c in cfg.callbacks.values()]
+    configured = [instantiate(c) for c in settings.callbacks]
     # A partial callback config (callbacks=early_stopping) is completed with the evaluation it follows.
     evaluation = evaluations.evaluation
     following = [c(evaluation=evaluation) for c in configured if isinstance(c, functools.partial)]
@@ -67,15 +69,15 @@ def build_training(
         *following,
         *diagnostics,
         history,
-        RegistryProgressCallback(tracker, cfg.registry.progress_every_n_steps),
-        *pruning_callbacks(sweep_trial(cfg.sweep_trial), evaluation),
+        RegistryProgressCallback(tracker, settings.progress_every_n_steps),
+        *pruning_callbacks(settings.sweep_trial, evaluation),
         RandomStateCallback(),
-        PreemptionCallback(Path(cfg.paths.output_dir)),
+        PreemptionCallback(settings.output_dir),
     ]
-    loggers = [instantiate(c) for c in cfg.logger.values()]
-    trainer = build_trainer(cfg.trainer, callbacks, loggers)
+    loggers = [instantiate(c) for c in settings.loggers]
+    trainer = build_trainer(settings.trainer, callbacks, loggers)
     world_size = trainer.num_nodes * trainer.num_devices  # known before the processes start
-    check_training_plan(trainer, parts, world_size, cfg.data.get("min_steps"))
+    check_training_plan(trainer, parts, world_size, settings.min_steps)
     return Training(trainer, history, stopping, world_size)
 
 
@@ -94,16 +96,19 @@ def build_trainer(trainer_cfg: DictConfig, callbacks: list[pl.Callback], loggers
 
 def check_training_plan(
     trainer: pl.Trainer,
-    parts: list[tuple[DictConfig, EmbeddingDataModule]],
+    parts: list[ObjectivePart],
     world_size: int,
     min_steps: int | None,
 ) -> None:
-    """Check each objective's training plan on `world_size` devices (`check_steps`,
-    `check_in_batch_negatives`); with one objective, raise the trainer's epochs to `min_steps`."""
-    for part_cfg, part in parts:
-        plan = TrainingPlan.of(trainer, len(part.train_dataset), part_cfg.data.batch_size, world_size)
+    """Check each objective's training plan on `world_size` devices (`check_steps`, and
+    `check_in_batch_negatives` for an in-batch-negative loss); with one objective, raise the trainer's
+    epochs to `min_steps`."""
+    for part in parts:
+        data, objective = part.data, part.settings
+        plan = TrainingPlan.of(trainer, len(data.train_dataset), objective.batch_size, world_size)
         check_steps(plan)
-        check_in_batch_negatives(plan, part_cfg.loss, part.inputs or part.text_columns)
+        if objective.in_batch_negatives:
+            check_in_batch_negatives(plan, objective.loss_name, data.inputs or data.text_columns)
     if len(parts) == 1:  # several objectives train their epochs of the combined batches
         train_min_steps(trainer, plan, min_steps)
 

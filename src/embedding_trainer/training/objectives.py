@@ -9,14 +9,17 @@ import copy
 import math
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from omegaconf import DictConfig, open_dict
 
 from embedding_trainer.adapters.training import adapter_kind
+from embedding_trainer.data.datamodule import EmbeddingDataModule
 from embedding_trainer.data.hard_negatives import hard_negative_settings
 from embedding_trainer.data.objectives import OBJECTIVE_SAMPLERS
 from embedding_trainer.training.declared import LoggedTerms, terms_of
+from embedding_trainer.training.losses import class_name
 from embedding_trainer.utils.errors import ConfigError
 from embedding_trainer.utils.log import get_logger
 
@@ -103,6 +106,59 @@ def check_objectives(cfg: DictConfig, validate: Callable[[DictConfig], None]) ->
             f"to a norm of at most {clip}, which undoes an objective's weight whenever its gradient is larger "
             "(every batch is one objective's). Set trainer.gradient_clip_val=null for the weights to act fully."
         )
+
+
+@dataclass(frozen=True)
+class ObjectiveSettings:
+    """What training reads of one objective (the run's own when it has one objective; `name` None):
+
+    - `loss`, `modifier`, `regularizer`: the Hydra nodes `build_loss` and `regularized` instantiate;
+    - `penalized_dims`: the dimensions the regularizer penalises (the run's `matryoshka_dims` when the
+      modifier truncates embeddings, else the model's full dimension);
+    - `batch_size` (`data.batch_size`) and `weight` (its loss's weight in the total; 1 alone);
+    - the loss's harness keys: `mask_known_relevance`, `in_batch_negatives`, `tie_encoder_decoder`."""
+
+    name: str | None
+    loss: DictConfig
+    modifier: DictConfig
+    regularizer: DictConfig
+    penalized_dims: tuple[int, ...]
+    batch_size: int
+    weight: float = 1.0
+    mask_known_relevance: bool = False
+    in_batch_negatives: bool = False
+    tie_encoder_decoder: bool = False
+
+    @property
+    def loss_name(self) -> str:
+        """The loss's class name (`MultipleNegativesRankingLoss`)."""
+        return class_name(self.loss._target_)
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig, name: str | None = None) -> "ObjectiveSettings":
+        """Objective `name`'s settings in the composed (and checked) `cfg` (None: the run's one objective)."""
+        view = cfg if name is None else objective_view(cfg, name)
+        truncates = view.modifier.get("truncates_embeddings")
+        return cls(
+            name=name,
+            loss=view.loss,
+            modifier=view.modifier,
+            regularizer=view.regularizer,
+            penalized_dims=tuple(view.matryoshka_dims) if truncates else (int(view.model.dimension),),
+            batch_size=int(view.data.batch_size),
+            weight=1.0 if name is None else float(cfg.objectives[name].get("weight", 1.0)),
+            mask_known_relevance=bool(view.loss.get("mask_known_relevance")),
+            in_batch_negatives=bool(view.loss.get("in_batch_negatives")),
+            tie_encoder_decoder=bool(view.loss.get("tie_encoder_decoder")),
+        )
+
+
+@dataclass
+class ObjectivePart:
+    """One objective's `settings` and the data module of its training rows (`data`)."""
+
+    settings: ObjectiveSettings
+    data: EmbeddingDataModule
 
 
 class WeightedObjectiveLoss(torch.nn.Module, LoggedTerms):

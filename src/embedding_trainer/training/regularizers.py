@@ -127,20 +127,14 @@ class VarianceRegularizer(torch.nn.Module, LoggedTerms, DeclaresBatchNeeds):
         return {name: value / len(batches) for name, value in sums.items()}
 
 
-def penalized_dims(cfg: DictConfig) -> list[int]:
-    """The dimensions the regularizer penalises: the run's `matryoshka_dims` when the modifier
-    truncates embeddings (Matryoshka), else the model's full dimension."""
-    if cfg.modifier.get("truncates_embeddings"):
-        return list(cfg.matryoshka_dims)
-    return [int(cfg.model.dimension)]
-
-
-def regularized(loss: torch.nn.Module, cfg: DictConfig, model: SentenceTransformer) -> torch.nn.Module:
-    """`loss` wrapped by the regularizer `cfg.regularizer` names (`regularizer=none`: `loss` itself),
-    penalising at `penalized_dims(cfg)`."""
-    if cfg.regularizer.get("_target_") is None:
+def regularized(
+    loss: torch.nn.Module, regularizer: DictConfig, dims: list[int], model: SentenceTransformer
+) -> torch.nn.Module:
+    """`loss` wrapped by the regularizer the `regularizer` node names (`regularizer=none`: `loss` itself),
+    penalising `model`'s embeddings at `dims` (`ObjectiveSettings.penalized_dims`)."""
+    if regularizer.get("_target_") is None:
         return loss
-    return instantiate(constructor_config(cfg.regularizer))(model=model, loss=loss, dims=penalized_dims(cfg))
+    return instantiate(constructor_config(regularizer))(model=model, loss=loss, dims=list(dims))
 
 
 # Numeric settings of a regularizer: (key, whether zero is allowed).

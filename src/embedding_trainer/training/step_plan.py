@@ -6,9 +6,7 @@ import math
 from dataclasses import dataclass
 
 import pytorch_lightning as pl
-from omegaconf import DictConfig
 
-from embedding_trainer.training.losses import class_name
 from embedding_trainer.utils.errors import ConfigError
 from embedding_trainer.utils.log import get_logger
 
@@ -119,18 +117,15 @@ def train_min_steps(trainer: pl.Trainer, plan: TrainingPlan, min_steps: int | No
     )
 
 
-def check_in_batch_negatives(plan: TrainingPlan, loss_cfg: DictConfig, input_columns: list[str]) -> None:
-    """A loss that scores each anchor against the other rows of its batch (`in_batch_negatives`)
-    learns nothing from one-row batches unless the rows carry negatives of their own (more than two
+def check_in_batch_negatives(plan: TrainingPlan, loss: str, input_columns: list[str]) -> None:
+    """`loss` (a class name), which scores each anchor against the other rows of its batch (its config's
+    `in_batch_negatives`), learns nothing from one-row batches unless the rows carry negatives of their own (more than two
     input columns): refuse that; warn when batches hold fewer rows than asked for.
 
     This judges the configuration and the number of rows; the data's own shape is the batch
     sampler's part: the harness's samplers put at least half a batch in every batch (bar a lone
     one) and report the rows they cannot place so, such as rows repeating a text that a
     no-duplicates batch holds once (`embedding_trainer.data.samplers`)."""
-    if not loss_cfg.get("in_batch_negatives"):
-        return
-    loss = class_name(loss_cfg._target_)
     rows_per_batch = min(plan.rows, plan.global_batch)
     if rows_per_batch < 2 and len(input_columns) <= 2:
         raise ConfigError(
