@@ -17,10 +17,15 @@ from test_evaluate import assert_same_metrics
 from conftest import FAST
 from embedding_trainer.adapters.loss import QueryAdapterLoss
 from embedding_trainer.adapters.modules import linear_adapter
-from embedding_trainer.adapters.vectors import TrainingDocuments
+from embedding_trainer.adapters.router import query_adapter
+from embedding_trainer.adapters.training import AdapterSettings, adapted_model, adapter_settings
+from embedding_trainer.adapters.vectors import TrainingDocuments, VectorBatchCollator
+from embedding_trainer.data.build import build_datamodule
+from embedding_trainer.data.relevance import RelevanceSets
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.models.loading import build_tiny_model
 from embedding_trainer.train import train
+from embedding_trainer.training.declared import BatchNeeds
 from embedding_trainer.utils.errors import ConfigError, ModelLoadError
 from embedding_trainer.utils.fingerprints import encoder_fingerprint
 from embedding_trainer.utils.text_vectors import TextVectors
@@ -58,6 +63,31 @@ def test_bad_adapter_settings_fail_before_any_model_loads(make_cfg, no_model_loa
     with pytest.raises(ConfigError) as caught:
         train(make_cfg(*FAST, "adapter=linear", *overrides))
     assert fragment in str(caught.value)
+
+
+def test_the_adapter_settings_are_read_once_into_typed_settings(make_cfg, model_cache):
+    assert adapter_settings(make_cfg(*FAST)) is None
+    assert adapter_settings(make_cfg(*FAST, "adapter=linear")) == AdapterSettings("linear", None, "corpus")
+    settings = adapter_settings(make_cfg(*FAST, "adapter=two_layer", "adapter.hidden_dimension=8"))
+    assert settings == AdapterSettings("two_layer", 8, "corpus")
+    model = adapted_model(build_tiny_model(str(model_cache)), settings)
+    trained = {id(parameter) for parameter in model.parameters() if parameter.requires_grad}
+    assert trained == {id(parameter) for parameter in query_adapter(model).parameters()}
+    assert query_adapter(model).hidden_dimension == 8
+
+
+def test_the_data_module_batches_frozen_vectors_given_through_its_contract(make_cfg):
+    """The adapter's collator is given through `use_collator`, and no other labels may be asked of it."""
+    datamodule = build_datamodule(make_cfg(*FAST))
+    datamodule.load()
+    collator = VectorBatchCollator({}, ["anchor", "positive"])
+    datamodule.use_collator(collator)
+    assert datamodule.global_batches(world_size=1)[1] is collator
+    other = build_datamodule(make_cfg(*FAST))
+    other.load()
+    other.use_batch_needs(BatchNeeds(text_ids=RelevanceSets([], ["anchor", "positive"])))
+    with pytest.raises(RuntimeError, match="already another loss input"):
+        other.use_collator(collator)
 
 
 def test_the_loss_is_in_batch_ranking_of_adapted_queries_summed_over_dims():

@@ -2,6 +2,8 @@
 training run swaps in: the model with the adapter on its query route, batches of frozen embeddings
 instead of tokens, and the adapter's ranking loss."""
 
+from dataclasses import dataclass
+
 from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 
@@ -24,9 +26,30 @@ RANKING_LOSS = "MultipleNegativesRankingLoss"
 MATRYOSHKA = "MatryoshkaLoss"
 
 
+@dataclass(frozen=True)
+class AdapterSettings:
+    """A query-adapter run's settings (`adapter=linear` or `adapter=two_layer`, checked by `check_adapter`):
+    its `kind`, the two-layer adapter's `hidden_dimension` (None: the model's dimension) and what each query
+    is ranked against, `negatives` (`batch`: the batch's documents; `corpus`: every training document)."""
+
+    kind: str
+    hidden_dimension: int | None = None
+    negatives: str = "batch"
+
+
 def adapter_kind(cfg: DictConfig) -> str | None:
-    """The run's adapter kind (`cfg.adapter.kind`); None: no adapter, the model itself trains."""
+    """The settings edge: the run's adapter kind (`cfg.adapter.kind`); None: no adapter, the model itself
+    trains."""
     return (cfg.get("adapter") or {}).get("kind")
+
+
+def adapter_settings(cfg: DictConfig) -> AdapterSettings | None:
+    """The settings edge: the run's `AdapterSettings` (`cfg.adapter`); None: no adapter, the model itself
+    trains."""
+    kind = adapter_kind(cfg)
+    if kind is None:
+        return None
+    return AdapterSettings(kind, cfg.adapter.get("hidden_dimension"), cfg.adapter.get("negatives", "batch"))
 
 
 def check_adapter(cfg: DictConfig) -> None:
@@ -76,11 +99,9 @@ def check_adapter(cfg: DictConfig) -> None:
         )
 
 
-def adapted_model(model: SentenceTransformer, adapter_cfg: DictConfig) -> SentenceTransformer:
-    """`model`, frozen, with a new adapter of `adapter_cfg` on its query route (`with_query_adapter`)."""
-    adapter = build_adapter(
-        adapter_cfg.kind, model.get_embedding_dimension(), adapter_cfg.get("hidden_dimension")
-    )
+def adapted_model(model: SentenceTransformer, settings: AdapterSettings) -> SentenceTransformer:
+    """`model`, frozen, with a new adapter of `settings` on its query route (`with_query_adapter`)."""
+    adapter = build_adapter(settings.kind, model.get_embedding_dimension(), settings.hidden_dimension)
     return with_query_adapter(model, adapter)
 
 
@@ -97,7 +118,7 @@ def adapter_training(
 ) -> QueryAdapterLoss:
     """Prepare the adapter `model` (from `adapted_model`) to train: the frozen embeddings of the
     training rows (`training_vectors`: read from `cache`, the corpora of the retrieval `evaluators`
-    encoded as their baselines encode them) batched by `datamodule` from now on (its `collator`), the
+    encoded as their baselines encode them) batched by `datamodule` from now on (`use_collator`), the
     run's `evaluators` reading the frozen embeddings from `cache` at every evaluation (`frozen_cache`:
     only the adapter runs), and the loss (`QueryAdapterLoss` with `scale`, at each of `dims`; None:
     full size), ranking each query against the batch's documents (`negatives="batch"`) or every
@@ -120,5 +141,5 @@ def adapter_training(
     documents = None
     if negatives == "corpus":
         documents = TrainingDocuments.of(datamodule.train_dataset, inputs, vectors[DOCUMENT])
-    datamodule.collator = VectorBatchCollator(vectors, inputs, documents)
+    datamodule.use_collator(VectorBatchCollator(vectors, inputs, documents))
     return QueryAdapterLoss(query_adapter(model), scale, dims, documents.embeddings if documents else None)

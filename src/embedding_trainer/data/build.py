@@ -5,6 +5,7 @@ settings (`DataSettings`) and builds the data module (one per objective with sev
 
 from collections.abc import Callable
 from dataclasses import fields
+from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
@@ -34,23 +35,30 @@ def build_datamodule(
     several objectives, theirs (each of its objective's view) in one `ObjectivesDataModule`.
     `tokenizer()`: the model's tokenizer, for chunking documents (see `EmbeddingDataModule`)."""
     names = objective_names(cfg)
+    output_dir = cfg.paths.output_dir
+    prepared = Path(output_dir) / "data" if output_dir else None
     if names:
         return ObjectivesDataModule(
-            {name: objective_datamodule(objective_view(cfg, name), tokenizer) for name in names},
+            {
+                name: objective_datamodule(
+                    objective_view(cfg, name), tokenizer, prepared / name if prepared else None
+                )
+                for name in names
+            },
             cfg.objective_sampling,
             cfg.seed,
-            cfg.paths.output_dir,
         )
-    return objective_datamodule(cfg, tokenizer)
+    return objective_datamodule(cfg, tokenizer, prepared)
 
 
 def objective_datamodule(
-    cfg: DictConfig, tokenizer: Callable[[], object] | None = None
+    cfg: DictConfig, tokenizer: Callable[[], object] | None = None, prepared_folder: Path | None = None
 ) -> EmbeddingDataModule:
-    """The data module of one objective: `cfg`'s dataset type, data source and loss batch sampler."""
+    """The data module of one objective: `cfg`'s dataset type, data source and loss batch sampler, writing
+    its prepared rows to `prepared_folder` (None: nowhere)."""
     return EmbeddingDataModule(
         data_settings(cfg),
-        output_dir=cfg.paths.output_dir,
+        prepared_folder=prepared_folder,
         stages=build_stages(cfg, LOAD_SLOTS),
         tokenizer=tokenizer,
     )

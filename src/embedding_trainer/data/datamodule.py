@@ -41,8 +41,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
     Args:
         settings: the schema, sources, reader, normalization, split, batching and leakage settings and
             the seed (`DataSettings`).
-        output_dir: the run folder: the prepared train/eval rows are written to its `data/train.jsonl`, ...
-            (`prepared_folder`; None: nowhere).
+        prepared_folder: where `write_prepared` writes the prepared train/eval rows (`train.jsonl`, ...;
+            a run's `<output_dir>/data`; None: nowhere).
         stages: the data stages run while the rows load (`data.stages.LOAD_SLOTS`): the chunking /
             synthetic-queries stage generates the training pairs from the documents of the train source
             (`data.synthetic_queries`, `data.chunking`); test_size and the validation hold-out
@@ -54,7 +54,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
     def __init__(
         self,
         settings: DataSettings,
-        output_dir: str | None = None,
+        prepared_folder: str | Path | None = None,
         stages: Sequence[DataStage] = (),
         tokenizer: Callable[[], object] | None = None,
     ) -> None:
@@ -73,7 +73,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         # The generated pairs with their passages and the split each went to (written by `write_prepared`).
         self.synthetic_pairs: dict[str, datasets.Dataset] = {}
         # Where `write_prepared` writes the rows trained and evaluated on (None: nowhere).
-        self.prepared_folder = Path(output_dir) / "data" if output_dir else None
+        self.prepared_folder = Path(prepared_folder) if prepared_folder is not None else None
         self.train_dataset: datasets.Dataset | None = None
         self.eval_data: EvalData | None = None
         self.validation_data: EvalData | None = None
@@ -81,9 +81,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         # The model's named prompts (`model.prompts`), set with `preprocess`: each training column's
         # texts get the one of its role (`embedding_trainer.models.prompts.column_prompts`).
         self.prompts: dict[str, str | None] = {}
-        # Set instead of `preprocess` to batch rows into something else than tokens (a query adapter's
-        # frozen embeddings): it collates the sampled rows; no tokenizing, no length grouping.
-        self.collator: Callable[[list[dict]], tuple] | None = None
+        # Given instead of `preprocess` to batch rows into something else than tokens (`use_collator`).
+        self._collator: Callable[[list[dict]], tuple] | None = None
         # Makes each batch's labels from its rows: a data stage's `targets()` (a teacher's outputs, for
         # distillation losses; set by `run_stages`), or the relevance mask's text ids.
         self.targets: Callable[[list[dict]], torch.Tensor] | None = None
@@ -192,6 +191,35 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             raise RuntimeError("The data module's labels are already another loss input (targets).")
         self.text_ids = needs.text_ids
 
+    def setup(self, stage: str | None = None) -> None:
+        """Prepare the training batches before fitting (`stage` "fit"; Lightning calls it before it asks for
+        the loaders): the token cache of the training rows, when they are tokenized once or grouped by
+        length (`global_batches` prepares it too, when called before)."""
+        if stage in (None, "fit") and self.train_dataset is not None and self._collator is None:
+            self._prepare_token_cache()
+
+    def _prepare_token_cache(self) -> None:
+        """Build `token_cache` (once) when the batching tokenizes once or groups by length."""
+        batching = self.settings.batching
+        use_token_cache = batching.tokenize_once and batching.transform is None
+        if (
+            (use_token_cache or batching.group_by_length)
+            and self.token_cache is None
+            and self.preprocess is not None
+        ):
+            prompts = column_prompts(self.prompts, self.text_columns)
+            self.token_cache = build_token_cache(
+                self.preprocess, prompts, self.train_dataset, batching.max_length
+            )
+
+    def use_collator(self, collator: Callable[[list[dict]], tuple]) -> None:
+        """Batch the training rows with `collator`, which makes each batch's `(features, labels)` from its
+        rows (a query adapter's frozen embeddings of their texts), instead of tokenizing them: no token
+        cache, no length grouping, no other labels (targets, text ids)."""
+        if self.targets is not None or self.text_ids is not None:
+            raise RuntimeError("The data module's labels are already another loss input (targets, text ids).")
+        self._collator = collator
+
     def train_dataloader(self) -> DataLoader:
         """Batches of `(features, labels)` drawn by the loss's batch sampler, seeded by the seed. With
         several ranks, every rank draws the same global batches of batch_size x world size and
@@ -205,20 +233,17 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
     def global_batches(self, world_size: int) -> tuple[Sampler, Callable[[list[dict]], tuple]]:
         """The batch sampler of global batches (batch_size x `world_size` rows, before any rank takes its
         slice) over the training rows, and the collate function that makes a batch's `(features, labels)`:
-        `collator` when set, else the loss's tokenizing collator."""
-        if self.train_dataset is None or (self.preprocess is None and self.collator is None):
-            raise RuntimeError("Call load() and set `preprocess` (the model's tokenizer) before training.")
+        the one given to `use_collator`, else the loss's tokenizing collator."""
+        if self.train_dataset is None or (self.preprocess is None and self._collator is None):
+            raise RuntimeError("Call load() and use_model(model) (its tokenizer) before training.")
         batching, seed = self.settings.batching, self.settings.seed
         batch_size = batching.batch_size * world_size
-        if self.collator is not None:
-            return loss_sampler(batching, self.train_dataset, self.label, batch_size, seed), self.collator
-        prompts = column_prompts(self.prompts, self.text_columns)
+        if self._collator is not None:
+            return loss_sampler(batching, self.train_dataset, self.label, batch_size, seed), self._collator
+        self._prepare_token_cache()
         use_token_cache = batching.tokenize_once and batching.transform is None
-        if (use_token_cache or batching.group_by_length) and self.token_cache is None:
-            self.token_cache = build_token_cache(
-                self.preprocess, prompts, self.train_dataset, batching.max_length
-            )
         if batching.group_by_length and self.token_cache is not None:
+            prompts = column_prompts(self.prompts, self.text_columns)
             counts = row_token_counts(self.token_cache, prompts, self.train_dataset)
             sampler = length_grouped_sampler(
                 batching, counts, self.train_dataset, self.text_columns, batch_size, seed

@@ -3,7 +3,6 @@ sampler and collator), and one training loader whose every batch comes from one 
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytorch_lightning as pl
 import torch
@@ -65,18 +64,14 @@ class ObjectivesDataModule(ResumableTrainData, pl.LightningDataModule):
     each batch is a batch of one objective's loss batch sampler, collated by its collator and tagged
     with its name, `(features, labels, objective)`; `sampling` (`round_robin` or `proportional`, the
     sentence-transformers multi-dataset batch samplers, seeded by `seed`) picks the objective of
-    each batch. Resumable mid-epoch like one objective's loader. The prepared rows of objective
-    `name` are written to `<output_dir>/data/<name>/`."""
+    each batch. Resumable mid-epoch like one objective's loader. Each objective's data module writes its
+    own prepared rows (`build_datamodule`: to `<output_dir>/data/<name>/`)."""
 
-    def __init__(
-        self, datamodules: dict[str, EmbeddingDataModule], sampling: str, seed: int, output_dir: str | None
-    ) -> None:
+    def __init__(self, datamodules: dict[str, EmbeddingDataModule], sampling: str, seed: int) -> None:
         super().__init__()
         self.datamodules = dict(datamodules)
         self.sampling = sampling
         self.seed = seed
-        for name, datamodule in self.datamodules.items():
-            datamodule.prepared_folder = None if output_dir is None else Path(output_dir) / "data" / name
 
     @property
     def primary(self) -> EmbeddingDataModule:
@@ -87,6 +82,11 @@ class ObjectivesDataModule(ResumableTrainData, pl.LightningDataModule):
         """Load every objective's data (nothing is written; see `write_prepared`)."""
         for datamodule in self.datamodules.values():
             datamodule.load()
+
+    def setup(self, stage: str | None = None) -> None:
+        """Prepare every objective's training batches (`EmbeddingDataModule.setup`)."""
+        for datamodule in self.datamodules.values():
+            datamodule.setup(stage)
 
     def write_prepared(self) -> None:
         for datamodule in self.datamodules.values():
