@@ -91,7 +91,7 @@ def train_main(cfg: DictConfig) -> float:
     from embedding_trainer.runs.lifecycle import run_command
     from embedding_trainer.train import train
 
-    return run_command(train, cfg)["val/score"]
+    return run_command(lambda: train(cfg))["val/score"]
 
 
 @hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="evaluate")
@@ -101,4 +101,4 @@ def evaluate_main(cfg: DictConfig) -> float:
     from embedding_trainer.evaluate import evaluate
     from embedding_trainer.runs.lifecycle import run_command
 
-    return run_command(evaluate, cfg)["val/score"]
+    return run_command(lambda: evaluate(cfg))["val/score"]

@@ -18,7 +18,7 @@ from embedding_trainer.phases.report import log_config
 from embedding_trainer.reporting.results import write_evaluation_results
 from embedding_trainer.reporting.run_report import write_evaluation_report
 from embedding_trainer.reporting.wandb_run import log_evaluated_table
-from embedding_trainer.runs.lifecycle import tracked_run
+from embedding_trainer.runs.lifecycle import RunPlace, tracked_run
 from embedding_trainer.runs.provenance import record_provenance
 from embedding_trainer.runs.resume import store_run_id
 from embedding_trainer.runs.tracking import RunTracker
@@ -48,7 +48,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         objects: `model`, `datamodule`, `evaluation` (the callback holding the evaluator),
             `evaluated` (per-dimension metrics), `results` (as in results.json) and `run_id`.
     """
-    return tracked_run(cfg, cfg.task_name, _evaluate)
+    return tracked_run(RunPlace.from_config(cfg), cfg.task_name, lambda tracker: _evaluate(cfg, tracker))
 
 
 def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict]:

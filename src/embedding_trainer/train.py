@@ -18,7 +18,7 @@ from embedding_trainer.phases.fit import build_training, fit
 from embedding_trainer.phases.loss import build_module
 from embedding_trainer.phases.model import ModelStages, load_model, prepare_training_rows
 from embedding_trainer.phases.report import log_config, report_and_save
-from embedding_trainer.runs.lifecycle import tracked_run
+from embedding_trainer.runs.lifecycle import RunPlace, tracked_run
 from embedding_trainer.runs.provenance import record_provenance
 from embedding_trainer.runs.resume import store_run_id
 from embedding_trainer.runs.tracking import RunTracker
@@ -35,7 +35,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
             `results` (their JSON form, with the run's `provenance`, None on ranks but zero, as in
             results.json and the registry row) and `run_id` (the registry row).
     """
-    return tracked_run(cfg, cfg.name, _train)
+    return tracked_run(RunPlace.from_config(cfg), cfg.name, lambda tracker: _train(cfg, tracker))
 
 
 def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict]:

@@ -13,8 +13,9 @@ import pytest
 
 from conftest import FAST
 from embedding_trainer.runs.__main__ import main as runs_cli
+from embedding_trainer.runs.lifecycle import RunPlace, tracked_run
 from embedding_trainer.runs.registry import RunRegistry
-from embedding_trainer.runs.tracking import RunTracker
+from embedding_trainer.runs.tracking import RunTracker, config_text
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.train import train
 from embedding_trainer.utils.errors import ConfigError
@@ -48,14 +49,8 @@ def test_only_rank_zero_writes(monkeypatch, tmp_path):
 
     monkeypatch.setattr(rank_zero_only, "rank", 1)
     tracker = RunTracker(str(tmp_path / "runs.db"), "task", tmp_path)
-    tracker.start(config_stub(), str(tmp_path))
+    tracker.start("name: task\n", str(tmp_path))
     assert tracker.registry is None and not (tmp_path / "runs.db").exists()
-
-
-def config_stub():
-    from omegaconf import OmegaConf
-
-    return OmegaConf.create({"name": "task"})
 
 
 def _hammer(path: str, worker: int) -> None:
@@ -68,6 +63,17 @@ def _hammer(path: str, worker: int) -> None:
 
 
 @pytest.mark.slow
+def test_a_run_is_kept_at_the_place_its_config_names(make_cfg):
+    cfg = make_cfg(*FAST, "overwrite=true")
+    place = RunPlace.from_config(cfg)
+    assert place == RunPlace(cfg.paths.output_dir, cfg.registry.path, True, config_text(cfg))
+    results = {"score": 1.0}
+    _, objects = tracked_run(place, "task", lambda tracker: ({}, {"results": results, "model_path": None}))
+    run = RunRegistry(place.registry_path).get(objects["run_id"])
+    assert run["status"] == "success" and run["task"] == "task" and run["output_dir"] == place.output_dir
+    assert run["config"] == place.config and "MultipleNegativesRankingLoss" in run["config"]
+
+
 def test_several_processes_write_at_once(tmp_path):
     path = str(tmp_path / "runs.db")
     RunRegistry(path)

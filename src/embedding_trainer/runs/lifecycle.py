@@ -1,11 +1,13 @@
-"""The shell around one run: `tracked_run` (its claimed folder, registry row and signal handling) and
-`run_command` (how a run started from a command line ends: its exit status). Importing it readies the
+"""The shell around one run: `tracked_run` (its claimed folder, registry row and signal handling, at the
+`RunPlace` the entry point reads from its config) and `run_command` (how a run started from a command
+line ends: its exit status). Importing it readies the
 process for a run: the config resolvers registered, unactionable library warnings silenced, tokenizers
 kept from parallelism that forked data workers would deadlock on."""
 
 import os
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
@@ -14,7 +16,7 @@ from embedding_trainer.reporting.wandb_run import finish_wandb
 from embedding_trainer.runs.hydra_job import in_multirun
 from embedding_trainer.runs.preemption import RunPreempted, requeue_after, stopping_on_signals
 from embedding_trainer.runs.run_folder import claim_run_folder
-from embedding_trainer.runs.tracking import RunTracker
+from embedding_trainer.runs.tracking import RunTracker, config_text
 from embedding_trainer.settings.resolvers import register_resolvers
 from embedding_trainer.utils.errors import ConfigError, DataError, ModelLoadError, ModelPushError
 from embedding_trainer.utils.log import get_logger
@@ -26,30 +28,47 @@ register_resolvers()
 silence_unactionable()
 
 
+@dataclass(frozen=True)
+class RunPlace:
+    """Where a run is kept: its `output_dir` (`paths.output_dir`), the run registry at `registry_path`
+    (`registry.path`; None: none), whether a finished run there may be moved aside (`overwrite`), and
+    its `config`, the YAML the registry row keeps (`config_text`)."""
+
+    output_dir: str
+    registry_path: str | None
+    overwrite: bool
+    config: str
+
+    @classmethod
+    def from_config(cls, cfg: DictConfig) -> "RunPlace":
+        """The place of the composed config `cfg`'s run."""
+        return cls(
+            str(cfg.paths.output_dir), cfg.registry.path, bool(cfg.get("overwrite", False)), config_text(cfg)
+        )
+
+
 def tracked_run(
-    cfg: DictConfig,
-    task: str,
-    job: Callable[[DictConfig, RunTracker], tuple[dict[str, float], dict]],
+    place: RunPlace, task: str, job: Callable[[RunTracker], tuple[dict[str, float], dict]]
 ) -> tuple[dict[str, float], dict]:
-    """Run `job(cfg, tracker)` in its own output folder (`paths.output_dir`), claimed for this run
+    """Run `job(tracker)` in its own output folder (`place.output_dir`), claimed for this run
     (refused when another run holds it, or a finished run is there and `overwrite` is off), and
     recorded in the run registry as `task` (its id: `runs.tracking.run_id_for`, the folder's name):
     `running`, then `success` with the job's `objects["results"]` and `objects["model_path"]`, or
     `failed` with the error, which is raised again. A ConfigError or DataError that leaves the folder
     as the start made it removes the folder, if this start created it (its row keeps no folder).
     Returns the job's (metrics, objects), objects with `run_id` added."""
-    output_dir = str(cfg.paths.output_dir)
-    tracker = RunTracker(cfg.registry.path, task, output_dir)
+    output_dir = place.output_dir
+    tracker = RunTracker(place.registry_path, task, output_dir)
     claim = None
     if rank_zero_only.rank == 0:  # DDP ranks 1.. run in rank zero's claimed folder
-        claim = claim_run_folder(output_dir, bool(cfg.get("overwrite", False)), tracker.run_id)
+        claim = claim_run_folder(output_dir, place.overwrite, tracker.run_id)
     try:
         if claim is not None and claim.previous is not None:
             tracker.moved(str(claim.folder), str(claim.previous))
-        tracker.start(cfg, output_dir)
+        tracker.start(place.config, output_dir)
         try:
             with stopping_on_signals():
-                metrics, objects = job(cfg, tracker)
+                metrics, objects = job(tracker)
         except BaseException as error:
             tracker.fail(error)
             finish_wandb(failed=True)
@@ -64,14 +83,12 @@ def tracked_run(
     return metrics, {**objects, "run_id": tracker.run_id}
 
 
-def run_command(
-    job: Callable[[DictConfig], tuple[dict[str, float], dict]], cfg: DictConfig
-) -> dict[str, float]:
-    """The metrics of `job(cfg)` run from a command line: a ConfigError, DataError, ModelLoadError or
+def run_command(job: Callable[[], tuple[dict[str, float], dict]]) -> dict[str, float]:
+    """The metrics of `job()` run from a command line: a ConfigError, DataError, ModelLoadError or
     ModelPushError is logged and exits with status 2 (raised in a multi-run), a preempted run exits
     with its `RunPreempted.exit_code`."""
     try:
-        metrics, _ = job(cfg)
+        metrics, _ = job()
     except (ConfigError, DataError, ModelLoadError, ModelPushError) as error:
         log.error(f"{type(error).__name__}: {error}")
         if in_multirun():

@@ -22,7 +22,9 @@ def command_line_overrides() -> list[str]:
 
 
 def config_text(cfg: DictConfig) -> str:
-    """The config as YAML, resolved where it resolves (an unresolvable config is kept as written)."""
+    """The config as the registry keeps it: YAML, resolved where it resolves (an unresolvable config is
+    kept as written). The one reader of the config here (the entry point's `RunPlace.from_config` and the
+    queued-job launcher call it); the tracker itself takes the text."""
     try:
         return OmegaConf.to_yaml(cfg, resolve=True)
     except Exception:  # a bad interpolation is the run's error to report, not the registry's
@@ -62,11 +64,10 @@ class RunTracker:
         self.run_id = run_id_for(output_dir, self.registry)
         self.ended = False
 
-    def start(self, cfg: DictConfig, output_dir: str) -> None:
+    def start(self, config: str, output_dir: str) -> None:
+        """Record the run as `running` in `output_dir`, with its `config` (YAML) and command-line overrides."""
         if self.registry:
-            self.registry.start(
-                self.run_id, self.task, command_line_overrides(), config_text(cfg), output_dir
-            )
+            self.registry.start(self.run_id, self.task, command_line_overrides(), config, output_dir)
 
     def moved(self, old_dir: str, new_dir: str) -> None:
         """Record that the runs of `old_dir` now live in `new_dir` (a finished run moved aside)."""
