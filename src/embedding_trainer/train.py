@@ -10,7 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from omegaconf import DictConfig
 
-from embedding_trainer.adapters.training import adapter_kind
+from embedding_trainer.adapters.training import adapter_settings
 from embedding_trainer.phases.choose import choose_model, score_chosen
 from embedding_trainer.phases.data import check_settings, prepare_data
 from embedding_trainer.phases.evaluation import build_evaluations
@@ -51,7 +51,7 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     store_run_id(output_dir, tracker.run_id)  # after the checks: a rejected run writes nothing
 
     # adapter=linear/two_layer: the model frozen, an adapter on its query route trains
-    model = load_model(data.run_model, cfg.adapter if adapter_kind(cfg) else None)
+    model = load_model(data.run_model, adapter_settings(cfg))
     provenance = (
         record_provenance(output_dir, settings.report.run, model, datamodule, trainer)
         if trainer.is_global_zero

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 
-from embedding_trainer.adapters.training import adapted_model
+from embedding_trainer.adapters.training import AdapterSettings, adapted_model
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.hard_negatives import MinedRows
 from embedding_trainer.data.objectives import ObjectivesDataModule
@@ -28,13 +28,13 @@ class TrainingRows:
 
 
 def load_model(
-    run_model: Callable[[], SentenceTransformer], adapter_cfg: DictConfig | None
+    run_model: Callable[[], SentenceTransformer], adapter: AdapterSettings | None
 ) -> SentenceTransformer:
-    """The run's model (`run_model()`); with `adapter_cfg` (adapter=linear/two_layer; None: no adapter),
+    """The run's model (`run_model()`); with `adapter` (adapter=linear/two_layer; None: no adapter),
     frozen, with an adapter on its query route that trains."""
     model = run_model()
-    if adapter_cfg is not None:
-        model = adapted_model(model, adapter_cfg)
+    if adapter is not None:
+        model = adapted_model(model, adapter)
     return model
 
 
