@@ -3,6 +3,7 @@ tokenizer, cropping (seeded), the llm generator against a real local chat-comple
 path, a server error, a timeout, malformed replies, a refusal, the per-passage cache), splits by passage,
 real runs through `train(cfg)`, and the settings refused before anything loads."""
 
+import dataclasses
 import itertools
 import json
 import logging
@@ -10,12 +11,14 @@ from pathlib import Path
 
 import pytest
 from chat_server import ChatServer
+from omegaconf import OmegaConf
 from transformers import AutoTokenizer
 
 from embedding_trainer.data.chunking import Chunk, ChunkingSettings, chunk_documents, whole_documents
 from embedding_trainer.data.cropping import CroppingSettings, cropped_pairs
 from embedding_trainer.data.llm_queries import LlmSettings, generate_questions, parse_questions
 from embedding_trainer.data.sources import Document, read_documents
+from embedding_trainer.data.synthetic_queries import synthetic_query_settings
 from embedding_trainer.settings.resolvers import PROJECT_ROOT, package_model_path
 from embedding_trainer.train import train
 from embedding_trainer.utils.errors import ConfigError, DataError
@@ -407,3 +410,15 @@ def test_generated_pairs_take_mined_negatives(make_cfg, tmp_path):
     rows = [json.loads(line) for line in (run / "data" / "train.jsonl").read_text().splitlines()]
     assert rows and set(rows[0]) == {"id", "anchor", "positive", "negative_1"}
     assert all(row["negative_1"] != row["positive"] for row in rows)
+
+
+def test_the_settings_edge_reads_the_data_block_into_frozen_settings(tmp_path):
+    data = OmegaConf.create({"synthetic_queries": {"generator": "cropping", "bogus": 1}, "chunking": None})
+    with pytest.raises(ConfigError, match="data.synthetic_queries has no key bogus"):
+        synthetic_query_settings(data, tmp_path)
+    del data.synthetic_queries["bogus"]
+    queries = synthetic_query_settings(data, tmp_path)
+    assert (queries.generator, queries.chunking, queries.cache_dir) == ("cropping", None, str(tmp_path))
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        queries.generator = "llm"
+    assert synthetic_query_settings(OmegaConf.create({"synthetic_queries": None}), tmp_path) is None

@@ -33,7 +33,7 @@ SAMPLINGS = ("top", "random")
 SCORES = "scores"  # the miner's column of [positive score, negative scores...] per row
 
 
-@dataclass
+@dataclass(frozen=True)
 class HardNegativeSettings:
     """`data.hard_negatives`: `num_negatives` per anchor from the candidates ranked `range_min` to
     `range_max` by the `model` (`base`: the model being trained; else a folder or hub id), the

@@ -34,7 +34,7 @@ class SyntheticPair:
     document_id: str
 
 
-@dataclass
+@dataclass(frozen=True)
 class SyntheticQueries:
     """The checked `data.synthetic_queries` and `data.chunking` settings of a run (`chunking` None: whole
     documents are the passages); `cache_dir` keeps the llm generator's answers."""
@@ -73,7 +73,7 @@ class SyntheticQueries:
         return chunks
 
 
-def synthetic_queries(data_cfg: DictConfig, cache_dir: str | Path) -> SyntheticQueries | None:
+def synthetic_query_settings(data_cfg: DictConfig, cache_dir: str | Path) -> SyntheticQueries | None:
     """The checked synthetic-query settings of a data config; None when `synthetic_queries` is absent,
     null or names no generator. ConfigError for an unknown generator or key, or bad settings."""
     block = data_cfg.get("synthetic_queries")

@@ -7,7 +7,7 @@ import datasets
 from omegaconf import DictConfig
 
 from embedding_trainer.data.stages import DataStage, StageContext
-from embedding_trainer.data.synthetic_queries import SyntheticQueries, synthetic_queries
+from embedding_trainer.data.synthetic_queries import SyntheticQueries, synthetic_query_settings
 from embedding_trainer.utils.errors import ConfigError
 
 PAIR_COLUMNS = ("anchor", "positive", "chunk_id", "document_id")
@@ -27,8 +27,8 @@ class SyntheticQueriesStage(DataStage):
     @classmethod
     def check(cls, cfg: DictConfig) -> None:
         """Generated queries come as (query, passage) pairs: the data must be pairs; the settings are
-        checked by reading them (`synthetic_queries`)."""
-        if synthetic_queries(cfg.data, cfg.paths.cache_dir) is None:
+        checked by reading them (`synthetic_query_settings`)."""
+        if synthetic_query_settings(cfg.data, cfg.paths.cache_dir) is None:
             return
         if cfg.dataset_type.name != "pair":
             raise ConfigError(
@@ -38,7 +38,7 @@ class SyntheticQueriesStage(DataStage):
 
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "SyntheticQueriesStage | None":
-        queries = synthetic_queries(cfg.data, cfg.paths.cache_dir)
+        queries = synthetic_query_settings(cfg.data, cfg.paths.cache_dir)
         return cls(queries) if queries is not None else None
 
     def run(self, rows: datasets.Dataset, context: StageContext) -> datasets.Dataset:
