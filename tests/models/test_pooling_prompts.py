@@ -106,7 +106,7 @@ def test_training_columns_are_tokenized_with_the_prompt_of_their_role(
     datamodule = build_datamodule(cfg)
     datamodule.load()
     model = models.build_tiny_model(str(model_cache), prompts={"query": QUERY, "document": DOCUMENT})
-    datamodule.preprocess, datamodule.prompts = model.preprocess, dict(model.prompts)
+    datamodule.use_model(model)
     loader = datamodule.train_dataloader()
     assert (datamodule.token_cache is not None) == tokenize_once
     rows = [datamodule.train_dataset[index] for index in range(8)]
