@@ -6,24 +6,36 @@ negative is one of the anchor's known positives, that score is masked: set to -i
 so the pair is neither pulled nor pushed. The row's own (anchor, positive) target is never masked.
 
 How: each batch's labels are its rows' text ids (`RelevanceSets`: the loss declares them in its
-`batch_needs`, the collator provides them);
-`KnownRelevanceLoss` takes them (gathered across processes when the loss gathers embeddings) and
-replaces the wrapped loss's `similarity_fct` by `MaskedSimilarity`, which masks every score matrix the
-loss computes. A loss computes its matrices in a fixed order (`PLANS`: which texts are the rows and
-columns of each); mini-batched (cached) losses repeat that order per mini-batch, and Matryoshka or
-adaptive-layer modifiers repeat the whole forward, which the plan follows from the matrices' shapes.
-A matrix of an unexpected shape raises instead of masking the wrong pairs.
+`batch_needs`, the collator provides them). `KnownRelevanceLoss` takes them (gathered across processes when
+the loss gathers embeddings) and builds the loss it is given anew through the public constructors
+(`masked_copy`): its scorer gets `similarity_fct=MaskedSimilarity(...)`, which masks every score matrix the
+loss computes; a modifier around it is built anew around the masked scorer, and nothing of the given loss
+changes. GIST's constructor takes no similarity: its similarity module gets a forward hook that masks its
+output during each forward of `KnownRelevanceLoss` (`masking_gist`).
+A loss computes its matrices in a fixed order (`PLANS`: which texts are the rows and columns of each);
+mini-batched (cached) losses repeat that order per mini-batch, and Matryoshka or adaptive-layer modifiers
+repeat the whole forward, which the plan follows from the matrices' shapes. A matrix of an unexpected
+shape raises instead of masking the wrong pairs.
 """
 
 import dataclasses
 import functools
-from collections.abc import Callable
+import inspect
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import datasets
 import torch
 import torch.distributed as dist
 from omegaconf import DictConfig
+from sentence_transformers.sentence_transformer.losses import (
+    AdaptiveLayerLoss,
+    CachedGISTEmbedLoss,
+    GISTEmbedLoss,
+    Matryoshka2dLoss,
+    MatryoshkaLoss,
+)
 from torch import Tensor, nn
 
 from embedding_trainer.data.relevance import RelevanceSets
@@ -176,8 +188,46 @@ class MaskedSimilarity(nn.Module):
         return self.mask.apply(self.similarity_fct(a, b))
 
 
+GIST_LOSSES = (GISTEmbedLoss, CachedGISTEmbedLoss)
+MATRYOSHKA_SETTINGS = ("matryoshka_dims", "matryoshka_weights", "n_dims_per_step")
+
+
+def constructor_arguments(built: nn.Module, /, **given) -> dict:
+    """The arguments the loss `built` was built with, by its constructor's parameter names: those `given`,
+    the others read back from the same-named attributes sentence-transformers losses keep."""
+    parameters = inspect.signature(type(built).__init__).parameters.values()
+    names = [
+        p.name for p in parameters if p.name != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    ]
+    return {name: given[name] if name in given else getattr(built, name) for name in names}
+
+
+def masked_copy(loss: nn.Module, mask: BatchMask) -> nn.Module:
+    """`loss` (a loss of `PLANS` whose constructor takes `similarity_fct`, alone or in MatryoshkaLoss,
+    AdaptiveLayerLoss or Matryoshka2dLoss) built anew with the same arguments, its scorer's every score
+    matrix going through `mask` (its `similarity_fct` a `MaskedSimilarity`). `loss` itself is left as it is."""
+    if isinstance(loss, Matryoshka2dLoss):  # an AdaptiveLayerLoss around the MatryoshkaLoss it builds
+        matryoshka = loss.loss
+        settings = {name: getattr(matryoshka, name) for name in MATRYOSHKA_SETTINGS}
+        return Matryoshka2dLoss(
+            **constructor_arguments(loss, loss=masked_copy(matryoshka.loss, mask), **settings)
+        )
+    if isinstance(loss, (MatryoshkaLoss, AdaptiveLayerLoss)):
+        return type(loss)(**constructor_arguments(loss, loss=masked_copy(loss.loss, mask)))
+    if type(loss).__name__ in PLANS and not isinstance(loss, GIST_LOSSES):
+        masked = MaskedSimilarity(loss.similarity_fct, mask)
+        return type(loss)(**constructor_arguments(loss, similarity_fct=masked))
+    raise ValueError(
+        f"KnownRelevanceLoss cannot build {type(loss).__name__} anew around a masked loss: mask a loss of "
+        f"{', '.join(PLANS)}, alone or in MatryoshkaLoss, AdaptiveLayerLoss or Matryoshka2dLoss."
+    )
+
+
 class KnownRelevanceLoss(nn.Module, LoggedTerms, DeclaresBatchNeeds):
-    """`loss` (an in-batch loss of `PLANS`, possibly inside modifiers) with known relevance masked.
+    """`loss` (an in-batch loss of `PLANS`, possibly inside modifiers) with known relevance masked: the
+    wrapped loss (`self.loss`) is `loss` built anew with its scores masked (`masked_copy`); a GIST loss,
+    whose constructor takes no similarity, is wrapped itself and masked during each forward
+    (`masking_gist`).
 
     Inputs: the wrapped loss's features, and as labels the rows' text ids, int64 [rows, input columns]
     (its `batch_needs`: `relevance`'s ids); the wrapped loss gets zero labels. After each forward,
@@ -187,7 +237,6 @@ class KnownRelevanceLoss(nn.Module, LoggedTerms, DeclaresBatchNeeds):
 
     def __init__(self, loss: nn.Module, relevance: RelevanceSets) -> None:
         super().__init__()
-        self.loss = loss
         self.relevance = relevance
         scorer = next((m for m in loss.modules() if type(m).__name__ in PLANS), None)
         if scorer is None:
@@ -195,9 +244,8 @@ class KnownRelevanceLoss(nn.Module, LoggedTerms, DeclaresBatchNeeds):
                 f"{type(loss).__name__} holds none of the losses that can mask known relevance ({', '.join(PLANS)})."
             )
         self.mask = BatchMask(relevance, functools.partial(PLANS[type(scorer).__name__], scorer))
-        # A cached loss passes this on to the loss it wraps.
-        scorer.similarity_fct = MaskedSimilarity(scorer.similarity_fct, self.mask)
-        self.gathers = bool(getattr(scorer, "gather_across_devices", False))
+        self.loss = loss if isinstance(scorer, GIST_LOSSES) else masked_copy(loss, self.mask)
+        self.gathers = bool(scorer.gather_across_devices)
         self.masked_pairs: Tensor | None = None
 
     def forward(self, sentence_features, labels: Tensor) -> Tensor:
@@ -213,13 +261,32 @@ class KnownRelevanceLoss(nn.Module, LoggedTerms, DeclaresBatchNeeds):
             dist.all_gather(gathered, ids)
             ids, offset = torch.cat(gathered), dist.get_rank() * len(labels)
         self.masked_pairs = self.mask.start(ids, offset, len(labels)).float()
-        return self.loss(features, torch.zeros(len(labels), device=labels.device))
+        with masking_gist(self.loss, self.mask):
+            return self.loss(features, torch.zeros(len(labels), device=labels.device))
 
     def logged_terms(self) -> dict[str, Tensor]:
         return {} if self.masked_pairs is None else {"masked_pairs": self.masked_pairs}
 
     def batch_needs(self) -> BatchNeeds:
         return BatchNeeds(text_ids=self.relevance)
+
+
+@contextmanager
+def masking_gist(loss: nn.Module, mask: BatchMask) -> Iterator[None]:
+    """Inside the block, every score matrix of a GIST loss in `loss` goes through `mask.apply`: a forward
+    hook (PyTorch's public route) on its similarity module, which computes each of its score matrices,
+    removed after the block. GISTEmbedLoss takes no `similarity_fct` argument; its cached form computes
+    every matrix in its forward too."""
+    handles = [
+        module.similarity_fct.register_forward_hook(lambda _module, _inputs, scores: mask.apply(scores))
+        for module in loss.modules()
+        if isinstance(module, GIST_LOSSES)
+    ]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 def with_relevance_mask(loss: nn.Module, mask: bool, rows: datasets.Dataset, columns: list[str]) -> nn.Module:

@@ -81,6 +81,7 @@ class InfoNCELoss(nn.Module):
         label_smoothing: in [0, 1), see `info_nce_loss`.
         gather_across_devices: under data-parallel training, score each anchor against the
             candidates of every process (as MNRL does); the harness sets it when several train.
+        similarity_fct: (B, d) x (M, d) -> (B, M) similarities (default: cosine), as MNRL's.
     """
 
     def __init__(
@@ -89,6 +90,7 @@ class InfoNCELoss(nn.Module):
         temperature: float = 0.05,
         label_smoothing: float = 0.0,
         gather_across_devices: bool = False,
+        similarity_fct: Callable[[Tensor, Tensor], Tensor] = cos_sim,
     ) -> None:
         super().__init__()
         if not temperature > 0:
@@ -101,7 +103,7 @@ class InfoNCELoss(nn.Module):
         self.temperature = float(temperature)
         self.label_smoothing = float(label_smoothing)
         self.gather_across_devices = gather_across_devices
-        self.similarity_fct = cos_sim
+        self.similarity_fct = similarity_fct
 
     def forward(self, sentence_features: Iterable[dict[str, Tensor]], labels: Tensor) -> Tensor:
         return self.compute_loss_from_embeddings(embed_columns(self.model, sentence_features), labels)
