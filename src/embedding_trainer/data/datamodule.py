@@ -62,8 +62,8 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.settings = settings
         synthetic = next((stage for stage in stages if stage.slot == "synthetic_queries"), None)
         # The validation hold-out (`data.validation_size`; None: none), run by `load` after the test split.
-        self.holdout = next((stage for stage in stages if stage.slot == "holdout"), None)
-        self.reader = RowReader(
+        self._holdout = next((stage for stage in stages if stage.slot == "holdout"), None)
+        self._reader = RowReader(
             settings.schema, settings.normalization, settings.reading, settings.seed, synthetic, tokenizer
         )
         self.train_source, self.eval_source = settings.sources.train, settings.sources.eval
@@ -71,25 +71,25 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self.leakage: Leakage | None = None
         self.token_cache: TokenCache | None = None
         # The generated pairs with their passages and the split each went to (written by `write_prepared`).
-        self.synthetic_pairs: dict[str, datasets.Dataset] = {}
+        self._synthetic_pairs: dict[str, datasets.Dataset] = {}
         # Where `write_prepared` writes the rows trained and evaluated on (None: nowhere).
         self.prepared_folder = Path(prepared_folder) if prepared_folder is not None else None
         self.train_dataset: datasets.Dataset | None = None
         self.eval_data: EvalData | None = None
         self.validation_data: EvalData | None = None
-        self.preprocess: Callable | None = None
-        # The model's named prompts (`model.prompts`), set with `preprocess`: each training column's
-        # texts get the one of its role (`embedding_trainer.models.prompts.column_prompts`).
-        self.prompts: dict[str, str | None] = {}
-        # Given instead of `preprocess` to batch rows into something else than tokens (`use_collator`).
+        # The model's tokenizer and named prompts (`use_model`): each training column's texts get the
+        # prompt of its role (`embedding_trainer.models.prompts.column_prompts`).
+        self._preprocess: Callable | None = None
+        self._prompts: dict[str, str | None] = {}
+        # Given instead of the tokenizer to batch rows into something else than tokens (`use_collator`).
         self._collator: Callable[[list[dict]], tuple] | None = None
         # Makes each batch's labels from its rows: a data stage's `targets()` (a teacher's outputs, for
         # distillation losses; set by `run_stages`), or the relevance mask's text ids.
-        self.targets: Callable[[list[dict]], torch.Tensor] | None = None
+        self._targets: Callable[[list[dict]], torch.Tensor] | None = None
         # The data stages run on the training rows (`run_stages`), for the report's notes.
         self.stages: list[DataStage] = []
         # Each row's text ids as the labels, when the loss's `BatchNeeds` asks for them (`use_batch_needs`).
-        self.text_ids: RelevanceSets | None = None
+        self._text_ids: RelevanceSets | None = None
 
     @property
     def label(self) -> str | None:
@@ -105,7 +105,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
     def check_sources(self) -> None:
         """Raise DataError if a configured local path does not exist or a setting cannot work (cheap:
         nothing is read)."""
-        self.settings.sources.check(generates_pairs=self.reader.synthetic is not None)
+        self.settings.sources.check(generates_pairs=self._reader.synthetic is not None)
         self.settings.check()
 
     def load(self) -> None:
@@ -128,12 +128,12 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
 
     def _splits(self) -> SplitLoader:
         sources, splits = self.settings.sources, self.settings.splits
-        return SplitLoader(self.reader, sources, splits, self.class_names, self.holdout)
+        return SplitLoader(self._reader, sources, splits, self.class_names, self._holdout)
 
     def _use(self, loaded: LoadedData) -> None:
         self.train_dataset, self.class_names = loaded.train, loaded.class_names
         self.eval_data, self.validation_data = loaded.eval_data, loaded.validation_data
-        self.synthetic_pairs = loaded.synthetic_pairs
+        self._synthetic_pairs = loaded.synthetic_pairs
 
     def run_stages(self, stages: list[DataStage], context: StageContext) -> None:
         """Run the data `stages` (`data.stages`, in their declared order) on the training rows, each on the
@@ -153,7 +153,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
             changed = changed or rows is not self.train_dataset
             self.train_dataset = rows
             if (targets := stage.targets()) is not None:
-                self.targets = targets
+                self._targets = targets
         self.stages = list(stages)
 
     def _check_leakage(self, context: StageContext | None = None) -> None:
@@ -179,17 +179,17 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         if self.prepared_folder is not None and rank_zero_only.rank == 0:
             validation = self.validation_data.rows if self.validation_data else None
             splits = {"train": self.train_dataset, "eval": self.eval_data.rows, "validation": validation}
-            write_prepared_rows(self.prepared_folder, splits, self.class_names, self.synthetic_pairs)
+            write_prepared_rows(self.prepared_folder, splits, self.class_names, self._synthetic_pairs)
 
     def use_model(self, model) -> None:
         """Tokenize training batches with `model`'s tokenizer and its named prompts (`model.prompts`)."""
-        self.preprocess, self.prompts = model.preprocess, dict(model.prompts)
+        self._preprocess, self._prompts = model.preprocess, dict(model.prompts)
 
     def use_batch_needs(self, needs: BatchNeeds) -> None:
         """Batch for a loss whose batches carry `needs` (its text ids as labels, when it asks for them)."""
-        if needs.text_ids is not None and self.targets is not None:
+        if needs.text_ids is not None and self._targets is not None:
             raise RuntimeError("The data module's labels are already another loss input (targets).")
-        self.text_ids = needs.text_ids
+        self._text_ids = needs.text_ids
 
     def setup(self, stage: str | None = None) -> None:
         """Prepare the training batches before fitting (`stage` "fit"; Lightning calls it before it asks for
@@ -205,18 +205,18 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         if (
             (use_token_cache or batching.group_by_length)
             and self.token_cache is None
-            and self.preprocess is not None
+            and self._preprocess is not None
         ):
-            prompts = column_prompts(self.prompts, self.text_columns)
+            prompts = column_prompts(self._prompts, self.text_columns)
             self.token_cache = build_token_cache(
-                self.preprocess, prompts, self.train_dataset, batching.max_length
+                self._preprocess, prompts, self.train_dataset, batching.max_length
             )
 
     def use_collator(self, collator: Callable[[list[dict]], tuple]) -> None:
         """Batch the training rows with `collator`, which makes each batch's `(features, labels)` from its
         rows (a query adapter's frozen embeddings of their texts), instead of tokenizing them: no token
         cache, no length grouping, no other labels (targets, text ids)."""
-        if self.targets is not None or self.text_ids is not None:
+        if self._targets is not None or self._text_ids is not None:
             raise RuntimeError("The data module's labels are already another loss input (targets, text ids).")
         self._collator = collator
 
@@ -234,7 +234,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         """The batch sampler of global batches (batch_size x `world_size` rows, before any rank takes its
         slice) over the training rows, and the collate function that makes a batch's `(features, labels)`:
         the one given to `use_collator`, else the loss's tokenizing collator."""
-        if self.train_dataset is None or (self.preprocess is None and self._collator is None):
+        if self.train_dataset is None or (self._preprocess is None and self._collator is None):
             raise RuntimeError("Call load() and use_model(model) (its tokenizer) before training.")
         batching, seed = self.settings.batching, self.settings.seed
         batch_size = batching.batch_size * world_size
@@ -243,7 +243,7 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         self._prepare_token_cache()
         use_token_cache = batching.tokenize_once and batching.transform is None
         if batching.group_by_length and self.token_cache is not None:
-            prompts = column_prompts(self.prompts, self.text_columns)
+            prompts = column_prompts(self._prompts, self.text_columns)
             counts = row_token_counts(self.token_cache, prompts, self.train_dataset)
             sampler = length_grouped_sampler(
                 batching, counts, self.train_dataset, self.text_columns, batch_size, seed
@@ -255,15 +255,15 @@ class EmbeddingDataModule(ResumableTrainData, pl.LightningDataModule):
         else:
             inputs, label = self.inputs or self.text_columns, self.label
         collate = LossBatchCollator(
-            self.preprocess,
+            self._preprocess,
             inputs,
             label,
             batching.max_length,
             batching.transform,
             self.token_cache if use_token_cache else None,
-            column_prompts(self.prompts, inputs),
-            self.targets,
-            self.text_ids,
+            column_prompts(self._prompts, inputs),
+            self._targets,
+            self._text_ids,
         )
         return sampler, collate
 
