@@ -11,8 +11,10 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from omegaconf import DictConfig
 
 from embedding_trainer.adapters.training import adapter_settings
+from embedding_trainer.data.build import build_datamodule
+from embedding_trainer.models.loading import model_loader
 from embedding_trainer.phases.choose import choose_model, score_chosen
-from embedding_trainer.phases.data import check_settings, prepare_data
+from embedding_trainer.phases.data import check_settings, objective_parts, prepare_data
 from embedding_trainer.phases.evaluation import build_evaluations
 from embedding_trainer.phases.fit import build_training, fit
 from embedding_trainer.phases.loss import build_module
@@ -43,8 +45,9 @@ def _train(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict
     check_settings(cfg)
     settings = RunSettings.from_config(cfg)
     output_dir = settings.report.output_dir
-    data = prepare_data(cfg, settings.model)
-    datamodule = data.datamodule
+    run_model = model_loader(settings.model)  # loaded once, by chunking or by the model phase
+    datamodule = build_datamodule(cfg, lambda: run_model().tokenizer)  # the data edge
+    data = prepare_data(datamodule, objective_parts(cfg, datamodule), run_model)
     evaluations = build_evaluations(settings.evaluation, settings.report.run, datamodule)
     training = build_training(settings.training, evaluations, data.parts, tracker)
     trainer = training.trainer

@@ -8,10 +8,7 @@ from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.data import EmbeddingDataModule
-from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.data.objectives import ObjectivesDataModule
-from embedding_trainer.models.loading import model_loader
-from embedding_trainer.models.settings import ModelSettings
 from embedding_trainer.reporting.run_report import smoke_run_note
 from embedding_trainer.settings.checks import validate_config
 from embedding_trainer.settings.reporting import RunDescription
@@ -40,14 +37,16 @@ def check_settings(cfg: DictConfig) -> None:
     pl.seed_everything(cfg.seed, workers=True)
 
 
-def prepare_data(cfg: DictConfig, model: ModelSettings) -> RunData:
-    """The run's data module, loaded (its rows read, normalized and split), and its `model`'s loader.
-    `cfg` goes only to the data edge (`build_datamodule`, which reads it into the data module's typed
-    settings) and to `objective_parts`."""
-    run_model = model_loader(model)  # loaded once, by chunking or by the model phase
-    datamodule = build_datamodule(cfg, lambda: run_model().tokenizer)
+def prepare_data(
+    datamodule: EmbeddingDataModule | ObjectivesDataModule,
+    parts: list[ObjectivePart],
+    run_model: Callable[[], SentenceTransformer],
+) -> RunData:
+    """The run's data: `datamodule` (built by the data edge, `data.build.build_datamodule`) loaded, its rows
+    read, normalized and split; each objective's `parts` (`objective_parts`) and `run_model()`, the run's
+    model loader (`models.loading.model_loader`)."""
     datamodule.load()
-    return RunData(datamodule, objective_parts(cfg, datamodule), run_model)
+    return RunData(datamodule, parts, run_model)
 
 
 def objective_parts(
