@@ -115,6 +115,15 @@ def make_cfg(tmp_path, model_cache):
     return _compose
 
 
+def assert_same_metrics(found: dict, expected: dict) -> None:
+    """Two evaluations' per-dimension metrics agree: the same dimensions and names, values to 1e-6."""
+    assert found.keys() == expected.keys()
+    for dim, values in expected.items():
+        assert found[dim].keys() == values.keys()
+        for name, value in values.items():
+            assert found[dim][name] == pytest.approx(value, abs=1e-6), (dim, name)
+
+
 @pytest.fixture
 def no_model_loading(monkeypatch):
     """Fail the test if anything tries to build or load a model."""

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, files_of
+from conftest import FAST, assert_same_metrics, files_of
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.runs.__main__ import main as runs_cli
 from embedding_trainer.runs.registry import RunRegistry
@@ -19,14 +19,6 @@ from embedding_trainer.utils.errors import ConfigError
 
 # the training run's guards: not compared here
 QUIET = ["evaluation.forgetting_guard=null", "evaluation.health=null"]
-
-
-def assert_same_metrics(found: dict, expected: dict) -> None:
-    assert found.keys() == expected.keys()
-    for dim, values in expected.items():
-        assert found[dim].keys() == values.keys()
-        for name, value in values.items():
-            assert found[dim][name] == pytest.approx(value, abs=1e-6), (dim, name)
 
 
 @pytest.mark.slow  # trains once and evaluates twice

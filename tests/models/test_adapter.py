@@ -12,9 +12,8 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.base.modules import Router, Transformer
-from test_evaluate import assert_same_metrics
 
-from conftest import FAST
+from conftest import FAST, assert_same_metrics
 from embedding_trainer.adapters.loss import QueryAdapterLoss
 from embedding_trainer.adapters.modules import linear_adapter
 from embedding_trainer.adapters.router import query_adapter

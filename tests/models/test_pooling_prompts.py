@@ -11,10 +11,9 @@ import torch
 import torch.nn.functional as F
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
-from test_evaluate import assert_same_metrics
 from transformers import AutoModel, AutoTokenizer
 
-from conftest import FAST
+from conftest import FAST, assert_same_metrics
 from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.evaluate import evaluate
 from embedding_trainer.evaluation import SimilarityEvaluator, TripletEvaluator
