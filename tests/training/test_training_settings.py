@@ -3,6 +3,7 @@
 the loss's harness keys) and the run's (`TrainingSettings`: the Hydra nodes of the trainer, callbacks,
 loggers, optimizer and scheduler, the fit's length, the adapter run)."""
 
+from embedding_trainer.adapters.training import adapter_settings
 from embedding_trainer.settings.training import AdapterRun, TrainingSettings
 from embedding_trainer.training.objectives import ObjectiveSettings
 
@@ -54,7 +55,7 @@ def test_an_adapter_run_reads_its_loss_scale_and_dims(make_cfg):
     cfg = make_cfg("model=tiny", "adapter=linear", "loss.scale=25", "evaluation.batch_size=16")
     adapter = TrainingSettings.from_config(cfg).adapter
     assert adapter == AdapterRun(
-        negatives=cfg.adapter.negatives,
+        settings=adapter_settings(cfg),
         scale=25.0,
         dims=tuple(cfg.matryoshka_dims),
         batch_size=16,

@@ -84,7 +84,7 @@ def training_loss(
             [callback.evaluator for callback in evaluations.before_and_after()],
             adapter.scale,
             list(adapter.dims) if adapter.dims else None,
-            adapter.negatives,
+            adapter.settings.negatives,
             adapter.batch_size,
             adapter.show_progress_bar,
         )

@@ -8,17 +8,18 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from embedding_trainer.adapters.training import adapter_kind
+from embedding_trainer.adapters.training import AdapterSettings, adapter_settings
 from embedding_trainer.settings.evaluation import SweepTrial, sweep_trial
 
 
 @dataclass(frozen=True)
 class AdapterRun:
-    """A query-adapter run (`adapter=linear` or `two_layer`): its adapter's `negatives`, the ranking
-    loss's `scale`, the Matryoshka `dims` it trains at (None: no modifier), and the evaluation's
-    `batch_size` and `show_progress_bar`, with which the frozen embeddings are encoded."""
+    """A query-adapter run (`adapter=linear` or `two_layer`): its adapter's `settings` (`AdapterSettings`:
+    kind, hidden dimension, negatives), the ranking loss's `scale`, the Matryoshka `dims` it trains at
+    (None: no modifier), and the evaluation's `batch_size` and `show_progress_bar`, with which the frozen
+    embeddings are encoded."""
 
-    negatives: str
+    settings: AdapterSettings
     scale: float
     dims: tuple[int, ...] | None
     batch_size: int
@@ -27,10 +28,11 @@ class AdapterRun:
     @classmethod
     def from_config(cls, cfg: DictConfig) -> "AdapterRun | None":
         """The adapter run of the composed (and checked) `cfg`; None when no adapter trains."""
-        if not adapter_kind(cfg):
+        settings = adapter_settings(cfg)
+        if settings is None:
             return None
         return cls(
-            negatives=cfg.adapter.negatives,
+            settings=settings,
             scale=cfg.loss.scale,
             dims=tuple(cfg.matryoshka_dims) if cfg.modifier.get("_target_") else None,
             batch_size=cfg.evaluation.batch_size,
