@@ -158,12 +158,11 @@ class SoftmaxAccuracyEvaluator(DimensionEvaluator):
 
 
 def _find_softmax_loss(loss: torch.nn.Module | None) -> SoftmaxLoss:
-    """The SoftmaxLoss inside `loss` (itself, or wrapped by a modifier's `.loss`)."""
-    while loss is not None and not isinstance(loss, SoftmaxLoss):
-        loss = getattr(loss, "loss", None)
-    if loss is None:
+    """The SoftmaxLoss in `loss` (itself, or a loss it wraps: a modifier's, a regularizer's)."""
+    found = [m for m in (loss.modules() if loss is not None else []) if isinstance(m, SoftmaxLoss)]
+    if not found:
         raise ValueError("pair_class evaluation needs the SoftmaxLoss classifier: train with loss=softmax.")
-    return loss
+    return found[0]
 
 
 def _softmax_features(loss: SoftmaxLoss, emb_a: torch.Tensor, emb_b: torch.Tensor) -> torch.Tensor:
