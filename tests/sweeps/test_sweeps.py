@@ -96,9 +96,10 @@ def test_search_space_maps_override_grammar_to_optuna_distributions():
     }
 
 
-def test_a_trial_killed_before_its_parameters_were_drawn_gets_them_when_resumed():
+def test_a_trial_killed_before_its_parameters_were_drawn_gets_them_when_lost():
     """A sweep killed inside `study.ask` leaves a RUNNING trial with none or some of its parameters:
-    the resumed sweep draws the missing ones (a drawn one keeps its value) before running it again."""
+    the worker that finds it lost draws the missing ones (a drawn one keeps its value) before failing it
+    and enqueuing it again (`fail_lost_trials`)."""
     space = parse_search_space(
         {}, ["loss=cosent,angle", "model.lr=interval(1e-5,1e-4)", "data.batch_size=range(8,33,8)"]
     )
@@ -137,7 +138,8 @@ def test_every_combination_of_the_shipped_search_passes_validation(make_cfg):
 def test_interrupted_study_resumes_to_n_trials_with_a_failed_trial(tmp_path, model_cache):
     """Three trials, one loss each (brute force): mnrl cannot train on score data, so its trial fails
     with the ConfigError while the study goes on. The sweep is killed during its second trial; the same
-    command then re-runs the interrupted trial and ends with exactly three trials, none repeated."""
+    command then finds that trial's worker gone, fails it and runs it again once (a new trial with its
+    parameters, in its own folder), and ends with exactly three trials besides the lost one."""
     command = sweep_command(
         tmp_path,
         model_cache,
@@ -170,8 +172,13 @@ def test_interrupted_study_resumes_to_n_trials_with_a_failed_trial(tmp_path, mod
     run_sweep(command, tmp_path)
 
     study = optuna.load_study(study_name="default-lr", storage=storage_url)
-    assert len(study.trials) == 3
-    by_loss = {trial.params["loss"]: trial for trial in study.trials}
+    lost = study.trials[running[0]]
+    assert lost.state == TrialState.FAIL and lost.user_attrs["error"].startswith("worker lost")
+    (retry,) = [trial for trial in study.trials if trial.system_attrs.get("failed_trial") == lost.number]
+    assert retry.params == lost.params and retry.state.is_finished()
+    counted = [trial for trial in study.trials if trial.number != lost.number]
+    assert len(study.trials) == 4 and len(counted) == 3
+    by_loss = {trial.params["loss"]: trial for trial in counted}
     assert sorted(by_loss) == ["angle", "cosent", "mnrl"]
     assert by_loss["mnrl"].state == TrialState.FAIL
     assert (
@@ -180,10 +187,9 @@ def test_interrupted_study_resumes_to_n_trials_with_a_failed_trial(tmp_path, mod
         .startswith("ConfigError: loss MultipleNegativesRankingLoss cannot train")
     )
     assert by_loss["cosent"].state == by_loss["angle"].state == TrialState.COMPLETE
-    assert study.trials[running[0]].state.is_finished()  # the interrupted trial ran again under its number
-    assert all(
-        Path(trial.user_attrs["output_dir"]).name.startswith(f"{trial.number}_") for trial in study.trials
-    )
+    folders = [Path(trial.user_attrs["output_dir"]) for trial in counted]
+    assert [folder.name.split("_")[0] for folder in folders] == [str(trial.number) for trial in counted]
+    assert len(set(folders)) == 3
     best = study.best_trial
     assert os.path.isdir(best.user_attrs["model_path"])
     best_dir = Path(best.user_attrs["output_dir"])

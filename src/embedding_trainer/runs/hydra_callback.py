@@ -51,6 +51,8 @@ class SummarizeMultirun(Callback):
     def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
         from embedding_trainer.reporting.seeds import runs_in_folder, write_summary
 
+        if "embedding_trainer_optuna_sweeper" in str(config.hydra.sweeper.get("_target_")):
+            return  # an Optuna study's last worker writes it (the sweeper's reports)
         folder = Path(config.hydra.sweep.dir)
         runs = runs_in_folder(folder)
         if runs:

@@ -10,7 +10,9 @@ from hydra.core.config_store import ConfigStore
 class OptunaSweeperConf:
     """Keys as in the `hydra-optuna-sweeper` plugin. `sampler` and `pruner` are `_target_` configs
     (pruner null: never prune). `storage`: `sqlite:///<file>`, any SQLAlchemy URL, or `journal:<file>`
-    (a journal file, for shared file systems). `params`: key -> value in Hydra's override grammar."""
+    (a journal file, for shared file systems). `params`: key -> value in Hydra's override grammar.
+    `heartbeat_interval`, `grace_period` (seconds): each worker records a heartbeat of its running trials
+    that often; a trial silent for `grace_period` has lost its worker and runs again once elsewhere."""
 
     _target_: str = "hydra_plugins.embedding_trainer_optuna_sweeper.optuna_sweeper.OptunaSweeper"
     direction: str = "maximize"
@@ -23,6 +25,8 @@ class OptunaSweeperConf:
     study_name: str = "${name}"
     storage: str | None = "sqlite:///${paths.log_dir}/optuna/${hydra.sweeper.study_name}.db"
     params: dict[str, Any] = field(default_factory=dict)
+    heartbeat_interval: float = 30
+    grace_period: float = 120
 
 
 ConfigStore.instance().store(

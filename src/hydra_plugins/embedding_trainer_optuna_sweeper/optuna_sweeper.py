@@ -26,16 +26,27 @@ class OptunaSweeper(Sweeper):
         study_name: str,
         storage: str | None,
         params: dict[str, Any],
+        heartbeat_interval: float = 30,
+        grace_period: float = 120,
     ) -> None:
         from hydra_plugins.embedding_trainer_optuna_sweeper._impl import OptunaSweeperImpl
 
         self.sweeper = OptunaSweeperImpl(
-            direction, n_trials, n_jobs, sampler, pruner, study_name, storage, params
+            direction,
+            n_trials,
+            n_jobs,
+            sampler,
+            pruner,
+            study_name,
+            storage,
+            params,
+            heartbeat_interval,
+            grace_period,
         )
 
     def setup(self, *, hydra_context: HydraContext, task_function: TaskFunction, config: DictConfig) -> None:
         self.sweeper.setup(hydra_context=hydra_context, task_function=task_function, config=config)
 
     def sweep(self, arguments: list[str]) -> Any:
-        """The study, once it holds `n_trials` finished trials."""
+        """The study, once it holds `n_trials` finished trials and none runs."""
         return self.sweeper.sweep(arguments)
