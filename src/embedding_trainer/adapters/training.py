@@ -119,12 +119,12 @@ def adapter_training(
     """Prepare the adapter `model` (from `adapted_model`) to train: the frozen embeddings of the
     training rows (`training_vectors`: read from `cache`, the corpora of the retrieval `evaluators`
     encoded as their baselines encode them) batched by `datamodule` from now on (`use_collator`), the
-    run's `evaluators` reading the frozen embeddings from `cache` at every evaluation (`frozen_cache`:
+    run's `evaluators` reading the frozen embeddings from `cache` at every evaluation (`use_frozen_cache`:
     only the adapter runs), and the loss (`QueryAdapterLoss` with `scale`, at each of `dims`; None:
     full size), ranking each query against the batch's documents (`negatives="batch"`) or every
     training document (`"corpus"`)."""
     for evaluator in evaluators:
-        evaluator.frozen_cache = cache
+        evaluator.use_frozen_cache(cache)
     corpora = [evaluator.corpus for evaluator in evaluators if isinstance(evaluator, RetrievalEvaluator)]
     inputs = datamodule.inputs or datamodule.text_columns
     vectors = training_vectors(

@@ -37,7 +37,7 @@ class DimensionEvaluator(ABC):
     `embedding_cache`: when set, `encode` reads and fills it (see `using_cache`); only for a model
     that does not change, such as the one the baseline evaluates.
 
-    `frozen_cache`: when set, the frozen part of a query adapter's model (`adapters.router`) encodes
+    `frozen_cache` (`use_frozen_cache`): when set, the frozen part of a query adapter's model (`adapters.router`) encodes
     through it at every evaluation (it never changes), and only the adapter runs on the stored embeddings.
 
     Prompts: queries are encoded with the model's `query` prompt and documents with its `document`
@@ -58,6 +58,10 @@ class DimensionEvaluator(ABC):
     def __init__(self, batch_size: int = 64, show_progress_bar: bool = True) -> None:
         self.batch_size = batch_size
         self.show_progress_bar = show_progress_bar
+
+    def use_frozen_cache(self, cache: EmbeddingCache) -> None:
+        """From now on, encode a query adapter's frozen model through `cache` (see `frozen_cache`)."""
+        self.frozen_cache = cache
 
     def parts(self) -> list["DimensionEvaluator"]:
         """The evaluators whose metrics this one reports: itself (several objectives': theirs)."""

@@ -31,7 +31,7 @@ class BeforeAfterEvaluation(pl.Callback):
     none). Both evaluations give the evaluator the training loss (`loss`, the module's, taken when
     training starts; see `scores_with_loss`). `baseline_cache`: as `EvaluationCallback.baseline_cache`."""
 
-    baseline_cache: EmbeddingCache | None = None
+    baseline_cache: EmbeddingCache | None
 
     def __init__(
         self,
@@ -40,8 +40,10 @@ class BeforeAfterEvaluation(pl.Callback):
         label: str,
         prefix: str,
         run_baseline: bool = True,
+        baseline_cache: EmbeddingCache | None = None,
     ) -> None:
         self.evaluator = evaluator
+        self.baseline_cache = baseline_cache
         self.dims = list(dims)
         self.label = label
         self.prefix = prefix

@@ -37,7 +37,7 @@ class EvaluationCallback(pl.Callback):
     same model on the same data reads the embeddings back instead of encoding them again.
     """
 
-    baseline_cache: EmbeddingCache | None = None
+    baseline_cache: EmbeddingCache | None
 
     def __init__(
         self,
@@ -46,8 +46,10 @@ class EvaluationCallback(pl.Callback):
         every_n_steps: int | None = None,
         baseline: bool = True,
         objective: Objective | None = None,
+        baseline_cache: EmbeddingCache | None = None,
     ) -> None:
         self.evaluator = evaluator
+        self.baseline_cache = baseline_cache
         self.dims = list(dims)
         self.objective = objective or Objective(evaluator.primary_metric)
         self.every_n_steps = every_n_steps

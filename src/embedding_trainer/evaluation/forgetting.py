@@ -11,6 +11,7 @@ from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetri
 from embedding_trainer.evaluation.before_after import BeforeAfterEvaluation
 from embedding_trainer.evaluation.similarity import SimilarityEvaluator
 from embedding_trainer.settings.evaluation import EvaluationSettings
+from embedding_trainer.utils.embedding_cache import EmbeddingCache
 from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
@@ -21,8 +22,15 @@ class GeneralEvaluation(BeforeAfterEvaluation):
     more than `max_drop` at any dimension (a negative `max_drop` also warns on rises smaller than its
     magnitude)."""
 
-    def __init__(self, evaluator: DimensionEvaluator, dims: list[int], max_drop: float, label: str) -> None:
-        super().__init__(evaluator, dims, label, "general")
+    def __init__(
+        self,
+        evaluator: DimensionEvaluator,
+        dims: list[int],
+        max_drop: float,
+        label: str,
+        baseline_cache: EmbeddingCache | None = None,
+    ) -> None:
+        super().__init__(evaluator, dims, label, "general", baseline_cache=baseline_cache)
         self.max_drop = max_drop
         self.warning: str | None = None
 
@@ -66,10 +74,14 @@ class GeneralEvaluation(BeforeAfterEvaluation):
 
 
 def general_evaluation(
-    settings: EvaluationSettings, run_evaluator: DimensionEvaluator, eval_data: EvalData
+    settings: EvaluationSettings,
+    run_evaluator: DimensionEvaluator,
+    eval_data: EvalData,
+    baseline_cache: EmbeddingCache | None = None,
 ) -> GeneralEvaluation | None:
-    """The forgetting guard of the evaluation `settings`, or None when it is off (`forgetting_guard`
-    None) or the run's own evaluator already is that evaluation (see `already_evaluated`)."""
+    """The forgetting guard of the evaluation `settings` (its baseline encoding through `baseline_cache`
+    when given), or None when it is off (`forgetting_guard` None) or the run's own evaluator already is
+    that evaluation (see `already_evaluated`)."""
     if settings.forgetting_guard is None:
         return None
     evaluator = instantiate(settings.forgetting_guard)(
@@ -79,7 +91,9 @@ def general_evaluation(
     if already_evaluated(run_evaluator, evaluator):
         log.info(f"The run's own evaluation is already on {label}: no separate general evaluation.")
         return None
-    return GeneralEvaluation(evaluator, list(settings.dims), settings.forgetting_max_drop, label)
+    return GeneralEvaluation(
+        evaluator, list(settings.dims), settings.forgetting_max_drop, label, baseline_cache
+    )
 
 
 def already_evaluated(run_evaluator: DimensionEvaluator, general: DimensionEvaluator) -> bool:

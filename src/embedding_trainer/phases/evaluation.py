@@ -60,20 +60,18 @@ def build_evaluations(
     """The `Evaluations` of `run` on its loaded `datamodule`, with the evaluation `settings`; with
     `settings.embedding_cache`, the ones scoring the model before training read and store its
     embeddings in the cache."""
-    evaluation = build_evaluation(settings, run_evaluator(settings, datamodule, "selection_data"))
-    test = held_out_test(settings, run, datamodule)
-    general = general_evaluation(settings, evaluation.evaluator, datamodule.primary.eval_data)
+    cache = EmbeddingCache(embeddings_folder(settings.cache_dir))
+    baseline_cache = cache if settings.embedding_cache else None
+    evaluation = build_evaluation(
+        settings, run_evaluator(settings, datamodule, "selection_data"), baseline_cache
+    )
+    test = held_out_test(settings, run, datamodule, baseline_cache)
+    general = general_evaluation(settings, evaluation.evaluator, datamodule.primary.eval_data, baseline_cache)
     # Probes the (first objective's) data; after `evaluation` in the callback list: it follows it.
     health = embedding_health(
         settings.health, list(settings.dims), settings.seed, datamodule.primary, evaluation
     )
-    evaluations = Evaluations(
-        evaluation, test, general, health, EmbeddingCache(embeddings_folder(settings.cache_dir))
-    )
-    if settings.embedding_cache:
-        for before_training in evaluations.before_and_after():
-            before_training.baseline_cache = evaluations.cache
-    return evaluations
+    return Evaluations(evaluation, test, general, health, cache)
 
 
 def run_evaluator(
@@ -103,9 +101,11 @@ def build_evaluator(
     )
 
 
-def build_evaluation(settings: EvaluationSettings, evaluator: DimensionEvaluator) -> EvaluationCallback:
+def build_evaluation(
+    settings: EvaluationSettings, evaluator: DimensionEvaluator, baseline_cache: EmbeddingCache | None = None
+) -> EvaluationCallback:
     """The evaluation callback of the evaluation `settings` around `evaluator` (see `run_evaluator`):
-    its `val/score` is the selection score."""
+    its `val/score` is the selection score; the baseline encodes through `baseline_cache` when given."""
     score = settings.selection_score
     return EvaluationCallback(
         evaluator,
@@ -113,14 +113,19 @@ def build_evaluation(settings: EvaluationSettings, evaluator: DimensionEvaluator
         settings.every_n_steps,
         settings.baseline,
         Objective(score.metric or evaluator.primary_metric, score.dims),
+        baseline_cache,
     )
 
 
 def held_out_test(
-    settings: EvaluationSettings, run: RunDescription, datamodule: EmbeddingDataModule | ObjectivesDataModule
+    settings: EvaluationSettings,
+    run: RunDescription,
+    datamodule: EmbeddingDataModule | ObjectivesDataModule,
+    baseline_cache: EmbeddingCache | None = None,
 ) -> BeforeAfterEvaluation | None:
     """When validation data chooses the checkpoint, the evaluation of `run`'s eval data (logged as
-    `test/...`) before and after training that scores the reported table; None otherwise."""
+    `test/...`) before and after training that scores the reported table (its baseline encoding through
+    `baseline_cache` when given); None otherwise."""
     if datamodule.validation_data is None:
         return None
     return BeforeAfterEvaluation(
@@ -129,6 +134,7 @@ def held_out_test(
         f"the test data ({evaluation_source(run)})",
         "test",
         settings.baseline,
+        baseline_cache,
     )
 
 
