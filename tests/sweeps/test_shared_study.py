@@ -1,11 +1,17 @@
 """Three sweep workers on one study, real processes: the same `python train.py -m hparams_search=lr`
 started three times on one storage, one worker killed in the middle of a trial. The study ends with
 exactly `n_trials` completed trials besides the killed one, which ran again once on another worker;
-no folder is shared, no worker prints a traceback, and one worker writes the reports."""
+no folder is shared, no worker prints a traceback, and one worker writes the reports. On SQLite, a
+journal file, and a PostgreSQL server (`scripts/postgres/local_server.sh`: skipped without one, or root
+to start one)."""
 
+import functools
+import os
 import signal
 import subprocess
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import optuna
@@ -13,15 +19,53 @@ import pytest
 from optuna.trial import TrialState
 from test_sweeps import ENV, sweep_command
 
+from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.sweeps.storage import open_storage
 
 N_TRIALS = 6
+
+SERVER = PROJECT_ROOT / "scripts" / "postgres" / "local_server.sh"
+SERVER_URL = "postgresql+psycopg2://postgres@127.0.0.1:55432"
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[str]:
+    """The URL (no database) of the throwaway server of `scripts/postgres/local_server.sh`: the one
+    running (as `.ci/run` starts it), or one started here as root and stopped at the end; skipped
+    otherwise."""
+    running = subprocess.run([SERVER, "status"], check=False, capture_output=True).returncode == 0
+    if not running:
+        if os.geteuid() != 0:
+            pytest.skip(f"no PostgreSQL server: run as root, or start one with sudo {SERVER} up")
+        started = subprocess.run([SERVER, "up"], check=False, capture_output=True, text=True)
+        if started.returncode != 0:
+            pytest.skip(f"no PostgreSQL server: {SERVER} up failed: {started.stderr.strip()[-500:]}")
+    yield SERVER_URL
+    if not running:
+        subprocess.run([SERVER, "down"], check=False, capture_output=True)
+
+
+@pytest.fixture
+def postgres_url(postgres_server: str) -> str:
+    """A fresh, empty database on the test server, as an Optuna storage URL."""
+    import psycopg2
+
+    name = f"study_{uuid.uuid4().hex[:12]}"
+    connection = psycopg2.connect(f"{postgres_server.replace('+psycopg2', '')}/optuna")
+    connection.autocommit = True
+    with connection.cursor() as cursor:
+        cursor.execute(f"CREATE DATABASE {name}")
+    connection.close()
+    return f"{postgres_server}/{name}"
+
+
+storage_at = functools.cache(open_storage)  # one connection pool per storage while polling
 
 
 def trials_of(url: str) -> list[optuna.trial.FrozenTrial]:
     """The study's trials ([] before a worker created it)."""
     try:
-        return optuna.load_study(study_name="default-lr", storage=open_storage(url)).trials
+        return optuna.load_study(study_name="default-lr", storage=storage_at(url)).trials
     except KeyError:  # no such study yet
         return []
 
@@ -46,12 +90,13 @@ def kill_in_a_trial(workers: list[subprocess.Popen], url: str) -> subprocess.Pop
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("storage", ["sqlite", "journal"])
-def test_three_workers_share_a_study_and_survive_a_killed_one(tmp_path, model_cache, storage):
+@pytest.mark.parametrize("storage", ["sqlite", "journal", "postgresql"])
+def test_three_workers_share_a_study_and_survive_a_killed_one(tmp_path, model_cache, storage, request):
     url = {
-        "sqlite": f"sqlite:///{tmp_path / 'study.db'}",
-        "journal": f"journal:{tmp_path / 'study.log'}",
-    }[storage]
+        "sqlite": lambda: f"sqlite:///{tmp_path / 'study.db'}",
+        "journal": lambda: f"journal:{tmp_path / 'study.log'}",
+        "postgresql": lambda: request.getfixturevalue("postgres_url"),  # skipped without a server
+    }[storage]()
     command = sweep_command(
         tmp_path,
         model_cache,

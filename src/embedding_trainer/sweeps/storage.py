@@ -4,9 +4,11 @@
   file lock when several processes write. Its folder is created.
 - `journal:<path>`: a `JournalStorage` appending to one file (`JournalFileBackend`), for shared file
   systems (NFS) where SQLite locking is unsafe. Its folder must exist.
-- any other SQLAlchemy URL (`postgresql://user:password@host/db`): a database server, for a cluster.
+- any other SQLAlchemy URL (`postgresql+psycopg2://user:password@host/db`): a database server, for a
+  cluster.
 """
 
+import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -14,8 +16,10 @@ from pathlib import Path
 import optuna
 from optuna.storages import BaseStorage, JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+from sqlalchemy.pool import NullPool
 
 from embedding_trainer.utils.errors import ConfigError
 
@@ -38,12 +42,12 @@ def check_storage_url(url: str) -> None:
     except (ArgumentError, NoSuchModuleError, ValueError) as error:
         raise ConfigError(
             f"hydra.sweeper.storage={url!r} is no storage: use sqlite:///<file>.db (one machine), "
-            "journal:<file> (a shared file system) or a database URL such as postgresql://user@host/db."
+            "journal:<file> (a shared file system) or a database URL such as postgresql+psycopg2://user@host/db."
         ) from error
     except ImportError as error:
         raise ConfigError(
-            f"hydra.sweeper.storage={url!r} needs the database driver {error.name}: install it "
-            "(PostgreSQL: pip install psycopg2-binary)."
+            f"hydra.sweeper.storage={url!r} needs the database driver {error.name}, which is not installed: "
+            "install it, or for PostgreSQL name the installed one: postgresql+psycopg2://user@host/db."
         ) from error
 
 
@@ -87,11 +91,25 @@ def file_lock(path: str) -> Iterator[None]:
 @contextmanager
 def ask_lock(url: str) -> Iterator[None]:
     """Held while a sweep worker counts a study's trials and asks new ones, so that workers together
-    never ask more than the study needs: a lock file beside an SQLite or journal file (`<file>.ask.lock`);
-    none for a database server."""
+    never ask more than the study needs: a lock file beside an SQLite or journal file (`<file>.ask.lock`),
+    a session advisory lock on a PostgreSQL server (freed with its session when a holder dies); none on
+    other database servers."""
     for prefix in (JOURNAL_PREFIX, SQLITE_PREFIX):
         if url.startswith(prefix):
             with file_lock(url[len(prefix) :] + ".ask"):
                 yield
             return
-    yield
+    if make_url(url).get_backend_name() != "postgresql":
+        yield
+        return
+    engine = create_engine(url, poolclass=NullPool)
+    key = zlib.crc32(b"embedding-trainer sweep ask lock")
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT pg_advisory_lock(:key)"), {"key": key})
+            try:
+                yield
+            finally:
+                connection.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": key})
+    finally:
+        engine.dispose()
