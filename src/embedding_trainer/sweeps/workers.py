@@ -23,6 +23,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import optuna
+from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import BaseStorage
 from optuna.trial import FrozenTrial, TrialState
@@ -114,7 +115,11 @@ def slots_left(trials: Sequence[FrozenTrial], n_trials: int) -> int:
 
 
 def take_trials(
-    study: optuna.Study, storage: BaseStorage, distributions: dict, count: int, n_trials: int
+    study: optuna.Study,
+    storage: BaseStorage,
+    distributions: dict[str, BaseDistribution],
+    count: int,
+    n_trials: int,
 ) -> list[optuna.Trial]:
     """Up to `count` trials for this worker: waiting ones (retries) first, then new ones while the study
     has fewer than `n_trials` (0: none new, the sampler is exhausted). Each is marked as this worker's,
