@@ -9,6 +9,7 @@ os.environ["WANDB_MODE"] = "offline"
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -41,6 +42,26 @@ PREEMPTION_JOB = [
     "trainer.max_epochs=2",
     "callbacks.progress_bar.refresh_rate=0",
     "registry.progress_every_n_steps=1",
+]
+
+
+def _slurm_cluster_answers() -> bool:
+    """Whether a SLURM cluster answers here with a node that can run jobs."""
+    if shutil.which("sinfo") is None:
+        return False
+    result = subprocess.run(
+        ["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30, check=False
+    )
+    return result.returncode == 0 and any(state in result.stdout for state in ("idle", "mixed", "allocated"))
+
+
+# The marks of a test file that needs the real SLURM cluster: `pytestmark = NEEDS_SLURM_CLUSTER`.
+NEEDS_SLURM_CLUSTER = [
+    pytest.mark.slurm,
+    pytest.mark.slow,
+    pytest.mark.skipif(
+        not _slurm_cluster_answers(), reason="no SLURM cluster answers (scripts/slurm/local_cluster.sh up)"
+    ),
 ]
 
 

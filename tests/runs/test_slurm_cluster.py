@@ -8,7 +8,6 @@ cluster's default partition, with one CPU per task."""
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import threading
@@ -17,27 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, PREEMPTION_JOB, wait_for_registry_row
+from conftest import FAST, NEEDS_SLURM_CLUSTER, PREEMPTION_JOB, wait_for_registry_row
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
 
-
-def _cluster_answers() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    result = subprocess.run(
-        ["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, timeout=30, check=False
-    )
-    return result.returncode == 0 and any(state in result.stdout for state in ("idle", "mixed", "allocated"))
-
-
-pytestmark = [
-    pytest.mark.slurm,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not _cluster_answers(), reason="no SLURM cluster answers (scripts/slurm/local_cluster.sh up)"
-    ),
-]
+pytestmark = NEEDS_SLURM_CLUSTER
 
 RESOURCES = ["hydra.launcher.cpus_per_task=1", "hydra.launcher.mem_gb=2"]
 SHORT_JOB = [*PREEMPTION_JOB, "seed=7"]

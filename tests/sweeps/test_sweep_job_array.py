@@ -3,35 +3,18 @@ job array of two sweep workers on one journal-file study ends with the study's `
 by both tasks, and one sweep report. Marked `slurm`; skipped when `sinfo` does not answer."""
 
 import os
-import shutil
 import subprocess
 import sys
 
 import optuna
-import pytest
 from optuna.trial import TrialState
 from test_sweeps import JOB
 
+from conftest import NEEDS_SLURM_CLUSTER
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
 from embedding_trainer.sweeps.storage import open_storage
 
-
-def _cluster_answers() -> bool:
-    if shutil.which("sinfo") is None:
-        return False
-    result = subprocess.run(
-        ["sinfo", "--noheader", "--format=%T"], capture_output=True, text=True, check=False
-    )
-    return result.returncode == 0 and any(state in result.stdout for state in ("idle", "mixed", "allocated"))
-
-
-pytestmark = [
-    pytest.mark.slurm,
-    pytest.mark.slow,
-    pytest.mark.skipif(
-        not _cluster_answers(), reason="no SLURM cluster answers (scripts/slurm/local_cluster.sh up)"
-    ),
-]
+pytestmark = NEEDS_SLURM_CLUSTER
 
 
 def test_a_job_array_of_sweep_workers_runs_one_study(tmp_path):
