@@ -74,6 +74,7 @@ def test_a_run_is_kept_at_the_place_its_config_names(make_cfg):
     assert run["config"] == place.config and "MultipleNegativesRankingLoss" in run["config"]
 
 
+@pytest.mark.slow  # starts processes
 def test_several_processes_write_at_once(tmp_path):
     path = str(tmp_path / "runs.db")
     RunRegistry(path)
