@@ -146,7 +146,7 @@ class ObjectiveSettings:
             regularizer=view.regularizer,
             penalized_dims=tuple(view.matryoshka_dims) if truncates else (int(view.model.dimension),),
             batch_size=int(view.data.batch_size),
-            weight=1.0 if name is None else float(cfg.objectives[name].get("weight", 1.0)),
+            weight=1.0 if name is None else objective_weights(cfg, "weight")[name],
             mask_known_relevance=bool(view.loss.get("mask_known_relevance")),
             in_batch_negatives=bool(view.loss.get("in_batch_negatives")),
             tie_encoder_decoder=bool(view.loss.get("tie_encoder_decoder")),
