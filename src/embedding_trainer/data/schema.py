@@ -52,7 +52,9 @@ def fit_rows(
     rows = to_schema(
         table, list(schema.columns), normalization.column_map, schema.name, source, schema.variadic
     )
-    check_complete_rows(rows.select_columns([c for c in rows.column_names if c != schema.label]), source)
+    texts = rows.select_columns([c for c in rows.column_names if c != schema.label])
+    check_complete_rows(texts, source)
+    check_text_columns(texts, source)
     if schema.label_type == "score":
         return numeric_labels(rows, schema.label, source, normalization.score_range)
     if schema.label_type == "binary":
@@ -135,6 +137,20 @@ def check_complete_rows(dataset: datasets.Dataset, source: str) -> None:
         )
 
 
+def check_text_columns(dataset: datasets.Dataset, source: str) -> None:
+    """Raise DataError naming the text columns that hold something else (numbers, lists) and their type."""
+    bad = [
+        f"{name} ({feature.dtype if isinstance(feature, datasets.Value) else type(feature).__name__})"
+        for name, feature in dataset.features.items()
+        if not (isinstance(feature, datasets.Value) and feature.dtype in ("string", "large_string"))
+    ]
+    if bad:
+        raise DataError(
+            f"{source} has columns that must hold text but do not: {'; '.join(bad)}. Quote the values as "
+            "strings in the file, or map a text column onto them with data.column_map."
+        )
+
+
 def check_not_empty(dataset: datasets.Dataset, source: str) -> None:
     """Raise DataError when `dataset` has no rows."""
     if len(dataset) == 0:
@@ -142,11 +158,17 @@ def check_not_empty(dataset: datasets.Dataset, source: str) -> None:
 
 
 def numeric_labels(
-    dataset: datasets.Dataset, column: str, source: str, value_range: Sequence[float] | None
+    dataset: datasets.Dataset,
+    column: str,
+    source: str,
+    value_range: Sequence[float] | None,
+    setting: str = "data.score_range",
 ) -> datasets.Dataset:
-    """Convert `column` to finite floats, rescaled from `value_range` = [low, high] to [0, 1] when given.
+    """Convert `column` to finite floats, rescaled from `value_range` = [low, high] (`setting`) to [0, 1]
+    when given.
 
-    Raises DataError naming the first rows whose value is not a number or not finite.
+    Raises DataError naming the first rows whose value is not a number or not finite, or lies outside
+    `value_range` (and the range that holds them all).
     """
     values, bad = [], []
     for index, raw in enumerate(dataset[column]):
@@ -162,12 +184,21 @@ def numeric_labels(
             f"Column {column!r} of {source} must hold finite numbers; {len(bad)} rows do not "
             f"({', '.join(bad[:5])}). Fix or drop those rows, or map another column with data.column_map."
         )
-    if value_range is not None:
-        low, high = value_range
-        if not high > low:
-            raise DataError(f"data.score_range must be [low, high] with high > low, got {list(value_range)}.")
-        values = [(value - low) / (high - low) for value in values]
-    return _replace(dataset, column, values, datasets.Value("float32"))
+    if value_range is None:
+        return _replace(dataset, column, values, datasets.Value("float32"))
+    low, high = value_range
+    if not high > low:
+        raise DataError(f"{setting} must be [low, high] with high > low, got {list(value_range)}.")
+    outside = [f"row {index}: {value:g}" for index, value in enumerate(values) if not low <= value <= high]
+    if outside:
+        wide = f"[{min(low, *values):g},{max(high, *values):g}]"
+        raise DataError(
+            f"Column {column!r} of {source} has {len(outside)} scores outside {setting}=[{low:g}, {high:g}] "
+            f"({', '.join(outside[:5])}), which would be rescaled outside [0, 1]. Set {setting} to the scale "
+            f"of your scores (all of them lie in {setting}={wide}), or fix or drop those rows."
+        )
+    rescaled = [(value - low) / (high - low) for value in values]
+    return _replace(dataset, column, rescaled, datasets.Value("float32"))
 
 
 def binary_labels(dataset: datasets.Dataset, column: str, source: str) -> datasets.Dataset:

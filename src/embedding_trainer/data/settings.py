@@ -10,7 +10,7 @@ from embedding_trainer.data.batching import BatchSettings
 from embedding_trainer.data.leakage import LEAKAGE_MODES
 from embedding_trainer.data.reading import ReaderSettings, Sources
 from embedding_trainer.data.schema import Normalization, Schema
-from embedding_trainer.data.sources import check_document_title
+from embedding_trainer.data.sources import check_document_title, check_reading
 from embedding_trainer.data.splits import SplitSettings, check_split_settings
 from embedding_trainer.utils.errors import ConfigError, DataError
 
@@ -37,6 +37,12 @@ class DataSettings:
         if self.leakage not in LEAKAGE_MODES:
             raise DataError(f"data.leakage must be one of {', '.join(LEAKAGE_MODES)}, got {self.leakage!r}.")
         check_document_title(self.reading.document_title)
+        check_reading(self.reading.format, self.reading.encoding)
+        if self.normalization.score_range is not None and self.schema.label_type != "score":
+            raise DataError(
+                f"data.score_range rescales a score label, and dataset_type={self.schema.name} has none: "
+                "remove data.score_range (or train on dataset_type=score)."
+            )
         validation = self.sources.validation
         check_split_settings(self.splits.test_size, validation.path, validation.split)
         self.batching.check()

@@ -6,18 +6,25 @@ grade, above 0 relevant). A document's text is `title + " " + text` where it has
 as BEIR and MTEB build it (`document_title="prepend"`), or its `text` alone (`"drop"`).
 """
 
-import csv
-import json
 import re
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 import pyarrow as pa
 
+from embedding_trainer.data.text_files import (
+    decode_error,
+    decoded_with,
+    opened_encoding,
+    read_jsonl,
+    read_qrels,
+    texts_by_id,
+)
 from embedding_trainer.utils.errors import DataError
+from embedding_trainer.utils.log import get_logger
+
+log = get_logger(__name__)
 
 FILE_FORMATS = {".json": "json", ".jsonl": "json", ".csv": "csv", ".tsv": "tsv", ".parquet": "parquet"}
 TEXT_FORMATS = ("json", "csv", "tsv")  # the formats read with a text encoding
@@ -135,7 +142,7 @@ def read_table(path: Path, fmt: str, read_options: dict, encoding: str = "utf-8"
             table = datasets.load_dataset(builder, data_files=str(path), split="train", **options)
     except DataError:
         raise
-    except datasets.exceptions.DatasetGenerationError as error:
+    except (datasets.exceptions.DatasetGenerationError, pa.ArrowInvalid) as error:  # Arrow: not parquet
         cause = error.__cause__ or error
         raise DataError(
             f"Could not read {path}: {cause}. {describe_reader(fmt, read_options, encoding)}: "
@@ -157,35 +164,18 @@ def _check_valid_text(table: datasets.Dataset, path: Path, encoding: str) -> Non
     except pa.ArrowInvalid as error:
         if "UTF8" not in str(error):
             raise
-        raise _decode_error(path, encoding, str(error)) from None
+        raise decode_error(path, encoding, str(error)) from None
 
 
-@contextmanager
-def decoded_with(path: Path, encoding: str) -> Iterator[None]:
-    """Turn a failure to decode `path` with `encoding` (raised directly or wrapped, as `datasets`
-    does) into a DataError that says to set data.encoding."""
-    try:
-        yield
-    except Exception as error:
-        failure = _decode_failure(error)
-        if failure is None:
-            raise
-        raise _decode_error(path, encoding, failure.reason) from None
-
-
-def _decode_failure(error: BaseException | None) -> UnicodeDecodeError | None:
-    """The UnicodeDecodeError behind `error` (itself, or along its causes), if any."""
-    while error is not None and not isinstance(error, UnicodeDecodeError):
-        error = error.__cause__ or error.__context__
-    return error
-
-
-def _decode_error(path: Path, encoding: str, reason: str) -> DataError:
-    """The message for a file that is not in the encoding it is read with."""
-    return DataError(
-        f"Cannot decode {path} as {encoding} ({reason}): the file has another encoding. "
-        "Set data.encoding=<the file's encoding>, for example data.encoding=latin-1."
-    )
+def check_reading(fmt: str | None, encoding: str) -> None:
+    """DataError unless `fmt` (data.format) is a known format or None and `encoding` a known text encoding."""
+    formats = sorted(set(FILE_FORMATS.values()))
+    if fmt is not None and fmt not in formats:
+        raise DataError(
+            f"data.format must be one of {', '.join(formats)} or null (from the file's extension), got {fmt!r}; "
+            "JSON lines files are json."
+        )
+    opened_encoding(encoding)
 
 
 def check_document_title(document_title: str) -> None:
@@ -205,34 +195,57 @@ def read_retrieval_split(
 ) -> RetrievalSplit:
     """The queries of `split` that have relevant documents, the full corpus (titles as
     `document_title` says), and each query's relevant documents with their grades: qrels rows
-    scored 0 or below are judged not relevant and left out (every file decoded with `encoding`).
-    DataError for a missing split names `split_setting`, the setting that chose it."""
+    scored 0 or below are judged not relevant and left out, and so are queries with no relevant
+    document (logged); every file decoded with `encoding`. DataError for a missing split names
+    `split_setting`, the setting that chose it; for ids the folder does not hold, or repeats with
+    different texts, names them (`texts_by_id`, `read_qrels`)."""
     check_document_title(document_title)
     qrels_file = folder / "qrels" / f"{split}.tsv"
     if not qrels_file.is_file():
         found = sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
         raise DataError(f"{folder} has no qrels/{split}.tsv; its splits are {found}. Set {split_setting}.")
-    relevant_docs: dict[str, dict[str, int]] = {}
-    with decoded_with(qrels_file, encoding), qrels_file.open(encoding=encoding) as handle:
-        for row in csv.DictReader(handle, delimiter="\t"):
-            grade = _grade(row["score"], qrels_file)
-            if grade > 0:
-                relevant_docs.setdefault(row["query-id"], {})[row["corpus-id"]] = grade
-    corpus = {
-        doc["_id"]: _document_text(doc, document_title)
-        for doc in _read_jsonl(folder / "corpus.jsonl", encoding)
+    judged = read_qrels(qrels_file, encoding)
+    relevant_docs = {
+        query: relevant
+        for query, docs in judged.items()
+        if (relevant := {doc: grade for doc, grade in docs.items() if grade > 0})
     }
-    queries = {
-        q["_id"]: q["text"]
-        for q in _read_jsonl(folder / "queries.jsonl", encoding)
-        if q["_id"] in relevant_docs
-    }
-    missing = [doc for docs in relevant_docs.values() for doc in docs if doc not in corpus]
-    if missing or len(queries) != len(relevant_docs):
-        raise DataError(
-            f"{qrels_file} names queries or documents that {folder} does not hold (e.g. {missing[:3]})."
+    if len(relevant_docs) < len(judged):
+        log.info(
+            f"{qrels_file}: {len(judged) - len(relevant_docs)} of its {len(judged)} queries have no relevant "
+            "document (every score 0 or below) and are left out: they can be neither trained nor scored."
         )
+    corpus = _corpus(folder, encoding, document_title)
+    queries = texts_by_id(
+        folder / "queries.jsonl", read_jsonl(folder / "queries.jsonl", encoding, ("_id", "text")), _text
+    )
+    unknown = {
+        "queries.jsonl": [query for query in relevant_docs if query not in queries],
+        "corpus.jsonl": sorted({doc for docs in relevant_docs.values() for doc in docs if doc not in corpus}),
+    }
+    named = [f"{len(ids)} ids not in {name} (e.g. {ids[:5]})" for name, ids in unknown.items() if ids]
+    if named:
+        raise DataError(
+            f"{qrels_file} names {' and '.join(named)} of {folder}: add them there, or drop those qrels lines."
+        )
+    queries = {query: queries[query] for query in relevant_docs}
     return RetrievalSplit(queries=queries, corpus=corpus, relevant_docs=relevant_docs)
+
+
+def _corpus(folder: Path, encoding: str, document_title: str) -> dict[str, str]:
+    """{`_id`: text} of `folder`'s corpus.jsonl (`_document_text`); DataError when it holds no document."""
+    path = folder / "corpus.jsonl"
+    corpus = texts_by_id(
+        path, read_jsonl(path, encoding, ("_id", "text")), lambda doc: _document_text(doc, document_title)
+    )
+    if not corpus:
+        raise DataError(f"{path} holds no documents: one JSON object per line, with _id, title and text.")
+    return corpus
+
+
+def _text(row: dict) -> str:
+    """A query's text."""
+    return row["text"]
 
 
 @dataclass
@@ -254,19 +267,20 @@ def read_documents(path: Path, encoding: str = "utf-8", document_title: str = "p
     left out; DataError when there is no document, or the path is none of those."""
     if is_retrieval_folder(path):
         check_document_title(document_title)
-        rows = _read_jsonl(path / "corpus.jsonl", encoding)
-        documents = [Document(str(doc["_id"]), _document_text(doc, document_title)) for doc in rows]
+        documents = [Document(*item) for item in _corpus(path, encoding, document_title).items()]
     elif path.is_dir():
         files = sorted(f for f in path.rglob("*") if f.is_file() and f.suffix.lower() in TEXT_FILE_SUFFIXES)
         documents = []
         for file in files:
             with decoded_with(file, encoding):
                 documents.append(
-                    Document(file.relative_to(path).as_posix(), file.read_text(encoding=encoding))
+                    Document(
+                        file.relative_to(path).as_posix(), file.read_text(encoding=opened_encoding(encoding))
+                    )
                 )
     else:
-        rows = _read_jsonl(path, encoding) if path.is_file() else []
-        if not rows or any(not isinstance(row, dict) or not isinstance(row.get("text"), str) for row in rows):
+        rows = read_jsonl(path, encoding) if path.is_file() else []
+        if not rows or any(not isinstance(row.get("text"), str) for row in rows):
             raise DataError(
                 f"{path} must be a retrieval folder, a folder of .txt/.md files, or a JSONL file of "
                 '{"text": ...} rows (one document each).'
@@ -292,31 +306,3 @@ def _document_text(doc: dict, document_title: str) -> str:
     """`title + " " + text` when `document_title` is `prepend` and the title is not empty, else `text`."""
     title = doc.get("title") or ""
     return f"{title} {doc['text']}" if document_title == "prepend" and title.strip() else doc["text"]
-
-
-def _grade(score: str, qrels_file: Path) -> int:
-    """A qrels score as a whole-number relevance grade; DataError for anything else."""
-    try:
-        grade = float(score)
-    except ValueError:
-        grade = None
-    if grade is None or not grade.is_integer():
-        raise DataError(
-            f"{qrels_file} has score {score!r}: qrels scores must be whole-number relevance grades (0: not relevant)."
-        )
-    return int(grade)
-
-
-def _read_jsonl(path: Path, encoding: str) -> list[dict]:
-    """The JSON object of every non-blank line of `path`; DataError naming the first broken line."""
-    rows = []
-    with decoded_with(path, encoding), path.open(encoding=encoding) as handle:
-        for number, line in enumerate(handle, start=1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as error:
-                    raise DataError(
-                        f"{path} line {number} is not valid JSON ({error.msg}): {line[:80]!r}."
-                    ) from None
-    return rows

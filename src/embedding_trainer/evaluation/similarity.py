@@ -43,7 +43,13 @@ class SimilarityEvaluator(DimensionEvaluator):
         source = f"evaluation data {path}"
         table = read_table(Path(path), file_format(Path(path), format), dict(read_options or {}))
         rows = to_schema(table, ["sentence_A", "sentence_B", "score"], column_map, "score", source)
-        rows = numeric_labels(rows, "score", source, list(score_range) if score_range else None)
+        rows = numeric_labels(
+            rows,
+            "score",
+            source,
+            list(score_range) if score_range else None,
+            "sts_benchmark_evaluator.score_range",
+        )
         return cls(rows["sentence_A"], rows["sentence_B"], rows["score"], **kwargs)
 
     def __call__(

@@ -4,10 +4,12 @@ line ends: its exit status). Importing it readies the
 process for a run: the config resolvers registered, unactionable library warnings silenced, tokenizers
 kept from parallelism that forked data workers would deadlock on."""
 
+import errno
 import os
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 from omegaconf import DictConfig
 from pytorch_lightning.utilities import rank_zero_only
@@ -15,10 +17,17 @@ from pytorch_lightning.utilities import rank_zero_only
 from embedding_trainer.reporting.wandb_run import finish_wandb
 from embedding_trainer.runs.hydra_job import in_multirun
 from embedding_trainer.runs.preemption import RunPreempted, requeue_after, stopping_on_signals
+from embedding_trainer.runs.resume import LAST_CHECKPOINT, PREEMPTED_CHECKPOINT
 from embedding_trainer.runs.run_folder import claim_run_folder
 from embedding_trainer.runs.tracking import RunTracker, config_text
 from embedding_trainer.settings.resolvers import register_resolvers
-from embedding_trainer.utils.errors import ConfigError, DataError, ModelLoadError, ModelPushError
+from embedding_trainer.utils.errors import (
+    ConfigError,
+    DataError,
+    DiskFullError,
+    ModelLoadError,
+    ModelPushError,
+)
 from embedding_trainer.utils.log import get_logger
 from embedding_trainer.utils.warnings_filter import silence_unactionable
 
@@ -54,8 +63,9 @@ def tracked_run(
     (refused when another run holds it, or a finished run is there and `overwrite` is off), and
     recorded in the run registry as `task` (its id: `runs.tracking.run_id_for`, the folder's name):
     `running`, then `success` with the job's `objects["results"]` and `objects["model_path"]`, or
-    `failed` with the error, which is raised again. A ConfigError or DataError that leaves the folder
-    as the start made it removes the folder, if this start created it (its row keeps no folder).
+    `failed` with the error, which is raised again (a full disk as a DiskFullError naming the path and
+    what the folder keeps). A ConfigError or DataError that leaves the folder as the start made it
+    removes the folder, if this start created it (its row keeps no folder).
     Returns the job's (metrics, objects), objects with `run_id` added."""
     output_dir = place.output_dir
     tracker = RunTracker(place.registry_path, task, output_dir)
@@ -74,6 +84,9 @@ def tracked_run(
             finish_wandb(failed=True)
             if claim is not None and isinstance(error, (ConfigError, DataError)) and claim.discard_start():
                 tracker.folder_removed()
+            full = _full_disk(error)
+            if full is not None:
+                raise DiskFullError(full_disk_message(full, Path(output_dir), tracker.run_id)) from error
             raise
         tracker.succeed(objects["results"], objects["model_path"])
         finish_wandb(failed=False)
@@ -83,13 +96,41 @@ def tracked_run(
     return metrics, {**objects, "run_id": tracker.run_id}
 
 
+def _full_disk(error: BaseException | None) -> OSError | None:
+    """The OSError of a full disk or quota (ENOSPC, EDQUOT) behind `error` (itself or along its causes)."""
+    while error is not None and not (
+        isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
+    ):
+        error = error.__cause__ or error.__context__
+    return error
+
+
+def full_disk_message(error: OSError, folder: Path, run_id: str) -> str:
+    """One line: the path a full disk refused, what `folder` keeps, and how to go on."""
+    kept = sorted(
+        f"{path.relative_to(folder)}{'/' if path.is_dir() else ''}"
+        for path in [*folder.glob("*"), *folder.glob("checkpoints/*")]
+        if not path.name.startswith(".") and path.name != "checkpoints"
+    )
+    resumable = any((folder / name).exists() for name in (PREEMPTED_CHECKPOINT, LAST_CHECKPOINT))
+    how = (
+        f"free space, then run the same command with hydra.run.dir={folder} to resume from its checkpoint"
+        if resumable
+        else "free space (or point paths.log_dir at a disk with room) and run again"
+    )
+    return (
+        f"The disk is full: writing {error.filename or 'a file of the run'} failed ({error.strerror}). Kept in "
+        f"{folder}: {', '.join(kept) or 'nothing'}; the registry row {run_id} is marked failed. To go on: {how}."
+    )
+
+
 def run_command(job: Callable[[], tuple[dict[str, float], dict]]) -> dict[str, float]:
-    """The metrics of `job()` run from a command line: a ConfigError, DataError, ModelLoadError or
-    ModelPushError is logged and exits with status 2 (raised in a multi-run), a preempted run exits
-    with its `RunPreempted.exit_code`."""
+    """The metrics of `job()` run from a command line: a ConfigError, DataError, ModelLoadError,
+    ModelPushError or DiskFullError is logged (one line) and exits with status 2 (raised in a
+    multi-run), a preempted run exits with its `RunPreempted.exit_code`."""
     try:
         metrics, _ = job()
-    except (ConfigError, DataError, ModelLoadError, ModelPushError) as error:
+    except (ConfigError, DataError, ModelLoadError, ModelPushError, DiskFullError) as error:
         log.error(f"{type(error).__name__}: {error}")
         if in_multirun():
             raise  # one failed job of a multi-run or sweep (Hydra records it), not the end of the others

@@ -15,3 +15,7 @@ class ModelLoadError(OSError):
 
 class ModelPushError(RuntimeError):
     """Uploading the saved model failed; the message says why and where the local copy is."""
+
+
+class DiskFullError(OSError):
+    """A write of the run failed for lack of space; the message names the path and what the run kept."""
