@@ -97,12 +97,15 @@ def tracked_run(
 
 
 def _full_disk(error: BaseException | None) -> OSError | None:
-    """The OSError of a full disk or quota (ENOSPC, EDQUOT) behind `error` (itself or along its causes)."""
-    while error is not None and not (
-        isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT)
-    ):
+    """The OSError of a full disk or quota (ENOSPC, EDQUOT) behind `error` (itself or along its causes,
+    which may form a cycle)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
+            return error
+        seen.add(id(error))
         error = error.__cause__ or error.__context__
-    return error
+    return None
 
 
 def full_disk_message(error: OSError, folder: Path, run_id: str) -> str:
