@@ -8,6 +8,7 @@ as BEIR and MTEB build it (`document_title="prepend"`), or its `text` alone (`"d
 
 import re
 from dataclasses import dataclass
+from operator import itemgetter
 from pathlib import Path
 
 import datasets
@@ -217,7 +218,9 @@ def read_retrieval_split(
         )
     corpus = _corpus(folder, encoding, document_title)
     queries = texts_by_id(
-        folder / "queries.jsonl", read_jsonl(folder / "queries.jsonl", encoding, ("_id", "text")), _text
+        folder / "queries.jsonl",
+        read_jsonl(folder / "queries.jsonl", encoding, ("_id", "text")),
+        itemgetter("text"),
     )
     unknown = {
         "queries.jsonl": [query for query in relevant_docs if query not in queries],
@@ -241,11 +244,6 @@ def _corpus(folder: Path, encoding: str, document_title: str) -> dict[str, str]:
     if not corpus:
         raise DataError(f"{path} holds no documents: one JSON object per line, with _id, title and text.")
     return corpus
-
-
-def _text(row: dict) -> str:
-    """A query's text."""
-    return row["text"]
 
 
 @dataclass
@@ -279,12 +277,16 @@ def read_documents(path: Path, encoding: str = "utf-8", document_title: str = "p
                     )
                 )
     else:
-        rows = read_jsonl(path, encoding) if path.is_file() else []
-        if not rows or any(not isinstance(row.get("text"), str) for row in rows):
-            raise DataError(
-                f"{path} must be a retrieval folder, a folder of .txt/.md files, or a JSONL file of "
-                '{"text": ...} rows (one document each).'
-            )
+        what = (
+            f"{path} must be a retrieval folder, a folder of .txt/.md files, or a JSONL file of "
+            '{"text": ...} rows (one document each).'
+        )
+        try:
+            rows = read_jsonl(path, encoding, ("text",)) if path.is_file() else []
+        except DataError as error:
+            raise DataError(f"{error} {what}") from None
+        if not rows or any(not isinstance(row["text"], str) for row in rows):
+            raise DataError(what)
         documents = [
             Document(str(row.get("_id", row.get("id", number))), row["text"])
             for number, row in enumerate(rows)
