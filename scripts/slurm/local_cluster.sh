@@ -1,6 +1,7 @@
 #!/bin/bash
-# A real one-node SLURM cluster on this machine (slurmctld + slurmd + munge), for trying
-# `launcher=slurm` and `scripts/slurm/train.sbatch` and for the tests marked `slurm`.
+# A real SLURM cluster on this machine (slurmctld + slurmd + munge), for trying `launcher=slurm`
+# and `scripts/slurm/train.sbatch` and for the tests marked `slurm`: one node, and two more emulated
+# nodes (SLURM's multiple-slurmd setup) for jobs with --nodes=2.
 #
 #   sudo scripts/slurm/local_cluster.sh up       # install if missing, configure, start, wait for an idle node
 #   sudo scripts/slurm/local_cluster.sh status   # daemons and `sinfo`
@@ -8,9 +9,13 @@
 #
 # Needs root and Debian/Ubuntu (`apt-get install slurm-wlm munge`). `up` writes /etc/slurm/slurm.conf
 # for this host only when that file is missing or was written by this script (a marker line), so
-# an existing cluster's configuration is never touched. The node has this host's CPUs and memory,
-# one partition `local` (the default) and requeue allowed; jobs run as the submitting user. Every
-# step is idempotent: `up` on a running cluster only checks it. Logs: /var/log/slurm/.
+# an existing cluster's configuration is never touched. The node <host> has this host's CPUs and
+# memory, partition `local` (the default). Partition `two` holds nodes <host>-n1 and <host>-n2: two
+# more slurmd daemons on this host (`slurmd -N <name>`, each on its own port, half the memory, one
+# CPU; declared on top of <host>'s resources, which nothing enforces: TaskPlugin=task/none), their
+# names resolving to 127.0.0.1 through /etc/hosts lines this script adds. Requeue allowed; jobs run
+# as the submitting user. Every step is idempotent: `up` on a running cluster only checks it.
+# Logs: /var/log/slurm/ (slurmd-<node>.log per node).
 set -euo pipefail
 
 CONF=/etc/slurm/slurm.conf
@@ -20,6 +25,8 @@ SPOOL_DIR=/var/spool/slurmd
 LOG_DIR=/var/log/slurm
 RUN_DIR=/run/slurm
 NODE=$(hostname -s)
+EMULATED=("$NODE-n1" "$NODE-n2")  # partition `two`, slurmd ports 6821 and 6822
+NODES=("$NODE" "${EMULATED[@]}")
 
 say() { echo "[local_cluster] $*"; }
 fail() { echo "[local_cluster] error: $*" >&2; exit 1; }
@@ -58,11 +65,11 @@ SlurmUser=root
 SlurmdUser=root
 AuthType=auth/munge
 StateSaveLocation=$STATE_DIR
-SlurmdSpoolDir=$SPOOL_DIR
+SlurmdSpoolDir=$SPOOL_DIR/%n
 SlurmctldPidFile=$RUN_DIR/slurmctld.pid
-SlurmdPidFile=$RUN_DIR/slurmd.pid
+SlurmdPidFile=$RUN_DIR/slurmd-%n.pid
 SlurmctldLogFile=$LOG_DIR/slurmctld.log
-SlurmdLogFile=$LOG_DIR/slurmd.log
+SlurmdLogFile=$LOG_DIR/slurmd-%n.log
 ProctrackType=proctrack/linuxproc
 TaskPlugin=task/none
 MpiDefault=none
@@ -80,12 +87,14 @@ AccountingStorageType=accounting_storage/none
 JobAcctGatherType=jobacct_gather/none
 NodeName=$NODE CPUs=$cpus RealMemory=$memory_mb State=UNKNOWN
 PartitionName=local Nodes=$NODE Default=YES MaxTime=INFINITE State=UP OverSubscribe=NO
+NodeName=${EMULATED[0]},${EMULATED[1]} NodeHostname=$NODE NodeAddr=127.0.0.1 Port=6821,6822 CPUs=1 RealMemory=$((memory_mb / 2)) State=UNKNOWN
+PartitionName=two Nodes=${EMULATED[0]},${EMULATED[1]} MaxTime=INFINITE State=UP OverSubscribe=NO
 EOF
   if [ -f "$CONF" ] && cmp -s "$CONF" "$CONF.new"; then
     rm "$CONF.new"
   else
     mv "$CONF.new" "$CONF"
-    say "wrote $CONF: node $NODE, $cpus CPUs, ${memory_mb} MB, partition local"
+    say "wrote $CONF: node $NODE, $cpus CPUs, ${memory_mb} MB, partition local; partition two: ${EMULATED[*]}"
     if running slurmctld; then
       say "restarting the daemons to apply it"
       stop_daemon slurmd
@@ -109,38 +118,56 @@ start_munge() {
   runuser -u munge -- /usr/sbin/munged
 }
 
+# The emulated nodes' names resolve to this host, as node names do on a cluster (Lightning's
+# MASTER_ADDR is the job's first node name).
+add_host_names() {
+  local name
+  for name in "${EMULATED[@]}"; do
+    grep -qE "^127\.0\.0\.1[[:space:]].*[[:space:]]$name([[:space:]]|$)" /etc/hosts \
+      || echo "127.0.0.1 $name  $MARKER" >>/etc/hosts
+  done
+}
+
+slurmd_running() { pgrep -f "^/usr/sbin/slurmd -N $1\$" >/dev/null; }
+
 start_slurm() {
   if ! running slurmctld; then
     say "starting slurmctld"
     /usr/sbin/slurmctld
   fi
-  if ! running slurmd; then
-    say "starting slurmd"
-    /usr/sbin/slurmd
-  fi
+  local name
+  for name in "${NODES[@]}"; do
+    if ! slurmd_running "$name"; then
+      say "starting slurmd for node $name"
+      /usr/sbin/slurmd -N "$name"
+    fi
+  done
 }
 
 wait_idle() {
-  local waited=0
+  local waited=0 node=$1
   while [ "$waited" -lt 60 ]; do
     local state
-    state=$(sinfo --noheader --nodes="$NODE" --format=%T 2>/dev/null | head -n1 || true)
+    state=$(sinfo --noheader --nodes="$node" --format=%T 2>/dev/null | head -n1 || true)
     case "$state" in
-      idle|mixed|allocated) say "node $NODE is $state"; return ;;
+      idle|mixed|allocated) say "node $node is $state"; return ;;
       down*|drain*)
-        scontrol update NodeName="$NODE" State=RESUME >/dev/null 2>&1 || true ;;
+        scontrol update NodeName="$node" State=RESUME >/dev/null 2>&1 || true ;;
     esac
     sleep 1
     waited=$((waited + 1))
   done
-  fail "node $NODE did not become idle within 60 s (state: '${state:-no answer}'); see $LOG_DIR/slurmctld.log and $LOG_DIR/slurmd.log"
+  fail "node $node did not become idle within 60 s (state: '${state:-no answer}'); see $LOG_DIR/slurmctld.log and $LOG_DIR/slurmd-$node.log"
 }
 
 smoke_test() {
   if ! timeout 120 srun --job-name=local-cluster-check --time=1 --mem=100M true; then
-    fail "the node is up but a one-task job (srun true) failed; see $LOG_DIR/slurmd.log"
+    fail "the node is up but a one-task job (srun true) failed; see $LOG_DIR/slurmd-$NODE.log"
   fi
-  say "a test job ran: ready (sbatch, srun, squeue work now)"
+  if ! timeout 120 srun --job-name=local-cluster-check --partition=two --nodes=2 --time=1 --mem=100M true; then
+    fail "a two-node job (srun --partition=two --nodes=2 true) failed; see $LOG_DIR/slurmd-${EMULATED[0]}.log"
+  fi
+  say "test jobs ran on one node and on two: ready (sbatch, srun, squeue work now)"
 }
 
 stop_daemon() {
@@ -157,9 +184,10 @@ case "${1:-}" in
     need_root up
     install_packages
     write_config
+    add_host_names
     start_munge
     start_slurm
-    wait_idle
+    for node in "${NODES[@]}"; do wait_idle "$node"; done
     smoke_test
     ;;
   down)
@@ -170,8 +198,11 @@ case "${1:-}" in
     say "stopped"
     ;;
   status)
-    for daemon in munged slurmctld slurmd; do
+    for daemon in munged slurmctld; do
       if running "$daemon"; then say "$daemon: running"; else say "$daemon: stopped"; fi
+    done
+    for node in "${NODES[@]}"; do
+      if slurmd_running "$node"; then say "slurmd -N $node: running"; else say "slurmd -N $node: stopped"; fi
     done
     if running slurmctld; then sinfo; squeue; fi
     ;;
