@@ -5,7 +5,9 @@ also trained on."""
 import random
 
 import datasets
+import numpy as np
 
+from embedding_trainer.data.chunked import KeyGroups, column_digests
 from embedding_trainer.utils.errors import DataError
 
 
@@ -30,17 +32,21 @@ def hold_out(
     rows: datasets.Dataset,
     size: float,
     seed: int,
-    keys: list | None = None,
+    key_column: str | None = None,
     setting: str = "data.validation_size",
 ) -> tuple[datasets.Dataset, datasets.Dataset]:
     """`rows` split into (kept, held out): the held-out rows are those of `held_out_count(size, ...)`
-    distinct values of `keys` (one per row; default the first column), drawn with `seed`; both keep the
-    rows' order."""
-    unit = "queries" if keys is None else "passages"
-    keys = rows[rows.column_names[0]] if keys is None else keys
-    distinct = list(dict.fromkeys(keys))
-    chosen = set(random.Random(seed).sample(distinct, held_out_count(size, len(distinct), setting, unit)))
-    held = [index for index, key in enumerate(keys) if key in chosen]
-    held_set = set(held)
-    kept = [index for index in range(len(rows)) if index not in held_set]
-    return rows.select(kept), rows.select(held)
+    distinct values of `key_column` (None: queries, the first column; a column: passages), drawn with `seed`;
+    both keep the rows' order. The keys are read a chunk at a time (`embedding_trainer.data.chunked`)."""
+    unit = "queries" if key_column is None else "passages"
+    groups = KeyGroups(column_digests(rows, key_column or rows.column_names[0]))
+    chosen = np.zeros(groups.count, dtype=bool)
+    chosen[draw(groups.count, held_out_count(size, groups.count, setting, unit), seed)] = True
+    held = groups.rows_of(chosen)
+    return rows.select(np.flatnonzero(~held)), rows.select(np.flatnonzero(held))
+
+
+def draw(population: int, count: int, seed: int) -> list[int]:
+    """`count` of the positions 0..`population`-1, drawn with `seed`: the positions `random.Random(seed).sample`
+    picks from any sequence of that length."""
+    return random.Random(seed).sample(range(population), count)

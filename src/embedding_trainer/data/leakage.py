@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import datasets
 
+from embedding_trainer.data.chunked import column_chunks, text_digest
 from embedding_trainer.utils.errors import DataError
 from embedding_trainer.utils.log import get_logger
 
@@ -25,8 +26,9 @@ def normalised(text) -> str:
     return " ".join(str(text).split()).casefold()
 
 
-def _pair(first, second) -> frozenset[str]:
-    return frozenset((normalised(first), normalised(second)))
+def _pair(first, second) -> bytes:
+    """The digest of a pair of texts, in either order (normalised texts hold no newline)."""
+    return text_digest("\n".join(sorted((normalised(first), normalised(second)))))
 
 
 @dataclass
@@ -81,11 +83,11 @@ def find_leakage(
         return Leakage()
     if text_columns[0] not in QUERY_COLUMNS:
         queries = []
-    train_queries = {normalised(text) for text in train_rows[text_columns[0]]}
-    anchors = train_rows[text_columns[0]]
-    train_pairs = {_pair(*row) for column in text_columns[1:] for row in zip(anchors, train_rows[column])}
-    leaked = [query for query in queries if normalised(query) in train_queries]
-    leaked_pairs = [first for first, second in pairs if _pair(first, second) in train_pairs]
+    query_keys = [text_digest(normalised(query)) for query in queries]
+    pair_keys = [_pair(first, second) for first, second in pairs]
+    trained_queries, trained_pairs = _in_training(train_rows, text_columns, set(query_keys), set(pair_keys))
+    leaked = [query for query, key in zip(queries, query_keys) if key in trained_queries]
+    leaked_pairs = [pair[0] for pair, key in zip(pairs, pair_keys) if key in trained_pairs]
     return Leakage(
         queries=len(leaked),
         query_total=len(queries),
@@ -93,6 +95,26 @@ def find_leakage(
         pair_total=len(pairs),
         examples=list(dict.fromkeys(leaked + leaked_pairs))[:EXAMPLES],
     )
+
+
+def _in_training(
+    train_rows: datasets.Dataset, text_columns: list[str], query_keys: set[bytes], pair_keys: set[bytes]
+) -> tuple[set[bytes], set[bytes]]:
+    """Of the evaluation `query_keys` and `pair_keys` (digests of normalised texts and pairs), those among
+    the training rows' queries and (query, other text) pairs, read a chunk of rows at a time."""
+    queries: set[bytes] = set()
+    pairs: set[bytes] = set()
+    columns = text_columns if pair_keys else text_columns[:1]
+    if not query_keys and not pair_keys:
+        return queries, pairs
+    for _start, chunk in column_chunks(train_rows, columns):
+        anchors = chunk[text_columns[0]]
+        if query_keys:
+            queries.update(key for text in anchors if (key := text_digest(normalised(text))) in query_keys)
+        for column in columns[1:]:
+            found = (_pair(*row) for row in zip(anchors, chunk[column]))
+            pairs.update(key for key in found if key in pair_keys)
+    return queries, pairs
 
 
 def check_leakage(leakage: Leakage, mode: str) -> None:

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 import datasets
 
 from embedding_trainer.data.reading import RowReader, Sources
-from embedding_trainer.data.schema import class_labels
+from embedding_trainer.data.schema import class_labels, distinct_classes
 from embedding_trainer.data.sources import RetrievalSplit
 from embedding_trainer.data.splits import (
     SplitSettings,
@@ -121,7 +121,7 @@ class SplitLoader:
             return (train_rows, train_retrieval), self.reader.read(eval_source, "eval"), []
         if not self.splits.test_size:
             return (train_rows, train_retrieval), (None, None), []
-        passages = train_rows[CHUNK_COLUMNS[0]] if generated else None
+        passages = CHUNK_COLUMNS[0] if generated else None
         test = split_off_test(train_rows, self.splits.test_size, self.reader.seed, passages)
         note = f"no data.eval_path, so {test.note} (set data.eval_path to test on data of your own)"
         return (test.kept, train_retrieval), (test.held, None), [note]
@@ -135,7 +135,7 @@ class SplitLoader:
         schema = self.reader.schema
         if schema.label_type != "class":
             return self.class_names, list(splits)
-        names = self.class_names or sorted({str(value) for value in splits[0][schema.label]})
+        names = self.class_names or sorted(distinct_classes(splits[0], schema.label))
         roles = ("train data", "eval data", "validation data")
         return names, [
             class_labels(rows, schema.label, role, names) if rows is not None else None

@@ -2,16 +2,20 @@
 
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from itertools import islice
 
 import datasets
 
+from embedding_trainer.data.chunked import column_chunks
 from embedding_trainer.data.sampled_negatives import with_sampled_negatives
 from embedding_trainer.utils.errors import DataError
 from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
+
+MAX_SHOWN_ROWS = 5  # refused rows named in a message
 
 
 @dataclass(frozen=True)
@@ -119,22 +123,25 @@ def _variadic_columns(names: list[str], prefix: str) -> list[str]:
 def check_complete_rows(dataset: datasets.Dataset, source: str) -> None:
     """Raise DataError naming the first rows with an empty or missing text (a different count of
     negatives in an n-tuple shows up this way)."""
-    bad = []
-    for index, row in enumerate(dataset):
-        empty = [
-            name
-            for name, value in row.items()
-            if value is None or (isinstance(value, str) and not value.strip())
-        ]
-        if empty:
-            bad.append(f"row {index}: {empty}")
-            if len(bad) == 5:
-                break
+    bad = list(islice(_rows_with_empty_values(dataset), 5))
     if bad:
         raise DataError(
             f"{source} has rows with missing values ({'; '.join(bad)}); every row needs every column "
             f"{dataset.column_names} (n-tuples need the same number of negatives in each row)."
         )
+
+
+def _rows_with_empty_values(dataset: datasets.Dataset) -> Iterator[str]:
+    """`row <index>: [<its columns with an empty or missing text>]` for each such row, in row order."""
+    for start, chunk in column_chunks(dataset, dataset.column_names):
+        for offset, values in enumerate(zip(*chunk.values())):
+            empty = [
+                name
+                for name, value in zip(chunk, values)
+                if value is None or (isinstance(value, str) and not value.strip())
+            ]
+            if empty:
+                yield f"row {start + offset}: {empty}"
 
 
 def check_text_columns(dataset: datasets.Dataset, source: str) -> None:
@@ -170,70 +177,115 @@ def numeric_labels(
     Raises DataError naming the first rows whose value is not a number or not finite, or lies outside
     `value_range` (and the range that holds them all).
     """
-    values, bad = [], []
-    for index, raw in enumerate(dataset[column]):
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            value = math.nan
+    not_finite, outside = BadRows(), BadRows()
+    low, high = value_range if value_range is not None else (-math.inf, math.inf)
+    seen = [math.inf, -math.inf]  # the lowest and highest finite value
+    for index, raw in _indexed(dataset, column):
+        value = _number(raw)
         if not math.isfinite(value):
-            bad.append(f"row {index}: {raw!r}")
-        values.append(value)
-    if bad:
+            not_finite.add(f"row {index}: {raw!r}")
+            continue
+        seen = [min(seen[0], value), max(seen[1], value)]
+        if not low <= value <= high:
+            outside.add(f"row {index}: {value:g}")
+    if not_finite.count:
         raise DataError(
-            f"Column {column!r} of {source} must hold finite numbers; {len(bad)} rows do not "
-            f"({', '.join(bad[:5])}). Fix or drop those rows, or map another column with data.column_map."
+            f"Column {column!r} of {source} must hold finite numbers; {not_finite.count} rows do not "
+            f"({not_finite}). Fix or drop those rows, or map another column with data.column_map."
         )
     if value_range is None:
-        return _replace(dataset, column, values, datasets.Value("float32"))
-    low, high = value_range
+        return _converted(dataset, column, _number, datasets.Value("float32"))
     if not high > low:
         raise DataError(f"{setting} must be [low, high] with high > low, got {list(value_range)}.")
-    outside = [f"row {index}: {value:g}" for index, value in enumerate(values) if not low <= value <= high]
-    if outside:
-        wide = f"[{min(low, *values):g},{max(high, *values):g}]"
+    if outside.count:
+        wide = f"[{min(low, seen[0]):g},{max(high, seen[1]):g}]"
         raise DataError(
-            f"Column {column!r} of {source} has {len(outside)} scores outside {setting}=[{low:g}, {high:g}] "
-            f"({', '.join(outside[:5])}), which would be rescaled outside [0, 1]. Set {setting} to the scale "
+            f"Column {column!r} of {source} has {outside.count} scores outside {setting}=[{low:g}, {high:g}] "
+            f"({outside}), which would be rescaled outside [0, 1]. Set {setting} to the scale "
             f"of your scores (all of them lie in {setting}={wide}), or fix or drop those rows."
         )
-    rescaled = [(value - low) / (high - low) for value in values]
-    return _replace(dataset, column, rescaled, datasets.Value("float32"))
+    return _converted(
+        dataset, column, lambda raw: (float(raw) - low) / (high - low), datasets.Value("float32")
+    )
+
+
+BINARY = {0: 0, 1: 1, "0": 0, "1": 1}
+
+
+def _binary(raw) -> int | None:
+    return BINARY.get(raw.strip() if isinstance(raw, str) else raw)
 
 
 def binary_labels(dataset: datasets.Dataset, column: str, source: str) -> datasets.Dataset:
     """Check that `column` holds only 0 and 1 (as numbers or digit strings) and store it as int64."""
-    values, bad = [], []
-    for index, raw in enumerate(dataset[column]):
-        value = {0: 0, 1: 1, "0": 0, "1": 1}.get(raw.strip() if isinstance(raw, str) else raw)
-        if value is None:
-            bad.append(f"row {index}: {raw!r}")
-        values.append(value)
-    if bad:
-        raise DataError(
-            f"Column {column!r} of {source} must be 0 or 1; {len(bad)} rows are not ({', '.join(bad[:5])})."
-        )
-    return _replace(dataset, column, values, datasets.Value("int64"))
+    bad = BadRows()
+    for index, raw in _indexed(dataset, column):
+        if _binary(raw) is None:
+            bad.add(f"row {index}: {raw!r}")
+    if bad.count:
+        raise DataError(f"Column {column!r} of {source} must be 0 or 1; {bad.count} rows are not ({bad}).")
+    return _converted(dataset, column, _binary, datasets.Value("int64"))
+
+
+def distinct_classes(dataset: datasets.Dataset, column: str) -> set[str]:
+    """The class names in `column` (its values as text), read a chunk at a time."""
+    return {str(value) for _index, value in _indexed(dataset, column)}
 
 
 def class_labels(dataset: datasets.Dataset, column: str, source: str, names: list[str]) -> datasets.Dataset:
     """Replace class names in `column` by their index in `names`; raise DataError for unknown classes."""
     index_of = {str(name): index for index, name in enumerate(names)}
-    raw_values = [str(value) for value in dataset[column]]
-    unknown = sorted(set(raw_values) - set(index_of))
+    found = distinct_classes(dataset, column)
+    unknown = sorted(found - set(index_of))
     if unknown:
-        found = sorted(set(raw_values))
+        found = sorted(found)
         raise DataError(
             f"Column {column!r} of {source} has classes {unknown[:10]} not among the known classes {list(names)} "
             f"(data.class_names, or the training data's classes when it is null); its classes are {found[:10]}. "
             "Set data.class_names to all classes in label order, for example "
             f"'data.class_names=[{','.join(found[:10])}]', add them to the training data, or drop those rows."
         )
-    return _replace(dataset, column, [index_of[value] for value in raw_values], datasets.Value("int64"))
+    return _converted(dataset, column, lambda value: index_of[str(value)], datasets.Value("int64"))
 
 
-def _replace(dataset: datasets.Dataset, column: str, values: list, feature) -> datasets.Dataset:
-    """`dataset` with `column` replaced by `values` of type `feature`, at the same position."""
-    order = dataset.column_names
-    dataset = dataset.remove_columns(column).add_column(column, values).cast_column(column, feature)
-    return dataset.select_columns(order)
+class BadRows:
+    """The rows a check refuses: their `count`, and the first MAX_SHOWN_ROWS described (str: those, joined)."""
+
+    def __init__(self) -> None:
+        self.count, self.shown = 0, []
+
+    def add(self, described: str) -> None:
+        self.count += 1
+        if len(self.shown) < MAX_SHOWN_ROWS:
+            self.shown.append(described)
+
+    def __str__(self) -> str:
+        return ", ".join(self.shown)
+
+
+def _number(raw) -> float:
+    """`raw` as a float (NaN when it is none)."""
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _indexed(dataset: datasets.Dataset, column: str) -> Iterator[tuple[int, object]]:
+    """(row index, value) of `column`, read a chunk of rows at a time."""
+    for start, chunk in column_chunks(dataset, [column]):
+        yield from enumerate(chunk[column], start)
+
+
+def _converted(dataset: datasets.Dataset, column: str, convert, feature) -> datasets.Dataset:
+    """`dataset` with each value of `column` replaced by `convert(value)`, of type `feature`, at the same
+    position; written a batch at a time (to a cache file when `dataset` has them: it stays memory-mapped)."""
+    features = dataset.features.copy()
+    features[column] = feature
+    return dataset.map(
+        lambda values: {column: [convert(value) for value in values]},
+        batched=True,
+        input_columns=[column],
+        features=features,
+        desc=f"Converting {column}",
+    ).select_columns(dataset.column_names)

@@ -3,12 +3,13 @@ when there is no eval data), the rows trained on (`data.max_samples`), and the h
 queries (`data.validation_size`), which come from the training rows `max_samples` leaves unused when
 those hold enough queries, so validation costs no training row."""
 
-import random
 from dataclasses import dataclass
 
 import datasets
+import numpy as np
 
-from embedding_trainer.data.holdout import held_out_count, hold_out
+from embedding_trainer.data.chunked import KeyGroups, column_digests
+from embedding_trainer.data.holdout import draw, held_out_count, hold_out
 from embedding_trainer.data.sources import RetrievalSplit
 from embedding_trainer.utils.errors import DataError
 
@@ -42,11 +43,11 @@ def sample_rows(rows: datasets.Dataset, limit: int | None, seed: int) -> dataset
     return rows
 
 
-def split_off_test(rows: datasets.Dataset, test_size: float, seed: int, passages: list | None) -> Split:
-    """`test_size` of `rows` held out as the eval (test) data, seeded: single rows, or with `passages`
-    (one id per row, generated pairs) whole passages."""
-    if passages is not None:
-        kept, held = hold_out(rows, test_size, seed, passages, "data.test_size")
+def split_off_test(rows: datasets.Dataset, test_size: float, seed: int, passage_column: str | None) -> Split:
+    """`test_size` of `rows` held out as the eval (test) data, seeded: single rows, or with `passage_column`
+    (its passage's id in each row, generated pairs) whole passages."""
+    if passage_column is not None:
+        kept, held = hold_out(rows, test_size, seed, passage_column, "data.test_size")
     else:
         split = rows.train_test_split(test_size=test_size, seed=seed)
         kept, held = split["train"], split["test"]
@@ -65,25 +66,26 @@ def train_and_validation(
     """The rows trained on (`max_samples` of `rows`, seeded) and, with `validation_size`, the validation
     rows: that many distinct queries (`key_column`, default the first column; a fraction counts all of
     `rows`' queries) with all their rows, drawn (seeded) from the queries none of whose rows is trained on
-    when there are enough of them, otherwise held out of `rows` before `max_samples` picks among the rest."""
+    when there are enough of them, otherwise held out of `rows` before `max_samples` picks among the rest.
+    The keys are read a chunk at a time (`embedding_trainer.data.chunked`)."""
     trained = sample_rows(rows, max_samples, seed)
     if validation_size is None:
         return Split(trained, None)
-    keys = rows[key_column or rows.column_names[0]]
-    distinct = list(dict.fromkeys(keys))
+    column = key_column or rows.column_names[0]
+    groups = KeyGroups(column_digests(rows, column))
     unit = "queries" if key_column is None else "passages"
-    count = held_out_count(validation_size, len(distinct), "data.validation_size", unit)
-    used = set(trained[key_column or rows.column_names[0]])
-    unused = [key for key in distinct if key not in used]
+    count = held_out_count(validation_size, groups.count, "data.validation_size", unit)
+    unused = np.flatnonzero(~np.isin(groups.distinct, column_digests(trained, column)))
     if len(unused) >= count:
-        chosen = set(random.Random(seed).sample(unused, count))
-        held = rows.select([index for index, key in enumerate(keys) if key in chosen])
+        chosen = np.zeros(groups.count, dtype=bool)
+        chosen[unused[draw(len(unused), count, seed)]] = True
+        held = rows.select(np.flatnonzero(groups.rows_of(chosen)))
         return Split(
             trained,
             held,
             f"{count} validation {unit} (data.validation_size={validation_size}) held out of the rows data.max_samples leaves unused",
         )
-    kept, held = hold_out(rows, validation_size, seed, None if key_column is None else keys)
+    kept, held = hold_out(rows, validation_size, seed, key_column)
     return Split(
         sample_rows(kept, max_samples, seed),
         held,
