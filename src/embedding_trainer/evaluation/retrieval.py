@@ -15,6 +15,13 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.data.sources import is_retrieval_folder, read_retrieval_split
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics, truncate
+from embedding_trainer.evaluation.corpus_embeddings import (
+    STORE_DTYPES,
+    CorpusStore,
+    chunked_top_k,
+    encode_to_store,
+    tensor_chunks,
+)
 from embedding_trainer.models.prompts import DOCUMENT, QUERY
 from embedding_trainer.utils.errors import DataError
 
@@ -29,8 +36,13 @@ class RetrievalEvaluator(DimensionEvaluator):
 
     Scoring is chunked: peak extra memory is about
     `4 * (query_chunk_size * corpus_chunk_size + 2 * query_chunk_size * (max_k + corpus_chunk_size))`
-    bytes on top of the embeddings themselves (`4 * (n_queries + n_corpus) * full_dim` bytes),
-    so a million-document corpus is scored in bounded memory.
+    bytes on top of the embeddings themselves (`4 * (n_queries + n_corpus) * full_dim` bytes).
+    A corpus of at least `corpus_on_disk_from` documents (None: never) keeps its embeddings on disk
+    instead (`corpus_embeddings.CorpusStore`, as `corpus_store_dtype`, in a temporary folder under
+    `corpus_store_folder`, None: the system's, removed after each evaluation): it is encoded
+    `corpus_chunk_size` documents at a time straight into the file and scored chunk by chunk from it, so
+    memory no longer grows with the corpus. With float32 the metrics equal the in-memory ones up to float
+    rounding (the corpus is encoded in chunks); float16 halves the file and may move a near-tie.
     """
 
     name = "retrieval"
@@ -48,9 +60,16 @@ class RetrievalEvaluator(DimensionEvaluator):
         precision_recall_at_k: list[int] = (1, 3, 5, 10),
         query_chunk_size: int = 1024,
         corpus_chunk_size: int = 50_000,
+        corpus_on_disk_from: int | None = 500_000,
+        corpus_store_dtype: str = "float32",
+        corpus_store_folder: str | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
+        if corpus_store_dtype not in STORE_DTYPES:
+            raise ValueError(
+                f"corpus_store_dtype must be one of {', '.join(STORE_DTYPES)}, got {corpus_store_dtype!r}."
+            )
         grades = {qid: _grades(docs) for qid, docs in relevant_docs.items()}
         self.query_ids = [qid for qid in queries if grades.get(qid)]
         if not self.query_ids:
@@ -72,6 +91,8 @@ class RetrievalEvaluator(DimensionEvaluator):
             self.ndcg_at_k + self.mrr_at_k + self.map_at_k + self.accuracy_at_k + self.precision_recall_at_k
         )
         self.query_chunk_size, self.corpus_chunk_size = query_chunk_size, corpus_chunk_size
+        self.corpus_on_disk = corpus_on_disk_from is not None and len(self.corpus) >= corpus_on_disk_from
+        self.corpus_store_dtype, self.corpus_store_folder = corpus_store_dtype, corpus_store_folder
         self.primary_metric = f"ndcg@{max(self.ndcg_at_k)}"
 
     @classmethod
@@ -124,13 +145,20 @@ class RetrievalEvaluator(DimensionEvaluator):
         """Metrics at each of `dims`; their per-query values (in `query_ids` order) go to `last_per_example`.
         Queries are encoded with the model's `query` prompt, the corpus with its `document` prompt."""
         query_embeddings = self.encode(model, self.queries, QUERY)
-        corpus_embeddings = self.encode(model, self.corpus, DOCUMENT)
-        per_query = {
-            dim: self.per_query(
-                self.ranked_grades(truncate(query_embeddings, dim), truncate(corpus_embeddings, dim))
-            )
-            for dim in dims
-        }
+        if self.corpus_on_disk:
+            with self.corpus_store(model) as store:
+                per_query = {
+                    dim: self.per_query(self.ranked_grades(truncate(query_embeddings, dim), store))
+                    for dim in dims
+                }
+        else:
+            corpus_embeddings = self.encode(model, self.corpus, DOCUMENT)
+            per_query = {
+                dim: self.per_query(
+                    self.ranked_grades(truncate(query_embeddings, dim), truncate(corpus_embeddings, dim))
+                )
+                for dim in dims
+            }
         self.last_per_example = {
             dim: {name: values.numpy() for name, values in metrics.items()}
             for dim, metrics in per_query.items()
@@ -140,37 +168,35 @@ class RetrievalEvaluator(DimensionEvaluator):
             for dim, metrics in per_query.items()
         }
 
-    def ranked_grades(self, queries: torch.Tensor, corpus: torch.Tensor) -> torch.Tensor:
+    def corpus_store(self, model: SentenceTransformer) -> CorpusStore:
+        """The corpus encoded as documents by `model` into a new `CorpusStore`, `corpus_chunk_size`
+        documents at a time; the caller closes it."""
+        return encode_to_store(
+            lambda texts: self.encode(model, texts, DOCUMENT),
+            self.corpus,
+            self.corpus_chunk_size,
+            self.corpus_store_dtype,
+            self.corpus_store_folder,
+        )
+
+    def ranked_grades(self, queries: torch.Tensor, corpus: torch.Tensor | CorpusStore) -> torch.Tensor:
         """Float64 [n_queries, k] matrix: the relevance grade for query q of the document ranked
         r-th (0: not relevant), for the top k = min(max_k, corpus size) documents ranked by
-        (-cosine, corpus id)."""
+        (-cosine, corpus id). `corpus`: embeddings already truncated like `queries`, or a store, read
+        at the queries' dimension."""
         k = min(self.max_k, len(corpus))
         rows = []
         for start in range(0, len(queries), self.query_chunk_size):
-            _, top_index = self._top_k(queries[start : start + self.query_chunk_size], corpus, k)
+            if isinstance(corpus, CorpusStore):
+                chunks = corpus.chunks(queries.shape[1], self.corpus_chunk_size)
+            else:
+                chunks = tensor_chunks(corpus, self.corpus_chunk_size)
+            _, top_index = chunked_top_k(queries[start : start + self.query_chunk_size], chunks, k)
             relevant, grades = self._relevant_matrix(start, start + len(top_index))
             position = torch.searchsorted(relevant, top_index).clamp(max=relevant.shape[1] - 1)
             found = relevant.gather(1, position) == top_index
             rows.append(torch.where(found, grades.gather(1, position), 0.0))
         return torch.cat(rows)
-
-    def _top_k(
-        self, queries: torch.Tensor, corpus: torch.Tensor, k: int
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        best_scores = torch.empty(len(queries), 0)
-        best_index = torch.empty(len(queries), 0, dtype=torch.long)
-        for start in range(0, len(corpus), self.corpus_chunk_size):
-            scores = queries @ corpus[start : start + self.corpus_chunk_size].T
-            chunk_scores, chunk_index = scores.topk(min(k, scores.shape[1]), dim=1)
-            best_scores = torch.cat([best_scores, chunk_scores], dim=1)
-            best_index = torch.cat([best_index, chunk_index + start], dim=1)
-            best_scores, order = best_scores.topk(min(k, best_scores.shape[1]), dim=1)
-            best_index = best_index.gather(1, order)
-        # Rank by descending score, ties by ascending corpus index (= ascending corpus id).
-        by_index = best_index.argsort(dim=1)
-        best_index, best_scores = best_index.gather(1, by_index), best_scores.gather(1, by_index)
-        by_score = best_scores.argsort(dim=1, descending=True, stable=True)
-        return best_scores.gather(1, by_score), best_index.gather(1, by_score)
 
     def _relevant_matrix(self, start: int, end: int) -> tuple[torch.Tensor, torch.Tensor]:
         """Relevant corpus indices of queries start..end, ascending in each row (padded past every
