@@ -9,7 +9,8 @@ import torch
 
 from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
-from embedding_trainer.data.samplers import NoDuplicatesBatchSampler, row_values
+from embedding_trainer.data.row_values import row_values
+from embedding_trainer.data.samplers import NoDuplicatesBatchSampler
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.models import loading as models

@@ -16,11 +16,11 @@ from hydra.utils import get_object
 from embedding_trainer.data.distributed import ShardedBatchSampler
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.packing import DROP_LAST, REPEATS, min_batch_rows
+from embedding_trainer.data.row_values import row_values
 from embedding_trainer.data.samplers import (
     GroupByLabelBatchSampler,
     NoDuplicatesBatchSampler,
     ShuffledBatchSampler,
-    row_values,
 )
 from embedding_trainer.settings.resolvers import CONFIG_DIR
 from embedding_trainer.utils.errors import DataError

@@ -3,6 +3,7 @@ the resumable loader that gives each rank its slice of every global batch."""
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from itertools import chain
 
 import datasets
 import numpy as np
@@ -13,7 +14,8 @@ from torch.utils.data import Sampler
 from embedding_trainer.data.distributed import ShardedBatchSampler
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.resumable import ResumableDataLoader
-from embedding_trainer.data.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler, row_values
+from embedding_trainer.data.row_values import column_texts, row_values
+from embedding_trainer.data.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler
 from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.utils.errors import DataError
 from embedding_trainer.utils.log import get_logger
@@ -80,9 +82,12 @@ def build_token_cache(
     """The texts of `rows`' columns (`prompts`: each text column's prompt) tokenized once, each with its
     column's prompt (None when the model's features cannot be cached: then every batch is tokenized as it
     comes)."""
-    texts: dict[str | None, list[str]] = {}
+    columns: dict[str | None, list[str]] = {}
     for column, prompt in prompts.items():
-        texts.setdefault(prompt, []).extend(rows[column])
+        columns.setdefault(prompt, []).append(column)
+    texts = {
+        prompt: chain.from_iterable(column_texts(rows, c) for c in cols) for prompt, cols in columns.items()
+    }
     try:
         return TokenCache(preprocess, texts, max_length)
     except UncachableFeatures as error:
@@ -94,7 +99,10 @@ def row_token_counts(
     token_cache: TokenCache, prompts: dict[str, str | None], rows: datasets.Dataset
 ) -> np.ndarray:
     """Each row's tokens over its text columns (`prompts`: each one's prompt), after truncation."""
-    return sum(token_cache.text_lengths(rows[column], prompt) for column, prompt in prompts.items())
+    counts = np.zeros(len(rows), dtype=np.int64)
+    for column, prompt in prompts.items():
+        counts += token_cache.text_lengths(column_texts(rows, column), prompt)
+    return counts
 
 
 def length_grouped_sampler(

@@ -6,7 +6,7 @@ its own contiguous slice of each one. Lightning's own distributed sampler is tur
 (`use_distributed_sampler: false`): it cannot wrap sentence-transformers' batch samplers.
 """
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 from torch.utils.data import Sampler
 
@@ -46,7 +46,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         for batch in self._global_batches():
             share = len(batch) // self.world_size
             if share:
-                yield list(batch[self.rank * share : (self.rank + 1) * share])
+                yield [int(row) for row in batch[self.rank * share : (self.rank + 1) * share]]
 
     def __len__(self) -> int:
         if self.world_size == 1:
@@ -58,7 +58,7 @@ class ShardedBatchSampler(Sampler[list[int]]):
         if hasattr(self.sampler, "set_epoch"):
             self.sampler.set_epoch(epoch)
 
-    def _global_batches(self) -> list[list[int]]:
+    def _global_batches(self) -> list[Sequence[int]]:
         """The global sampler's batches of the current epoch (reporting, once, the rows the slices lose)."""
         packing = getattr(self.sampler, "packing", None)
         batches = packing().batches if packing is not None else list(self.sampler)

@@ -29,7 +29,7 @@ class LengthGroupedBatchSampler(PlannedBatchSampler):
         lengths: Sequence[int],
         batch_size: int,
         drop_last: bool = False,
-        row_values: Sequence[frozenset] | None = None,
+        row_values: Sequence[frozenset] | None = None,  # e.g. samplers' RowValues
         megabatch_factor: int = 32,
         seed: int = 0,
     ) -> None:
@@ -40,10 +40,11 @@ class LengthGroupedBatchSampler(PlannedBatchSampler):
 
     def plan_epoch(self, generator: torch.Generator) -> Packing:
         order = torch.randperm(self.num_rows, generator=generator).numpy()
-        grouped: list[int] = []
-        for start in range(0, len(order), self.megabatch_size):
-            megabatch = order[start : start + self.megabatch_size]
-            grouped += megabatch[np.argsort(-self.lengths[megabatch], kind="stable")].tolist()
+        megabatches = [
+            order[start : start + self.megabatch_size] for start in range(0, len(order), self.megabatch_size)
+        ]
+        grouped = [m[np.argsort(-self.lengths[m], kind="stable")] for m in megabatches]
+        grouped = np.concatenate(grouped) if grouped else order
         packing = pack_batches(grouped, self.batch_size, self.drop_last, self.row_values)
         packing.batches = [
             packing.batches[i] for i in torch.randperm(len(packing.batches), generator=generator)

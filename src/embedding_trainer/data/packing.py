@@ -4,8 +4,10 @@ that cannot be placed so counted with its reason (`Packing.left_out`). The batch
 the order (`samplers.py`, `length_grouping.py`); this module only cuts it."""
 
 from collections import Counter, deque
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+
+import numpy as np
 
 # Why rows of the order are in no batch (keys of `Packing.left_out`).
 REPEATED = "repeated"  # a value more rows hold than the epoch has batches
@@ -19,11 +21,12 @@ REPEATS = (REPEATED, NO_ROOM, SHORT_LAST)
 
 @dataclass
 class Packing:
-    """An epoch's batches (row indices, in the order to train them) and the rows in none of them,
+    """An epoch's batches (row indices, in the order to train them: lists or, to stay small for
+    millions of rows, int64 arrays) and the rows in none of them,
     by reason (`REPEATED`, `NO_ROOM`, `SHORT_LAST`, `DROP_LAST`, `LABELS`). `most_repeated`:
     (value, rows holding it, batches of the epoch) when rows were left out as `REPEATED`."""
 
-    batches: list[list[int]]
+    batches: list[Sequence[int]]
     left_out: dict[str, list[int]] = field(default_factory=dict)
     most_repeated: tuple[str, int, int] | None = None
 
@@ -74,12 +77,13 @@ def pack_batches(
     rows. With drop_last, every batch is full: short tails are left out. With `values` (per row
     index, hashable values such as its texts), no two rows of a batch share a value: a row that
     repeats a value of the batch being filled waits for the next one, and a left row that fits
-    no tail swaps places with a row of an earlier batch that fits one.
+    no tail swaps places with a row of an earlier batch that fits one. `values` may be a
+    `RowValues` (numpy-backed, for millions of rows); full batches are kept as int64 arrays.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
     packing = Packing([])
-    rows = list(order) if values is None else _within_capacity(order, values, batch_size, drop_last, packing)
+    rows = order if values is None else _within_capacity(order, values, batch_size, drop_last, packing)
     batches, rest = _cut_full(rows, values, batch_size)
     tails = _place_rest(batches, rest, values, batch_size, packing)
     batches += [tail for tail in tails if len(tail) == batch_size]
@@ -104,13 +108,12 @@ def _within_capacity(
     """`order` without the rows that cannot fit because a batch holds a value once: of a value held
     by more rows than the epoch has batches, the rows after the first that many (`REPEATED`);
     repeated while leaving rows out lowers the number of batches."""
-    rows = list(order)
-    holders = Counter(value for row in rows for value in values[row])
+    rows = order
+    value, count = _most_held(order, values)
     batches = _batches_of(len(rows), batch_size, drop_last)
-    if not holders or max(holders.values()) <= batches or batches == 0:  # (0: drop_last drops them all)
+    if count <= batches or batches == 0:  # (0: drop_last drops them all)
         return rows
-    value, count = holders.most_common(1)[0]
-    packing.most_repeated = (str(value), count, batches)
+    packing.most_repeated = (getattr(values, "describe", str)(value), count, batches)
     while batches:
         seen: Counter = Counter()
         kept, dropped = [], []
@@ -126,6 +129,15 @@ def _within_capacity(
         rows = kept
         batches = _batches_of(len(rows), batch_size, drop_last)
     return rows
+
+
+def _most_held(order: Sequence[int], values: Sequence[frozenset]) -> tuple[object, int]:
+    """(a value held by the most rows of `order`, how many hold it); (None, 0) for no values. A
+    numpy-backed `values` (with `most_held`) counts with numpy when `order` holds all its rows."""
+    if hasattr(values, "most_held") and len(order) == len(values):
+        return values.most_held()
+    holders = Counter(value for row in order for value in values[row])
+    return holders.most_common(1)[0] if holders else (None, 0)
 
 
 def _cut_full(
@@ -152,7 +164,7 @@ def _cut_full(
             else:
                 skipped.append(row)
         waiting.extendleft(reversed(skipped))
-        batches.append(batch)
+        batches.append(np.asarray(batch, dtype=np.int64))
 
 
 @dataclass
@@ -188,7 +200,7 @@ def _place_rest(
     if values is None:
         return [list(rest)]
     tails = [_Batch([], set()) for _ in range(-(-len(rest) // batch_size))]
-    earlier = [_Batch.of(batch, values) for batch in batches] if rest else []
+    earlier = _Earlier(batches, values)
     repeats = Counter(value for row in rest for value in values[row])
     for row in sorted(rest, key=lambda row: -max((repeats[value] for value in values[row]), default=0)):
         open_tails = (tail for tail in tails if len(tail.rows) < batch_size)
@@ -197,16 +209,29 @@ def _place_rest(
     return [tail.rows for tail in tails]
 
 
-def _swap_in(
-    row: int, earlier: list[_Batch], tail: _Batch, values: Sequence[frozenset], batch_size: int
-) -> bool:
+class _Earlier:
+    """The batches before the tails as `_Batch`es, latest first, each made (its rows turned into a
+    list in `batches`, which swaps then change) only when reached: the tails rarely look far back."""
+
+    def __init__(self, batches: list, values: Sequence[frozenset]) -> None:
+        self.batches, self.values, self.made = batches, values, {}
+
+    def latest_first(self) -> Iterator[_Batch]:
+        for index in range(len(self.batches) - 1, -1, -1):
+            if index not in self.made:
+                self.batches[index] = list(self.batches[index])
+                self.made[index] = _Batch.of(self.batches[index], self.values)
+            yield self.made[index]
+
+
+def _swap_in(row: int, earlier: _Earlier, tail: _Batch, values: Sequence[frozenset], batch_size: int) -> bool:
     """Put `row` into `tail` if it holds none of its values; else in place of a row of the latest
     earlier batch that holds none of them and has a row `tail` takes, that row moving to `tail`.
     False when neither can."""
     if tail.takes(values[row], batch_size):
         tail.add(row, values[row])
         return True
-    for batch in reversed(earlier):
+    for batch in earlier.latest_first():
         if not batch.values.isdisjoint(values[row]):
             continue
         for position, other in enumerate(batch.rows):
@@ -233,19 +258,20 @@ def _raise_short(
         batches.append(tail)
         return
     taken = set().union(*(values[row] for row in tail)) if values is not None else set()
-    moves: list[tuple[list[int], int]] = []
-    for batch in reversed(batches):
+    moves: list[tuple[int, int]] = []
+    for index in range(len(batches) - 1, -1, -1):
+        batch = batches[index]
         spare = len(batch) - floor
         for row in reversed(batch):
             if len(tail) + len(moves) >= floor or spare <= 0:
                 break
             if values is None or taken.isdisjoint(values[row]):
-                moves.append((batch, row))
+                moves.append((index, row))
                 taken |= values[row] if values is not None else set()
                 spare -= 1
         if len(tail) + len(moves) >= floor:
-            for batch, row in moves:
-                batch.remove(row)
+            for index, row in moves:
+                batches[index] = [other for other in batches[index] if other != row]
             batches.append(tail + [row for _, row in moves])
             return
     packing.left_out.setdefault(SHORT_LAST, []).extend(tail)

@@ -9,10 +9,8 @@ sentence-transformers' sampler.
 """
 
 import logging
-import re
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
-from typing import NamedTuple
+from collections.abc import Iterator
 
 import datasets
 import torch
@@ -20,60 +18,11 @@ from sentence_transformers.base import sampler as st_sampler
 from torch.utils.data import Sampler
 
 from embedding_trainer.data.packing import LABELS, REPEATS, Packing, pack_batches
+from embedding_trainer.data.row_values import RowValues, row_values
 from embedding_trainer.utils.errors import DataError
 from embedding_trainer.utils.log import get_logger
 
 log = get_logger(__name__)
-
-
-# The columns whose texts rows may share within a batch: a triplet's or n-tuple's negatives.
-NEGATIVE_COLUMN = re.compile(r"negative(_\d+)?")
-
-
-class SharedNegative(NamedTuple):
-    """A value that keeps a row holding `text` as a negative (`row`) apart from the rows holding it
-    as an anchor or positive, and from no other row; it reads as its text (in reports)."""
-
-    text: str
-    row: int
-
-    def __str__(self) -> str:
-        return self.text
-
-
-def row_values(dataset: datasets.Dataset, columns: Sequence[str]) -> list[frozenset]:
-    """Each row's values in `columns`, as the sets `pack_batches` keeps apart: two rows whose sets
-    meet never share a batch.
-
-    A text two rows hold keeps them apart whichever columns hold it, unless both hold it as a
-    negative (a `negative` or `negative_<i>` column). For in-batch losses, a repeated anchor or
-    positive, or a text that is one row's positive and another's negative, puts a copy of an
-    anchor's own positive among its negatives (a false negative); a negative that two rows share
-    is only a candidate twice, never anyone's positive (no row of the batch holds it as one).
-    Mined hard negatives share a few close texts between many rows: keeping those rows apart as
-    well would leave most rows of a small dataset out of every epoch. So an anchor's or positive's
-    text is a value itself, and a negative's text that is some row's anchor or positive is a
-    `SharedNegative` held by the negative's row and those rows.
-    """
-    # `[:]`: a datasets Column read whole (iterating one reads it row by row, 100x slower)
-    negatives = [column for column in columns if NEGATIVE_COLUMN.fullmatch(column)]
-    others = [column for column in columns if column not in negatives]
-    values = [set(row) for row in zip(*(dataset[column][:] for column in others))] or [
-        set() for _ in range(len(dataset))
-    ]
-    if not negatives:
-        return [frozenset(row) for row in values]
-    holders: dict[str, list[int]] = {}
-    for index, texts in enumerate(values):
-        for text in texts:
-            holders.setdefault(text, []).append(index)
-    for index, row in enumerate(zip(*(dataset[column][:] for column in negatives))):
-        for text in {text for text in row if text in holders}:
-            shared = SharedNegative(text, index)
-            values[index].add(shared)
-            for holder in holders[text]:
-                values[holder].add(shared)
-    return [frozenset(row) for row in values]
 
 
 class PlannedBatchSampler(Sampler[list[int]], ABC):
@@ -114,7 +63,7 @@ class PlannedBatchSampler(Sampler[list[int]], ABC):
 
     def __iter__(self) -> Iterator[list[int]]:
         for batch in self.packing().batches:
-            yield list(batch)
+            yield [int(row) for row in batch]
 
     def _report(self, packing: Packing) -> None:
         left_out = packing.count(*REPEATS, LABELS)
@@ -148,10 +97,10 @@ class ShuffledBatchSampler(PlannedBatchSampler):
         seed: int = 0,
     ) -> None:
         super().__init__(len(dataset), batch_size, drop_last, seed)
-        self.row_values: list[frozenset] | None = None  # NoDuplicatesBatchSampler's values
+        self.row_values: RowValues | None = None  # NoDuplicatesBatchSampler's values
 
     def plan_epoch(self, generator: torch.Generator) -> Packing:
-        order = torch.randperm(self.num_rows, generator=generator).tolist()
+        order = torch.randperm(self.num_rows, generator=generator).numpy()
         return pack_batches(order, self.batch_size, self.drop_last, self.row_values)
 
 
