@@ -3,16 +3,17 @@ bounded state while the rows stay memory-mapped Arrow (`datasets`' cache files):
 count is numpy arrays of fixed-size keys, never Python objects per row.
 
 Texts are compared by a 128-bit digest (BLAKE2b): two different texts share one with a probability near
-n^2 / 2^129 (below 1e-24 for 10 million texts), so equal digests are taken as equal texts."""
+n^2 / 2^129 (below 1e-24 for 10 million texts), so equal digests are taken as equal texts. A row's key costs
+16 bytes, its group 8."""
 
 import hashlib
 from collections.abc import Callable, Iterator
 
 import datasets
 import numpy as np
+import pandas as pd
 
 CHUNK_ROWS = 10_000  # rows read at a time
-DIGEST = np.dtype("S16")  # a text's key: 16 bytes of BLAKE2b
 
 
 def column_chunks(
@@ -30,36 +31,51 @@ def text_digest(text) -> bytes:
     return hashlib.blake2b(str(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def column_digests(
-    dataset: datasets.Dataset,
-    column: str,
-    key: Callable[[object], str] = str,
-    chunk_rows: int = CHUNK_ROWS,
+def column_keys(
+    dataset: datasets.Dataset, column: str, key: Callable[[object], str] = str, chunk_rows: int = CHUNK_ROWS
 ) -> np.ndarray:
-    """One digest per row of `dataset`'s `column` (of `key(value)`), in row order."""
-    digests = np.empty(len(dataset), dtype=DIGEST)
+    """The digest of each row's `key(value)` of `column`, as two uint64 rows (shape (2, rows): its first and
+    last 8 bytes), read a chunk of rows at a time."""
+    keys = np.empty((len(dataset), 2), dtype=np.uint64)
     for start, chunk in column_chunks(dataset, [column], chunk_rows):
         values = chunk[column]
-        digests[start : start + len(values)] = [text_digest(key(value)) for value in values]
-    return digests
+        digests = b"".join(text_digest(key(value)) for value in values)
+        keys[start : start + len(values)] = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)
+    return np.ascontiguousarray(keys.T)
 
 
 class KeyGroups:
-    """Rows grouped by equal keys (`keys`: one per row): `distinct` holds each key once in the order of
-    its first row, `of_row` each row's group (an index into `distinct`)."""
+    """Rows grouped by equal keys (`keys`: `column_keys`): `of_row` holds each row's group, numbered in the
+    order of the group's first row; `count` the number of groups. Rows are grouped by the keys' first 8
+    bytes, checked against the last 8 (all 16 are compared when two keys share their first 8)."""
 
     def __init__(self, keys: np.ndarray) -> None:
-        unique, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
-        order = np.argsort(first, kind="stable")  # groups by first row
-        rank = np.empty_like(order)
-        rank[order] = np.arange(len(order))
-        self.distinct: np.ndarray = unique[order]
-        self.of_row: np.ndarray = rank[inverse.reshape(-1)]
+        of_row = pd.factorize(keys[0])[0]
+        first = _first_rows(of_row)
+        if not np.array_equal(keys[1][first][of_row], keys[1]):
+            of_row = pd.MultiIndex.from_arrays(list(keys)).factorize()[0]
+            first = _first_rows(of_row)
+        self.of_row: np.ndarray = of_row
+        self._index = pd.MultiIndex.from_arrays([keys[0][first], keys[1][first]])
 
     @property
     def count(self) -> int:
-        return len(self.distinct)
+        return len(self._index)
+
+    def groups_of(self, keys: np.ndarray) -> np.ndarray:
+        """The group of each of `keys` (`column_keys` of rows with the same values; -1: no group)."""
+        return self._index.get_indexer(pd.MultiIndex.from_arrays(list(keys)))
 
     def rows_of(self, groups: np.ndarray) -> np.ndarray:
         """A mask over the rows: True for the rows of `groups` (a mask over the groups)."""
         return groups[self.of_row]
+
+
+def _first_rows(of_row: np.ndarray) -> np.ndarray:
+    """The first row of each group, in group order (`of_row`: groups numbered in the order of their first row)."""
+    if len(of_row) == 0:
+        return np.zeros(0, dtype=np.int64)
+    new = np.empty(len(of_row), dtype=bool)
+    new[0] = True
+    new[1:] = of_row[1:] > np.maximum.accumulate(of_row)[:-1]
+    return np.flatnonzero(new)
