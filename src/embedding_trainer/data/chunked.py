@@ -7,7 +7,8 @@ n^2 / 2^129 (below 1e-24 for 10 million texts), so equal digests are taken as eq
 16 bytes, its group 8."""
 
 import hashlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -17,13 +18,24 @@ CHUNK_ROWS = 10_000  # rows read at a time
 
 
 def column_chunks(
-    dataset: datasets.Dataset, columns: list[str], chunk_rows: int = CHUNK_ROWS
+    dataset: datasets.Dataset, columns: list[str], chunk_rows: int | None = None
 ) -> Iterator[tuple[int, dict[str, list]]]:
-    """(offset of the chunk's first row, {column: its values as Python objects}) for `chunk_rows` rows at a
-    time of `dataset`'s `columns`, in row order."""
-    view = dataset.select_columns(columns)
+    """(offset of the chunk's first row, {column: its values as Python objects}) for `chunk_rows` rows
+    (None: CHUNK_ROWS) at a time of `dataset`'s `columns`, in row order."""
+    view, chunk_rows = dataset.select_columns(columns), chunk_rows or CHUNK_ROWS
     for start in range(0, len(view), chunk_rows):
         yield start, view[start : start + chunk_rows]
+
+
+def select_rows(dataset: datasets.Dataset, indices: np.ndarray) -> datasets.Dataset:
+    """`dataset`'s rows at `indices`; with cache files, the indices mapping is written beside them (a
+    memory-mapped file named by the rows and indices; `Dataset.select` keeps it in memory)."""
+    if not dataset.cache_files:
+        return dataset.select(indices)
+    indices = np.asarray(indices, dtype=np.uint64)
+    name = hashlib.blake2b(dataset._fingerprint.encode() + indices.tobytes(), digest_size=16).hexdigest()
+    folder = Path(dataset.cache_files[0]["filename"]).parent
+    return dataset.select(indices, indices_cache_file_name=str(folder / f"cache-rows-{name}.arrow"))
 
 
 def text_digest(text) -> bytes:
@@ -31,17 +43,15 @@ def text_digest(text) -> bytes:
     return hashlib.blake2b(str(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def column_keys(
-    dataset: datasets.Dataset, column: str, key: Callable[[object], str] = str, chunk_rows: int = CHUNK_ROWS
-) -> np.ndarray:
-    """The digest of each row's `key(value)` of `column`, as two uint64 rows (shape (2, rows): its first and
-    last 8 bytes), read a chunk of rows at a time."""
-    keys = np.empty((len(dataset), 2), dtype=np.uint64)
+def column_keys(dataset: datasets.Dataset, column: str, chunk_rows: int | None = None) -> np.ndarray:
+    """The digest of each row's value of `column` (`text_digest`), as two uint64 rows (shape (2, rows): its
+    first and last 8 bytes), read `chunk_rows` rows at a time."""
+    keys = np.empty((2, len(dataset)), dtype=np.uint64)
     for start, chunk in column_chunks(dataset, [column], chunk_rows):
         values = chunk[column]
-        digests = b"".join(text_digest(key(value)) for value in values)
-        keys[start : start + len(values)] = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2)
-    return np.ascontiguousarray(keys.T)
+        digests = b"".join(text_digest(value) for value in values)
+        keys[:, start : start + len(values)] = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2).T
+    return keys
 
 
 class KeyGroups:

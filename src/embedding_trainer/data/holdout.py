@@ -7,7 +7,7 @@ import random
 import datasets
 import numpy as np
 
-from embedding_trainer.data.chunked import KeyGroups, column_keys
+from embedding_trainer.data.chunked import KeyGroups, column_keys, select_rows
 from embedding_trainer.utils.errors import DataError
 
 
@@ -43,7 +43,7 @@ def hold_out(
     chosen = np.zeros(groups.count, dtype=bool)
     chosen[draw(groups.count, held_out_count(size, groups.count, setting, unit), seed)] = True
     held = groups.rows_of(chosen)
-    return rows.select(np.flatnonzero(~held)), rows.select(np.flatnonzero(held))
+    return select_rows(rows, np.flatnonzero(~held)), select_rows(rows, np.flatnonzero(held))
 
 
 def draw(population: int, count: int, seed: int) -> list[int]:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 
-from embedding_trainer.data.chunked import KeyGroups, column_keys
+from embedding_trainer.data.chunked import KeyGroups, column_keys, select_rows
 from embedding_trainer.data.holdout import draw, held_out_count, hold_out
 from embedding_trainer.data.sources import RetrievalSplit
 from embedding_trainer.utils.errors import DataError
@@ -83,7 +83,7 @@ def train_and_validation(
     if len(unused) >= count:
         chosen = np.zeros(groups.count, dtype=bool)
         chosen[unused[draw(len(unused), count, seed)]] = True
-        held = rows.select(np.flatnonzero(groups.rows_of(chosen)))
+        held = select_rows(rows, np.flatnonzero(groups.rows_of(chosen)))
         return Split(
             trained,
             held,
