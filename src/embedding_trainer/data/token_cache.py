@@ -170,9 +170,9 @@ class TokenCache:
     def _entries(self, texts: Iterable[str], prompt: str | None) -> np.ndarray:
         """Each text's entry in the cache; KeyError for a text not cached under `prompt`."""
         wanted = text_keys(texts, prompt)
-        found = np.searchsorted(self.keys, wanted)
-        missing = (found >= len(self.keys)) | (self.keys[np.minimum(found, len(self.keys) - 1)] != wanted)
-        if len(wanted) and (not len(self.keys) or missing.any()):
+        found = np.minimum(np.searchsorted(self.keys, wanted), max(len(self.keys) - 1, 0))
+        missing = np.ones(len(wanted), bool) if not len(self.keys) else self.keys[found] != wanted
+        if missing.any():
             raise KeyError(f"{int(missing.sum())} texts are not in the token cache under prompt {prompt!r}.")
         return self.entries[found] if len(wanted) else np.zeros(0, np.int64)
 
