@@ -24,10 +24,11 @@ TESTS = Path(__file__).resolve().parent.parent
 
 
 def _partition_two_answers() -> bool:
-    """Whether the cluster has partition `two` with two nodes that can run jobs."""
+    """Whether the cluster has partition `two` up with two nodes that can run jobs (`local_cluster.sh up`
+    sets it DOWN when a two-node job fails there)."""
     try:
         result = subprocess.run(
-            ["sinfo", "--noheader", "--partition=two", "--format=%D %T"],
+            ["sinfo", "--noheader", "--partition=two", "--format=%a %D %T"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -35,8 +36,8 @@ def _partition_two_answers() -> bool:
         )
     except OSError:
         return False
-    counts = [line.split() for line in result.stdout.splitlines()]
-    return sum(int(n) for n, state in counts if state in ("idle", "mixed", "allocated")) >= 2
+    rows = [line.split() for line in result.stdout.splitlines()]
+    return sum(int(n) for up, n, state in rows if up == "up" and state in ("idle", "mixed", "allocated")) >= 2
 
 
 pytestmark = [
