@@ -48,11 +48,13 @@ pytestmark = [
 ]
 
 # 64 pairs, global batches of 8 (4 per node): 8 steps of the default loss (MNRL in Matryoshka, its
-# in-batch negatives gathered across the nodes); the guards and held-out validation off.
+# in-batch negatives gathered across the nodes); the guards, held-out validation and the baseline
+# evaluation off (one evaluation, after training).
 JOB = [
     "model=tiny",
     "logger=none",
     "evaluation.show_progress_bar=false",
+    "evaluation.baseline=false",
     "callbacks.progress_bar.refresh_rate=0",
     "data.max_samples=64",
     "data.max_eval_samples=24",
