@@ -26,14 +26,37 @@ def _column_keys(rows: datasets.Dataset, columns: Sequence[str], chunk_size: int
     """The text keys of `columns` ([rows, columns] uint64), in a file-backed array (not resident)."""
     if not len(rows) or not columns:
         return np.zeros((len(rows), len(columns)), np.uint64)
-    file = tempfile.TemporaryFile()  # noqa: SIM115 (the map holds it open; gone when both close)
-    keys = np.memmap(file, dtype=np.uint64, mode="w+", shape=(len(rows), len(columns)))
+    keys = _scratch(len(rows) * len(columns)).reshape(len(rows), len(columns))
     for index, column in enumerate(columns):
         texts = rows[column]
         for start in range(0, len(rows), chunk_size):
             chunk = texts[start : start + chunk_size]
             keys[start : start + len(chunk), index] = text_keys(chunk)
     return keys
+
+
+def _scratch(size: int) -> np.ndarray:
+    """A uint64 array of `size` in a temporary file (its pages are the file's, not resident memory)."""
+    if not size:
+        return np.zeros(0, np.uint64)
+    file = tempfile.TemporaryFile()  # noqa: SIM115 (the map holds it open; gone when both close)
+    return np.memmap(file, dtype=np.uint64, mode="w+", shape=(size,))
+
+
+def _longest_run(values: np.ndarray, chunk_size: int) -> tuple[int, int]:
+    """(the value of the longest run of equal values in sorted `values`, its length), read in chunks."""
+    best, best_length, run_start = 0, 0, 0
+    for start in range(0, len(values), chunk_size):
+        chunk = np.asarray(values[max(start - 1, 0) : start + chunk_size])
+        changes = np.flatnonzero(chunk[1:] != chunk[:-1]) + 1 + max(start - 1, 0)
+        edges = np.concatenate([[run_start], changes[changes > run_start]])
+        lengths = np.diff(edges)
+        if len(lengths) and lengths.max() > best_length:
+            best_length, best = int(lengths.max()), int(values[edges[int(np.argmax(lengths))]])
+        run_start = int(edges[-1])
+    if len(values) - run_start > best_length:
+        best_length, best = len(values) - run_start, int(values[run_start])
+    return best, best_length
 
 
 def _mix(keys: np.ndarray, rows: np.ndarray) -> np.ndarray:
@@ -61,18 +84,22 @@ class RowValues(Sequence):
         extras = self.data[self.indptr[row] : self.indptr[row + 1]] if len(self.data) else ()
         return frozenset([*self.texts[row].tolist(), *(int(value) for value in extras)])
 
-    def most_held(self) -> tuple[int, int]:
-        """(a value held by the most rows, how many rows hold it), over all rows (0, 0 for none)."""
-        texts = np.asarray(self.texts)
-        unique = [texts[:, 0]] if texts.shape[1] else []
-        for index in range(1, texts.shape[1]):  # a text a row holds twice counts once
-            repeated = (texts[:, :index] == texts[:, index : index + 1]).any(axis=1)
-            unique.append(texts[~repeated, index])
-        held, counts = np.unique(np.concatenate([*unique, self.data]), return_counts=True)
-        if not len(held):
-            return 0, 0
-        best = int(np.argmax(counts))
-        return int(held[best]), int(counts[best])
+    def most_held(self, chunk_size: int = 1 << 20) -> tuple[int, int]:
+        """(a value held by the most rows, how many rows hold it), over all rows ((0, 0) for none).
+        Counted by sorting every row's distinct values in place in a temporary file, in chunks."""
+        rows, columns = self.texts.shape
+        held = _scratch(rows * columns + len(self.data))
+        size = 0
+        for start in range(0, rows, chunk_size):
+            block = np.asarray(self.texts[start : start + chunk_size])
+            for index in range(columns):  # a text a row holds twice counts once
+                repeated = (block[:, :index] == block[:, index : index + 1]).any(axis=1)
+                held[size : size + int((~repeated).sum())] = block[~repeated, index]
+                size += int((~repeated).sum())
+        held[size : size + len(self.data)] = self.data
+        held = held[: size + len(self.data)]
+        held.sort()
+        return _longest_run(held, chunk_size)
 
     def describe(self, value: int) -> str:
         """The text of `value` (a text key or a shared negative's value)."""
