@@ -9,7 +9,7 @@ import pytest
 
 from embedding_trainer.data import chunked
 from embedding_trainer.data.build import build_datamodule
-from embedding_trainer.data.chunked import KeyGroups, column_keys
+from embedding_trainer.data.chunked import KeyGroups, row_keys
 from embedding_trainer.data.holdout import hold_out
 from embedding_trainer.data.leakage import find_leakage
 from embedding_trainer.data.schema import binary_labels, check_complete_rows, class_labels, numeric_labels
@@ -116,7 +116,7 @@ def test_keys_sharing_their_first_eight_bytes_stay_apart():
 
 
 def test_equal_texts_get_equal_keys_in_any_chunk(tiny_chunks):
-    keys = column_keys(_rows(text=["x", "y", "z", "x", "é", "y", "é"]), "text")
+    keys = row_keys(_rows(text=["x", "y", "z", "x", "é", "y", "é"]), ["text"])
     assert KeyGroups(keys).of_row.tolist() == [0, 1, 2, 0, 3, 1, 3]
 
 

@@ -7,7 +7,7 @@ n^2 / 2^129 (below 1e-24 for 10 million texts), so equal digests are taken as eq
 16 bytes, its group 8."""
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import datasets
@@ -43,19 +43,28 @@ def text_digest(text) -> bytes:
     return hashlib.blake2b(str(text).encode("utf-8", "surrogatepass"), digest_size=16).digest()
 
 
-def column_keys(dataset: datasets.Dataset, column: str, chunk_rows: int | None = None) -> np.ndarray:
-    """The digest of each row's value of `column` (`text_digest`), as two uint64 rows (shape (2, rows): its
-    first and last 8 bytes), read `chunk_rows` rows at a time."""
+def row_keys(
+    dataset: datasets.Dataset,
+    columns: list[str],
+    digest: Callable[..., bytes] = text_digest,
+    chunk_rows: int | None = None,
+) -> np.ndarray:
+    """Each row's `digest(*its values of columns)` (default: the `text_digest` of one column's value), as
+    `as_keys` gives them, read `chunk_rows` rows at a time."""
     keys = np.empty((2, len(dataset)), dtype=np.uint64)
-    for start, chunk in column_chunks(dataset, [column], chunk_rows):
-        values = chunk[column]
-        digests = b"".join(text_digest(value) for value in values)
-        keys[:, start : start + len(values)] = np.frombuffer(digests, dtype=np.uint64).reshape(-1, 2).T
+    for start, chunk in column_chunks(dataset, columns, chunk_rows):
+        digests = [digest(*values) for values in zip(*(chunk[column] for column in columns))]
+        keys[:, start : start + len(digests)] = as_keys(digests)
     return keys
 
 
+def as_keys(digests: list[bytes]) -> np.ndarray:
+    """16-byte digests as two uint64 rows (shape (2, n): their first and last 8 bytes)."""
+    return np.frombuffer(b"".join(digests), dtype=np.uint64).reshape(-1, 2).T
+
+
 class KeyGroups:
-    """Rows grouped by equal keys (`keys`: `column_keys`): `of_row` holds each row's group, numbered in the
+    """Rows grouped by equal keys (`keys`: `row_keys`): `of_row` holds each row's group, numbered in the
     order of the group's first row; `count` the number of groups. Rows are grouped by the keys' first 8
     bytes, checked against the last 8 (all 16 are compared when two keys share their first 8)."""
 
@@ -73,7 +82,7 @@ class KeyGroups:
         return len(self._index)
 
     def groups_of(self, keys: np.ndarray) -> np.ndarray:
-        """The group of each of `keys` (`column_keys` of rows with the same values; -1: no group)."""
+        """The group of each of `keys` (`as_keys`, made like the grouped keys; -1: no group)."""
         return self._index.get_indexer(pd.MultiIndex.from_arrays(list(keys)))
 
     def rows_of(self, groups: np.ndarray) -> np.ndarray:

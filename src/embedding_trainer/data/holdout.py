@@ -7,7 +7,7 @@ import random
 import datasets
 import numpy as np
 
-from embedding_trainer.data.chunked import KeyGroups, column_keys, select_rows
+from embedding_trainer.data.chunked import KeyGroups, row_keys, select_rows
 from embedding_trainer.utils.errors import DataError
 
 
@@ -39,7 +39,7 @@ def hold_out(
     distinct values of `key_column` (None: queries, the first column; a column: passages), drawn with `seed`;
     both keep the rows' order. The keys are read a chunk at a time (`embedding_trainer.data.chunked`)."""
     unit = "queries" if key_column is None else "passages"
-    groups = KeyGroups(column_keys(rows, key_column or rows.column_names[0]))
+    groups = KeyGroups(row_keys(rows, [key_column or rows.column_names[0]]))
     chosen = np.zeros(groups.count, dtype=bool)
     chosen[draw(groups.count, held_out_count(size, groups.count, setting, unit), seed)] = True
     held = groups.rows_of(chosen)

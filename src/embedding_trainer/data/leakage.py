@@ -8,8 +8,9 @@ pairs count (a sentence may be in many pairs, and a pair is what is scored)."""
 from dataclasses import dataclass, field
 
 import datasets
+import numpy as np
 
-from embedding_trainer.data.chunked import column_chunks, text_digest
+from embedding_trainer.data.chunked import KeyGroups, as_keys, column_chunks, row_keys, text_digest
 from embedding_trainer.utils.errors import DataError
 from embedding_trainer.utils.log import get_logger
 
@@ -19,11 +20,17 @@ LEAKAGE_MODES = ("error", "warn", "off")
 QUERY_COLUMNS = ("anchor", "sentence")  # schema columns that hold queries (or the items evaluated)
 EXAMPLES = 3
 EXAMPLE_CHARS = 80
+EXAMPLE_ROWS = 100  # leaked rows read at a time for the examples
 
 
 def normalised(text) -> str:
     """`text` with runs of whitespace as one space, case-folded."""
     return " ".join(str(text).split()).casefold()
+
+
+def _query(text) -> bytes:
+    """The digest of a normalised query."""
+    return text_digest(normalised(text))
 
 
 def _pair(first, second) -> bytes:
@@ -68,53 +75,73 @@ def find_leakage(
 ) -> Leakage:
     """Compare the training rows' queries (first text column) and their (query, other text) pairs, one
     per further text column, with the evaluation data: a retrieval split's queries and relevance sets
-    when given, else the eval rows' first two columns."""
+    when given, else the eval rows' first two columns. Both sides are read a chunk of rows at a time;
+    what is kept is a key per evaluation row (`embedding_trainer.data.chunked`)."""
     if retrieval is not None:
-        queries = list(retrieval.queries.values())
-        pairs = [
-            (retrieval.queries[query], retrieval.corpus[doc])
-            for query, docs in retrieval.relevant_docs.items()
-            for doc in docs
-        ]
+        relevant = [(query, doc) for query, docs in retrieval.relevant_docs.items() for doc in docs]
+        queries = datasets.Dataset.from_dict({"query": list(retrieval.queries.values())})
+        pairs = datasets.Dataset.from_dict(
+            {
+                "query": [retrieval.queries[query] for query, _ in relevant],
+                "text": [retrieval.corpus[doc] for _, doc in relevant],
+            }
+        )
     elif eval_rows is not None:
-        queries = eval_rows[text_columns[0]]
-        pairs = list(zip(queries, eval_rows[text_columns[1]])) if len(text_columns) > 1 else []
+        queries = eval_rows.select_columns(text_columns[:1])
+        pairs = eval_rows.select_columns(text_columns[:2]) if len(text_columns) > 1 else None
     else:
         return Leakage()
-    if text_columns[0] not in QUERY_COLUMNS:
-        queries = []
-    query_keys = [text_digest(normalised(query)) for query in queries]
-    pair_keys = [_pair(first, second) for first, second in pairs]
-    trained_queries, trained_pairs = _in_training(train_rows, text_columns, set(query_keys), set(pair_keys))
-    leaked = [query for query, key in zip(queries, query_keys) if key in trained_queries]
-    leaked_pairs = [pair[0] for pair, key in zip(pairs, pair_keys) if key in trained_pairs]
+    query_keys = _EvaluationKeys(queries if text_columns[0] in QUERY_COLUMNS else None, _query)
+    pair_keys = _EvaluationKeys(pairs, _pair)
+    columns = text_columns if pair_keys.total else text_columns[:1]
+    for _start, chunk in column_chunks(train_rows, columns) if query_keys.total or pair_keys.total else ():
+        anchors = chunk[text_columns[0]]
+        query_keys.search([_query(text) for text in anchors])
+        for column in columns[1:]:
+            pair_keys.search([_pair(*pair) for pair in zip(anchors, chunk[column])])
+    leaked, leaked_pairs = query_keys.leaked(), pair_keys.leaked()
     return Leakage(
         queries=len(leaked),
-        query_total=len(queries),
+        query_total=query_keys.total,
         pairs=len(leaked_pairs),
-        pair_total=len(pairs),
-        examples=list(dict.fromkeys(leaked + leaked_pairs))[:EXAMPLES],
+        pair_total=pair_keys.total,
+        examples=_examples((queries, leaked), (pairs, leaked_pairs)),
     )
 
 
-def _in_training(
-    train_rows: datasets.Dataset, text_columns: list[str], query_keys: set[bytes], pair_keys: set[bytes]
-) -> tuple[set[bytes], set[bytes]]:
-    """Of the evaluation `query_keys` and `pair_keys` (digests of normalised texts and pairs), those among
-    the training rows' queries and (query, other text) pairs, read a chunk of rows at a time."""
-    queries: set[bytes] = set()
-    pairs: set[bytes] = set()
-    columns = text_columns if pair_keys else text_columns[:1]
-    if not query_keys and not pair_keys:
-        return queries, pairs
-    for _start, chunk in column_chunks(train_rows, columns):
-        anchors = chunk[text_columns[0]]
-        if query_keys:
-            queries.update(key for text in anchors if (key := text_digest(normalised(text))) in query_keys)
-        for column in columns[1:]:
-            found = (_pair(*row) for row in zip(anchors, chunk[column]))
-            pairs.update(key for key in found if key in pair_keys)
-    return queries, pairs
+class _EvaluationKeys:
+    """The keys (`digest` of their values) of evaluation `rows` (None: none), and which of them `search`
+    found among the training rows' keys."""
+
+    def __init__(self, rows: datasets.Dataset | None, digest) -> None:
+        self.total = 0 if rows is None else len(rows)
+        self.groups = KeyGroups(row_keys(rows, rows.column_names, digest)) if self.total else None
+        self.found = np.zeros(self.groups.count if self.groups else 0, dtype=bool)
+
+    def search(self, digests: list[bytes]) -> None:
+        if self.groups is not None:
+            groups = self.groups.groups_of(as_keys(digests))
+            self.found[groups[groups >= 0]] = True
+
+    def leaked(self) -> np.ndarray:
+        """The evaluation rows found among the training rows, in row order."""
+        if self.groups is None:
+            return np.zeros(0, dtype=np.int64)
+        return np.flatnonzero(self.groups.rows_of(self.found))
+
+
+def _examples(*leaked: tuple[datasets.Dataset | None, np.ndarray]) -> list[str]:
+    """The first EXAMPLES distinct first texts of the leaked rows (each (rows, their leaked row indices)),
+    in order."""
+    examples: dict[str, None] = {}
+    for rows, indices in leaked:
+        for start in range(0, len(indices), EXAMPLE_ROWS):
+            column = rows.column_names[0]
+            for text in rows.select_columns([column])[indices[start : start + EXAMPLE_ROWS].tolist()][column]:
+                examples.setdefault(text)
+                if len(examples) == EXAMPLES:
+                    return list(examples)
+    return list(examples)
 
 
 def check_leakage(leakage: Leakage, mode: str) -> None:

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import datasets
 import numpy as np
 
-from embedding_trainer.data.chunked import KeyGroups, column_keys, select_rows
+from embedding_trainer.data.chunked import KeyGroups, row_keys, select_rows
 from embedding_trainer.data.holdout import draw, held_out_count, hold_out
 from embedding_trainer.data.sources import RetrievalSplit
 from embedding_trainer.utils.errors import DataError
@@ -72,13 +72,13 @@ def train_and_validation(
     if validation_size is None:
         return Split(trained, None)
     column = key_column or rows.column_names[0]
-    groups = KeyGroups(column_keys(rows, column))
+    groups = KeyGroups(row_keys(rows, [column]))
     unit = "queries" if key_column is None else "passages"
     count = held_out_count(validation_size, groups.count, "data.validation_size", unit)
     used = np.ones(groups.count, dtype=bool)
     if trained is not rows:  # `max_samples` left rows unused
         used[:] = False
-        used[groups.groups_of(column_keys(trained, column))] = True
+        used[groups.groups_of(row_keys(trained, [column]))] = True
     unused = np.flatnonzero(~used)
     if len(unused) >= count:
         chosen = np.zeros(groups.count, dtype=bool)
