@@ -131,3 +131,10 @@ def test_leakage_is_found_in_a_later_chunk(tiny_chunks):
     assert leakage.pairs == 0
     reversed_pair = _rows(anchor=["its ANSWER"], positive=["the query"])
     assert find_leakage(train, ["anchor", "positive"], reversed_pair).pairs == 1
+
+
+def test_leakage_examples_are_the_first_distinct_leaked_texts(tiny_chunks):
+    train = _rows(anchor=[f"q{i}" for i in range(9)], positive=[f"d{i}" for i in range(9)])
+    evaluation = _rows(anchor=["none", "Q7", "q7", "Q7", "q1", "q8", "q2"], positive=["d7", *["x"] * 6])
+    leakage = find_leakage(train, ["anchor", "positive"], evaluation)
+    assert (leakage.queries, leakage.pairs) == (6, 0) and leakage.examples == ["Q7", "q7", "q1"]
