@@ -173,6 +173,20 @@ def files_of(folder: Path) -> dict[str, bytes]:
     }
 
 
+def assert_refused_before_the_model(cfg, earlier_run: Path, error_type: type, fragments: list[str]) -> None:
+    """`train(cfg)` raises `error_type` whose message holds every fragment, leaving `earlier_run` as it was
+    and no output folder (with the `no_model_loading` fixture: before any model loads)."""
+    from embedding_trainer.train import train
+
+    before = files_of(earlier_run)
+    with pytest.raises(error_type) as caught:
+        train(cfg)
+    for fragment in fragments:
+        assert fragment in str(caught.value), f"{fragment!r} not in: {caught.value}"
+    assert files_of(earlier_run) == before
+    assert not Path(cfg.paths.output_dir).exists()
+
+
 @pytest.fixture
 def earlier_run(tmp_path) -> Path:
     """The folder of an earlier, finished run (results, model, report, run id) in this test's outputs,

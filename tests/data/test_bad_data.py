@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import FAST, files_of
+from conftest import FAST, assert_refused_before_the_model
 from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.runs.lifecycle import run_command
 from embedding_trainer.runs.registry import RunRegistry
@@ -180,14 +180,7 @@ REFUSED = [
 def test_bad_data_is_refused_before_the_model_loads(
     make_cfg, earlier_run, no_model_loading, tmp_path, case, overrides, fragments
 ):
-    before = files_of(earlier_run)
-    cfg = make_cfg(*TINY, *overrides(tmp_path))
-    with pytest.raises(DataError) as caught:
-        train(cfg)
-    for fragment in fragments:
-        assert fragment in str(caught.value), f"{case}: {caught.value}"
-    assert files_of(earlier_run) == before
-    assert not Path(cfg.paths.output_dir).exists()
+    assert_refused_before_the_model(make_cfg(*TINY, *overrides(tmp_path)), earlier_run, DataError, fragments)
 
 
 def _training_rows(make_cfg, *overrides: str) -> list[dict]:

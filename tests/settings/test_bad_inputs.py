@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import files_of
+from conftest import assert_refused_before_the_model, files_of
 from embedding_trainer.runs.preemption import RunPreempted
 from embedding_trainer.runs.registry import RunRegistry
 from embedding_trainer.runs.run_folder import CLAIM_FILE, RunFolderError
@@ -223,14 +223,7 @@ BEFORE_THE_MODEL = [
 def test_bad_input_is_refused_before_the_model_loads(
     make_cfg, earlier_run, no_model_loading, tmp_path, case, overrides, error_type, fragments
 ):
-    before = files_of(earlier_run)
-    cfg = make_cfg(*TINY, *overrides(tmp_path))
-    with pytest.raises(error_type) as caught:
-        train(cfg)
-    for fragment in fragments:
-        assert fragment in str(caught.value), f"{case}: {caught.value}"
-    assert files_of(earlier_run) == before
-    assert not Path(cfg.paths.output_dir).exists()
+    assert_refused_before_the_model(make_cfg(*TINY, *overrides(tmp_path)), earlier_run, error_type, fragments)
 
 
 def test_a_checkpoint_of_another_model_names_what_to_use(make_cfg, earlier_run, tmp_path):
