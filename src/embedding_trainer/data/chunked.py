@@ -8,6 +8,7 @@ n^2 / 2^129 (below 1e-24 for 10 million texts), so equal digests are taken as eq
 
 import hashlib
 from collections.abc import Callable, Iterator
+from functools import cached_property
 from pathlib import Path
 
 import datasets
@@ -75,15 +76,26 @@ class KeyGroups:
             of_row = pd.MultiIndex.from_arrays(list(keys)).factorize()[0]
             first = _first_rows(of_row)
         self.of_row: np.ndarray = of_row
-        self._index = pd.MultiIndex.from_arrays([keys[0][first], keys[1][first]])
+        self._keys = keys[:, first]  # each group's key
 
     @property
     def count(self) -> int:
-        return len(self._index)
+        return self._keys.shape[1]
+
+    @cached_property
+    def _lookup(self) -> pd.Index:
+        """The groups' keys, to look keys up in: their first 8 bytes where those tell them apart, else all 16."""
+        firsts = pd.Index(self._keys[0])
+        return firsts if firsts.is_unique else pd.MultiIndex.from_arrays(list(self._keys))
 
     def groups_of(self, keys: np.ndarray) -> np.ndarray:
         """The group of each of `keys` (`as_keys`, made like the grouped keys; -1: no group)."""
-        return self._index.get_indexer(pd.MultiIndex.from_arrays(list(keys)))
+        if isinstance(self._lookup, pd.MultiIndex):
+            return self._lookup.get_indexer(pd.MultiIndex.from_arrays(list(keys)))
+        groups = self._lookup.get_indexer(keys[0])
+        found = groups >= 0
+        found[found] = self._keys[1][groups[found]] == keys[1][found]
+        return np.where(found, groups, -1)
 
     def rows_of(self, groups: np.ndarray) -> np.ndarray:
         """A mask over the rows: True for the rows of `groups` (a mask over the groups)."""
