@@ -113,7 +113,9 @@ def test_keys_sharing_their_first_eight_bytes_stay_apart():
     groups = KeyGroups(keys)
     assert groups.of_row.tolist() == [0, 1, 2, 0] and groups.count == 3
     assert groups.groups_of(np.array([[1, 1, 9], [6, 5, 9]], dtype=np.uint64)).tolist() == [1, 0, -1]
-    apart = KeyGroups(np.array([[1, 2, 1], [5, 7, 5]], dtype=np.uint64))  # their first 8 bytes tell them apart
+    apart = KeyGroups(
+        np.array([[1, 2, 1], [5, 7, 5]], dtype=np.uint64)
+    )  # their first 8 bytes tell them apart
     assert apart.groups_of(np.array([[2, 2, 1], [7, 8, 5]], dtype=np.uint64)).tolist() == [1, -1, 0]
 
 
