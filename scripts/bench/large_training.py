@@ -155,8 +155,9 @@ def plan_size(data: Path, batch_size: int, folder: Path) -> dict:
     """Plan and iterate one epoch of the default sampler over the pairs in `data` (no model)."""
     import datasets
 
+    from embedding_trainer.data.chunked import column_texts
     from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
-    from embedding_trainer.data.row_values import column_texts, row_values
+    from embedding_trainer.data.row_values import row_values
 
     data = datasets.Dataset.from_parquet(str(data), cache_dir=str(folder / "arrow"))
     rows = len(data)

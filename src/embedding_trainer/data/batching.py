@@ -11,10 +11,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import Sampler
 
+from embedding_trainer.data.chunked import column_texts
 from embedding_trainer.data.distributed import ShardedBatchSampler
 from embedding_trainer.data.length_grouping import LengthGroupedBatchSampler
 from embedding_trainer.data.resumable import ResumableDataLoader
-from embedding_trainer.data.row_values import column_texts, row_values
+from embedding_trainer.data.row_values import row_values
 from embedding_trainer.data.samplers import GroupByLabelBatchSampler, NoDuplicatesBatchSampler
 from embedding_trainer.data.token_cache import TokenCache, UncachableFeatures
 from embedding_trainer.utils.errors import DataError

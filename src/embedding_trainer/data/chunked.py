@@ -22,10 +22,17 @@ def column_chunks(
     dataset: datasets.Dataset, columns: list[str], chunk_rows: int | None = None
 ) -> Iterator[tuple[int, dict[str, list]]]:
     """(offset of the chunk's first row, {column: its values as Python objects}) for `chunk_rows` rows
-    (None: CHUNK_ROWS) at a time of `dataset`'s `columns`, in row order."""
-    view, chunk_rows = dataset.select_columns(columns), chunk_rows or CHUNK_ROWS
-    for start in range(0, len(view), chunk_rows):
-        yield start, view[start : start + chunk_rows]
+    (None: CHUNK_ROWS) at a time of `dataset`'s `columns`, in row order (`dataset[column]` sliced: a
+    datasets.Dataset's lazy Column, or any rows whose columns slice so)."""
+    read, chunk_rows = {column: dataset[column] for column in columns}, chunk_rows or CHUNK_ROWS
+    for start in range(0, len(dataset), chunk_rows):
+        yield start, {column: values[start : start + chunk_rows] for column, values in read.items()}
+
+
+def column_texts(dataset: datasets.Dataset, column: str, chunk_rows: int | None = None) -> Iterator:
+    """`dataset`'s values in `column`, in row order, read `chunk_rows` rows at a time (`column_chunks`)."""
+    for _start, chunk in column_chunks(dataset, [column], chunk_rows):
+        yield from chunk[column]
 
 
 def select_rows(dataset: datasets.Dataset, indices: np.ndarray) -> datasets.Dataset:

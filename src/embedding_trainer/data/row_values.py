@@ -3,23 +3,16 @@
 
 import re
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
 import datasets
 import numpy as np
 
+from embedding_trainer.data.chunked import column_chunks
 from embedding_trainer.data.token_cache import text_keys
 
 # The columns whose texts rows may share within a batch: a triplet's or n-tuple's negatives.
 NEGATIVE_COLUMN = re.compile(r"negative(_\d+)?")
-
-
-def column_texts(rows: datasets.Dataset, column: str, chunk_size: int = 4096) -> Iterator[str]:
-    """`rows`' texts in `column`, in row order, read in chunks (never the whole column at once:
-    `rows[column]` of a datasets.Dataset is a lazy Column, read a slice at a time)."""
-    texts = rows[column]
-    for start in range(0, len(rows), chunk_size):
-        yield from texts[start : start + chunk_size]
 
 
 def _column_keys(rows: datasets.Dataset, columns: Sequence[str], chunk_size: int = 65536) -> np.ndarray:
@@ -28,10 +21,8 @@ def _column_keys(rows: datasets.Dataset, columns: Sequence[str], chunk_size: int
         return np.zeros((len(rows), len(columns)), np.uint64)
     keys = _scratch(len(rows) * len(columns)).reshape(len(rows), len(columns))
     for index, column in enumerate(columns):
-        texts = rows[column]
-        for start in range(0, len(rows), chunk_size):
-            chunk = texts[start : start + chunk_size]
-            keys[start : start + len(chunk), index] = text_keys(chunk)
+        for start, chunk in column_chunks(rows, [column], chunk_size):
+            keys[start : start + len(chunk[column]), index] = text_keys(chunk[column])
     return keys
 
 
