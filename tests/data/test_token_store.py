@@ -3,9 +3,14 @@ with the cache, reopened after pickling), and the numpy row values keep exactly 
 the texts themselves keep apart (shared negatives included)."""
 
 import gc
+import os
 import pickle
+import signal
+import socket
+import time
 from collections import Counter
 from itertools import combinations
+from pathlib import Path
 
 import datasets
 import numpy as np
@@ -49,6 +54,31 @@ def test_the_cache_streams_texts_into_mapped_files_removed_with_it(tiny, tmp_pat
     del cache, copy
     gc.collect()
     assert not folder.exists()
+
+
+def test_a_new_cache_removes_the_folders_of_killed_processes_only(tmp_path):
+    """A process killed with SIGKILL leaves its folder; the next cache on this host removes it, and
+    keeps a live process's folder and another host's."""
+    reading, writing = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: makes a cache, says where, and waits to be killed
+        try:
+            cache = TokenCache(None, {None: []}, None, folder=tmp_path)
+            os.write(writing, str(cache.folder).encode())
+        finally:
+            time.sleep(60)
+            os._exit(1)
+    killed = Path(os.read(reading, 4096).decode())
+    os.kill(pid, signal.SIGKILL)
+    os.waitpid(pid, 0)
+    os.close(reading), os.close(writing)
+    assert killed.is_dir() and f"-{pid}-" in killed.name
+    other_host = tmp_path / f"token-cache-{socket.gethostname()}x-{pid}-abc"
+    other_host.mkdir()
+    live = TokenCache(None, {None: []}, None, folder=tmp_path)
+    assert not killed.exists()
+    TokenCache(None, {None: []}, None, folder=tmp_path)
+    assert live.folder.is_dir() and other_host.is_dir()
 
 
 def test_an_empty_cache_batches_nothing(tiny):

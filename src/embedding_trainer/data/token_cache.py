@@ -2,11 +2,15 @@
 
 Resident memory does not grow with the number of texts: tokens, lengths, offsets and the lookup
 keys live in files in a temporary folder (under `tempfile.gettempdir()`, so TMPDIR picks the disk)
-that the operating system pages in as batches read them; the folder is removed with the cache.
+that the operating system pages in as batches read them; the folder is removed with the cache. Its name
+carries the host and the process id (`token-cache-<host>-<pid>-*`): a new cache removes the folders
+that processes of this host left when they were killed (`remove_abandoned`).
 """
 
 import os
+import re
 import shutil
+import socket
 import tempfile
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -37,6 +41,31 @@ def chunked(texts: Iterable[str], size: int) -> Iterator[list[str]]:
         yield chunk
 
 
+def _alive(pid: int) -> bool:
+    """Whether a process `pid` exists on this host (one of another user counts)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_abandoned(parent: Path) -> list[Path]:
+    """Remove (and return) the token-cache folders in `parent` made on this host by processes that no
+    longer exist (killed before they could remove them); others' folders, and those of other hosts
+    sharing `parent`, stay."""
+    pattern = re.compile(rf"token-cache-{re.escape(socket.gethostname())}-(\d+)-[a-z0-9_]+")
+    removed = []
+    for folder in parent.glob("token-cache-*"):
+        match = pattern.fullmatch(folder.name)
+        if match and not _alive(int(match[1])):
+            shutil.rmtree(folder, ignore_errors=True)
+            removed.append(folder)
+    return removed
+
+
 def _remove(folder: Path, owner: int) -> None:
     """Remove the cache folder, only in the process that made it (not in forked loader workers)."""
     if os.getpid() == owner:
@@ -55,7 +84,8 @@ class TokenCache:
         texts: the texts to tokenize under each prompt ({prompt: texts}; None: no prompt), read once,
             in chunks of `chunk_size` (an iterable is streamed). A repeated text is stored again.
         max_length: truncation (None: the model's own).
-        folder: where the cache's temporary folder goes (None: `tempfile.gettempdir()`).
+        folder: where the cache's temporary folder goes (None: `tempfile.gettempdir()`); folders
+            there that killed processes of this host left are removed first (`remove_abandoned`).
 
     A text is found by its 64-bit key (`text_keys`) in the sorted keys (binary search): two
     distinct texts with the same key (odds about n^2 / 2^65 for n texts) would share one's tokens.
@@ -76,7 +106,10 @@ class TokenCache:
         show_progress_bar: bool = False,
         folder: str | Path | None = None,
     ) -> None:
-        self.folder = Path(tempfile.mkdtemp(prefix="token-cache-", dir=folder))
+        parent = Path(folder or tempfile.gettempdir())
+        remove_abandoned(parent)
+        prefix = f"token-cache-{socket.gethostname()}-{os.getpid()}-"
+        self.folder = Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
         weakref.finalize(self, _remove, self.folder, os.getpid())
         self.padding_side = "right"  # "left" once a chunk shows padding before the tokens
         self.pad_values: dict[str, int] = {}
