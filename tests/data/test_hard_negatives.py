@@ -129,6 +129,7 @@ def test_a_run_trains_on_mined_rows_and_reports_them(make_cfg, tmp_path):
         (["data.hard_negatives.sampling=best"], "one of top, random"),
         (["+data.hard_negatives.window=5"], "its keys are num_negatives"),
         (["data.hard_negatives.corpus=/no/such/corpus.jsonl"], "does not exist"),
+        (["data.hard_negatives.corpus_on_disk_from=-1"], "corpus_on_disk_from must be a number of documents"),
     ],
 )
 def test_settings_that_cannot_mine_are_refused_before_anything_loads(

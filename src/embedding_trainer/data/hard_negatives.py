@@ -3,8 +3,9 @@ negative_1..n) rows, mined by sentence-transformers' `mine_hard_negatives` with 
 trained (before training), a saved model folder or a hub id, from the training positives or a
 corpus of their own. The mined rows are cached under the cache folder, keyed by the miner's
 fingerprint (weights, maximum length, pooling, prompts: `encoder_fingerprint`), the rows' and
-corpus' fingerprints and every mining setting, so a second run with the same settings does not
-mine again."""
+corpus' fingerprints and every mining setting that changes the result, so a second run with the same
+settings does not mine again. A corpus of at least `corpus_on_disk_from` documents is mined with its
+embeddings on disk instead (`mining_on_disk`, the same results for `sampling=top`)."""
 
 import contextlib
 import io
@@ -19,6 +20,7 @@ from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 
+from embedding_trainer.data.mining_on_disk import mine_on_disk
 from embedding_trainer.data.sources import read_corpus
 from embedding_trainer.models.loading import load_pretrained
 from embedding_trainer.settings.block import settings_from_block
@@ -39,7 +41,9 @@ class HardNegativeSettings:
     `range_max` by the `model` (`base`: the model being trained; else a folder or hub id), the
     `top` ones or `random` ones there; candidates scoring above `max_score`, or within
     `relative_margin` of the positive's score (likely false negatives), are skipped. `corpus`:
-    `positives` (the training positives) or a retrieval folder or `{text}` JSONL file."""
+    `positives` (the training positives) or a retrieval folder or `{text}` JSONL file. A corpus of at
+    least `corpus_on_disk_from` documents (positives included; None: never) keeps its embeddings on
+    disk while mining (`mining_on_disk`)."""
 
     num_negatives: int = 0
     model: str = "base"
@@ -50,6 +54,7 @@ class HardNegativeSettings:
     relative_margin: float | None = 0.05
     corpus: str = "positives"
     batch_size: int = 64
+    corpus_on_disk_from: int | None = 500_000
 
     @property
     def enabled(self) -> bool:
@@ -81,6 +86,15 @@ class HardNegativeSettings:
         if self.relative_margin is not None and not 0 <= self.relative_margin < 1:
             raise ConfigError(
                 f"data.hard_negatives.relative_margin must be in [0, 1) or null, got {self.relative_margin!r}."
+            )
+        if self.corpus_on_disk_from is not None and (
+            isinstance(self.corpus_on_disk_from, bool)
+            or not isinstance(self.corpus_on_disk_from, int)
+            or self.corpus_on_disk_from < 0
+        ):
+            raise ConfigError(
+                "data.hard_negatives.corpus_on_disk_from must be a number of documents of at least 0 (null: "
+                f"never mine with the corpus on disk), got {self.corpus_on_disk_from!r}."
             )
         if self.corpus != "positives" and not Path(self.corpus).exists():
             raise ConfigError(
@@ -156,10 +170,15 @@ def mining_key(
     seed: int,
 ) -> str:
     """The cache key of mining `rows` with `miner`, `settings`, `corpus` and `seed` (the folder name
-    under `<cache_dir>/hard_negatives/`)."""
+    under `<cache_dir>/hard_negatives/`). `corpus_on_disk_from` counts only where it changes the result
+    (`random` sampling with the corpus on disk draws otherwise)."""
+    key = asdict(settings)
+    del key["corpus_on_disk_from"]
+    if settings.sampling == "random" and on_disk(rows, settings, corpus):
+        key["drawn_on_disk"] = True
     return settings_fingerprint(
         {
-            **asdict(settings),
+            **key,
             "model": encoder_fingerprint(miner),
             "seed": seed,
             "rows": texts_fingerprint(rows["anchor"], rows["positive"]),
@@ -183,6 +202,40 @@ def mine_cached(
         log.info(f"Hard negatives: reusing {folder} (mined earlier with the same model, data and settings)")
         return _read(folder, from_cache=True)
     started = time.time()
+    if on_disk(rows, settings, corpus):
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        mined, summary = mine_on_disk(rows, miner, settings, corpus, seed, folder.parent)
+    else:
+        mined, summary = _mine_in_memory(rows, miner, settings, corpus, seed)
+    if len(mined) == 0:
+        raise DataError(
+            f"Hard-negative mining kept none of the {len(rows)} training rows: no anchor got "
+            f"{settings.num_negatives} negatives in ranks {settings.range_min}..{settings.range_max} past the "
+            "filters. Lower data.hard_negatives.num_negatives, widen the window, or relax max_score/relative_margin."
+        )
+    _write(folder, mined, len(rows), summary, time.time() - started)
+    result = _read(folder, from_cache=False)
+    log.info(result.describe())
+    return result
+
+
+def on_disk(rows: datasets.Dataset, settings: HardNegativeSettings, corpus: list[str] | None) -> bool:
+    """Whether mining `rows` against `corpus` (None: their positives) keeps the corpus embeddings on disk:
+    the corpus, positives included, has at least `settings.corpus_on_disk_from` distinct documents."""
+    if settings.corpus_on_disk_from is None:
+        return False
+    documents = set(rows["positive"]).union(corpus or ())
+    return len(documents) >= settings.corpus_on_disk_from
+
+
+def _mine_in_memory(
+    rows: datasets.Dataset,
+    miner: SentenceTransformer,
+    settings: HardNegativeSettings,
+    corpus: list[str] | None,
+    seed: int,
+) -> tuple[datasets.Dataset, str]:
+    """sentence-transformers' `mine_hard_negatives` (n-tuples with scores) and the summary it prints."""
     torch.manual_seed(seed)
     printed = io.StringIO()
     with contextlib.redirect_stdout(printed):
@@ -203,16 +256,7 @@ def mine_cached(
             batch_size=settings.batch_size,
             verbose=True,
         )
-    if len(mined) == 0:
-        raise DataError(
-            f"Hard-negative mining kept none of the {len(rows)} training rows: no anchor got "
-            f"{settings.num_negatives} negatives in ranks {settings.range_min}..{settings.range_max} past the "
-            "filters. Lower data.hard_negatives.num_negatives, widen the window, or relax max_score/relative_margin."
-        )
-    _write(folder, mined, len(rows), printed.getvalue().strip(), time.time() - started)
-    result = _read(folder, from_cache=False)
-    log.info(result.describe())
-    return result
+    return mined, printed.getvalue().strip()
 
 
 def _write(folder: Path, mined: datasets.Dataset, anchors: int, summary: str, seconds: float) -> None:

@@ -75,6 +75,13 @@ class CorpusStore:
             del mapped
             yield start, F.normalize(rows, p=2, dim=-1)
 
+    def rows_at(self, index: list[int]) -> torch.Tensor:
+        """Rows `index` (in that order, repeats allowed), full width, re-normalized, as float32."""
+        mapped = self._mapped(0, self.rows, "r")
+        rows = torch.from_numpy(np.array(mapped[np.asarray(index, dtype=np.int64)], dtype=np.float32))
+        del mapped
+        return F.normalize(rows.view(len(index), self.dim), p=2, dim=-1)
+
     def close(self) -> None:
         """Remove the store's folder (again: nothing)."""
         shutil.rmtree(self.directory, ignore_errors=True)
