@@ -46,7 +46,7 @@ class LengthGroupedBatchSampler(PlannedBatchSampler):
         grouped = [m[np.argsort(-self.lengths[m], kind="stable")] for m in megabatches]
         grouped = np.concatenate(grouped) if grouped else order
         packing = pack_batches(grouped, self.batch_size, self.drop_last, self.row_values)
-        packing.batches = [
-            packing.batches[i] for i in torch.randperm(len(packing.batches), generator=generator)
-        ]
+        packing.batches = packing.batches.reordered(
+            torch.randperm(len(packing.batches), generator=generator).numpy()
+        )
         return packing

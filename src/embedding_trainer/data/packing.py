@@ -4,7 +4,7 @@ that cannot be placed so counted with its reason (`Packing.left_out`). The batch
 the order (`samplers.py`, `length_grouping.py`); this module only cuts it."""
 
 from collections import Counter, deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -19,14 +19,54 @@ LABELS = "labels"  # label-grouped batches had no place for it (see samplers.Gro
 REPEATS = (REPEATED, NO_ROOM, SHORT_LAST)
 
 
+class Batches(Sequence):
+    """An epoch's batches of row indices, small for millions of rows: the full batches `_cut_full` makes
+    are the rows of one [batches, batch_size] array (int32 while the indices fit); the batches appended
+    after them (`append`, `extend`) and those replaced (`batches[i] = rows`, as the tails' swaps do) are
+    lists. `reordered(positions)` is the same batches in another order, sharing them."""
+
+    def __init__(self, full: np.ndarray) -> None:
+        self.full, self.changed, self.added, self.positions = full, {}, [], None
+
+    def __len__(self) -> int:
+        return len(self.full) + len(self.added) if self.positions is None else len(self.positions)
+
+    def __getitem__(self, index):
+        if isinstance(index, slice):
+            return [self[i] for i in range(len(self))[index]]
+        index = range(len(self))[index]
+        if self.positions is not None:
+            index = int(self.positions[index])
+        if index in self.changed:
+            return self.changed[index]
+        return self.full[index] if index < len(self.full) else self.added[index - len(self.full)]
+
+    def __setitem__(self, index: int, rows: Sequence[int]) -> None:
+        assert self.positions is None, "a reordered Batches is not changed"
+        self.changed[range(len(self))[index]] = rows
+
+    def append(self, rows: Sequence[int]) -> None:
+        assert self.positions is None, "a reordered Batches is not changed"
+        self.added.append(rows)
+
+    def extend(self, batches: Iterable[Sequence[int]]) -> None:
+        for rows in batches:
+            self.append(rows)
+
+    def reordered(self, positions: np.ndarray) -> "Batches":
+        """These batches in the order `positions` (a permutation of their indices) gives."""
+        batches = Batches(self.full)
+        batches.changed, batches.added, batches.positions = self.changed, self.added, np.asarray(positions)
+        return batches
+
+
 @dataclass
 class Packing:
-    """An epoch's batches (row indices, in the order to train them: lists or, to stay small for
-    millions of rows, int64 arrays) and the rows in none of them,
+    """An epoch's batches (row indices, in the order to train them: `Batches`, or lists) and the rows in none of them,
     by reason (`REPEATED`, `NO_ROOM`, `SHORT_LAST`, `DROP_LAST`, `LABELS`). `most_repeated`:
     (value, rows holding it, batches of the epoch) when rows were left out as `REPEATED`."""
 
-    batches: list[Sequence[int]]
+    batches: Sequence[Sequence[int]]
     left_out: dict[str, list[int]] = field(default_factory=dict)
     most_repeated: tuple[str, int, int] | None = None
 
@@ -78,7 +118,7 @@ def pack_batches(
     index, hashable values such as its texts), no two rows of a batch share a value: a row that
     repeats a value of the batch being filled waits for the next one, and a left row that fits
     no tail swaps places with a row of an earlier batch that fits one. `values` may be a
-    `RowValues` (numpy-backed, for millions of rows); full batches are kept as int64 arrays.
+    `RowValues` (numpy-backed, for millions of rows); the batches are a `Batches` (4 bytes a row).
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}.")
@@ -86,7 +126,7 @@ def pack_batches(
     rows = order if values is None else _within_capacity(order, values, batch_size, drop_last, packing)
     batches, rest = _cut_full(rows, values, batch_size)
     tails = _place_rest(batches, rest, values, batch_size, packing)
-    batches += [tail for tail in tails if len(tail) == batch_size]
+    batches.extend(tail for tail in tails if len(tail) == batch_size)
     short = sorted((tail for tail in tails if 0 < len(tail) < batch_size), key=len, reverse=True)
     for index, tail in enumerate(short):
         if not drop_last:
@@ -141,15 +181,16 @@ def _most_held(order: Sequence[int], values: Sequence[frozenset]) -> tuple[objec
 
 
 def _cut_full(
-    rows: list[int], values: Sequence[frozenset] | None, batch_size: int
-) -> tuple[list[list[int]], list[int]]:
+    rows: Sequence[int], values: Sequence[frozenset] | None, batch_size: int
+) -> tuple[Batches, list[int]]:
     """Full batches in order: each takes the earliest waiting rows, then the next ones, skipping
     (until a later batch) a row that repeats one of its values. Returns them and the rows left
     when no further batch fills (fewer than a batch, or rows that repeat each other)."""
+    dtype = np.int32 if len(rows) < 2**31 else np.int64
     if values is None:
         cut = len(rows) - len(rows) % batch_size
-        return [rows[start : start + batch_size] for start in range(0, cut, batch_size)], rows[cut:]
-    batches: list[list[int]] = []
+        return Batches(np.asarray(rows[:cut], dtype=dtype).reshape(-1, batch_size)), rows[cut:]
+    flat, filled = np.empty(len(rows), dtype=dtype), 0
     waiting: deque[int] = deque()
     stream = iter(rows)
     while True:
@@ -157,14 +198,15 @@ def _cut_full(
         while len(batch) < batch_size:
             row = waiting.popleft() if waiting else next(stream, None)
             if row is None:
-                return batches, batch + skipped
+                return Batches(flat[:filled].reshape(-1, batch_size)), batch + skipped
             if seen.isdisjoint(values[row]):
                 batch.append(row)
                 seen.update(values[row])
             else:
                 skipped.append(row)
         waiting.extendleft(reversed(skipped))
-        batches.append(np.asarray(batch, dtype=np.int64))
+        flat[filled : filled + batch_size] = batch
+        filled += batch_size
 
 
 @dataclass
@@ -187,7 +229,7 @@ class _Batch:
 
 
 def _place_rest(
-    batches: list[list[int]],
+    batches: Batches,
     rest: list[int],
     values: Sequence[frozenset] | None,
     batch_size: int,
@@ -213,7 +255,7 @@ class _Earlier:
     """The batches before the tails as `_Batch`es, latest first, each made (its rows turned into a
     list in `batches`, which swaps then change) only when reached: the tails rarely look far back."""
 
-    def __init__(self, batches: list, values: Sequence[frozenset]) -> None:
+    def __init__(self, batches: Batches, values: Sequence[frozenset]) -> None:
         self.batches, self.values, self.made = batches, values, {}
 
     def latest_first(self) -> Iterator[_Batch]:
@@ -244,7 +286,7 @@ def _swap_in(row: int, earlier: _Earlier, tail: _Batch, values: Sequence[frozens
 
 
 def _raise_short(
-    batches: list[list[int]],
+    batches: Batches,
     tail: list[int],
     values: Sequence[frozenset] | None,
     batch_size: int,
