@@ -61,13 +61,17 @@ def test_store_top_k_equals_brute_force(vectors, tmp_path, chunk_size, k):
     assert torch.equal(in_memory[1], index)
 
 
-def test_store_chunks_truncate_like_the_evaluator(vectors, tmp_path):
+def test_store_chunks_truncate_like_the_evaluator_and_rows_read_by_index(vectors, tmp_path):
     _, corpus = vectors
     with CorpusStore(len(corpus), corpus.shape[1], folder=tmp_path) as store:
         store.write(0, corpus)
         chunks = list(store.chunks(8, 300))
     assert [start for start, _ in chunks] == [0, 300, 600, 900]
     assert torch.allclose(torch.cat([rows for _, rows in chunks]), truncate(corpus, 8), atol=1e-7)
+    with CorpusStore(len(corpus), corpus.shape[1], folder=tmp_path) as store:
+        store.write(0, corpus)
+        index = [1002, 0, 413, 0, 5]  # any order, repeats
+        assert torch.equal(store.rows_at(index), torch.nn.functional.normalize(corpus[index], dim=-1))
 
 
 def test_store_is_removed_on_close_and_when_encoding_fails(tmp_path):
