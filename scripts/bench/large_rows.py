@@ -18,6 +18,8 @@ import sys
 import time
 from pathlib import Path
 
+from phase_memory import rss_anon
+
 
 def write_pairs(path: Path, count: int) -> None:
     """`count` distinct pairs, queries of ~40 and passages of ~70 characters, unless `path` exists."""
@@ -30,14 +32,6 @@ def write_pairs(path: Path, count: int) -> None:
                 "positive": f"passage {i} says something about topic {i % 977} and more words here",
             }
             file.write(json.dumps(pair) + "\n")
-
-
-def rss_anon_mb() -> float:
-    """This process's anonymous resident memory in MB (/proc/self/status RssAnon)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("RssAnon:"):
-            return int(line.split()[1]) / 1024
-    raise RuntimeError("no RssAnon in /proc/self/status")
 
 
 def measure(count: int, folder: Path) -> dict:
@@ -72,7 +66,7 @@ def measure(count: int, folder: Path) -> dict:
         "load_s": round(time.perf_counter() - start, 1),
         "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
         "peak_rss_before_load_mb": round(imported),
-        "rss_anon_after_load_mb": round(rss_anon_mb()),
+        "rss_anon_after_load_mb": round(rss_anon() / 2**20),
         "memory_mapped": bool(data.train_dataset.cache_files),
     }
 
