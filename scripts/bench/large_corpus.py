@@ -161,6 +161,23 @@ def top10_equal(evaluator, model, query_embeddings, store) -> dict:
     return {"in_memory": not differing.any().item(), "stored": torch.equal(found, exact)}
 
 
+def add_shared_arguments(parser: argparse.ArgumentParser) -> None:
+    """The encoding batch size, the intra-op threads and the model's folder (set by the parent process)."""
+    parser.add_argument("--batch-size", type=int, default=256)
+    parser.add_argument(
+        "--threads", type=int, default=1, help="intra-op threads (more than the free cores slows it)"
+    )
+    parser.add_argument("--model-cache", help=argparse.SUPPRESS)
+
+
+def in_fresh_process(script: str, *extra: str) -> tuple[str, dict]:
+    """Run `script` in a new Python process with this process's arguments and `extra`: its standard
+    output, and the JSON object on its last line."""
+    command = [sys.executable, script, *sys.argv[1:], *extra]
+    output = subprocess.run(command, check=True, stdout=subprocess.PIPE, text=True).stdout
+    return output, json.loads(output.strip().splitlines()[-1])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -169,13 +186,9 @@ def main() -> None:
     parser.add_argument("--subset", type=int, default=100_000)
     parser.add_argument("--queries", type=int, default=1_000)
     parser.add_argument("--chunk-size", type=int, default=50_000, help="corpus_chunk_size")
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument(
-        "--threads", type=int, default=1, help="intra-op threads (more than the free cores slows it)"
-    )
+    add_shared_arguments(parser)
     parser.add_argument("--stages", default="check,memory,disk,disk16,large")
     parser.add_argument("--stage", help=argparse.SUPPRESS)
-    parser.add_argument("--model-cache", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.stage:
         print(json.dumps(run_stage(args)), flush=True)
@@ -183,19 +196,9 @@ def main() -> None:
     results = {}
     with tempfile.TemporaryDirectory() as model_cache:
         for stage in args.stages.split(","):
-            command = [
-                sys.executable,
-                __file__,
-                *sys.argv[1:],
-                "--stage",
-                stage,
-                "--model-cache",
-                model_cache,
-            ]
-            output = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            output, figures = in_fresh_process(__file__, "--stage", stage, "--model-cache", model_cache)
             print(output, end="", flush=True)
-            results[stage] = json.loads(output.strip().splitlines()[-1])
-            figures = results[stage]
+            results[stage] = figures
             print(
                 f"{stage}: {figures['documents']} documents, encode {figures['encode_s']:.1f} s, top-k "
                 f"{figures['top_k_s']:.1f} s, RssAnon before {figures['rss_anon_before_mib']:.0f} MiB, peak "

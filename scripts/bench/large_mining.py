@@ -19,8 +19,6 @@ import argparse
 import json
 import os
 import resource
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -29,7 +27,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import datasets
 import torch
-from large_corpus import PeakMemory, retrieval_data, rss_anon_mib
+from large_corpus import PeakMemory, add_shared_arguments, in_fresh_process, retrieval_data, rss_anon_mib
 
 from embedding_trainer.data.hard_negatives import HardNegativeSettings, mine_cached
 from embedding_trainer.models import loading as models
@@ -98,6 +96,25 @@ def compare(results: dict) -> None:
             print(f"same mining at {documents} documents: {same_mining(other, figures)}")
 
 
+def run_all(specs: list[str]) -> dict:
+    """Each `miner:documents` run in a fresh process, its figures printed: {spec: figures}."""
+    results = {}
+    with tempfile.TemporaryDirectory() as model_cache, tempfile.TemporaryDirectory() as work:
+        for spec in specs:
+            _, figures = in_fresh_process(
+                __file__, "--run", spec, "--model-cache", model_cache, "--work", work
+            )
+            results[spec] = figures
+            print(
+                f"{spec}: {figures['documents']} documents, {figures['anchors']} anchors, {figures['rows']} rows "
+                f"mined in {figures['seconds']:.1f} s, RssAnon before {figures['rss_anon_before_mib']:.0f} MiB, "
+                f"peak {figures['peak_rss_anon_mib']:.0f} MiB, ru_maxrss {figures['ru_maxrss_mib']:.0f} MiB",
+                flush=True,
+            )
+        compare(results)  # the mined rows are read back from `work`
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -105,31 +122,14 @@ def main() -> None:
     parser.add_argument("--runs", default="memory:100000,disk:100000,disk:300000")
     parser.add_argument("--anchors", type=int, default=1_000)
     parser.add_argument("--negatives", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=256)
-    parser.add_argument("--threads", type=int, default=1)
+    add_shared_arguments(parser)
     parser.add_argument("--run", help=argparse.SUPPRESS)
-    parser.add_argument("--model-cache", help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.run:
         print(json.dumps(run(args)), flush=True)
         return
-    results = {}
-    with tempfile.TemporaryDirectory() as model_cache, tempfile.TemporaryDirectory() as work:
-        for spec in args.runs.split(","):
-            command = [sys.executable, __file__, *sys.argv[1:], "--run", spec, "--model-cache", model_cache]
-            output = subprocess.run(
-                [*command, "--work", work], check=True, stdout=subprocess.PIPE, text=True
-            ).stdout
-            results[spec] = figures = json.loads(output.strip().splitlines()[-1])
-            print(
-                f"{spec}: {figures['documents']} documents, {figures['anchors']} anchors, {figures['rows']} rows "
-                f"mined in {figures['seconds']:.1f} s, RssAnon before {figures['rss_anon_before_mib']:.0f} MiB, "
-                f"peak {figures['peak_rss_anon_mib']:.0f} MiB, ru_maxrss {figures['ru_maxrss_mib']:.0f} MiB",
-                flush=True,
-            )
-        compare(results)
-    print(json.dumps(results))
+    print(json.dumps(run_all(args.runs.split(","))))
 
 
 if __name__ == "__main__":
