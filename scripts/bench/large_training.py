@@ -37,6 +37,9 @@ from phase_memory import PeakSampler, PhaseMarks, rss_anon, ru_maxrss_mb, watch
 from side_by_side import FitTimer, child_parser, compose
 
 SKIP_STEPS = 5
+# Rows per parquet row group: `datasets` reads a parquet file a row group at a time, so its size, not
+# the file's, sets the memory of reading it (pyarrow's default, 1M rows, would be 10x the 100k file's).
+ROW_GROUP = 100_000
 WORDS = pa.array(
     str.split(
         "the a of to in and is was for on with as by at from that which river city team music history science "
@@ -48,7 +51,7 @@ WORDS = pa.array(
 def generate(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) -> None:
     """`rows` distinct (anchor, positive) pairs in `path` (parquet), made and written `chunk` rows at a
     time by pyarrow's string kernels: anchor `what is <6 words> number <i>`, positive `passage <i>: <16
-    to 39 words>` (10M rows in about a minute)."""
+    to 39 words>`, in row groups of `ROW_GROUP` rows (10M rows in about a minute)."""
     rng = np.random.default_rng(seed)
     schema = pa.schema([("anchor", pa.string()), ("positive", pa.string())])
     with pq.ParquetWriter(path, schema) as writer:
@@ -61,7 +64,8 @@ def generate(path: Path, rows: int, seed: int = 0, chunk: int = 1_000_000) -> No
             kept = [pc.if_else(pa.array(place < count), word, None) for place, word in enumerate(words)]
             head = pc.binary_join_element_wise("passage ", number, ":", "")
             positive = pc.binary_join_element_wise(head, *kept, " ", null_handling="skip")
-            writer.write_table(pa.table({"anchor": anchor, "positive": positive}, schema=schema))
+            table = pa.table({"anchor": anchor, "positive": positive}, schema=schema)
+            writer.write_table(table, row_group_size=ROW_GROUP)
 
 
 # --per-batch: tokens made per batch in the collate (no tokenize-once pass, which takes about an hour for
@@ -76,6 +80,7 @@ PHASES = [
     ("token cache", "embedding_trainer.data.datamodule:build_token_cache"),
     ("token counts", "embedding_trainer.data.datamodule:row_token_counts"),
     ("row values", "embedding_trainer.data.batching:row_values"),
+    ("row values", "embedding_trainer.data.samplers:row_values"),
     ("plan", "embedding_trainer.data.length_grouping:LengthGroupedBatchSampler.plan_epoch"),
     ("plan", "embedding_trainer.data.samplers:ShuffledBatchSampler.plan_epoch"),
 ]
