@@ -73,7 +73,9 @@ def assert_same_mining(expected, mined) -> None:
     ],
     ids=["filters", "derived_window"],
 )
-@pytest.mark.parametrize("own_corpus", [False, True], ids=["positives", "own_corpus"])
+@pytest.mark.parametrize(
+    "own_corpus", [False, pytest.param(True, marks=pytest.mark.slow)], ids=["positives", "own_corpus"]
+)
 def test_top_sampling_mines_what_sentence_transformers_mines(pairs, miner, corpus, changes, own_corpus):
     settings, documents = _settings(**changes), corpus if own_corpus else None
     expected, printed = _mine_in_memory(pairs, miner, settings, documents, seed=0)

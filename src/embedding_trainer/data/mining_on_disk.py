@@ -58,6 +58,7 @@ class Pairs:
 
     @classmethod
     def of(cls, anchors: list[str], positives: list[str], corpus: list[str] | None) -> "Pairs":
+        """The pairs of `anchors` and `positives` (row by row) against `corpus` (None: the positives)."""
         queries = list(dict.fromkeys(anchors))
         documents = list(dict.fromkeys((positives if corpus is None else list(corpus)) + positives))
         document_at = {text: position for position, text in enumerate(documents)}
@@ -125,29 +126,27 @@ def mine_on_disk(
 
 @dataclass
 class Chunk:
-    """Per distinct query of one chunk: the scores of its positives (in `positives_of` order), of its
-    chosen negatives (-inf where too few survived) and the negatives' document positions."""
+    """The distinct queries of one chunk: the scores of their positives (one after another, in
+    `positives_of` order), of their chosen negatives (-inf where too few survived) and the negatives'
+    document positions."""
 
-    positive_scores: list[torch.Tensor]
+    positive_scores: torch.Tensor
     negative_scores: torch.Tensor
     negatives: torch.Tensor
 
 
-def _positive_scores(
-    query_rows: torch.Tensor, own: list[list[int]], documents: CorpusStore
-) -> list[torch.Tensor]:
-    """Each query's cosine with each of its positives."""
-    counts = [len(positions) for positions in own]
+def _positive_scores(query_rows: torch.Tensor, own: list[list[int]], documents: CorpusStore) -> torch.Tensor:
+    """Each query's cosine with each of its positives, one query after another."""
     embeddings = documents.rows_at([position for positions in own for position in positions])
-    repeated = query_rows.repeat_interleave(torch.tensor(counts), dim=0)
-    return list((repeated * embeddings).sum(dim=1).split(counts))
+    repeated = query_rows.repeat_interleave(torch.tensor([len(positions) for positions in own]), dim=0)
+    return (repeated * embeddings).sum(dim=1)
 
 
 def _filtered(
     scores: torch.Tensor,
     index: torch.Tensor,
     own: list[list[int]],
-    positive_scores: list[torch.Tensor],
+    positive_scores: torch.Tensor,
     settings: "HardNegativeSettings",
     width: int,
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -160,7 +159,8 @@ def _filtered(
     positives = torch.tensor([positions + [-1] * (longest - len(positions)) for positions in own])
     ruled_out = (index == -1) | (index.unsqueeze(2) == positives.unsqueeze(1)).any(dim=2)
     if settings.relative_margin is not None:
-        hardest = torch.stack([values.min() for values in positive_scores])
+        counts = [len(positions) for positions in own]
+        hardest = torch.stack([values.min() for values in positive_scores.split(counts)])
         ruled_out |= scores > (hardest - hardest.abs() * settings.relative_margin).unsqueeze(1)
     if settings.max_score is not None:
         ruled_out |= scores > settings.max_score
@@ -207,17 +207,17 @@ def _rows(pairs: Pairs, mined: list[Chunk]) -> tuple[datasets.Dataset, str]:
     columns["scores"] = []
     query = 0
     for chunk in mined:
-        for positive_scores, negative_scores, negatives in zip(
-            chunk.positive_scores, chunk.negative_scores, chunk.negatives
-        ):
-            if not bool(torch.isinf(negative_scores).any()):
-                texts = [pairs.documents[position] for position in negatives.tolist()]
-                for position, score in zip(pairs.positives_of[query], positive_scores.tolist()):
+        positive_scores = iter(chunk.positive_scores.tolist())
+        for negative_scores, negatives in zip(chunk.negative_scores.tolist(), chunk.negatives.tolist()):
+            scores = [next(positive_scores) for _ in pairs.positives_of[query]]
+            if NEGATIVE_INFINITY not in negative_scores:
+                texts = [pairs.documents[position] for position in negatives]
+                for position, score in zip(pairs.positives_of[query], scores):
                     columns["anchor"].append(pairs.queries[query])
                     columns["positive"].append(pairs.documents[position])
                     for number, text in enumerate(texts, start=1):
                         columns[f"negative_{number}"].append(text)
-                    columns["scores"].append([score, *negative_scores.tolist()])
+                    columns["scores"].append([score, *negative_scores])
             query += 1
     rows = datasets.Dataset.from_dict(columns)
     possible = sum(len(positions) for positions in pairs.positives_of)
