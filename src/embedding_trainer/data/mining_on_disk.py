@@ -12,8 +12,9 @@ drop candidates, `range_min` skips the best survivors and `num_negatives` are ta
 survivors than that is left out. Rows come grouped by anchor in first-appearance order. `sampling=top`
 gives the same rows, negatives and scores (up to float rounding and the order of exactly tied scores);
 `sampling=random` draws, per anchor, `num_negatives` of the same survivors as sentence-transformers would
-draw from, with a generator seeded by `seed` and the anchor's position, so it is reproducible and
-independent of the chunk sizes, but not the draw sentence-transformers makes (Python's global `random`).
+draw from, with a generator seeded by `seed` and the anchor's position, so it is reproducible and the
+same however the anchors are chunked (up to float rounding of near ties), but not the draw
+sentence-transformers makes (Python's global `random`).
 """
 
 import random
