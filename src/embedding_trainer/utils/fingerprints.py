@@ -109,7 +109,7 @@ def texts_fingerprint(*columns: list[str]) -> str:
 def rows_fingerprint(rows: datasets.Dataset) -> str:
     """16 hex digits from the column names of `rows` and every value (as text), in order."""
     columns = rows.column_names
-    return texts_fingerprint(columns, *([str(value) for value in rows[column]] for column in columns))
+    return texts_fingerprint(columns, *((str(value) for value in rows[column]) for column in columns))
 
 
 def file_fingerprint(path: str | Path) -> str:
