@@ -8,8 +8,8 @@ Run from the repository root:
 (a size given twice is generated once and trained on twice: give 100000 10000000 100000 10000000 to
 compare samples/s on a shared machine). --per-batch tokenizes in each batch instead of once up front.
 Prints per size: peak RssAnon (anonymous memory, sampled every 20 ms: the memory the run needs),
-peak RSS (ru_maxrss: also the memory-mapped pages it touched, which the OS can reclaim), the seconds
-to the first step (reading, splitting, tokenizing once, planning the epoch) and samples/s over the
+peak RSS (ru_maxrss: also the memory-mapped pages it touched, which the OS can reclaim), the run's
+seconds in all (reading, checking, tokenizing once, planning the epoch, the steps), samples/s over the
 steps after the first 5, the load average, and RssAnon by phase of the run (`phase_memory.watch`:
 each phase's peak and its RssAnon at its end; "before X" is the time since the previous phase ended);
 then the ratios of each size to the smallest. The last line is JSON.
