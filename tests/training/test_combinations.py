@@ -12,7 +12,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from conftest import FAST
-from embedding_trainer.models.cross_encoder import CROSS_ENCODER, loss_family
+from embedding_trainer.settings.family import CROSS_ENCODER, loss_family
 from embedding_trainer.settings.resolvers import CONFIG_DIR
 from embedding_trainer.train import train
 from embedding_trainer.training.module import NO_DECAY_MARKERS

@@ -3,29 +3,18 @@
 and the checks and batches that let it train through the same phases as an embedding model.
 
 A model option names its family in `family:` (absent: `sentence_transformer`), a loss option the family
-it trains in `model_family:` (absent: `sentence_transformer`); `settings.checks.check_model_family`
-refuses a mismatch before anything loads. A cross-encoder's one "dimension" is its score (`model.dimension: 1`)."""
+it trains in `model_family:` (absent: `sentence_transformer`); `settings.family` reads them and refuses a
+mismatch before anything loads. A cross-encoder's one "dimension" is its score (`model.dimension: 1`)."""
 
 from dataclasses import dataclass
 
 import torch
-from omegaconf import DictConfig
 from sentence_transformers.cross_encoder import CrossEncoder
 
 from embedding_trainer.models.loading import tiny_transformer_folder
 
 EMBEDDING = "sentence_transformer"
 CROSS_ENCODER = "cross_encoder"
-
-
-def model_family(model_cfg: DictConfig) -> str:
-    """The family of a `model` block: its `family` (absent: an embedding model)."""
-    return str(model_cfg.get("family") or EMBEDDING)
-
-
-def loss_family(loss_cfg: DictConfig) -> str:
-    """The model family a `loss` block trains: its `model_family` (absent: an embedding model)."""
-    return str(loss_cfg.get("model_family") or EMBEDDING)
 
 
 def family_of(model: object) -> str:
@@ -54,31 +43,6 @@ def build_tiny_cross_encoder(
     """`new_cross_encoder` over the tiny random BERT of `tiny_transformer_folder` (offline, for tests)."""
     folder = tiny_transformer_folder(cache_dir, hidden_size, num_layers, num_heads, max_seq_length, seed)
     return new_cross_encoder(str(folder), max_seq_length, seed)
-
-
-# The family a model option's `family` names, in words.
-FAMILY_NAMES = {EMBEDDING: "an embedding model", CROSS_ENCODER: "a cross-encoder"}
-# A model option of each family, for messages.
-FAMILY_MODELS = {EMBEDDING: "model=minilm", CROSS_ENCODER: "model=cross_encoder"}
-# The embedding-only parts of the config a cross-encoder trains without (their key, and how to unset it).
-EMBEDDING_ONLY = {
-    "modifier": ("modifier._target_", "modifier=none"),
-    "teacher": ("teacher", "teacher=null"),
-    "LoRA": ("model.lora", "model.lora=null"),
-    "query adapter": ("adapter.kind", "adapter=none"),
-    "regularizer": ("regularizer._target_", "regularizer=none"),
-    "several objectives": ("objectives", "objectives=null"),
-}
-
-
-def selected(cfg: DictConfig, key: str):
-    """The value at dotted `key` of `cfg`; None when it or a node above it is absent or null."""
-    node = cfg
-    for name in key.split("."):
-        if not isinstance(node, DictConfig) or node.get(name) is None:
-            return None
-        node = node[name]
-    return node
 
 
 @dataclass

@@ -10,7 +10,7 @@ from sentence_transformers import SentenceTransformer
 from embedding_trainer.adapters.training import adapter_training
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.objectives import ObjectivesDataModule
-from embedding_trainer.models.cross_encoder import CROSS_ENCODER, TextBatchCollator, loss_family
+from embedding_trainer.models.cross_encoder import CROSS_ENCODER, TextBatchCollator
 from embedding_trainer.models.lora import (
     LoraSettings,
     ParameterCount,
@@ -123,6 +123,6 @@ def objective_loss(part: ObjectivePart, model: SentenceTransformer, world_size: 
     )
     loss = regularized(loss, objective.regularizer, list(objective.penalized_dims), model)
     data.use_batch_needs(needs_of(loss))
-    if loss_family(objective.loss) == CROSS_ENCODER:  # its batches carry texts: the loss makes the pairs
+    if objective.model_family == CROSS_ENCODER:  # its batches carry texts: the loss makes the pairs
         data.use_collator(TextBatchCollator(data.inputs or data.text_columns, data.label))
     return loss

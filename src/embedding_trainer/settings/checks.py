@@ -11,15 +11,6 @@ from transformers import SchedulerType
 from embedding_trainer.adapters.training import check_adapter
 from embedding_trainer.data.settings import check_data_sources, check_validation_data
 from embedding_trainer.data.stages import check_stages, trained_dataset_type
-from embedding_trainer.models.cross_encoder import (
-    CROSS_ENCODER,
-    EMBEDDING_ONLY,
-    FAMILY_MODELS,
-    FAMILY_NAMES,
-    loss_family,
-    model_family,
-    selected,
-)
 from embedding_trainer.models.lora import check_lora
 from embedding_trainer.runs.checkpoints import check_keep
 from embedding_trainer.settings.evaluation_checks import (
@@ -28,6 +19,15 @@ from embedding_trainer.settings.evaluation_checks import (
     check_evaluation_dims,
     check_guards,
     check_model_dimension,
+)
+from embedding_trainer.settings.family import (
+    CROSS_ENCODER,
+    EMBEDDING_ONLY,
+    FAMILY_MODELS,
+    FAMILY_NAMES,
+    loss_family,
+    model_family,
+    selected,
 )
 from embedding_trainer.settings.renamed_keys import fold_renamed_keys
 from embedding_trainer.settings.resolvers import CONFIG_DIR

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from embedding_trainer.models.cross_encoder import CROSS_ENCODER, model_family
+from embedding_trainer.settings.family import CROSS_ENCODER, model_family
 from embedding_trainer.settings.renamed_keys import fold_renamed_keys
 from embedding_trainer.training.objectives import objective_names, objective_view, objective_weights
 
