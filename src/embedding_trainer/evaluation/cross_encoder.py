@@ -4,6 +4,7 @@ reranking each query's candidates (`CrossEncoderReranking`) and classifying labe
 "dimension" (`model.dimension: 1`), so each evaluated dimension gets the same metrics."""
 
 import random
+from collections.abc import Callable
 
 import torch
 from sentence_transformers.cross_encoder import CrossEncoder
@@ -16,7 +17,20 @@ from sentence_transformers.cross_encoder.evaluation import (
 from embedding_trainer.evaluation.base import DimensionEvaluator, DimensionMetrics
 
 
-class CrossEncoderReranking(DimensionEvaluator):
+class CrossEncoderEvaluation(DimensionEvaluator):
+    """A sentence-transformers cross-encoder evaluator (`self.evaluator`, set by the subclass) whose metrics
+    are reported at every evaluated dimension."""
+
+    evaluator: Callable[[CrossEncoder], dict[str, float]]
+
+    def __call__(
+        self, model: CrossEncoder, dims: list[int], loss: torch.nn.Module | None = None
+    ) -> DimensionMetrics:
+        values = {name: float(value) for name, value in self.evaluator(model).items()}
+        return {dim: dict(values) for dim in dims}
+
+
+class CrossEncoderReranking(CrossEncoderEvaluation):
     """MAP, MRR@k and NDCG@k of the model's ranking of each query's candidates: its positives, its own
     negatives (triplet and n-tuple rows) and `other_positives` positives of other queries drawn with
     `seed` (`CrossEncoderRerankingEvaluator` on `samples`, each `{query, positive: [...], negative: [...]}`)."""
@@ -43,11 +57,6 @@ class CrossEncoderReranking(DimensionEvaluator):
         sample per distinct anchor (its rows' positives and negatives, in first-seen order)."""
         return cls(reranking_samples(eval_data.rows, other_positives, seed), **kwargs)
 
-    def __call__(
-        self, model: CrossEncoder, dims: list[int], loss: torch.nn.Module | None = None
-    ) -> DimensionMetrics:
-        return _at_every_dim(self.evaluator(model), dims)
-
 
 def reranking_samples(rows, other_positives: int, seed: int) -> list[dict]:
     """`{query, positive, negative}` per distinct anchor of `rows`: its positives, then as negatives its
@@ -68,16 +77,17 @@ def reranking_samples(rows, other_positives: int, seed: int) -> list[dict]:
     return list(samples.values())
 
 
-class CrossEncoderPairClassification(DimensionEvaluator):
-    """Accuracy, F1, precision, recall and average precision of the model's 0/1 label of each
-    (sentence_A, sentence_B) pair (`CrossEncoderClassificationEvaluator`: its best threshold)."""
+class CrossEncoderPairs(CrossEncoderEvaluation):
+    """The model's score of each (sentence_A, sentence_B) pair against the pair's `label_column` value (as
+    `label_type`), by the subclass's sentence-transformers `evaluator_class`."""
 
-    name = "pair_classification"
-    primary_metric = "average_precision"
+    evaluator_class: type
+    label_column: str
+    label_type: type
 
-    def __init__(self, pairs: list[list[str]], labels: list[int], **kwargs) -> None:
+    def __init__(self, pairs: list[list[str]], labels: list, **kwargs) -> None:
         super().__init__(**kwargs)
-        self.evaluator = CrossEncoderClassificationEvaluator(
+        self.evaluator = self.evaluator_class(
             pairs,
             labels,
             batch_size=self.batch_size,
@@ -86,49 +96,28 @@ class CrossEncoderPairClassification(DimensionEvaluator):
         )
 
     @classmethod
-    def from_eval_data(cls, eval_data, **kwargs) -> "CrossEncoderPairClassification":
-        """From eval rows with columns sentence_A, sentence_B and a 0/1 label."""
+    def from_eval_data(cls, eval_data, **kwargs) -> "CrossEncoderPairs":
+        """From eval rows with columns sentence_A, sentence_B and the label column."""
         rows = eval_data.rows
         pairs = [list(pair) for pair in zip(rows["sentence_A"], rows["sentence_B"])]
-        return cls(pairs, [int(label) for label in rows["label"]], **kwargs)
-
-    def __call__(
-        self, model: CrossEncoder, dims: list[int], loss: torch.nn.Module | None = None
-    ) -> DimensionMetrics:
-        return _at_every_dim(self.evaluator(model), dims)
+        return cls(pairs, [cls.label_type(label) for label in rows[cls.label_column]], **kwargs)
 
 
-class CrossEncoderCorrelation(DimensionEvaluator):
-    """Pearson and Spearman correlation of the model's score of each (sentence_A, sentence_B) pair with its
-    gold score (`CrossEncoderCorrelationEvaluator`)."""
+class CrossEncoderPairClassification(CrossEncoderPairs):
+    """Accuracy, F1, precision, recall and average precision of the model's 0/1 label of each pair
+    (`CrossEncoderClassificationEvaluator`: its best threshold)."""
+
+    name = "pair_classification"
+    primary_metric = "average_precision"
+    evaluator_class = CrossEncoderClassificationEvaluator
+    label_column, label_type = "label", int
+
+
+class CrossEncoderCorrelation(CrossEncoderPairs):
+    """Pearson and Spearman correlation of the model's score of each pair with its gold score
+    (`CrossEncoderCorrelationEvaluator`)."""
 
     name = "correlation"
     primary_metric = "spearman"
-
-    def __init__(self, pairs: list[list[str]], scores: list[float], **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.evaluator = CrossEncoderCorrelationEvaluator(
-            pairs,
-            scores,
-            batch_size=self.batch_size,
-            show_progress_bar=self.show_progress_bar,
-            write_csv=False,
-        )
-
-    @classmethod
-    def from_eval_data(cls, eval_data, **kwargs) -> "CrossEncoderCorrelation":
-        """From eval rows with columns sentence_A, sentence_B and a score."""
-        rows = eval_data.rows
-        pairs = [list(pair) for pair in zip(rows["sentence_A"], rows["sentence_B"])]
-        return cls(pairs, [float(score) for score in rows["score"]], **kwargs)
-
-    def __call__(
-        self, model: CrossEncoder, dims: list[int], loss: torch.nn.Module | None = None
-    ) -> DimensionMetrics:
-        return _at_every_dim(self.evaluator(model), dims)
-
-
-def _at_every_dim(metrics: dict[str, float], dims: list[int]) -> DimensionMetrics:
-    """The evaluator's `metrics` (floats) as the same values at each of `dims`."""
-    values = {name: float(value) for name, value in metrics.items()}
-    return {dim: dict(values) for dim in dims}
+    evaluator_class = CrossEncoderCorrelationEvaluator
+    label_column, label_type = "score", float

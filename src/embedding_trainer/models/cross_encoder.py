@@ -33,15 +33,11 @@ def new_cross_encoder(name_or_path: str, max_seq_length: int | None = None, seed
 
 
 def build_tiny_cross_encoder(
-    cache_dir: str,
-    hidden_size: int = 32,
-    num_layers: int = 2,
-    num_heads: int = 2,
-    max_seq_length: int = 64,
-    seed: int = 0,
+    cache_dir: str, max_seq_length: int = 64, seed: int = 0, **shape: int
 ) -> CrossEncoder:
-    """`new_cross_encoder` over the tiny random BERT of `tiny_transformer_folder` (offline, for tests)."""
-    folder = tiny_transformer_folder(cache_dir, hidden_size, num_layers, num_heads, max_seq_length, seed)
+    """`new_cross_encoder` over the tiny random BERT of `tiny_transformer_folder` (offline, for tests) of
+    that `shape` (its `hidden_size`, `num_layers`, `num_heads`)."""
+    folder = tiny_transformer_folder(cache_dir, max_seq_length=max_seq_length, seed=seed, **shape)
     return new_cross_encoder(str(folder), max_seq_length, seed)
 
 
