@@ -46,6 +46,10 @@ def no_cross_encoder_loading(no_model_loading, monkeypatch):
         (["model=tiny_cross_encoder", "loss=ce_mnrl", "modifier=matryoshka"], ["modifier=none"]),
         (["model=tiny_cross_encoder", "loss=ce_mnrl", "teacher=tiny"], ["teacher=null"]),
         (
+            ["model=tiny_cross_encoder", "loss=ce_mnrl", "data.hard_negatives.num_negatives=1"],
+            ["data.hard_negatives.num_negatives=0"],
+        ),
+        (
             ["model=tiny_cross_encoder", "loss=ce_mnrl", "dataset_type=single"],
             ["dataset_type=single has no cross-encoder evaluator", "pair_binary"],
         ),

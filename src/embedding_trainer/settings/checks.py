@@ -107,7 +107,7 @@ def check_model_family(cfg: DictConfig) -> None:
             f"cross-encoder on dataset_type={' or '.join(fitting)}."
         )
     for part, (key, fix) in EMBEDDING_ONLY.items():
-        if selected(cfg, key) is not None:
+        if selected(cfg, key):
             raise ConfigError(f"A cross-encoder trains without a {part} ({key} is set): add {fix}.")
 
 

@@ -10,7 +10,8 @@ from embedding_trainer.models.cross_encoder import CROSS_ENCODER, EMBEDDING
 FAMILY_NAMES = {EMBEDDING: "an embedding model", CROSS_ENCODER: "a cross-encoder"}
 # A model option of each family, for messages.
 FAMILY_MODELS = {EMBEDDING: "model=minilm", CROSS_ENCODER: "model=cross_encoder"}
-# The embedding-only parts of the config a cross-encoder trains without (their key, and how to unset it).
+# The embedding-only parts of the config a cross-encoder trains without (their key, set when not null, empty
+# or 0, and how to unset it).
 EMBEDDING_ONLY = {
     "modifier": ("modifier._target_", "modifier=none"),
     "teacher": ("teacher", "teacher=null"),
@@ -18,6 +19,10 @@ EMBEDDING_ONLY = {
     "query adapter": ("adapter.kind", "adapter=none"),
     "regularizer": ("regularizer._target_", "regularizer=none"),
     "several objectives": ("objectives", "objectives=null"),
+    "hard-negative mining by its embeddings": (
+        "data.hard_negatives.num_negatives",
+        "data.hard_negatives.num_negatives=0",
+    ),
 }
 
 
