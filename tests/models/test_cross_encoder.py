@@ -103,6 +103,7 @@ def test_loss_equals_sentence_transformers_on_the_same_batch(make_cfg, dataset_t
     torch.testing.assert_close(ours, reference, rtol=0, atol=1e-6)
 
 
+@pytest.mark.slow  # 4 to 7 s: the tiny model scores 12 queries x 11 candidates twice
 def test_reranking_evaluator_equals_sentence_transformers(make_cfg):
     """The run's reranking evaluation is sentence-transformers' CrossEncoderRerankingEvaluator on the eval
     rows' samples (each query's positives, then its negatives and 9 other queries' positives)."""
