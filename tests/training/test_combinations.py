@@ -12,6 +12,7 @@ from hydra.utils import get_class
 from omegaconf import OmegaConf
 
 from conftest import FAST
+from embedding_trainer.settings.family import CROSS_ENCODER, loss_family
 from embedding_trainer.settings.resolvers import CONFIG_DIR
 from embedding_trainer.train import train
 from embedding_trainer.training.module import NO_DECAY_MARKERS
@@ -26,6 +27,8 @@ def _supported_combinations() -> list[tuple[str, str, str]]:
         loss = OmegaConf.load(loss_path)
         for dataset_type in loss.accepts:
             for modifier_name, modifier in modifiers.items():
+                if loss_family(loss) == CROSS_ENCODER and modifier.get("_target_"):
+                    continue  # a cross-encoder's score has no dimensions to truncate
                 if loss.gradient_cache and not modifier.wraps_gradient_cache:
                     continue
                 if loss.get("fixed_dimension") and modifier.truncates_embeddings:
@@ -79,6 +82,10 @@ EXPECTED_TABLE = {
     ),
     ("anchor_anchor", "contrastive_tension_in_batch"),
     ("denoising", "denoising_autoencoder"),
+    # Cross-encoders (model=tiny_cross_encoder in these runs): sentence-transformers' cross-encoder losses.
+    *(("pair_binary", loss) for loss in ["ce_bce", "ce_mse"]),
+    *(("score", loss) for loss in ["ce_bce", "ce_mse"]),
+    *((dataset_type, "ce_mnrl") for dataset_type in ["pair", "triplet", "n_tuple"]),
 }
 
 
@@ -132,9 +139,12 @@ def test_the_table_covers_this_issues_losses():
 )
 @pytest.mark.slow
 def test_combination_trains_and_evaluates(make_cfg, dataset_type, loss, modifier):
-    teacher = TEACHER if OmegaConf.load(CONFIG_DIR / "loss" / f"{loss}.yaml").get("teacher_targets") else []
+    loss_cfg = OmegaConf.load(CONFIG_DIR / "loss" / f"{loss}.yaml")
+    teacher = TEACHER if loss_cfg.get("teacher_targets") else []
+    model = "model=tiny_cross_encoder" if loss_family(loss_cfg) == CROSS_ENCODER else "model=tiny"
+    fast = [model if option.startswith("model=") else option for option in FAST]
     cfg = make_cfg(
-        *FAST, f"dataset_type={dataset_type}", f"loss={loss}", f"modifier={modifier}", *teacher, *PROBE
+        *fast, f"dataset_type={dataset_type}", f"loss={loss}", f"modifier={modifier}", *teacher, *PROBE
     )
     metrics, objects = train(cfg)
     assert objects["trainer"].global_step == 1

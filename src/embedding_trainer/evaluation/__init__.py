@@ -7,11 +7,19 @@ from embedding_trainer.evaluation.classification import (
     PairBinaryEvaluator,
     SoftmaxAccuracyEvaluator,
 )
+from embedding_trainer.evaluation.cross_encoder import (
+    CrossEncoderCorrelation,
+    CrossEncoderPairClassification,
+    CrossEncoderReranking,
+)
 from embedding_trainer.evaluation.retrieval import RetrievalEvaluator
 from embedding_trainer.evaluation.similarity import SimilarityEvaluator
 from embedding_trainer.evaluation.triplet import TripletEvaluator
 
 __all__ = [
+    "CrossEncoderCorrelation",
+    "CrossEncoderPairClassification",
+    "CrossEncoderReranking",
     "DimensionEvaluator",
     "DimensionMetrics",
     "KnnClassificationEvaluator",

@@ -14,6 +14,7 @@ from huggingface_hub.errors import LocalEntryNotFoundError
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
 from sentence_transformers import SentenceTransformer
+from sentence_transformers.cross_encoder import CrossEncoder
 from sentence_transformers.sentence_transformer.modules import Normalize, Pooling, Transformer
 from transformers import BertConfig, BertModel, PreTrainedModel, PreTrainedTokenizerBase
 
@@ -38,13 +39,22 @@ def load_model(settings: ModelSettings) -> SentenceTransformer:
         if isinstance(error.__cause__, (ModelLoadError, ConfigError)):
             raise error.__cause__ from None  # the user's mistake, not Hydra's: exit status 2 with its message
         raise
-    if model.get_embedding_dimension() != settings.dimension:
-        key, dimension = settings.key, model.get_embedding_dimension()
+    dimension = output_dimension(model)
+    if dimension != settings.dimension:
+        key = settings.key
         raise ConfigError(
             f"{key}.dimension={settings.dimension} but the loaded model embeds in "
             f"{dimension} dimensions; set {key}.dimension={dimension}."
         )
     return model
+
+
+def output_dimension(model: SentenceTransformer | CrossEncoder) -> int:
+    """The dimension `model` outputs: an embedding model's embedding dimension, a cross-encoder's number
+    of scores (its labels)."""
+    if isinstance(model, CrossEncoder):
+        return model.num_labels
+    return model.get_embedding_dimension()
 
 
 def model_loader(settings: ModelSettings) -> Callable[[], SentenceTransformer]:

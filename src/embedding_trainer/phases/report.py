@@ -198,7 +198,7 @@ def finish_run(
             TrainedLength(**results["training"]),
             significance,
         )
-        log.info(f"Saved the fine-tuned model to {model_path} (load it with SentenceTransformer(path))")
+        log.info(f"Saved the fine-tuned model to {model_path} (load it with {type(model).__name__}(path))")
     table = write_results(output_dir, results, reported.baseline, reported.finetuned, significance)
     log.info(
         f"{evaluator.name} {evaluator.primary_metric} by dimension:\n{table}\nReport: {output_dir / 'report.md'}"

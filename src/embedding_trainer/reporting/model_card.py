@@ -8,6 +8,7 @@ from sentence_transformers import SentenceTransformer
 
 from embedding_trainer.evaluation.base import DimensionMetrics
 from embedding_trainer.evaluation.significance import Significance
+from embedding_trainer.models.cross_encoder import CROSS_ENCODER, family_of
 from embedding_trainer.reporting.results import primary_table
 from embedding_trainer.reporting.run_report import (
     data_name,
@@ -26,6 +27,9 @@ TASKS = {
     "knn": "Classification",
     "softmax": "Classification",
     "triplet": "Triplet",
+    "reranking": "Reranking",
+    "pair_classification": "Cross Encoder Classification",
+    "correlation": "Cross Encoder Correlation",
 }
 
 
@@ -73,7 +77,9 @@ def fill_card_data(
         card.set_language(settings.language)
     if settings.license:
         card.set_license(settings.license)
-    card.add_tags(["embedding-trainer", "matryoshka"])
+    card.add_tags(
+        ["embedding-trainer"] if family_of(model) == CROSS_ENCODER else ["embedding-trainer", "matryoshka"]
+    )
     task = TASKS.get(evaluator_name, evaluator_name.replace("_", " ").title())
     evaluation = CardEvaluation(evaluation_dataset_id(run), f"{metric}_dim{max(finetuned)}", task)
     card.eval_results_dict = {
@@ -145,6 +151,8 @@ def usage_lines(model: SentenceTransformer, repo_id: str | None, dims: list[int]
     (`encode_lines`), and load truncated to the smallest of `dims` (descending)."""
     model_id = repo_id or "path/to/model"
     where = "" if repo_id else "  # this folder, or its hub id once uploaded"
+    if family_of(model) == CROSS_ENCODER:
+        return cross_encoder_usage(model_id, where)
     return [
         "from sentence_transformers import SentenceTransformer",
         "",
@@ -152,6 +160,19 @@ def usage_lines(model: SentenceTransformer, repo_id: str | None, dims: list[int]
         *encode_lines(model),
         f"# Smaller, faster embeddings: truncate to any evaluated dimension ({', '.join(map(str, dims))})",
         f'small = SentenceTransformer("{model_id}", truncate_dim={dims[-1]})',
+    ]
+
+
+def cross_encoder_usage(model_id: str, where: str) -> list[str]:
+    """The usage example of a cross-encoder: load it, score pairs and rank passages for a query."""
+    query = "How many people live in Berlin?"
+    passages = ["Berlin has 3.7 million inhabitants.", "Berlin is known for its museums."]
+    return [
+        "from sentence_transformers import CrossEncoder",
+        "",
+        f'model = CrossEncoder("{model_id}"){where}',
+        f"scores = model.predict([({query!r}, {passages[0]!r}), ({query!r}, {passages[1]!r})])",
+        f"ranked = model.rank({query!r}, {passages!r})  # passages by score, best first",
     ]
 
 

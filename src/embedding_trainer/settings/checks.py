@@ -20,6 +20,15 @@ from embedding_trainer.settings.evaluation_checks import (
     check_guards,
     check_model_dimension,
 )
+from embedding_trainer.settings.family import (
+    CROSS_ENCODER,
+    EMBEDDING_ONLY,
+    FAMILY_MODELS,
+    FAMILY_NAMES,
+    loss_family,
+    model_family,
+    selected,
+)
 from embedding_trainer.settings.renamed_keys import fold_renamed_keys
 from embedding_trainer.settings.resolvers import CONFIG_DIR
 from embedding_trainer.training.early_stopping import check_early_stopping
@@ -61,12 +70,45 @@ def check_loss_accepts_dataset_type(cfg: DictConfig) -> None:
     if trained_dataset_type(cfg) != dataset_type:
         return
     if dataset_type not in cfg.loss.accepts:
-        fitting = option_names("loss", lambda loss: dataset_type in loss.get("accepts", []))
+        family = loss_family(cfg.loss)
+        fitting = option_names(
+            "loss", lambda loss: dataset_type in loss.get("accepts", []) and loss_family(loss) == family
+        )
         raise ConfigError(
             f"loss {class_name(cfg.loss._target_)} cannot train on dataset_type={dataset_type}: it "
             f"accepts {list(cfg.loss.accepts)}. Losses for dataset_type={dataset_type}: {', '.join(fitting)} "
             f"(choose with loss=<name>)."
         )
+
+
+def check_model_family(cfg: DictConfig) -> None:
+    """The loss trains the model's family (`models.cross_encoder`), and a cross-encoder runs on a dataset
+    type it has an evaluator for (`reranker_evaluator`) without the embedding-only parts (`EMBEDDING_ONLY`:
+    a Matryoshka modifier, a teacher, LoRA, an adapter, a regularizer, several objectives); else a
+    ConfigError saying what to change."""
+    model, loss = model_family(cfg.model), loss_family(cfg.loss)
+    dataset_type = cfg.dataset_type.name
+    if model != loss:
+        fitting = option_names(
+            "loss", lambda option: loss_family(option) == model and dataset_type in option.get("accepts", [])
+        )
+        raise ConfigError(
+            f"The loss {cfg.loss._target_} trains {FAMILY_NAMES[loss]}, but the model is "
+            f"{FAMILY_NAMES[model]}: choose a loss for it on dataset_type={dataset_type} "
+            f"(loss={', loss='.join(fitting) or '<none fits this dataset type>'}) or {FAMILY_NAMES[loss]} "
+            f"({FAMILY_MODELS[loss]})."
+        )
+    if model != CROSS_ENCODER:
+        return
+    if cfg.dataset_type.get("reranker_evaluator") is None:
+        fitting = option_names("dataset_type", lambda option: "reranker_evaluator" in option)
+        raise ConfigError(
+            f"dataset_type={dataset_type} has no cross-encoder evaluator (reranker_evaluator): train a "
+            f"cross-encoder on dataset_type={' or '.join(fitting)}."
+        )
+    for part, (key, fix) in EMBEDDING_ONLY.items():
+        if selected(cfg, key):
+            raise ConfigError(f"A cross-encoder trains without a {part} ({key} is set): add {fix}.")
 
 
 def check_modifier_wraps_loss(cfg: DictConfig) -> None:
@@ -219,6 +261,7 @@ def validate_config(cfg: DictConfig) -> None:
         check_objectives(cfg, validate_config)
         return
     check_required(cfg)
+    check_model_family(cfg)
     check_loss_accepts_dataset_type(cfg)
     check_modifier_wraps_loss(cfg)
     check_modifier_keeps_dimension(cfg)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from embedding_trainer.settings.family import CROSS_ENCODER, model_family
 from embedding_trainer.settings.renamed_keys import fold_renamed_keys
 from embedding_trainer.training.objectives import objective_names, objective_view, objective_weights
 
@@ -91,6 +92,9 @@ class EvaluationSettings:
         evaluation = cfg.evaluation
         guard = evaluation.forgetting_guard
         score, health = evaluation.selection_score, evaluation.health
+        evaluator = cfg.dataset_type.evaluator
+        if model_family(cfg.model) == CROSS_ENCODER:  # its own evaluator; the guards encode embeddings
+            evaluator, guard, health = cfg.dataset_type.reranker_evaluator, None, None
         return cls(
             dims=tuple(evaluation.dims),
             every_n_steps=evaluation.every_n_steps,
@@ -101,7 +105,7 @@ class EvaluationSettings:
             bootstrap=Bootstrap(**OmegaConf.to_container(evaluation.bootstrap, resolve=True)),
             embedding_cache=bool(evaluation.embedding_cache),
             cache_dir=Path(cfg.paths.cache_dir),
-            evaluator=cfg.dataset_type.evaluator,
+            evaluator=evaluator,
             objective_evaluators={
                 name: objective_view(cfg, name).dataset_type.evaluator for name in objective_names(cfg)
             },

@@ -25,6 +25,7 @@ HARNESS_KEYS = (
     "truncates_embeddings",
     "teacher_targets",
     "mask_known_relevance",
+    "model_family",
 )
 GATHER_ARGUMENT = "gather_across_devices"
 

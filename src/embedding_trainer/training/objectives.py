@@ -18,6 +18,7 @@ from embedding_trainer.adapters.training import adapter_kind
 from embedding_trainer.data.datamodule import EmbeddingDataModule
 from embedding_trainer.data.hard_negatives import hard_negative_settings
 from embedding_trainer.data.objectives import OBJECTIVE_SAMPLERS
+from embedding_trainer.settings.family import EMBEDDING, loss_family
 from embedding_trainer.training.declared import LoggedTerms, terms_of
 from embedding_trainer.training.losses import class_name
 from embedding_trainer.utils.errors import ConfigError
@@ -116,7 +117,8 @@ class ObjectiveSettings:
     - `penalized_dims`: the dimensions the regularizer penalises (the run's `matryoshka_dims` when the
       modifier truncates embeddings, else the model's full dimension);
     - `batch_size` (`data.batch_size`) and `weight` (its loss's weight in the total; 1 alone);
-    - the loss's harness keys: `mask_known_relevance`, `in_batch_negatives`, `tie_encoder_decoder`."""
+    - the loss's harness keys: `mask_known_relevance`, `in_batch_negatives`, `tie_encoder_decoder`, and
+      the `model_family` it trains (`settings.family`: a cross-encoder's batches carry texts)."""
 
     name: str | None
     loss: DictConfig
@@ -128,6 +130,7 @@ class ObjectiveSettings:
     mask_known_relevance: bool = False
     in_batch_negatives: bool = False
     tie_encoder_decoder: bool = False
+    model_family: str = EMBEDDING
 
     @property
     def loss_name(self) -> str:
@@ -150,6 +153,7 @@ class ObjectiveSettings:
             mask_known_relevance=bool(view.loss.get("mask_known_relevance")),
             in_batch_negatives=bool(view.loss.get("in_batch_negatives")),
             tie_encoder_decoder=bool(view.loss.get("tie_encoder_decoder")),
+            model_family=loss_family(view.loss),
         )
 
 
