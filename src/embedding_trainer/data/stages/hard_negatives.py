@@ -51,8 +51,12 @@ class HardNegativeMining(DataStage):
             )
         if "n_tuple" not in cfg.loss.accepts:
             from embedding_trainer.settings.checks import option_names  # the checks import the stages
+            from embedding_trainer.settings.family import loss_family
 
-            fitting = option_names("loss", lambda loss: "n_tuple" in loss.get("accepts", []))
+            family = loss_family(cfg.loss)  # the run's model family: the losses a user could switch to
+            fitting = option_names(
+                "loss", lambda loss: "n_tuple" in loss.get("accepts", []) and loss_family(loss) == family
+            )
             raise ConfigError(
                 f"With data.hard_negatives the rows become (anchor, positive, negative_1..n), which loss "
                 f"{class_name(cfg.loss._target_)} cannot train on; losses that can: {', '.join(fitting)}."
