@@ -191,8 +191,14 @@ def test_keep_layers_refuses_layers_the_model_does_not_have(make_cfg, layers):
         keep_layers(model, layers)
 
 
-def test_every_model_option_is_a_teacher_option_of_the_same_config():
-    models = {path.stem for path in (CONFIG_DIR / "model").glob("*.yaml")}
+def test_every_embedding_model_option_is_a_teacher_option_of_the_same_config():
+    # A cross-encoder (`family: cross_encoder`) is not a teacher yet: issue 30's reranker teacher.
+    models = {
+        path.stem
+        for path in (CONFIG_DIR / "model").glob("*.yaml")
+        if "family: cross_encoder" not in path.read_text()
+    }
+    assert {"minilm", "tiny"} <= models and not {"cross_encoder", "tiny_cross_encoder"} & models
     assert models == {path.stem for path in (CONFIG_DIR / "teacher").glob("*.yaml")}
     for name in models:
         assert f"/model/{name}@_here_" in (CONFIG_DIR / "teacher" / f"{name}.yaml").read_text()
