@@ -84,7 +84,7 @@ def test_the_data_module_batches_frozen_vectors_given_through_its_contract(make_
     assert datamodule.global_batches(world_size=1)[1] is collator
     other = build_datamodule(make_cfg(*FAST))
     other.load()
-    other.use_batch_needs(BatchNeeds(text_ids=RelevanceSets([], ["anchor", "positive"])))
+    other.use_batch_needs(BatchNeeds(text_ids=RelevanceSets.of_pairs([], ["anchor", "positive"])))
     with pytest.raises(RuntimeError, match="already another loss input"):
         other.use_collator(collator)
 

@@ -63,7 +63,7 @@ QUERY_TO_DOC = SimpleNamespace(directions=("query_to_doc",))  # MNRL's default d
 
 
 def relevance(columns=COLUMNS) -> RelevanceSets:
-    return RelevanceSets(ROWS, columns)
+    return RelevanceSets.of_pairs(ROWS, columns)
 
 
 def test_the_mask_of_a_constructed_batch_is_exact():
@@ -246,7 +246,7 @@ def test_when_nothing_repeats_the_masked_loss_is_exactly_the_unmasked_one(tiny, 
     guide = build_tiny_model(str(tmp_path), seed=11)
     rows = [{"anchor": f"question {i}", "positive": f"answer {i}"} for i in range(4)]
     columns = ["anchor", "positive"]
-    sets = RelevanceSets([(row["anchor"], row["positive"]) for row in rows], columns)
+    sets = RelevanceSets.of_pairs([(row["anchor"], row["positive"]) for row in rows], columns)
     batch_features = features(tiny, rows, columns)
     loss = KnownRelevanceLoss(make_loss(tiny, guide), sets)
     value = loss(batch_features, sets(rows))

@@ -35,7 +35,7 @@ def tiny(tmp_path_factory):
 
 
 def sets() -> RelevanceSets:
-    return RelevanceSets(ROWS, COLUMNS)
+    return RelevanceSets.of_pairs(ROWS, COLUMNS)
 
 
 def scorer_of(loss: torch.nn.Module) -> torch.nn.Module:

@@ -7,6 +7,7 @@ n^2 / 2^129 (below 1e-24 for 10 million texts), so equal digests are taken as eq
 16 bytes, its group 8."""
 
 import hashlib
+import tempfile
 from collections.abc import Callable, Iterator
 from functools import cached_property
 from pathlib import Path
@@ -27,6 +28,15 @@ def column_chunks(
     read, chunk_rows = {column: dataset[column] for column in columns}, chunk_rows or CHUNK_ROWS
     for start in range(0, len(dataset), chunk_rows):
         yield start, {column: values[start : start + chunk_rows] for column, values in read.items()}
+
+
+def scratch_array(size: int, dtype: type = np.uint64) -> np.ndarray:
+    """An array of `size` `dtype` values in a temporary file (its pages are the file's, not resident memory;
+    the file is gone once the array is)."""
+    if not size:
+        return np.zeros(0, dtype)
+    file = tempfile.TemporaryFile()  # noqa: SIM115 (the map holds it open; gone when both close)
+    return np.memmap(file, dtype=dtype, mode="w+", shape=(size,))
 
 
 def column_texts(dataset: datasets.Dataset, column: str, chunk_rows: int | None = None) -> Iterator:

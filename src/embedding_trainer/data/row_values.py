@@ -2,36 +2,27 @@
 64-bit text keys in numpy arrays, so that millions of rows take 8 bytes per text, not Python sets."""
 
 import re
-import tempfile
 from collections.abc import Sequence
 
 import datasets
 import numpy as np
 
-from embedding_trainer.data.chunked import column_chunks
+from embedding_trainer.data.chunked import column_chunks, scratch_array
 from embedding_trainer.data.token_cache import text_keys
 
 # The columns whose texts rows may share within a batch: a triplet's or n-tuple's negatives.
 NEGATIVE_COLUMN = re.compile(r"negative(_\d+)?")
 
 
-def _column_keys(rows: datasets.Dataset, columns: Sequence[str], chunk_size: int = 65536) -> np.ndarray:
+def column_keys(rows: datasets.Dataset, columns: Sequence[str], chunk_size: int = 65536) -> np.ndarray:
     """The text keys of `columns` ([rows, columns] uint64), in a file-backed array (not resident)."""
     if not len(rows) or not columns:
         return np.zeros((len(rows), len(columns)), np.uint64)
-    keys = _scratch(len(rows) * len(columns)).reshape(len(rows), len(columns))
+    keys = scratch_array(len(rows) * len(columns)).reshape(len(rows), len(columns))
     for index, column in enumerate(columns):
         for start, chunk in column_chunks(rows, [column], chunk_size):
             keys[start : start + len(chunk[column]), index] = text_keys(chunk[column])
     return keys
-
-
-def _scratch(size: int) -> np.ndarray:
-    """A uint64 array of `size` in a temporary file (its pages are the file's, not resident memory)."""
-    if not size:
-        return np.zeros(0, np.uint64)
-    file = tempfile.TemporaryFile()  # noqa: SIM115 (the map holds it open; gone when both close)
-    return np.memmap(file, dtype=np.uint64, mode="w+", shape=(size,))
 
 
 def _longest_run(values: np.ndarray, chunk_size: int) -> tuple[int, int]:
@@ -79,7 +70,7 @@ class RowValues(Sequence):
         """(a value held by the most rows, how many rows hold it), over all rows ((0, 0) for none).
         Counted by sorting every row's distinct values in place in a temporary file, in chunks."""
         rows, columns = self.texts.shape
-        held = _scratch(rows * columns + len(self.data))
+        held = scratch_array(rows * columns + len(self.data))
         size = 0
         for start in range(0, rows, chunk_size):
             block = np.asarray(self.texts[start : start + chunk_size])
@@ -109,7 +100,7 @@ def _shared_negatives(
     holder_rows = np.repeat(np.arange(len(rows)), texts.shape[1])
     order = np.argsort(flat, kind="stable")
     flat, holder_rows = flat[order], holder_rows[order]
-    negative_keys = _column_keys(rows, negatives)
+    negative_keys = column_keys(rows, negatives)
     pairs = []
     for index in range(len(negatives)):
         keys = np.asarray(negative_keys[:, index])
@@ -145,7 +136,7 @@ def row_values(dataset: datasets.Dataset, columns: Sequence[str]) -> RowValues:
     """
     negatives = [column for column in columns if NEGATIVE_COLUMN.fullmatch(column)]
     others = [column for column in columns if column not in negatives]
-    texts = _column_keys(dataset, others)
+    texts = column_keys(dataset, others)
     empty = np.zeros(0, np.uint64)
     if not negatives or not others:
         return RowValues(dataset, others, texts, np.zeros(len(dataset) + 1, np.int64), empty, (empty, empty))

@@ -38,7 +38,7 @@ from sentence_transformers.sentence_transformer.losses import (
 )
 from torch import Tensor, nn
 
-from embedding_trainer.data.relevance import RelevanceSets
+from embedding_trainer.data.relevance import RelevanceSets, contains
 from embedding_trainer.training.declared import BatchNeeds, DeclaresBatchNeeds, LoggedTerms
 from embedding_trainer.training.losses import class_name
 from embedding_trainer.utils.errors import ConfigError
@@ -150,7 +150,7 @@ class BatchMask:
         (anchor, positive) pair."""
         a, b = self.flat_ids[rows], self.flat_ids[cols]
         known = (a >= 0)[:, None] & (b >= 0)[None, :]
-        related = known & torch.isin(a[:, None] * self.size + b[None, :], self.pair_keys)
+        related = known & contains(self.pair_keys, a[:, None] * self.size + b[None, :])
         same_row = (rows % self.rows)[:, None] == (cols % self.rows)[None, :]
         anchor_and_positive = (rows // self.rows)[:, None] + (cols // self.rows)[None, :] == 1
         return related & ~(same_row & anchor_and_positive)
