@@ -39,6 +39,21 @@ def scratch_array(size: int, dtype: type = np.uint64) -> np.ndarray:
     return np.memmap(file, dtype=dtype, mode="w+", shape=(size,))
 
 
+def run_starts(sorted_values: np.ndarray, chunk_size: int) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """For ascending `sorted_values` (an array or a memmap), read `chunk_size` values at a time: per chunk,
+    (the positions where a run of equal values starts, the values there). Each chunk is copied before it
+    is yielded, so the caller may overwrite `sorted_values` at or before the chunk's start."""
+    previous = None
+    for start in range(0, len(sorted_values), chunk_size):
+        chunk = np.array(sorted_values[start : start + chunk_size])
+        new = np.ones(len(chunk), bool)
+        new[1:] = chunk[1:] != chunk[:-1]
+        if previous is not None:
+            new[0] = chunk[0] != previous
+        previous, positions = chunk[-1], np.flatnonzero(new)
+        yield positions + start, chunk[positions]
+
+
 def column_texts(dataset: datasets.Dataset, column: str, chunk_rows: int | None = None) -> Iterator:
     """`dataset`'s values in `column`, in row order, read `chunk_rows` rows at a time (`column_chunks`)."""
     for _start, chunk in column_chunks(dataset, [column], chunk_rows):

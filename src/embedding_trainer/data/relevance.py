@@ -19,7 +19,7 @@ import datasets
 import numpy as np
 import torch
 
-from embedding_trainer.data.chunked import scratch_array
+from embedding_trainer.data.chunked import run_starts, scratch_array
 from embedding_trainer.data.row_values import column_keys
 from embedding_trainer.data.token_cache import text_keys
 
@@ -86,15 +86,10 @@ class RelevanceSets:
 def sorted_distinct(values: np.ndarray) -> np.ndarray:
     """`values` sorted in place, its distinct values moved to its front, which is returned (a view)."""
     values.sort()
-    kept, previous = 0, None
-    for start in range(0, len(values), CHUNK):
-        chunk = np.array(values[start : start + CHUNK])  # a copy: the writes below land at or before `start`
-        new = np.ones(len(chunk), bool)
-        new[1:] = chunk[1:] != chunk[:-1]
-        if previous is not None:
-            new[0] = chunk[0] != previous
-        values[kept : kept + int(new.sum())] = chunk[new]
-        kept, previous = kept + int(new.sum()), chunk[-1]
+    kept = 0
+    for _positions, distinct in run_starts(values, CHUNK):
+        values[kept : kept + len(distinct)] = distinct
+        kept += len(distinct)
     return values[:kept]
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import datasets
 import numpy as np
 
-from embedding_trainer.data.chunked import column_chunks, scratch_array
+from embedding_trainer.data.chunked import column_chunks, run_starts, scratch_array
 from embedding_trainer.data.token_cache import text_keys
 
 # The columns whose texts rows may share within a batch: a triplet's or n-tuple's negatives.
@@ -27,17 +27,16 @@ def column_keys(rows: datasets.Dataset, columns: Sequence[str], chunk_size: int 
 
 def _longest_run(values: np.ndarray, chunk_size: int) -> tuple[int, int]:
     """(the value of the longest run of equal values in sorted `values`, its length), read in chunks."""
-    best, best_length, run_start = 0, 0, 0
-    for start in range(0, len(values), chunk_size):
-        chunk = np.asarray(values[max(start - 1, 0) : start + chunk_size])
-        changes = np.flatnonzero(chunk[1:] != chunk[:-1]) + 1 + max(start - 1, 0)
-        edges = np.concatenate([[run_start], changes[changes > run_start]])
-        lengths = np.diff(edges)
+    best, best_length = 0, 0
+    open_start, open_value = np.zeros(0, np.int64), values[:0]  # the last run seen, its end not yet
+    for positions, heads in run_starts(values, chunk_size):
+        starts, firsts = np.concatenate([open_start, positions]), np.concatenate([open_value, heads])
+        lengths = np.diff(starts)
         if len(lengths) and lengths.max() > best_length:
-            best_length, best = int(lengths.max()), int(values[edges[int(np.argmax(lengths))]])
-        run_start = int(edges[-1])
-    if len(values) - run_start > best_length:
-        best_length, best = len(values) - run_start, int(values[run_start])
+            best_length, best = int(lengths.max()), int(firsts[int(np.argmax(lengths))])
+        open_start, open_value = starts[-1:], firsts[-1:]
+    if len(open_start) and len(values) - int(open_start[0]) > best_length:
+        best_length, best = len(values) - int(open_start[0]), int(open_value[0])
     return best, best_length
 
 
