@@ -9,6 +9,7 @@ option's description from its YAML file's header comment (`option_description`).
 """
 
 import re
+import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -102,3 +103,37 @@ def evaluate_main(cfg: DictConfig) -> float:
     from embedding_trainer.runs.lifecycle import run_command
 
     return run_command(lambda: evaluate(cfg))["val/score"]
+
+
+def model_path_overrides(argv: list[str]) -> list[str]:
+    """`argv` with `model=<X>`, where X is not an option of conf/model/ (a folder or a hub id), read as
+    `model=local model.name_or_path=<X>`; every other argument unchanged."""
+    options = {path.stem for path in (CONFIG_DIR / "model").glob("*.yaml")}
+    rewritten = []
+    for argument in argv:
+        key, _, value = argument.partition("=")
+        if key == "model" and value and value not in options:
+            rewritten += ["model=local", f"model.name_or_path={value}"]
+        else:
+            rewritten.append(argument)
+    return rewritten
+
+
+@hydra.main(version_base="1.3", config_path=str(CONFIG_DIR), config_name="serve")
+def _serve(cfg: DictConfig) -> None:
+    from embedding_trainer.runs.lifecycle import run_command
+    from embedding_trainer.serving.server import serve
+
+    def job() -> tuple[dict, dict]:
+        serve(cfg)  # until interrupted
+        return {}, {}
+
+    run_command(job)
+
+
+def serve_main() -> None:
+    """`python serve.py`: serve the composed config's model as an OpenAI-compatible embeddings endpoint
+    until interrupted (`embedding_trainer.serving`); `model=<a folder or a hub id>` stands for
+    `model=local model.name_or_path=<it>`. Mistakes end it as `train_main`'s do (the message, exit status 2)."""
+    sys.argv[1:] = model_path_overrides(sys.argv[1:])
+    _serve()

@@ -47,6 +47,7 @@ CONFIG_READERS = {
         "embedding_trainer/cli.py",
         "embedding_trainer/train.py",
         "embedding_trainer/evaluate.py",
+        "embedding_trainer/serving/server.py",  # serve(cfg) and its ServeSettings.from_config
     },
     "Hydra plugins and factories (instantiate `_target_` nodes)": {
         "hydra_plugins/embedding_trainer_optuna_sweeper/_impl.py",
