@@ -6,7 +6,7 @@ import logging
 
 import pytest
 
-from embedding_trainer.data.hard_negatives import HardNegativeSettings, mine_cached
+from embedding_trainer.data.hard_negatives import HardNegativeSettings, mine_cached, mining_key
 from embedding_trainer.data.sources import read_retrieval_split
 from embedding_trainer.models.loading import build_tiny_model
 from embedding_trainer.settings.resolvers import PROJECT_ROOT
@@ -55,6 +55,35 @@ def test_relative_margin_drops_candidates_too_close_to_the_positive(pairs, miner
     assert len(mined.rows) > 0
     for positive, *negatives in mined.scores:
         assert all(negative <= positive * 0.995 + 1e-6 for negative in negatives)
+
+
+def test_rows_without_mined_negatives_are_kept_with_sampled_ones_or_dropped(pairs, miner, tmp_path):
+    strict = {"relative_margin": 0.002}  # the tiny model's near-equal scores leave some anchors too few
+    kept = mine_cached(pairs, miner, _settings(**strict), None, tmp_path, seed=0)
+    dropped = mine_cached(
+        pairs, miner, _settings(**strict, rows_without_negatives="drop"), None, tmp_path, seed=0
+    )
+    distinct = len(set(zip(pairs["anchor"], pairs["positive"])))
+    assert kept.cached != dropped.cached and kept.mined == dropped.mined == len(dropped.rows) > 0
+    assert kept.sampled == dropped.dropped > 0 and kept.dropped == dropped.sampled == 0
+    assert kept.mined + kept.sampled == len(kept.rows) == distinct and len(kept.scores) == kept.mined
+    assert kept.merged == len(pairs) - distinct and kept.to_json()["sampled"] == kept.sampled
+    assert f"{kept.sampled} got sampled ones" in kept.describe()
+    mined_pairs = {(row["anchor"], row["positive"]) for row in dropped.rows}
+    positives_of: dict[str, set[str]] = {}
+    for anchor, positive in zip(pairs["anchor"], pairs["positive"]):
+        positives_of.setdefault(anchor, set()).add(positive)
+    sampled = kept.rows.select(range(kept.mined, len(kept.rows)))
+    assert kept.rows.select(range(kept.mined)).to_list() == dropped.rows.to_list()
+    for row in sampled:
+        negatives = {row["negative_1"], row["negative_2"]}
+        assert (row["anchor"], row["positive"]) not in mined_pairs and len(negatives) == 2
+        assert not negatives & positives_of[row["anchor"]] and negatives <= set(pairs["positive"])
+    keys = {
+        mining_key(pairs, miner, _settings(rows_without_negatives=choice), None, 0)
+        for choice in ("sampled", "drop")
+    }
+    assert len(keys) == 2
 
 
 def test_a_filter_that_drops_everything_says_what_to_relax(pairs, miner, tmp_path):
@@ -107,6 +136,8 @@ def test_a_run_trains_on_mined_rows_and_reports_them(make_cfg, tmp_path):
         "data.hard_negatives.relative_margin=null",
     ]
     train(make_cfg(*overrides))
+    results = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert results["hard_negatives"]["training_rows"] == 48 and results["hard_negatives"]["mined"] > 0
     written = [
         json.loads(line) for line in (tmp_path / "run" / "data" / "train.jsonl").read_text().splitlines()
     ]
@@ -130,6 +161,10 @@ def test_a_run_trains_on_mined_rows_and_reports_them(make_cfg, tmp_path):
         (["+data.hard_negatives.window=5"], "its keys are num_negatives"),
         (["data.hard_negatives.corpus=/no/such/corpus.jsonl"], "does not exist"),
         (["data.hard_negatives.corpus_on_disk_from=-1"], "corpus_on_disk_from must be a number of documents"),
+        (
+            ["data.hard_negatives.rows_without_negatives=in_batch"],
+            "rows_without_negatives must be one of sampled, drop",
+        ),
     ],
 )
 def test_settings_that_cannot_mine_are_refused_before_anything_loads(

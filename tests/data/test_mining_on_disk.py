@@ -2,7 +2,8 @@
 mines what sentence-transformers' `mine_hard_negatives` mines (same rows, negatives and scores), with and
 without a corpus of its own, with the filters active and chunks smaller than the data; with
 `sampling=random` it is seeded, independent of the chunk sizes and draws from the same window; the
-threshold picks the miner and enters the cache key only where the result can change."""
+threshold picks the miner and enters the cache key only where the result can change; rows without
+negatives are kept as in memory."""
 
 import json
 import random
@@ -84,6 +85,20 @@ def test_top_sampling_mines_what_sentence_transformers_mines(pairs, miner, corpu
     for active in ("relative_margin", "max_score"):  # each filter set skipped candidates
         assert (changes.get(active) is not None) == (f"due to the {active}" in printed)
     assert f"{len(mined)} of " in summary
+
+
+def test_rows_without_negatives_are_kept_as_the_mining_in_memory_keeps_them(pairs, miner, tmp_path):
+    strict = {"relative_margin": 0.002, "max_score": 0.975}
+    kept = [
+        mine_cached(
+            pairs, miner, _settings(**strict, corpus_on_disk_from=at), None, tmp_path / str(at), seed=0
+        )
+        for at in (None, 0)  # one cache each: `top` mines the same either way
+    ]
+    assert kept[1].summary.startswith("Mined with the corpus embeddings on disk")
+    assert kept[0].to_json() == kept[1].to_json() and kept[1].sampled > 0 and kept[1].dropped == 0
+    sampled = [mining.rows.select(range(mining.mined, len(mining.rows))).to_list() for mining in kept]
+    assert sampled[0] == sampled[1]  # the same rows lacked negatives, and the same seed drew theirs
 
 
 @pytest.mark.slow

@@ -5,7 +5,9 @@ corpus of their own. The mined rows are cached under the cache folder, keyed by 
 fingerprint (weights, maximum length, pooling, prompts: `encoder_fingerprint`), the rows' and
 corpus' fingerprints and every mining setting that changes the result, so a second run with the same
 settings does not mine again. A corpus of at least `corpus_on_disk_from` documents is mined with its
-embeddings on disk instead (`mining_on_disk`, the same results for `sampling=top`)."""
+embeddings on disk instead (`mining_on_disk`, the same results for `sampling=top`). Rows that get too
+few negatives past the filters are kept with sampled negatives or left out, as
+`rows_without_negatives` says (`unmined_rows`), and counted."""
 
 import contextlib
 import io
@@ -15,6 +17,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import datasets
+import numpy as np
 import torch
 from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
@@ -22,6 +25,8 @@ from sentence_transformers.util import mine_hard_negatives
 
 from embedding_trainer.data.mining_on_disk import mine_on_disk
 from embedding_trainer.data.sources import read_corpus
+from embedding_trainer.data.token_cache import text_keys
+from embedding_trainer.data.unmined_rows import WITHOUT_NEGATIVES, with_unmined_rows
 from embedding_trainer.models.loading import load_pretrained
 from embedding_trainer.settings.block import settings_from_block
 from embedding_trainer.utils.atomic_folder import building
@@ -43,7 +48,9 @@ class HardNegativeSettings:
     `relative_margin` of the positive's score (likely false negatives), are skipped. `corpus`:
     `positives` (the training positives) or a retrieval folder or `{text}` JSONL file. A corpus of at
     least `corpus_on_disk_from` documents (positives included; None: never) keeps its embeddings on
-    disk while mining (`mining_on_disk`)."""
+    disk while mining (`mining_on_disk`). `rows_without_negatives`: what becomes of a row with too few
+    negatives past the filters: `sampled` (kept, with negatives drawn at random from the corpus, never a
+    positive of its anchor) or `drop` (left out)."""
 
     num_negatives: int = 0
     model: str = "base"
@@ -55,6 +62,7 @@ class HardNegativeSettings:
     corpus: str = "positives"
     batch_size: int = 64
     corpus_on_disk_from: int | None = 500_000
+    rows_without_negatives: str = "sampled"
 
     @property
     def enabled(self) -> bool:
@@ -95,6 +103,12 @@ class HardNegativeSettings:
             raise ConfigError(
                 "data.hard_negatives.corpus_on_disk_from must be a number of documents of at least 0 (null: "
                 f"never mine with the corpus on disk), got {self.corpus_on_disk_from!r}."
+            )
+        if self.rows_without_negatives not in WITHOUT_NEGATIVES:
+            raise ConfigError(
+                f"data.hard_negatives.rows_without_negatives must be one of {', '.join(WITHOUT_NEGATIVES)}, got "
+                f"{self.rows_without_negatives!r} (in_batch is not offered: every batch carries the same "
+                "negative columns; docs/data.md says why)."
             )
         if self.corpus != "positives" and not Path(self.corpus).exists():
             raise ConfigError(
@@ -142,24 +156,48 @@ def miner_and_corpus(
 
 @dataclass
 class MinedRows:
-    """The mined rows (anchor, positive, negative_1..n), each row's [positive, negatives...] scores
-    by the miner, how many anchors there were, the miner's own summary, and where they are cached."""
+    """The training rows after mining (anchor, positive, negative_1..n): first the `mined` ones, then the
+    `sampled` ones (`rows_without_negatives=sampled`); the mined rows' [positive, negatives...] scores by
+    the miner; how many training rows there were (`anchors`), how many were left out (`dropped`), the
+    miner's own summary, and where they are cached."""
 
     rows: datasets.Dataset
     scores: list[list[float]]
     anchors: int
+    mined: int
+    sampled: int
+    dropped: int
     summary: str
     seconds: float
     cached: Path
     from_cache: bool
 
+    @property
+    def merged(self) -> int:
+        """Repeated (anchor, positive) rows that became one row."""
+        return self.anchors - self.mined - self.sampled - self.dropped
+
     def describe(self) -> str:
         source = "read from the cache" if self.from_cache else f"mined in {self.seconds:.0f} s"
         negatives = len(self.rows.column_names) - 2
+        merged = f"; {self.merged} repeated (anchor, positive) rows merged" if self.merged else ""
         return (
-            f"Hard negatives ({source}, {self.cached}): {len(self.rows)} of {self.anchors} training rows got their "
-            f"{negatives} negative{'s' if negatives != 1 else ''}."
+            f"Hard negatives ({source}, {self.cached}): of {self.anchors} training rows, {self.mined} got "
+            f"{negatives} mined negative{'s' if negatives != 1 else ''}, {self.sampled} got sampled ones (too "
+            f"few candidates past the filters), {self.dropped} were left out{merged}."
         )
+
+    def to_json(self) -> dict:
+        """The counts for results.json."""
+        return {
+            "training_rows": self.anchors,
+            "mined": self.mined,
+            "sampled": self.sampled,
+            "dropped": self.dropped,
+            "merged": self.merged,
+            "negatives": len(self.rows.column_names) - 2,
+            "from_cache": self.from_cache,
+        }
 
 
 def mining_key(
@@ -168,13 +206,17 @@ def mining_key(
     settings: HardNegativeSettings,
     corpus: list[str] | None,
     seed: int,
+    disk: bool | None = None,
 ) -> str:
     """The cache key of mining `rows` with `miner`, `settings`, `corpus` and `seed` (the folder name
-    under `<cache_dir>/hard_negatives/`). `corpus_on_disk_from` counts only where it changes the result
-    (`random` sampling with the corpus on disk draws otherwise)."""
+    under `<cache_dir>/hard_negatives/`; `disk`: `on_disk`'s answer when known). `corpus_on_disk_from`
+    counts only where it changes the result (`random` sampling with the corpus on disk draws otherwise),
+    `rows_without_negatives` unless it is `drop` (the rows mined before it existed)."""
     key = asdict(settings)
     del key["corpus_on_disk_from"]
-    if settings.sampling == "random" and on_disk(rows, settings, corpus):
+    if key["rows_without_negatives"] == "drop":
+        del key["rows_without_negatives"]
+    if settings.sampling == "random" and (on_disk(rows, settings, corpus) if disk is None else disk):
         key["drawn_on_disk"] = True
     return settings_fingerprint(
         {
@@ -195,14 +237,18 @@ def mine_cached(
     cache_dir: str | Path,
     seed: int,
 ) -> MinedRows:
-    """`rows` (anchor, positive) with mined negatives, from the cache when these exact settings,
-    miner, rows and corpus were mined before; else mined (seeded) and cached."""
-    folder = Path(cache_dir) / "hard_negatives" / mining_key(rows, miner, settings, corpus, seed)
+    """`rows` (anchor, positive) with mined negatives (and the rows without them, as
+    `settings.rows_without_negatives` says), from the cache when these exact settings, miner, rows and
+    corpus were mined before; else mined (seeded) and cached."""
+    disk = on_disk(rows, settings, corpus)
+    folder = Path(cache_dir) / "hard_negatives" / mining_key(rows, miner, settings, corpus, seed, disk)
     if (folder / "meta.json").is_file():
         log.info(f"Hard negatives: reusing {folder} (mined earlier with the same model, data and settings)")
-        return _read(folder, from_cache=True)
+        result = _read(folder, from_cache=True)
+        log.info(result.describe())
+        return result
     started = time.time()
-    if on_disk(rows, settings, corpus):
+    if disk:
         folder.parent.mkdir(parents=True, exist_ok=True)
         mined, summary = mine_on_disk(rows, miner, settings, corpus, seed, folder.parent)
     else:
@@ -213,7 +259,10 @@ def mine_cached(
             f"{settings.num_negatives} negatives in ranks {settings.range_min}..{settings.range_max} past the "
             "filters. Lower data.hard_negatives.num_negatives, widen the window, or relax max_score/relative_margin."
         )
-    _write(folder, mined, len(rows), summary, time.time() - started)
+    count = len(mined)
+    mined, missing = with_unmined_rows(rows, mined, settings.rows_without_negatives, corpus, seed, SCORES)
+    counts = {"anchors": len(rows), "mined": count, "sampled": len(mined) - count}
+    _write(folder, mined, {**counts, "dropped": missing - counts["sampled"]}, summary, time.time() - started)
     result = _read(folder, from_cache=False)
     log.info(result.describe())
     return result
@@ -221,10 +270,11 @@ def mine_cached(
 
 def on_disk(rows: datasets.Dataset, settings: HardNegativeSettings, corpus: list[str] | None) -> bool:
     """Whether mining `rows` against `corpus` (None: their positives) keeps the corpus embeddings on disk:
-    the corpus, positives included, has at least `settings.corpus_on_disk_from` distinct documents."""
+    the corpus, positives included, has at least `settings.corpus_on_disk_from` distinct documents (counted
+    by their 64-bit keys: 8 bytes a text, no set of the texts)."""
     if settings.corpus_on_disk_from is None:
         return False
-    documents = set(rows["positive"]).union(corpus or ())
+    documents = np.unique(np.concatenate([text_keys(rows["positive"]), text_keys(corpus or [])]))
     return len(documents) >= settings.corpus_on_disk_from
 
 
@@ -259,22 +309,25 @@ def _mine_in_memory(
     return mined, printed.getvalue().strip()
 
 
-def _write(folder: Path, mined: datasets.Dataset, anchors: int, summary: str, seconds: float) -> None:
-    """Store the mining under `folder` atomically (a second run filling it at once wins or loses whole)."""
+def _write(folder: Path, mined: datasets.Dataset, counts: dict, summary: str, seconds: float) -> None:
+    """Store the mining and its `counts` (anchors, mined, sampled, dropped) under `folder` atomically (a
+    second run filling it at once wins or loses whole)."""
     with building(folder) as partial:
         mined.save_to_disk(str(partial / "rows"))
-        (partial / "meta.json").write_text(
-            json.dumps({"anchors": anchors, "summary": summary, "seconds": seconds})
-        )
+        (partial / "meta.json").write_text(json.dumps({**counts, "summary": summary, "seconds": seconds}))
 
 
 def _read(folder: Path, from_cache: bool) -> MinedRows:
     meta = json.loads((folder / "meta.json").read_text())
     stored = datasets.load_from_disk(str(folder / "rows"))
+    mined = meta.get("mined", len(stored))  # a folder from before `rows_without_negatives`: `drop`
     return MinedRows(
         rows=stored.remove_columns(SCORES),
-        scores=stored[SCORES],
+        scores=stored[SCORES][:mined],
         anchors=meta["anchors"],
+        mined=mined,
+        sampled=meta.get("sampled", 0),
+        dropped=meta.get("dropped", meta["anchors"] - mined),
         summary=meta["summary"],
         seconds=meta["seconds"],
         cached=folder,

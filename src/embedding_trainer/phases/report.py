@@ -91,7 +91,8 @@ def run_results(
     provenance: dict | None,
 ) -> dict:
     """results.json's payload: the reported table (`results_payload`) with the run's `provenance`, the
-    guards, how the model was chosen, the fit's length, early stopping, the teacher and the objectives."""
+    guards, how the model was chosen, the fit's length, early stopping, the teacher, the objectives and
+    the hard-negative mining's row counts."""
     evaluator, reported, step = evaluations.evaluator, scores.reported, chosen.step
     stopping, teacher, objectives = training.stopping, rows.teacher, scores.objectives
     results = results_payload(
@@ -113,6 +114,7 @@ def run_results(
         if teacher
         else None,
         objectives={result.name: result.to_json() for result in objectives} if objectives else None,
+        hard_negatives=rows.mined.to_json() if rows.mined else None,
     )
     return results
 
