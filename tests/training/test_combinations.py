@@ -86,6 +86,8 @@ EXPECTED_TABLE = {
     *(("pair_binary", loss) for loss in ["ce_bce", "ce_mse"]),
     *(("score", loss) for loss in ["ce_bce", "ce_mse"]),
     *((dataset_type, "ce_mnrl") for dataset_type in ["pair", "triplet", "n_tuple"]),
+    *(("listwise", loss) for loss in ["ce_listnet", "ce_listmle", "ce_plistmle", "ce_lambda", "ce_ranknet"]),
+    ("listwise", "ce_margin_mse"),
 }
 
 

@@ -9,6 +9,7 @@ from itertools import islice
 import datasets
 
 from embedding_trainer.data.chunked import column_chunks
+from embedding_trainer.data.listwise import checked_listwise, from_n_tuples, is_n_tuple
 from embedding_trainer.data.sampled_negatives import with_sampled_negatives
 from embedding_trainer.utils.errors import DataError
 from embedding_trainer.utils.log import get_logger
@@ -21,8 +22,9 @@ MAX_SHOWN_ROWS = 5  # refused rows named in a message
 @dataclass(frozen=True)
 class Schema:
     """A dataset type's rows (`dataset_type`): its name, ordered columns, the label column and its kind
-    (`score`, `binary` or `class`), a numbered column family such as `negative` for n-tuples, and the
-    text columns fed to the loss in order (None: the non-label columns; may repeat a column)."""
+    (`score`, `binary`, `class`, or `listwise`: a list of scores per row), a numbered column family such as
+    `negative` for n-tuples, and the text columns fed to the loss in order (None: the non-label columns;
+    may repeat a column)."""
 
     name: str
     columns: tuple[str, ...]
@@ -51,6 +53,8 @@ def fit_rows(
     """`table` as rows of `schema` (columns renamed and ordered, negatives sampled, seeded, labels checked
     and converted); DataError naming `source` when it does not fit."""
     check_not_empty(table, source)
+    if schema.label_type == "listwise":
+        return listwise_rows(table, schema, normalization, seed, source)
     if normalization.negatives_per_anchor:
         table = with_sampled_negatives(table, normalization.negatives_per_anchor, schema.variadic, seed)
     rows = to_schema(
@@ -64,6 +68,19 @@ def fit_rows(
     if schema.label_type == "binary":
         return binary_labels(rows, schema.label, source)
     return rows
+
+
+def listwise_rows(
+    table: datasets.Dataset, schema: Schema, normalization: Normalization, seed: int, source: str
+) -> datasets.Dataset:
+    """`table` as listwise rows (`data/listwise.py`): its columns renamed by `column_map`, built from n-tuples
+    (or pairs with `negatives_per_anchor`) when it has a positive and no passages, then checked."""
+    if normalization.column_map:
+        renamed = [normalization.column_map.get(name, name) for name in table.column_names]
+        table = to_schema(table, renamed, normalization.column_map, schema.name, source)
+    if is_n_tuple(table):
+        table = from_n_tuples(table, normalization.negatives_per_anchor, seed)
+    return checked_listwise(to_schema(table, list(schema.columns), None, schema.name, source), source)
 
 
 def to_schema(

@@ -1,5 +1,6 @@
 """Evaluators of a cross-encoder (reranker), through sentence-transformers' own cross-encoder evaluators:
-reranking each query's candidates (`CrossEncoderReranking`) and classifying labelled pairs
+reranking each query's candidates (`CrossEncoderReranking`; of listwise rows,
+`CrossEncoderListwiseReranking`) and classifying labelled pairs
 (`CrossEncoderPairClassification`). A cross-encoder has no truncation dimensions: its score is its one
 "dimension" (`model.dimension: 1`), so each evaluated dimension gets the same metrics."""
 
@@ -56,6 +57,28 @@ class CrossEncoderReranking(CrossEncoderEvaluation):
         """From eval rows with columns anchor, positive and optionally negative or negative_1..n: one
         sample per distinct anchor (its rows' positives and negatives, in first-seen order)."""
         return cls(reranking_samples(eval_data.rows, other_positives, seed), **kwargs)
+
+
+class CrossEncoderListwiseReranking(CrossEncoderReranking):
+    """`CrossEncoderReranking` of listwise rows: each row's query reranks its own passages, of which those
+    scored above 0 are its positives (rows without one are skipped by the evaluator)."""
+
+    @classmethod
+    def from_eval_data(cls, eval_data, **kwargs) -> "CrossEncoderListwiseReranking":
+        """From eval rows with columns anchor, passages and scores (dataset_type=listwise)."""
+        return cls(listwise_samples(eval_data.rows), **kwargs)
+
+
+def listwise_samples(rows) -> list[dict]:
+    """`{query, positive, negative}` of each listwise row: its passages scored above 0, and the others."""
+    return [
+        {
+            "query": query,
+            "positive": [text for text, score in zip(passages, scores) if score > 0],
+            "negative": [text for text, score in zip(passages, scores) if score <= 0],
+        }
+        for query, passages, scores in zip(rows["anchor"], rows["passages"], rows["scores"])
+    ]
 
 
 def reranking_samples(rows, other_positives: int, seed: int) -> list[dict]:

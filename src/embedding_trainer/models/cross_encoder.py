@@ -6,12 +6,14 @@ A model option names its family in `family:` (absent: `sentence_transformer`), a
 it trains in `model_family:` (absent: `sentence_transformer`); `settings.family` reads them and refuses a
 mismatch before anything loads. A cross-encoder's one "dimension" is its score (`model.dimension: 1`)."""
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from sentence_transformers.cross_encoder import CrossEncoder
 
 from embedding_trainer.models.loading import tiny_transformer_folder
+from embedding_trainer.utils.errors import DataError
 
 EMBEDDING = "sentence_transformer"
 CROSS_ENCODER = "cross_encoder"
@@ -55,3 +57,47 @@ class TextBatchCollator:
         if self.label_column is None:
             return texts, torch.zeros(len(rows))
         return texts, torch.tensor([row[self.label_column] for row in rows])
+
+
+@dataclass
+class ListwiseBatchCollator:
+    """Collate listwise rows (anchor, passages, scores) into `(texts, labels)` for a listwise loss:
+    `texts` = [queries, each row's list of passages], `labels` one float tensor of scores per row."""
+
+    def __call__(self, rows: list[dict]) -> tuple[list[list], list[torch.Tensor]]:
+        texts = [[row["anchor"] for row in rows], [list(row["passages"]) for row in rows]]
+        return texts, [torch.tensor(row["scores"], dtype=torch.float32) for row in rows]
+
+
+@dataclass
+class MarginBatchCollator:
+    """Collate listwise rows whose first passage is the positive into `(texts, labels)` for MarginMSE:
+    `texts` = [queries, first passages, second passages, ...], `labels` the (rows, passages) scores, of
+    which the loss takes the margins (first passage's score minus each other's). Every row of a batch
+    must have the same number of passages (at least two); DataError naming the rows otherwise."""
+
+    def __call__(self, rows: list[dict]) -> tuple[list[list[str]], torch.Tensor]:
+        counts = [len(row["passages"]) for row in rows]
+        if min(counts) < 2 or len(set(counts)) > 1:
+            raise DataError(
+                f"loss=ce_margin_mse needs listwise rows with the same number of passages (at least 2: the "
+                f"positive first, then negatives) in every row; a batch has rows of {sorted(set(counts))} "
+                f"passages (row anchors {[row['anchor'][:40] for row in rows[:3]]}...). Give every row as many "
+                "passages, or use a listwise loss (loss=ce_listnet, ce_lambda, ...)."
+            )
+        texts = [[row["anchor"] for row in rows]] + [
+            list(column) for column in zip(*(row["passages"] for row in rows))
+        ]
+        return texts, torch.tensor([row["scores"] for row in rows], dtype=torch.float32)
+
+
+def text_collator(data) -> Callable[[list[dict]], tuple]:
+    """The collator of a cross-encoder loss on `data` (an `EmbeddingDataModule`): the one the loss names
+    for the dataset type (its `batch_transform`, for a cross-encoder a collator of rows into
+    `(texts, labels)`), else listwise rows as lists (`ListwiseBatchCollator`), else the rows' columns."""
+    collator = data.settings.batching.transform
+    if collator is not None:
+        return collator
+    if data.settings.schema.label_type == "listwise":
+        return ListwiseBatchCollator()
+    return TextBatchCollator(data.inputs or data.text_columns, data.label)

@@ -10,7 +10,7 @@ from sentence_transformers import SentenceTransformer
 from embedding_trainer.adapters.training import adapter_training
 from embedding_trainer.data import EmbeddingDataModule
 from embedding_trainer.data.objectives import ObjectivesDataModule
-from embedding_trainer.models.cross_encoder import CROSS_ENCODER, TextBatchCollator
+from embedding_trainer.models.cross_encoder import CROSS_ENCODER, text_collator
 from embedding_trainer.models.lora import (
     LoraSettings,
     ParameterCount,
@@ -115,7 +115,7 @@ def run_loss(parts: list[ObjectivePart], model: SentenceTransformer, world_size:
 def objective_loss(part: ObjectivePart, model: SentenceTransformer, world_size: int) -> torch.nn.Module:
     """One objective's loss (its settings' loss, modifier and regularizer) on `part`'s final training rows;
     `part.data` is given the loss's `BatchNeeds` (the rows' text ids, for the known-relevance mask), and a
-    cross-encoder loss's collator (`TextBatchCollator`: the rows' texts, not tokens)."""
+    cross-encoder loss's collator (`text_collator`: the rows' texts, not tokens)."""
     objective, data = part.settings, part.data
     loss = build_loss(objective.loss, objective.modifier, model, world_size, len(data.class_names or []))
     loss = with_relevance_mask(  # known relevance is never an in-batch negative
@@ -124,5 +124,5 @@ def objective_loss(part: ObjectivePart, model: SentenceTransformer, world_size: 
     loss = regularized(loss, objective.regularizer, list(objective.penalized_dims), model)
     data.use_batch_needs(needs_of(loss))
     if objective.model_family == CROSS_ENCODER:  # its batches carry texts: the loss makes the pairs
-        data.use_collator(TextBatchCollator(data.inputs or data.text_columns, data.label))
+        data.use_collator(text_collator(data))
     return loss
