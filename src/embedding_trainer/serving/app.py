@@ -2,6 +2,7 @@
 the prompt by route), `GET /v1/models`, `GET /health`. Every error answers OpenAI's error JSON."""
 
 import base64
+import copy
 import json
 import time
 from contextlib import asynccontextmanager
@@ -34,10 +35,10 @@ def embedding_items(rows: np.ndarray, encoding_format: str) -> list[dict]:
     return [{"object": "embedding", "index": index, "embedding": value} for index, value in enumerate(values)]
 
 
-def token_counts(model: SentenceTransformer, texts: list[str], prompt: str | None) -> list[int]:
+def token_counts(tokenizer, texts: list[str], prompt: str | None) -> list[int]:
     """The tokens of each text as the model would read it whole (its prompt and special tokens included)."""
     full = [prompt + text for text in texts] if prompt else texts
-    return [len(ids) for ids in model.tokenizer(full, add_special_tokens=True, truncation=False)["input_ids"]]
+    return [len(ids) for ids in tokenizer(full, add_special_tokens=True, truncation=False)["input_ids"]]
 
 
 def build_app(model: SentenceTransformer, limits: Limits, batcher: MicroBatcher) -> FastAPI:
@@ -52,6 +53,9 @@ def build_app(model: SentenceTransformer, limits: Limits, batcher: MicroBatcher)
 
     app = FastAPI(title="embedding-trainer embeddings", lifespan=lifespan)
     app.state.batcher = batcher
+    # A fast tokenizer's padding and truncation are state that a call sets: counting tokens with the model's
+    # own tokenizer here while `encode` pads with it on the batcher's thread breaks either call.
+    counter = copy.deepcopy(model.tokenizer)
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -62,6 +66,13 @@ def build_app(model: SentenceTransformer, limits: Limits, batcher: MicroBatcher)
         code = "not_found" if error.status_code == 404 else None
         return JSONResponse(ApiError(str(error.detail), code=code).body(), status_code=error.status_code)
 
+    @app.exception_handler(Exception)
+    async def server_error(request: Request, error: Exception) -> JSONResponse:
+        failure = ApiError(
+            f"The server failed: {type(error).__name__}: {error}", kind="server_error", status=500
+        )
+        return JSONResponse(failure.body(), status_code=500)
+
     async def embeddings(request: Request, input_type: str | None) -> Response:
         try:
             body = json.loads(await request.body())
@@ -69,7 +80,7 @@ def build_app(model: SentenceTransformer, limits: Limits, batcher: MicroBatcher)
             raise ApiError(f"The request body is not valid JSON: {error}.") from None
         checked = parse_request(body, limits, input_type)
         prompt = prompt_text(model.prompts, checked.input_type)
-        counts = token_counts(model, checked.texts, prompt)
+        counts = token_counts(counter, checked.texts, prompt)
         check_lengths(counts, limits)
         full = await batcher.encode(checked.texts, prompt)
         tokens = sum(min(count, limits.max_tokens) for count in counts)
