@@ -15,6 +15,9 @@ from omegaconf import open_dict
 from embedding_trainer.cli import model_path_overrides
 from embedding_trainer.models.loading import load_model
 from embedding_trainer.models.settings import ModelSettings
+from embedding_trainer.serving.app import build_app
+from embedding_trainer.serving.batching import MicroBatcher
+from embedding_trainer.serving.requests import Limits
 from embedding_trainer.serving.server import ServeSettings, embedding_app, running_server, served_name
 from embedding_trainer.settings.resolvers import CONFIG_DIR
 from embedding_trainer.utils.errors import ConfigError
@@ -176,6 +179,19 @@ def test_the_openai_client_raises_on_refused_dimensions_and_unknown_routes(serve
         httpx.post(f"{url}/embeddings", content=b"{not json").json()["error"]["type"]
         == "invalid_request_error"
     )
+
+
+def test_a_failure_while_encoding_is_a_500_with_openai_error_json(served):
+    model, name, _, _, _ = served
+
+    def out_of_memory(texts, prompt):
+        raise MemoryError("no room for the batch")
+
+    limits = Limits(name, 32, max_inputs=8, max_tokens=64, too_long="truncate")
+    with running_server(build_app(model, limits, MicroBatcher(out_of_memory, 8, 0.0))) as url:
+        answer = httpx.post(f"{url}/embeddings", json={"model": name, "input": "a"})
+    assert answer.status_code == 500
+    assert answer.json()["error"]["type"] == "server_error" and "no room" in answer.json()["error"]["message"]
 
 
 def test_models_and_health_answer(served):

@@ -41,21 +41,9 @@ def token_counts(tokenizer, texts: list[str], prompt: str | None) -> list[int]:
     return [len(ids) for ids in tokenizer(full, add_special_tokens=True, truncation=False)["input_ids"]]
 
 
-def build_app(model: SentenceTransformer, limits: Limits, batcher: MicroBatcher) -> FastAPI:
-    """The FastAPI app serving `model` under `limits`; `batcher` (over `model.encode`, kept as
-    `app.state.batcher`) starts and stops with the app."""
-
-    @asynccontextmanager
-    async def lifespan(app: FastAPI):
-        batcher.start()
-        yield
-        await batcher.stop()
-
-    app = FastAPI(title="embedding-trainer embeddings", lifespan=lifespan)
-    app.state.batcher = batcher
-    # A fast tokenizer's padding and truncation are state that a call sets: counting tokens with the model's
-    # own tokenizer here while `encode` pads with it on the batcher's thread breaks either call.
-    counter = copy.deepcopy(model.tokenizer)
+def add_error_handlers(app: FastAPI) -> None:
+    """Answer every error with OpenAI's error JSON: an ApiError with its own status, Starlette's (an unknown
+    route, a wrong method) with theirs, anything else as a 500 `server_error`."""
 
     @app.exception_handler(ApiError)
     async def api_error(request: Request, error: ApiError) -> JSONResponse:
@@ -72,6 +60,25 @@ def build_app(model: SentenceTransformer, limits: Limits, batcher: MicroBatcher)
             f"The server failed: {type(error).__name__}: {error}", kind="server_error", status=500
         )
         return JSONResponse(failure.body(), status_code=500)
+
+
+def build_app(model: SentenceTransformer, limits: Limits, batcher: MicroBatcher) -> FastAPI:
+    """The FastAPI app serving `model` under `limits`; `batcher` (over `model.encode`, kept as
+    `app.state.batcher`) starts and stops with the app."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        batcher.start()
+        yield
+        await batcher.stop()
+
+    app = FastAPI(title="embedding-trainer embeddings", lifespan=lifespan)
+    app.state.batcher = batcher
+    # A fast tokenizer's padding and truncation are state that a call sets: counting tokens with the model's
+    # own tokenizer here while `encode` pads with it on the batcher's thread breaks either call.
+    counter = copy.deepcopy(model.tokenizer)
+
+    add_error_handlers(app)
 
     async def embeddings(request: Request, input_type: str | None) -> Response:
         try:
