@@ -29,6 +29,7 @@ def write_rows(path, rows: list[dict]) -> str:
     return str(path)
 
 
+@pytest.mark.slow  # 5 to 7 s: reads the SQuAD retrieval folder and holds out validation questions
 def test_pairs_become_listwise_rows(make_cfg):
     """SQuAD pairs with 3 sampled negatives: each row is its query, [positive, 3 negatives], [1, 0, 0, 0]."""
     datamodule = build_datamodule(make_cfg(*LISTWISE, "loss=ce_listnet"), lambda: None)
@@ -89,9 +90,9 @@ def test_listwise_loss_equals_sentence_transformers(make_cfg, tmp_path, loss, ex
 def test_margin_mse_equals_sentence_transformers(make_cfg):
     """ce_margin_mse on listwise rows (positive first): sentence-transformers' MarginMSELoss on (query,
     positive, negative_1..3) columns with the scores [positive, negatives] (it takes their margins)."""
-    datamodule = build_datamodule(make_cfg(*LISTWISE, "loss=ce_margin_mse"), lambda: None)
-    datamodule.load()
     cfg = make_cfg(*LISTWISE, "loss=ce_margin_mse")
+    datamodule = build_datamodule(cfg, lambda: None)
+    datamodule.load()
     model = build_tiny_cross_encoder(cfg.paths.cache_dir)
     model.eval()
     built = build_loss(cfg.loss, cfg.modifier, model)
