@@ -4,8 +4,10 @@ and settings, in one process.
 Run from the repository root:  .venv/bin/python scripts/bench/mining_time.py [--max-rows N]
 Defaults: every shipped SQuAD training pair (5,078 questions), all-MiniLM-L6-v2, the `data.hard_negatives`
 defaults with 3 negatives (ranks 0..20, top, relative margin 0.05), corpus = the training positives
-or, with --corpus-folder, the whole retrieval corpus (2,067 paragraphs). Prints both times, how many
-rows kept all negatives, and their ratio; the last line is one JSON object with all of them.
+or, with --corpus-folder, the whole retrieval corpus (2,067 paragraphs); --relative-margin and
+--rows-without-negatives (sampled, the default, or drop) change those settings. Prints both times, their
+ratio and how many rows got mined negatives, sampled ones or were left out; the last line is one JSON
+object with all of them.
 """
 
 import json
@@ -33,13 +35,18 @@ def main() -> None:
     parser.add_argument(
         "--corpus-folder", action="store_true", help="mine from the retrieval folder's whole corpus"
     )
+    parser.add_argument("--relative-margin", type=float, default=0.05)
+    parser.add_argument("--rows-without-negatives", default="sampled")
     args = parser.parse_args()
 
     model = load_bench_model(args)
     rows = read_retrieval_split(SQUAD, "train").pairs()
     rows = rows.select(range(min(args.max_rows, len(rows)))) if args.max_rows else rows
     settings = HardNegativeSettings(
-        num_negatives=args.num_negatives, corpus=str(SQUAD) if args.corpus_folder else "positives"
+        num_negatives=args.num_negatives,
+        corpus=str(SQUAD) if args.corpus_folder else "positives",
+        relative_margin=args.relative_margin,
+        rows_without_negatives=args.rows_without_negatives,
     )
     with tempfile.TemporaryDirectory() as cache:
         times = []
@@ -49,16 +56,19 @@ def main() -> None:
             times.append(time.perf_counter() - started)
     cold, warm = times
     print(mined.summary)
-    print(f"rows: {len(rows)}, kept with all {args.num_negatives} negatives: {len(mined.rows)}")
+    print(mined.describe())
     print(f"cold (mined): {cold:.1f} s; warm (from the cache): {warm:.2f} s; cold / warm: {cold / warm:.0f}x")
     print(
         json.dumps(
             {
                 "rows": len(rows),
-                "kept": len(mined.rows),
+                "kept": mined.mined,
+                **mined.to_json(),
                 "cold_s": round(cold, 2),
                 "warm_s": round(warm, 3),
                 "corpus": settings.corpus,
+                "relative_margin": settings.relative_margin,
+                "rows_without_negatives": settings.rows_without_negatives,
             }
         )
     )

@@ -11,6 +11,7 @@ few negatives past the filters are kept with sampled negatives or left out, as
 
 import contextlib
 import io
+import itertools
 import json
 import time
 from dataclasses import asdict, dataclass
@@ -23,9 +24,9 @@ from omegaconf import DictConfig
 from sentence_transformers import SentenceTransformer
 from sentence_transformers.util import mine_hard_negatives
 
+from embedding_trainer.data.chunked import column_chunks
 from embedding_trainer.data.mining_on_disk import mine_on_disk
 from embedding_trainer.data.sources import read_corpus
-from embedding_trainer.data.token_cache import text_keys
 from embedding_trainer.data.unmined_rows import WITHOUT_NEGATIVES, with_unmined_rows
 from embedding_trainer.models.loading import load_pretrained
 from embedding_trainer.settings.block import settings_from_block
@@ -271,11 +272,15 @@ def mine_cached(
 def on_disk(rows: datasets.Dataset, settings: HardNegativeSettings, corpus: list[str] | None) -> bool:
     """Whether mining `rows` against `corpus` (None: their positives) keeps the corpus embeddings on disk:
     the corpus, positives included, has at least `settings.corpus_on_disk_from` distinct documents (counted
-    by their 64-bit keys: 8 bytes a text, no set of the texts)."""
+    by their 64-bit str hashes in a sorted array: 8 bytes a text, no set of the texts)."""
     if settings.corpus_on_disk_from is None:
         return False
-    documents = np.unique(np.concatenate([text_keys(rows["positive"]), text_keys(corpus or [])]))
-    return len(documents) >= settings.corpus_on_disk_from
+    chunks = (chunk["positive"] for _, chunk in column_chunks(rows, ["positive"], 65536))
+    texts = itertools.chain(*chunks, corpus or ())
+    hashes = np.sort(np.fromiter(map(hash, texts), np.int64, count=len(rows) + len(corpus or ())))
+    return (
+        int(np.count_nonzero(hashes[1:] != hashes[:-1])) + bool(len(hashes)) >= settings.corpus_on_disk_from
+    )
 
 
 def _mine_in_memory(

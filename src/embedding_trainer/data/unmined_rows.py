@@ -10,6 +10,7 @@ from collections import defaultdict
 import datasets
 import numpy as np
 
+from embedding_trainer.data.row_values import column_keys
 from embedding_trainer.data.token_cache import text_keys
 
 # The choices, the default first. `in_batch` (a row with only its batch's in-batch negatives) is not one:
@@ -40,8 +41,9 @@ def with_unmined_rows(
 
 def pair_keys(rows: datasets.Dataset) -> np.ndarray:
     """One 64-bit key per row's (anchor, positive) pair."""
+    keys = column_keys(rows, ["anchor", "positive"])
     with np.errstate(over="ignore"):
-        return text_keys(rows["anchor"]) * np.uint64(0x9E3779B97F4A7C15) ^ text_keys(rows["positive"])
+        return keys[:, 0] * np.uint64(0x9E3779B97F4A7C15) ^ keys[:, 1]
 
 
 def unmined(rows: datasets.Dataset, mined: datasets.Dataset) -> datasets.Dataset:
@@ -64,12 +66,12 @@ def with_drawn_negatives(
     documents of the mining (`corpus`, or None, then the positives of `rows`, each distinct text equally
     likely) that are no positive of the row's anchor in `rows`, drawn by a generator seeded by `seed`
     (the same inputs and seed give the same rows). Rows with too few such documents are left out."""
-    positives = list(rows["positive"])
-    documents = list(corpus or []) + positives
-    document_keys = text_keys(documents)
+    corpus = corpus or []
+    keys = column_keys(rows, ["anchor", "positive"])
+    document_keys = np.concatenate([text_keys(corpus), keys[:, 1]])
     _, distinct = np.unique(document_keys, return_index=True)
     anchors = text_keys(missing["anchor"])
-    known = _known_positives(rows, anchors, document_keys[len(documents) - len(positives) :])
+    known = _known_positives(keys, anchors)
     generator = np.random.default_rng(seed)
     columns: dict[str, list[str]] = {"anchor": [], "positive": []}
     columns.update({f"negative_{number}": [] for number in range(1, num_negatives + 1)})
@@ -85,15 +87,16 @@ def with_drawn_negatives(
         columns["anchor"].append(row["anchor"])
         columns["positive"].append(row["positive"])
         for number, position in enumerate(drawn, start=1):
-            columns[f"negative_{number}"].append(documents[position])
+            text = corpus[position] if position < len(corpus) else rows[position - len(corpus)]["positive"]
+            columns[f"negative_{number}"].append(text)
     return datasets.Dataset.from_dict(columns)
 
 
-def _known_positives(rows: datasets.Dataset, anchors: np.ndarray, positive_keys: np.ndarray) -> dict:
-    """{anchor key: the keys of its positives in `rows`} for the anchors of `anchors`."""
-    anchor_keys = text_keys(rows["anchor"])
-    wanted = np.isin(anchor_keys, anchors)
+def _known_positives(keys: np.ndarray, anchors: np.ndarray) -> dict:
+    """{anchor key: the keys of its positives} for the anchors of `anchors`, from the [rows, 2] (anchor,
+    positive) `keys` of the training rows."""
+    wanted = np.isin(keys[:, 0], anchors)
     known: dict[int, set[int]] = defaultdict(set)
-    for anchor, positive in zip(anchor_keys[wanted].tolist(), positive_keys[wanted].tolist()):
+    for anchor, positive in zip(keys[wanted, 0].tolist(), keys[wanted, 1].tolist()):
         known[anchor].add(positive)
     return known
