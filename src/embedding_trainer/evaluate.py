@@ -2,10 +2,12 @@
 data config at every evaluation dimension, without training (its command line, `python evaluate.py ...`:
 `embedding_trainer.cli.evaluate_main`)."""
 
+import json
 import time
+from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from embedding_trainer.data.build import build_datamodule
 from embedding_trainer.data.settings import check_data_sources, reads_run_data
@@ -24,6 +26,7 @@ from embedding_trainer.runs.resume import store_run_id
 from embedding_trainer.runs.tracking import RunTracker
 from embedding_trainer.settings.checks import check_counts, check_required
 from embedding_trainer.settings.evaluation_checks import check_evaluation_dims
+from embedding_trainer.settings.family import CROSS_ENCODER, model_family
 from embedding_trainer.settings.run import RunSettings
 from embedding_trainer.utils.embedding_cache import EmbeddingCache
 from embedding_trainer.utils.errors import ConfigError
@@ -51,12 +54,30 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     return tracked_run(RunPlace.from_config(cfg), cfg.task_name, lambda tracker: _evaluate(cfg, tracker))
 
 
+def check_saved_family(cfg: DictConfig) -> None:
+    """ConfigError when an embedding model option (`model=local`, ...) loads a saved cross-encoder folder (its
+    config_sentence_transformers.json says `"model_type": "CrossEncoder"`): it would load as an embedding
+    model and be scored with the wrong evaluator. Reads one small file; loads nothing."""
+    path = OmegaConf.select(cfg, "model.encoder.name_or_path", default=None)
+    config = Path(str(path)) / "config_sentence_transformers.json"
+    if model_family(cfg.model) == CROSS_ENCODER or path is None or not config.is_file():
+        return
+    if json.loads(config.read_text(encoding="utf-8")).get("model_type") == "CrossEncoder":
+        raise ConfigError(
+            f"{path} is a saved cross-encoder, which this model option loads as an embedding model (scored "
+            "by the wrong evaluator): evaluate it with its cross-encoder evaluator by model=cross_encoder "
+            f"model.encoder.name_or_path={path} model.encoder.max_seq_length=null (null: its saved maximum "
+            "length, as it was trained)."
+        )
+
+
 def _evaluate(cfg: DictConfig, tracker: RunTracker) -> tuple[dict[str, float], dict]:
     started = time.time()
     check_required(cfg)
     check_evaluation_dims(cfg)
     check_counts(cfg)
     check_data_sources(cfg, training=False)
+    check_saved_family(cfg)
     settings = RunSettings.from_config(cfg)
     scoring, run, output_dir = settings.evaluation, settings.report.run, settings.report.output_dir
     run_model = model_loader(settings.model)  # loaded once, by chunking or below
