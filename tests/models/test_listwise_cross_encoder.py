@@ -30,6 +30,12 @@ def write_rows(path, rows: list[dict]) -> str:
 
 
 @pytest.mark.slow  # 5 to 7 s: reads the SQuAD retrieval folder and holds out validation questions
+def collator_of(datamodule):
+    """The cross-encoder collator the run gives `datamodule`'s listwise rows (`text_collator`)."""
+    settings = datamodule.settings
+    return text_collator(settings.batching.transform, settings.schema.label_type, [], None)
+
+
 def test_pairs_become_listwise_rows(make_cfg):
     """SQuAD pairs with 3 sampled negatives: each row is its query, [positive, 3 negatives], [1, 0, 0, 0]."""
     datamodule = build_datamodule(make_cfg(*LISTWISE, "loss=ce_listnet"), lambda: None)
@@ -76,7 +82,7 @@ def test_listwise_loss_equals_sentence_transformers(make_cfg, tmp_path, loss, ex
     model.eval()
     built = build_loss(cfg.loss, cfg.modifier, model)
     assert type(built) is expected
-    texts, labels = text_collator(datamodule)([datamodule.train_dataset[i] for i in range(3)])
+    texts, labels = collator_of(datamodule)([datamodule.train_dataset[i] for i in range(3)])
     torch.manual_seed(0)
     ours = built(texts, labels)
     torch.manual_seed(0)
@@ -98,7 +104,7 @@ def test_margin_mse_equals_sentence_transformers(make_cfg):
     built = build_loss(cfg.loss, cfg.modifier, model)
     assert type(built) is ce_losses.MarginMSELoss
     rows = [datamodule.train_dataset[i] for i in range(4)]
-    texts, labels = text_collator(datamodule)(rows)
+    texts, labels = collator_of(datamodule)(rows)
     reference_inputs = [[row["anchor"] for row in rows]] + [
         [row["passages"][i] for row in rows] for i in range(4)
     ]
@@ -106,7 +112,7 @@ def test_margin_mse_equals_sentence_transformers(make_cfg):
     torch.testing.assert_close(built(texts, labels), reference, rtol=0, atol=1e-6)
     uneven = [rows[0], {**rows[1], "passages": rows[1]["passages"][:2], "scores": [1.0, 0.0]}]
     with pytest.raises(DataError, match="same number of passages"):
-        text_collator(datamodule)(uneven)
+        collator_of(datamodule)(uneven)
 
 
 @pytest.mark.parametrize(

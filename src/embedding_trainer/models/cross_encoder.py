@@ -91,13 +91,15 @@ class MarginBatchCollator:
         return texts, torch.tensor([row["scores"] for row in rows], dtype=torch.float32)
 
 
-def text_collator(data) -> Callable[[list[dict]], tuple]:
-    """The collator of a cross-encoder loss on `data` (an `EmbeddingDataModule`): the one the loss names
-    for the dataset type (its `batch_transform`, for a cross-encoder a collator of rows into
-    `(texts, labels)`), else listwise rows as lists (`ListwiseBatchCollator`), else the rows' columns."""
-    collator = data.settings.batching.transform
-    if collator is not None:
-        return collator
-    if data.settings.schema.label_type == "listwise":
+def text_collator(
+    transform: Callable | None, label_type: str | None, columns: list[str], label: str | None
+) -> Callable[[list[dict]], tuple]:
+    """The collator of a cross-encoder loss: the one the loss names for the dataset type (`transform`, its
+    `batch_transform`: for a cross-encoder a collator of rows into `(texts, labels)`), else listwise rows
+    (`label_type` "listwise") as lists (`ListwiseBatchCollator`), else the rows' text `columns` and `label`
+    column (`TextBatchCollator`)."""
+    if transform is not None:
+        return transform
+    if label_type == "listwise":
         return ListwiseBatchCollator()
-    return TextBatchCollator(data.inputs or data.text_columns, data.label)
+    return TextBatchCollator(columns, label)

@@ -124,5 +124,9 @@ def objective_loss(part: ObjectivePart, model: SentenceTransformer, world_size: 
     loss = regularized(loss, objective.regularizer, list(objective.penalized_dims), model)
     data.use_batch_needs(needs_of(loss))
     if objective.model_family == CROSS_ENCODER:  # its batches carry texts: the loss makes the pairs
-        data.use_collator(text_collator(data))
+        settings = data.settings
+        columns = data.inputs or data.text_columns
+        data.use_collator(
+            text_collator(settings.batching.transform, settings.schema.label_type, columns, data.label)
+        )
     return loss
